@@ -1,0 +1,191 @@
+"""Data sets as tensors: digits (bundled with scikit-learn), synthetic, a local CIFAR-10 folder, or a user factory.
+
+Data this small lives on the trial's device as whole tensors and is batched by a seeded permutation: no
+DataLoader, no workers (airbench does the same on CIFAR-10).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ._importpath import load_object
+
+DATASETS = ("digits", "synthetic", "cifar10")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """Train/val/test splits as tensors; `x_*` float inputs, `y_*` int64 class labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    name: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> TensorData:
+        moved = {
+            k: getattr(self, k).to(device)
+            for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+        }
+        return TensorData(**moved, num_classes=self.num_classes, name=self.name)
+
+
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator, drop_last: bool = True
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of (inputs, targets) minibatches in the order of a seeded permutation."""
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator).to(x.device)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        idx = order[start : start + batch_size]
+        yield x[idx], y[idx]
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches per epoch with `drop_last=True` (at least one)."""
+    return max(1, n_train // batch_size)
+
+
+def _stratified_split(
+    x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, float], seed: int
+) -> tuple[torch.Tensor, ...]:
+    """Split into train/val/test keeping class proportions; `fractions` are (val, test)."""
+    g = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[], [], []]
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_val, n_test = round(len(idx) * fractions[0]), round(len(idx) * fractions[1])
+        parts[1].append(idx[:n_val])
+        parts[2].append(idx[n_val : n_val + n_test])
+        parts[0].append(idx[n_val + n_test :])
+    out = []
+    for p in parts:
+        sel = torch.cat(p)
+        sel = sel[torch.randperm(len(sel), generator=g)]
+        out += [x[sel], y[sel]]
+    return tuple(out)
+
+
+def _standardise(x_train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Scale by the training split's per-feature mean/std (std floor 1: digits has constant-zero pixels)."""
+    dims = (0,) if x_train.dim() == 2 else (0, 2, 3)
+    mean = x_train.mean(dims, keepdim=True)
+    std = x_train.std(dims, keepdim=True).clamp_min(1e-3 if x_train.dim() > 2 else 1.0)
+    return tuple((t - mean) / std for t in (x_train, *others))
+
+
+def load_digits(split_seed: int = 0, image: bool = False) -> TensorData:
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes): 70/15/15 stratified split, standardised.
+
+    `image=True` shapes inputs as (N, 1, 8, 8) for the CNN; otherwise (N, 64).
+    """
+    from sklearn.datasets import load_digits as _sk_digits
+
+    raw = _sk_digits()
+    x = torch.tensor(raw.data, dtype=torch.float32)
+    y = torch.tensor(raw.target, dtype=torch.int64)
+    xt, yt, xv, yv, xs, ys = _stratified_split(x, y, (0.15, 0.15), split_seed)
+    xt, xv, xs = _standardise(xt, xv, xs)
+    if image:
+        xt, xv, xs = (t.reshape(-1, 1, 8, 8) for t in (xt, xv, xs))
+    return TensorData(xt, yt, xv, yv, xs, ys, num_classes=10, name="digits")
+
+
+def load_synthetic(
+    n: int = 2000, features: int = 32, num_classes: int = 4, seed: int = 0, noise: float = 0.5
+) -> TensorData:
+    """A generated classification task of any size: Gaussian clusters around random class centres."""
+    if n < 10 * num_classes:
+        raise ValueError(f"synthetic data needs n >= 10 * num_classes = {10 * num_classes}, but got n={n}.")
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(num_classes, features, generator=g)
+    y = torch.randint(num_classes, (n,), generator=g)
+    x = centres[y] + noise * torch.randn(n, features, generator=g)
+    xt, yt, xv, yv, xs, ys = _stratified_split(x, y, (0.15, 0.15), seed)
+    xt, xv, xs = _standardise(xt, xv, xs)
+    return TensorData(xt, yt, xv, yv, xs, ys, num_classes=num_classes, name="synthetic")
+
+
+def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="bytes")
+    data = d[b"data"] if b"data" in d else d["data"]
+    labels = d[b"labels"] if b"labels" in d else d["labels"]
+    x = torch.as_tensor(data, dtype=torch.uint8).reshape(-1, 3, 32, 32)
+    return x, torch.as_tensor(labels, dtype=torch.int64)
+
+
+def load_cifar10(root: str | Path, val_size: int = 5000, split_seed: int = 0) -> TensorData:
+    """CIFAR-10 from a local `cifar-10-batches-py` folder (data_batch_1..5, test_batch); per-channel standardised.
+
+    `root` may be the `cifar-10-batches-py` folder itself or its parent. The last `val_size` training images (after a
+    seeded shuffle) form the validation split.
+    """
+    root = Path(root).expanduser()
+    folder = root if root.name == "cifar-10-batches-py" else root / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download {CIFAR10_URL}, unpack it so that "
+            f"{folder}/data_batch_1 exists, and point the study's data.root at {folder.parent}."
+        )
+    parts = [_read_cifar_batch(folder / n) for n in names[:5]]
+    x = torch.cat([p[0] for p in parts]).float() / 255
+    y = torch.cat([p[1] for p in parts])
+    xs, ys = _read_cifar_batch(folder / "test_batch")
+    xs = xs.float() / 255
+    if not 0 < val_size < len(x):
+        raise ValueError(f"val_size must be in (0, {len(x)}), but got {val_size}.")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
+    xt, yt, xv, yv = x[order[val_size:]], y[order[val_size:]], x[order[:val_size]], y[order[:val_size]]
+    xt, xv, xs = _standardise(xt, xv, xs)
+    return TensorData(xt, yt, xv, yv, xs, ys, num_classes=10, name="cifar10")
+
+
+def load_data(name: str, root: str | None = None, image: bool = False, **kwargs) -> TensorData:
+    """Load a data set by name (`digits`, `synthetic`, `cifar10`) or by import path `"pkg.mod:factory"`.
+
+    A factory is called with `**kwargs` and must return a `TensorData`.
+
+    Example:
+        >>> data = load_data("digits")
+        >>> data.x_train.shape
+        torch.Size([1259, 64])
+    """
+    if name == "digits":
+        return load_digits(image=image, **kwargs)
+    if name == "synthetic":
+        return load_synthetic(**kwargs)
+    if name == "cifar10":
+        if root is None:
+            raise ValueError(
+                "data 'cifar10' needs a root folder (the parent of cifar-10-batches-py), but got none."
+            )
+        return load_cifar10(root, **kwargs)
+    if ":" not in name:
+        raise ValueError(
+            f"unknown data set {name!r}: expected one of {DATASETS} or 'package.module:factory'."
+        )
+    data = load_object(name, "data")(**kwargs)
+    if not isinstance(data, TensorData):
+        raise TypeError(
+            f"data factory {name!r} returned {type(data).__name__}; it must return sched_search.data.TensorData."
+        )
+    return data
