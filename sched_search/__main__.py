@@ -1,0 +1,3 @@
+from sched_search.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""matplotlib figures from results and tables: saved as PNG, never shown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .rangetest import RangeTestResult
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers, CI or Ray workers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_range_test(
+    results: Sequence[RangeTestResult], path: str | Path, highlight: float | None = None
+) -> Path:
+    """Loss against LR (log x) per weight decay: raw and smoothed curves, regions shaded, suggestions, NaN steps."""
+    plt = _pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    main = next((r for r in results if r.weight_decay == highlight), results[0])
+    for r in results:
+        frame = r.to_frame()
+        emphasis = r is main
+        label = f"wd={r.weight_decay:g}" + (" (chosen)" if emphasis and len(results) > 1 else "")
+        line = ax.plot(frame["lr"], frame["curve"], lw=2.2 if emphasis else 1.0, label=label)[0]
+        if emphasis:
+            ax.plot(frame["lr"], frame["loss"], color=line.get_color(), alpha=0.25, lw=0.8, label="raw loss")
+    reading = main.reading
+    shades = (
+        ("too_small", "#bbbbbb", "too small"),
+        ("descent", "#8fd18f", "descent"),
+        ("divergence", "#f4a3a3", "divergence"),
+    )
+    for key, color, name in shades:
+        bounds = getattr(reading.regions, key)
+        if bounds is not None:
+            ax.axvspan(bounds[0], bounds[1], color=color, alpha=0.25, label=f"{name} region")
+    marks = (
+        ("suggested_min_lr", "--", "min_lr"),
+        ("suggested_max_lr", "-", "max_lr"),
+        ("steepest_lr", ":", "steepest"),
+    )
+    for attr, style, name in marks:
+        value = getattr(reading, attr)
+        if value is not None:
+            ax.axvline(value, color="k", ls=style, lw=1.2, label=f"{name} = {value:.2g}")
+    finite = [v for r in results for v in r.to_frame()["curve"] if math.isfinite(v)]
+    top = max(finite) if finite else 1.0
+    if main.nan_steps:
+        ax.scatter(
+            [lr for _, lr, _ in main.nan_steps],
+            [top] * len(main.nan_steps),
+            marker="x",
+            color="red",
+            zorder=5,
+            label=f"non-finite loss ({len(main.nan_steps)})",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(
+        f"LR range test: {reading.verdict}" + (f" ({reading.reasons[0][:60]}...)" if reading.reasons else "")
+    )
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- report figures
+# Each takes a table from `report.py` (the calculation) and only draws it; an empty table gives a labelled,
+# empty figure rather than an error, so a report of an interrupted run still renders.
+
+BASELINE_COLOR = "#888888"
+
+
+def _save(fig, path: str | Path) -> Path:
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _no_data(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def _colors(arms: Sequence[str]) -> dict[str, str]:
+    """One color per arm, stable across figures; the baseline always grey."""
+    palette = [f"C{i}" for i in range(10)]
+    ordered = sorted(a for a in arms if a != "constant-adam")
+    colors = {a: palette[i % len(palette)] for i, a in enumerate(ordered)}
+    colors["constant-adam"] = BASELINE_COLOR
+    return colors
+
+
+def _legend(ax, **kwargs) -> None:
+    if ax.get_legend_handles_labels()[0]:  # an empty figure has nothing to label
+        ax.legend(**kwargs)
+
+
+def _target_line(ax, target: float | None) -> None:
+    if target is not None and math.isfinite(target):
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {100 * target:.2f}%")
+
+
+def plot_range_curves(range_test, path: str | Path, summaries: dict | None = None) -> Path:
+    """Range-test curves from the run folder's CSVs: smoothed loss against LR (log x), one panel per optimizer,
+    one line per weight decay (the chosen one bold), suggested min/max LR from the JSON summaries as lines.
+
+    Args:
+        range_test: `Run.range_test` (columns lr, curve, weight_decay, optimizer).
+        path: the PNG to write.
+        summaries: optimizer -> range_test_<opt>.json (suggested_min_lr, suggested_max_lr, weight_decay.chosen).
+    """
+    plt = _pyplot()
+    opts = sorted(range_test["optimizer"].unique()) if len(range_test) else []
+    fig, axes = plt.subplots(1, max(1, len(opts)), figsize=(6 * max(1, len(opts)), 4.5), squeeze=False)
+    if not opts:
+        _no_data(axes[0][0], "range test")
+    for ax, opt in zip(axes[0], opts, strict=False):
+        frame = range_test[range_test["optimizer"] == opt]
+        summary = (summaries or {}).get(opt, {})
+        chosen = (summary.get("weight_decay") or {}).get("chosen")
+        for wd, g in frame.groupby("weight_decay"):
+            bold = chosen is not None and math.isclose(wd, chosen)
+            ax.plot(
+                g["lr"],
+                g["curve"],
+                lw=2.2 if bold else 1.0,
+                label=f"wd={wd:g}" + (" (chosen)" if bold else ""),
+            )
+        for key, style in (("suggested_min_lr", "--"), ("suggested_max_lr", "-")):
+            if summary.get(key):
+                ax.axvline(summary[key], color="k", ls=style, lw=1, label=f"{key[10:]} = {summary[key]:.2g}")
+        finite = frame["curve"][frame["curve"].map(math.isfinite)]
+        if len(finite):
+            # The divergence tail goes to huge values; keep the descent readable.
+            ax.set_ylim(finite.min() * 0.95, min(finite.max(), 2 * finite.iloc[0]) * 1.05)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss (smoothed)")
+        ax.set_title(f"range test: {opt} ({summary.get('verdict', '?')})")
+        _legend(ax, fontsize=7)
+    return _save(fig, path)
+
+
+def plot_schedules(curves, path: str | Path) -> Path:
+    """LR (log y) and momentum against epochs for each arm's best config: lines computed from the schedules,
+    dots recorded by the runs at epoch ends (`report.schedule_curves`)."""
+    plt = _pyplot()
+    fig, (ax_lr, ax_m) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    if len(curves) == 0:
+        _no_data(ax_lr, "schedules")
+    colors = _colors(curves["arm"].unique() if len(curves) else [])
+    for arm, g in curves.groupby("arm") if len(curves) else []:
+        line, dots = g[~g["recorded"].astype(bool)], g[g["recorded"].astype(bool)]
+        ax_lr.plot(line["epoch"], line["lr"], color=colors[arm], label=arm)
+        ax_m.plot(line["epoch"], line["momentum"], color=colors[arm], label=arm)
+        ax_lr.scatter(dots["epoch"], dots["lr"], color=colors[arm], s=14, zorder=3)
+        ax_m.scatter(dots["epoch"], dots["momentum"], color=colors[arm], s=14, zorder=3)
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title("best config per arm: lines from the schedule, dots recorded at epoch ends")
+    ax_m.set_ylabel("momentum / Adam beta1")
+    ax_m.set_xlabel("epoch")
+    _legend(ax_lr, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_budget_ladder(ladder, path: str | Path, target: float | None = None) -> Path:
+    """Final val accuracy against budget in epochs (log2 x): mean over seeds with min-max error bars per arm,
+    the target as a horizontal line (`report.budget_ladder`)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if len(ladder) == 0:
+        _no_data(ax, "final-stage results")
+    colors = _colors(ladder["arm"].unique() if len(ladder) else [])
+    for arm, g in ladder.groupby("arm") if len(ladder) else []:
+        err = [g["mean"] - g["min"], g["max"] - g["mean"]]
+        ax.errorbar(
+            g["budget_epochs"], g["mean"], yerr=err, marker="o", capsize=3, color=colors[arm], label=arm
+        )
+    _target_line(ax, target)
+    ax.set_xscale("log", base=2)
+    if len(ladder):
+        ticks = sorted(ladder["budget_epochs"].unique())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+    ax.set_xlabel("budget (epochs; the schedule compressed into it)")
+    ax.set_ylabel("final val accuracy (mean, min-max over seeds)")
+    ax.set_title("accuracy against budget")
+    _legend(ax, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_learning_curves(
+    curves, path: str | Path, target: float | None = None, arms: Sequence[str] | None = None
+) -> Path:
+    """Val accuracy and val loss (log y) against epoch of the full-budget runs: median over seeds with a min-max
+    band per arm (`report.learning_curves`); `arms` picks some."""
+    plt = _pyplot()
+    fig, (ax_a, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if len(curves) == 0:
+        _no_data(ax_a, "full-budget runs")
+    colors = _colors(curves["arm"].unique() if len(curves) else [])
+    for arm, g in curves.groupby("arm") if len(curves) else []:
+        if arms is not None and arm not in arms:
+            continue
+        for ax, metric in ((ax_a, "val_accuracy"), (ax_l, "val_loss")):
+            ax.plot(g["epoch"], g[f"{metric}_median"], color=colors[arm], label=arm)
+            ax.fill_between(g["epoch"], g[f"{metric}_min"], g[f"{metric}_max"], color=colors[arm], alpha=0.2)
+    _target_line(ax_a, target)
+    ax_a.set_ylabel("val accuracy (median, min-max over seeds)")
+    ax_l.set_ylabel("val loss (median, min-max over seeds)")
+    ax_l.set_yscale("log")
+    for ax in (ax_a, ax_l):
+        ax.set_xlabel("epoch")
+        _legend(ax, fontsize=8)
+    ax_a.set_title("learning curves (full budget)")
+    return _save(fig, path)
+
+
+def plot_arm_comparison(curves, arms: Sequence[str], path: str | Path, target: float | None = None) -> Path:
+    """Two (or more) arms' full-budget val accuracy side by side, one panel each with a shared y axis."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), sharey=True, squeeze=False)
+    colors = _colors(curves["arm"].unique() if len(curves) else [])
+    for ax, arm in zip(axes[0], arms, strict=True):
+        g = curves[curves["arm"] == arm] if len(curves) else curves
+        if len(g) == 0:
+            _no_data(ax, f"{arm} runs")
+        else:
+            ax.plot(g["epoch"], g["val_accuracy_median"], color=colors[arm], label="median")
+            ax.fill_between(
+                g["epoch"],
+                g["val_accuracy_min"],
+                g["val_accuracy_max"],
+                color=colors[arm],
+                alpha=0.2,
+                label="min-max over seeds",
+            )
+        _target_line(ax, target)
+        ax.set_title(arm)
+        ax.set_xlabel("epoch")
+        _legend(ax, fontsize=8)
+    axes[0][0].set_ylabel("val accuracy")
+    return _save(fig, path)
+
+
+def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None) -> Path:
+    """Mean final val accuracy per arm as bars with 95% CI error bars (none for one seed), best first."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(leaderboard) + 2), 4.5))
+    if len(leaderboard) == 0:
+        _no_data(ax, "leaderboard")
+    else:
+        colors = _colors(leaderboard["arm"])
+        ci = leaderboard["ci95_accuracy"].fillna(0.0)
+        ax.bar(
+            leaderboard["arm"],
+            leaderboard["mean_val_accuracy"],
+            yerr=ci,
+            capsize=4,
+            color=[colors[a] for a in leaderboard["arm"]],
+        )
+        low = (leaderboard["mean_val_accuracy"] - ci).min()
+        ax.set_ylim(max(0.0, low - 0.05), min(1.0, (leaderboard["mean_val_accuracy"] + ci).max() + 0.02))
+        ax.tick_params(axis="x", rotation=20)
+    _target_line(ax, target)
+    ax.set_xlabel("arm (schedule-optimizer)")
+    ax.set_ylabel("final val accuracy (mean, 95% CI)")
+    ax.set_title("leaderboard (full budget, over seeds)")
+    _legend(ax, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_importances(importances, path: str | Path) -> Path:
+    """Optuna parameter importances as horizontal bars, one panel per arm (`report.param_importances`)."""
+    plt = _pyplot()
+    arms = list(dict.fromkeys(importances["arm"])) if len(importances) else []
+    fig, axes = plt.subplots(1, max(1, len(arms)), figsize=(4.5 * max(1, len(arms)), 3.5), squeeze=False)
+    if not arms:
+        _no_data(axes[0][0], "importances")
+    for ax, arm in zip(axes[0], arms, strict=False):
+        g = importances[importances["arm"] == arm].sort_values("importance")
+        ax.barh(g["param"], g["importance"], color="C0")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance (fANOVA, sums to 1)")
+        ax.set_title(arm)
+    axes[0][0].set_ylabel("hyperparameter")
+    return _save(fig, path)

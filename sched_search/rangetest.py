@@ -1,0 +1,677 @@
+"""Leslie Smith's LR range test: sweep the LR over a short run, read the curve, suggest min_lr / max_lr.
+
+Smith, "Cyclical Learning Rates for Training Neural Networks" (2015), Sec. 3.3, and "A disciplined approach to
+neural network hyper-parameters" (2018), Sec. 4 (weight decay). The run (`range_test`) only records; reading the
+curve (`read_curve`) is a pure function of the record, so it can be tested and re-run without training.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+@dataclass(frozen=True)
+class RangeTestConfig:
+    """How the sweep runs and how its curve is read."""
+
+    start_lr: float = 1e-7  # first LR of the sweep
+    end_lr: float = 10.0  # last LR, reached at num_steps unless the loss diverges first
+    num_steps: int = 300  # optimizer steps in the sweep
+    mode: str = "exp"  # "exp" (geometric) or "linear" LR increase per step
+    ema_beta: float = 0.9  # bias-corrected EMA of the loss, for the stop rule only
+    diverge_factor: float = 4.0  # stop once the smoothed loss exceeds this multiple of its best
+    accumulation_steps: int = 1  # micro-batches per optimizer step
+    val_every: int = 0  # >0: validation loss every this many steps (needs val_data)
+    bandwidth: float = 0.3  # decades of LR: Gaussian smoothing width for reading the curve
+    max_lr_divisor: float = 3.0  # suggested max_lr = min-loss LR / this (fastai uses 10; see read_curve)
+    min_drop: float = 0.2  # the loss must fall by this fraction of its start for a descent region
+    seed: int = 0  # batch order
+
+    def __post_init__(self) -> None:
+        if not 0 < self.start_lr < self.end_lr:
+            raise ValueError(
+                f"need 0 < start_lr < end_lr, but got start_lr={self.start_lr}, end_lr={self.end_lr}."
+            )
+        if self.num_steps < 10:
+            raise ValueError(f"num_steps must be >= 10 to read a curve, but got {self.num_steps}.")
+        if self.mode not in ("exp", "linear"):
+            raise ValueError(f"mode must be 'exp' or 'linear', but got {self.mode!r}.")
+        if self.diverge_factor <= 1:
+            raise ValueError(f"diverge_factor must be > 1, but got {self.diverge_factor}.")
+        if self.accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be >= 1, but got {self.accumulation_steps}.")
+
+    def lr_at(self, step: int) -> float:
+        t = step / (self.num_steps - 1)
+        if self.mode == "exp":
+            return self.start_lr * (self.end_lr / self.start_lr) ** t
+        return self.start_lr + (self.end_lr - self.start_lr) * t
+
+
+@dataclass(frozen=True)
+class Regions:
+    """LR bounds of the curve's three regions; a bound is None where the region is absent."""
+
+    too_small: tuple[float, float] | None  # the loss barely moves
+    descent: tuple[float, float] | None  # the loss falls fast
+    divergence: tuple[float, float] | None  # the loss rises or is not finite
+
+
+@dataclass(frozen=True)
+class CurveReading:
+    """What the curve says: regions, the heuristics side by side, the suggestion and the sanity verdict."""
+
+    regions: Regions
+    steepest_lr: float | None  # steepest descent of the smoothed loss over log(lr)
+    valley_lr: float | None  # fastai's `valley`: 2/3 into the longest descending stretch
+    min_loss_lr: float | None  # LR at the smoothed loss's minimum
+    min_loss_lr_div10: float | None  # fastai's classic "minimum / 10"
+    suggested_max_lr: float | None
+    suggested_min_lr: float | None
+    verdict: str  # "ok" or "failed"
+    reasons: tuple[str, ...]  # why it failed, in words a person can act on
+    notes: tuple[str, ...]  # observations that do not fail the test
+
+
+@dataclass(frozen=True)
+class RangeTestResult:
+    """One sweep: per-step record plus its reading."""
+
+    config: RangeTestConfig
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]  # raw training loss per step (nan where not finite)
+    smoothed: tuple[float, ...]  # bias-corrected EMA used by the stop rule
+    val_losses: tuple[float | None, ...]
+    nan_steps: tuple[tuple[int, float, str], ...]  # (step, lr, "nan" | "inf") for every non-finite loss
+    stopped_early: bool
+    weight_decay: float
+    reading: CurveReading
+
+    @property
+    def verdict(self) -> str:
+        return self.reading.verdict
+
+    def to_frame(self):
+        """One row per step: step, lr, loss, smoothed_loss, curve (the reading's smoothing), val_loss, finite."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "step": range(len(self.lrs)),
+                "lr": self.lrs,
+                "loss": self.losses,
+                "smoothed_loss": self.smoothed,
+                "curve": _smooth_in_log_lr(np.array(self.lrs), np.array(self.losses), self.config.bandwidth),
+                "val_loss": [np.nan if v is None else v for v in self.val_losses],
+                "finite": [math.isfinite(v) for v in self.losses],
+                "weight_decay": self.weight_decay,
+            }
+        )
+
+    def summary(self) -> dict[str, Any]:
+        r = self.reading
+        return {
+            "verdict": r.verdict,
+            "reasons": list(r.reasons),
+            "notes": list(r.notes),
+            "suggested_min_lr": r.suggested_min_lr,
+            "suggested_max_lr": r.suggested_max_lr,
+            "steepest_lr": r.steepest_lr,
+            "heuristics": {
+                "steepest": r.steepest_lr,
+                "valley": r.valley_lr,
+                "min_loss_div10": r.min_loss_lr_div10,
+            },
+            "min_loss_lr": r.min_loss_lr,
+            "regions": asdict(r.regions),
+            "nan_steps": [{"step": s, "lr": lr, "kind": k} for s, lr, k in self.nan_steps],
+            "stopped_early": self.stopped_early,
+            "weight_decay_used": self.weight_decay,
+            "config": asdict(self.config),
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.summary(), indent=2, default=_json_default)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def plot(self, path: str | Path) -> Path:
+        from .plots import plot_range_test
+
+        return plot_range_test([self], path)
+
+
+@dataclass(frozen=True)
+class WeightDecaySweep:
+    """The range test repeated per weight decay (Smith 2018, Sec. 4.3); `best` is the chosen decay's result."""
+
+    results: tuple[RangeTestResult, ...]
+    chosen: float
+    search_range: tuple[float, float]  # log-uniform bounds for the later search
+    reason: str
+
+    @property
+    def best(self) -> RangeTestResult:
+        return next(r for r in self.results if r.weight_decay == self.chosen)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.concat([r.to_frame() for r in self.results], ignore_index=True)
+
+    def summary(self) -> dict[str, Any]:
+        out = self.best.summary()
+        out["weight_decay"] = {
+            "chosen": self.chosen,
+            "range": list(self.search_range),
+            "reason": self.reason,
+            "per_decay": [
+                {
+                    "weight_decay": r.weight_decay,
+                    "min_loss": _nanmin(r.to_frame()["curve"]),
+                    "min_loss_lr": r.reading.min_loss_lr,
+                    "suggested_max_lr": r.reading.suggested_max_lr,
+                    "verdict": r.verdict,
+                }
+                for r in self.results
+            ],
+        }
+        return out
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.summary(), indent=2, default=_json_default)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def plot(self, path: str | Path) -> Path:
+        from .plots import plot_range_test
+
+        return plot_range_test(list(self.results), path, highlight=self.chosen)
+
+
+# --------------------------------------------------------------------------------------------- running the sweep
+
+
+def _default_batch_fn(batch: Any) -> tuple[Any, torch.Tensor]:
+    """(x, y) tuples, (x1, x2, ..., y) tuples, or dicts with a 'target'/'label'/'y' key."""
+    if isinstance(batch, dict):
+        for key in ("target", "targets", "label", "labels", "y"):
+            if key in batch:
+                return {k: v for k, v in batch.items() if k != key}, batch[key]
+        raise ValueError(
+            f"dict batch has no target key (one of target/label/y): keys {sorted(batch)}; pass batch_fn."
+        )
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return (batch[0] if len(batch) == 2 else tuple(batch[:-1])), batch[-1]
+    raise ValueError(
+        f"cannot split a batch of type {type(batch).__name__} into inputs and targets; pass batch_fn."
+    )
+
+
+def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _batch_stream(data: Any, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+    """Endless batches: from (x, y) tensors by seeded permutation, or by cycling any iterable of batches."""
+    if hasattr(data, "x_train"):
+        data = (data.x_train, data.y_train)
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+        n = x.shape[0]
+        if n < batch_size:  # else no full batch ever comes and the loop below spins forever
+            raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples.")
+        while True:
+            order = torch.randperm(n, generator=generator).to(x.device)
+            for start in range(0, n - batch_size + 1, batch_size):
+                idx = order[start : start + batch_size]
+                yield x[idx], y[idx]
+    else:
+        assert isinstance(data, Iterable), (
+            f"data must be TensorData, (x, y) tensors or an iterable of batches: {data!r}"
+        )
+        while True:
+            empty = True
+            for batch in data:
+                empty = False
+                yield batch
+            if empty:
+                raise ValueError("the data iterable yielded no batches.")
+
+
+def range_test(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Any,
+    config: RangeTestConfig = RangeTestConfig(),
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 64,
+    batch_fn: Callable[[Any], tuple[Any, torch.Tensor]] = _default_batch_fn,
+    val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    weight_decay: float | None = None,
+    progress: bool = False,
+) -> RangeTestResult:
+    """Run the LR range test and read its curve; the model and optimizer are restored exactly afterwards.
+
+    The LR rises every optimizer step from `start_lr` to `end_lr` (Smith 2015, Sec. 3.3) by setting each param
+    group's "lr" directly: no scheduler or hook is attached. A step whose loss is not finite is recorded and skipped
+    (no update), so one bad batch leaves a gap instead of poisoning the weights.
+
+    Args:
+        model: any nn.Module, fresh or already trained.
+        optimizer: any torch optimizer over the model's parameters (SGD, Adam, our SGDW/AdamW, ...).
+        data: `TensorData`, an `(x, y)` tensor pair (batched here by a seeded permutation), or any iterable of
+            batches (a DataLoader), cycled as needed.
+        config: sweep and reading settings.
+        loss_fn: defaults to cross-entropy.
+        batch_fn: maps a batch to (inputs, targets); inputs may be a tensor, a tuple (several inputs) or a dict.
+        val_data: optional (x, y) for a validation loss every `config.val_every` steps.
+        weight_decay: if given, set on every param group for the sweep (restored afterwards).
+        progress: show a tqdm bar.
+
+    Example:
+        >>> result = range_test(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), data)
+        >>> result.reading.suggested_max_lr, result.verdict
+    """
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    model_state = copy.deepcopy(model.state_dict())
+    optim_state = copy.deepcopy(optimizer.state_dict())
+    was_training = model.training
+    generator = torch.Generator().manual_seed(config.seed)
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    val_losses: list[float | None] = []
+    nan_steps: list[tuple[int, float, str]] = []
+    stopped_early = False
+    # Dropout and friends draw from the global RNG: fork it so the caller's stream is untouched too.
+    devices = (
+        [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    )
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(config.seed)
+            if weight_decay is not None:
+                for group in optimizer.param_groups:
+                    group["weight_decay"] = weight_decay
+            stream = _batch_stream(data, batch_size, generator)
+            model.train()
+            avg, best = 0.0, math.inf
+            steps = range(config.num_steps)
+            if progress:
+                from tqdm.auto import tqdm
+
+                steps = tqdm(steps, desc=f"range test wd={weight_decay or 0:g}", leave=False)
+            for step in steps:
+                lr = config.lr_at(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                    if "peak_lr" in group:
+                        # Our SGDW/AdamW scale decay by lr/peak_lr; at the LR under test act as at a schedule's peak.
+                        group["peak_lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                total = 0.0
+                for _ in range(config.accumulation_steps):
+                    inputs, targets = batch_fn(next(stream))
+                    loss = loss_fn(_forward(model, inputs), targets) / config.accumulation_steps
+                    loss.backward()
+                    total += loss.item()
+                lrs.append(lr)
+                if math.isfinite(total):
+                    optimizer.step()
+                    losses.append(total)
+                    # Bias-corrected EMA (as in Adam): the first steps are not pulled toward zero.
+                    avg = config.ema_beta * avg + (1 - config.ema_beta) * total
+                    smooth = avg / (1 - config.ema_beta ** (len(losses) - len(nan_steps)))
+                    best = min(best, smooth)
+                else:
+                    nan_steps.append((step, lr, "nan" if math.isnan(total) else "inf"))
+                    losses.append(math.nan)
+                    smooth = smoothed[-1] if smoothed else math.nan
+                smoothed.append(smooth)
+                if config.val_every and val_data is not None and step % config.val_every == 0:
+                    val_losses.append(_val_loss(model, val_data, loss_fn, batch_fn))
+                    model.train()
+                else:
+                    val_losses.append(None)
+                first = next((s for s in smoothed if not math.isnan(s)), smooth)  # step 0 may have been NaN
+                # Stop on a clear rise: a multiple of the best loss and above halfway back to the start, so a loss
+                # that fell near zero is not stopped by noise (4 x 0.01 is no divergence).
+                diverged = smooth > config.diverge_factor * best and smooth > (first + best) / 2
+                if diverged or _diverged_to_nan(nan_steps, step):
+                    stopped_early = step < config.num_steps - 1
+                    break
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        model.train(was_training)
+    wd = (
+        weight_decay
+        if weight_decay is not None
+        else float(optimizer.param_groups[0].get("weight_decay", 0.0))
+    )
+    reading = read_curve(lrs, losses, config, nan_steps, stopped_early)
+    return RangeTestResult(
+        config,
+        tuple(lrs),
+        tuple(losses),
+        tuple(smoothed),
+        tuple(val_losses),
+        tuple(nan_steps),
+        stopped_early,
+        wd,
+        reading,
+    )
+
+
+def _diverged_to_nan(nan_steps: list[tuple[int, float, str]], step: int, run: int = 5) -> bool:
+    """Several non-finite losses in a row: the weights or the LR are past saving."""
+    return len(nan_steps) >= run and nan_steps[-run][0] == step - run + 1
+
+
+@torch.no_grad()
+def _val_loss(model: nn.Module, val_data: Any, loss_fn: Callable, batch_fn: Callable) -> float:
+    model.eval()
+    inputs, targets = batch_fn(val_data)
+    return float(loss_fn(_forward(model, inputs), targets))
+
+
+def weight_decay_sweep(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Any,
+    weight_decays: Iterable[float] = DEFAULT_WEIGHT_DECAYS,
+    config: RangeTestConfig = RangeTestConfig(),
+    progress: bool = False,
+    **kwargs: Any,
+) -> WeightDecaySweep:
+    """Repeat the range test per weight decay from the same start; choose the decay with the lowest loss.
+
+    Smith (2018, Sec. 4.3): compare the curves of a few decays; the best decay reaches a lower loss and tolerates a
+    larger LR. Ties on loss (within 2%) go to the decay whose minimum sits at the larger LR. The search range spans
+    the chosen decay's neighbours in the grid (a decade either side when it is at the end of the grid).
+
+    Example:
+        >>> sweep = weight_decay_sweep(model, optimizer, data)
+        >>> sweep.chosen, sweep.search_range
+    """
+    decays = sorted({float(w) for w in weight_decays})
+    if not decays or any(w < 0 for w in decays):
+        raise ValueError(f"weight_decays must be a non-empty list of values >= 0, but got {decays}.")
+    results = tuple(
+        range_test(model, optimizer, data, config, weight_decay=wd, progress=progress, **kwargs)
+        for wd in decays
+    )
+    usable = [r for r in results if r.reading.min_loss_lr is not None] or list(results)
+    scores = {r.weight_decay: _nanmin(r.to_frame()["curve"]) for r in usable}
+    lowest = min(scores.values())
+    near = [r for r in usable if scores[r.weight_decay] <= lowest + 0.02 * abs(lowest)]
+    choice = max(near, key=lambda r: (r.reading.min_loss_lr or 0.0, -scores[r.weight_decay]))
+    positive = [w for w in decays if w > 0]
+    i = decays.index(choice.weight_decay)
+    below = decays[i - 1] if i > 0 and decays[i - 1] > 0 else None
+    above = decays[i + 1] if i + 1 < len(decays) else None
+    centre = choice.weight_decay if choice.weight_decay > 0 else (min(positive) / 10 if positive else 1e-5)
+    search_range = (below or centre / 10, above or centre * 10)
+    reason = (
+        f"weight decay {choice.weight_decay:g} reached the lowest smoothed loss {scores[choice.weight_decay]:.4g}"
+        f" (min at lr={choice.reading.min_loss_lr or float('nan'):.3g}); others within 2% would lose to a larger LR"
+    )
+    return WeightDecaySweep(results, choice.weight_decay, search_range, reason)
+
+
+# --------------------------------------------------------------------------------------------- reading the curve
+
+
+def _smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Local-linear Gaussian smoothing over log10(lr), skipping non-finite points.
+
+    Why not the EMA: an EMA's width is in steps, so its lag and the curve it draws change with the sweep's
+    resolution, which is what moves torch-lr-finder's suggestion 8x between 100 and 300 steps. A kernel whose width
+    is in decades of LR draws the same curve at any resolution; local-linear (not plain averaging) keeps the ends
+    unbiased.
+    """
+    x = np.log10(lrs)
+    ok = np.isfinite(losses)
+    out = np.full(len(x), np.nan)
+    if ok.sum() < 3:
+        return out
+    xs, ys = x[ok], losses[ok]
+    for i, x0 in enumerate(x):
+        w = np.exp(-0.5 * ((xs - x0) / bandwidth) ** 2)
+        if w.sum() < 1e-8:
+            continue
+        d = xs - x0
+        sw, swd, swdd = w.sum(), (w * d).sum(), (w * d * d).sum()
+        swy, swdy = (w * ys).sum(), (w * d * ys).sum()
+        det = sw * swdd - swd**2
+        out[i] = swy / sw if det <= 1e-12 * sw * sw else (swdd * swy - swd * swdy) / det
+    return out
+
+
+def _valley(losses: np.ndarray) -> int | None:
+    """fastai's `valley` (fastai.callback.schedule): 2/3 into the longest strictly descending subsequence."""
+    n = len(losses)
+    if n < 3:
+        return None
+    lds = np.ones(n, dtype=int)
+    max_start = max_end = 0
+    for i in range(1, n):
+        earlier = losses[:i] > losses[i]
+        if earlier.any():
+            lds[i] = 1 + lds[:i][earlier].max()
+        if lds[max_end] < lds[i]:
+            max_end, max_start = i, i - lds[i]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+
+
+def read_curve(
+    lrs: Iterable[float],
+    losses: Iterable[float],
+    config: RangeTestConfig = RangeTestConfig(),
+    nan_steps: Iterable[tuple[int, float, str]] = (),
+    stopped_early: bool = True,
+) -> CurveReading:
+    """Find the three regions, compute the heuristics side by side, suggest LRs and give a sanity verdict.
+
+    The curve is smoothed in log(lr) (see `_smooth_in_log_lr`). With L0 the smoothed loss at the start and Lmin
+    its minimum, the drop D = L0 - Lmin:
+    - too small: from the first LR until the loss has fallen 10% of D;
+    - descent: from there to the minimum;
+    - divergence: from the first LR past the minimum where the loss is back up by 10% of D (or not finite).
+    Suggestions are anchored at the minimum, not the steepest point: the descent's position shifts with the number
+    of steps spent per decade of LR (progress ~ sum of LRs), so the steepest point moves ~3x between 200 and 400
+    steps, while the minimum, where instability overtakes progress, moves < 1.5x (measured on digits, see the
+    tests). `max_lr` is the minimum-loss LR / `max_lr_divisor` (3: Smith's "just before the loss turns up", made
+    cautious; fastai's /10 is the careful end, and the study searches max_lr/4 .. 2 max_lr around it). `min_lr` is
+    the start of the descent region, kept within [max_lr/25, max_lr/3] (Smith 2015: max_lr/3 to /4 for CLR;
+    one-cycle starts at max_lr/25 in fastai).
+    """
+    lrs_a = np.asarray(list(lrs), dtype=float)
+    loss_a = np.asarray(list(losses), dtype=float)
+    nan_steps = list(nan_steps)
+    reasons: list[str] = []
+    notes: list[str] = []
+    curve = _smooth_in_log_lr(lrs_a, loss_a, config.bandwidth)
+    finite = np.isfinite(curve)
+    none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())
+    if finite.sum() < 5:
+        first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else config.start_lr, "nan")
+        return replace(
+            none,
+            reasons=(
+                (
+                    f"loss is {_kind(first[2])} from lr={first[1]:.2g} (step {first[0]}): no finite curve to read;"
+                    " check inputs, labels, loss and the model's output scale"
+                ),
+            ),
+        )
+    i_min = int(np.nanargmin(curve))
+    start_n = max(3, int(0.05 * len(curve)))
+    l0 = (
+        float(np.nanmedian(loss_a[:start_n]))
+        if np.isfinite(loss_a[:start_n]).any()
+        else float(curve[finite][0])
+    )
+    lmin = float(curve[i_min])
+    drop = l0 - lmin
+    rel_drop = drop / abs(l0) if l0 != 0 else 0.0
+
+    # Non-finite losses before the minimum are a broken model or data, not divergence.
+    early_nans = [s for s in nan_steps if s[0] < i_min]
+    if early_nans:
+        s, lr, kind = early_nans[0]
+        reasons.append(
+            f"loss is {_kind(kind)} from lr={lr:.2g} (step {s}, {len(early_nans)} steps"
+            " before the loss minimum): check inputs and loss"
+        )
+    late_nans = [s for s in nan_steps if s[0] >= i_min]
+    if late_nans:
+        notes.append(
+            f"{len(late_nans)} non-finite losses from lr={late_nans[0][1]:.2g}, past the minimum (divergence)"
+        )
+
+    if rel_drop < config.min_drop:
+        reasons.append(
+            f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from {l0:.3g} to"
+            f" {lmin:.3g}, {100 * rel_drop:.1f}%); check labels, data and model, or raise end_lr"
+        )
+        regions = Regions((float(lrs_a[0]), float(lrs_a[-1])), None, None)
+        return CurveReading(
+            regions, None, None, None, None, None, None, "failed", tuple(reasons), tuple(notes)
+        )
+
+    # Regions.
+    fell = np.nonzero(finite & (curve <= l0 - 0.1 * drop))[0]
+    i_desc = int(fell[0]) if len(fell) else 0
+    i_desc = min(i_desc, i_min)
+    after = np.nonzero((~finite | (curve >= lmin + 0.1 * drop)) & (np.arange(len(curve)) > i_min))[0]
+    after_nan = [s[0] for s in late_nans]
+    candidates = ([int(after[0])] if len(after) else []) + after_nan
+    i_div = min(candidates) if candidates else None
+    too_small = (float(lrs_a[0]), float(lrs_a[i_desc])) if i_desc > 0 else None
+    descent = (float(lrs_a[i_desc]), float(lrs_a[i_min]))
+    divergence = (float(lrs_a[i_div]), float(lrs_a[-1])) if i_div is not None else None
+    if divergence is None:
+        reasons.append(
+            f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+        )
+
+    # Heuristics side by side.
+    grad = np.gradient(curve, np.log10(lrs_a))
+    window = slice(i_desc, i_min + 1)
+    i_steep = i_desc + int(np.nanargmin(grad[window])) if i_min > i_desc else i_min
+    v = _valley(np.where(finite, curve, np.inf)[: (i_div or len(curve)) + 1])
+    min_loss_lr = float(lrs_a[i_min])
+    max_lr = min_loss_lr / config.max_lr_divisor
+    min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))
+
+    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show.
+    resid = np.abs(loss_a[: i_min + 1] - curve[: i_min + 1])
+    noise = float(np.nanmedian(resid)) if np.isfinite(resid).any() else 0.0
+    if noise > 0.25 * drop:
+        reasons.append(
+            f"curve too noisy to read: median scatter {noise:.3g} against a drop of {drop:.3g}; raise batch_size or"
+            " num_steps, or use accumulation_steps"
+        )
+    if i_min >= len(curve) - 2 and divergence is None:
+        notes.append("the loss was still falling at the last LR")
+    return CurveReading(
+        Regions(too_small, descent, divergence),
+        steepest_lr=float(lrs_a[i_steep]),
+        valley_lr=float(lrs_a[v]) if v is not None else None,
+        min_loss_lr=min_loss_lr,
+        min_loss_lr_div10=min_loss_lr / 10,
+        suggested_max_lr=max_lr,
+        suggested_min_lr=min_lr,
+        verdict="failed" if reasons else "ok",
+        reasons=tuple(reasons),
+        notes=tuple(notes),
+    )
+
+
+def _nanmin(values: Any) -> float:
+    arr = np.asarray(values, dtype=float)
+    return float(np.nanmin(arr)) if np.isfinite(arr).any() else math.inf
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+__all__ = [
+    "DEFAULT_WEIGHT_DECAYS",
+    "CurveReading",
+    "RangeTestConfig",
+    "RangeTestResult",
+    "Regions",
+    "WeightDecaySweep",
+    "range_test",
+    "read_curve",
+    "weight_decay_sweep",
+]
+
+
+def _kind(kind: str) -> str:
+    return "NaN" if kind == "nan" else kind
+
+
+def run_range_test(
+    data: str = "digits",
+    model: str = "mlp",
+    optimizer: str = "sgdw",
+    config: RangeTestConfig = RangeTestConfig(),
+    weight_decays: Iterable[float] | None = DEFAULT_WEIGHT_DECAYS,
+    batch_size: int = 64,
+    momentum: float = 0.9,
+    data_root: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> WeightDecaySweep | RangeTestResult:
+    """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay (or not).
+
+    Example:
+        >>> sweep = run_range_test("digits", "mlp", "adamw")
+        >>> sweep.best.reading.suggested_max_lr
+    """
+    from .data import load_data
+    from .models import build_model
+    from .train import build_optimizer
+
+    tensors = load_data(data, root=data_root, image=model in ("cnn", "resnet")).to(device)
+    net = build_model(
+        model, tensors.input_shape, tensors.num_classes, seed=config.seed, **(model_kwargs or {})
+    )
+    net = net.to(device)
+    opt = build_optimizer(
+        optimizer, net.parameters(), lr=config.start_lr, weight_decay=0.0, momentum=momentum
+    )
+    if weight_decays is None:
+        return range_test(net, opt, tensors, config, batch_size=batch_size, progress=progress)
+    return weight_decay_sweep(
+        net, opt, tensors, weight_decays, config, progress=progress, batch_size=batch_size
+    )
