@@ -1,0 +1,302 @@
+"""Study files: TOML parsed with tomllib into frozen dataclasses, validated before any work starts.
+
+Every error names the file, the key and what was expected, e.g.
+`studies/x.toml: [train] epochs must be an integer >= 1, but got 0.`
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEDULES = ("clr", "sgdr", "one_cycle")
+OPTIMIZERS = ("adamw", "sgdw")
+BASELINE_ARM = "constant-adam"
+DEFAULT_ARMS = tuple(f"{s}-{o}" for s in SCHEDULES for o in OPTIMIZERS)
+
+
+class StudyFileError(ValueError):
+    """A study file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class DataSection:
+    name: str = "digits"  # digits | synthetic | cifar10 | package.module:factory
+    root: str | None = None  # cifar10: folder holding cifar-10-batches-py
+    options: dict = field(default_factory=dict)  # passed to the loader (e.g. synthetic n, features)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str = "mlp"  # mlp | cnn | resnet | package.module:factory
+    options: dict = field(default_factory=dict)  # passed to the factory (e.g. hidden = 256, depth = 56)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    epochs: int = 30  # full budget per trial
+    batch_size: int = 64
+    device: str = "cpu"  # cpu | cuda
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    arms: tuple[str, ...] = DEFAULT_ARMS  # schedule-optimizer pairs; the baseline constant-adam always runs
+    trials_per_arm: int = 8  # equal for every arm
+    max_concurrent_per_arm: int = 2  # caps Optuna's parallel asks (unbounded parallelism is random search)
+    search_seed: int = 0  # sampler seed; also the training seed of search trials
+    seeds: tuple[int, ...] = (0, 1, 2)  # final re-runs: the same seeds for every arm and the baseline
+    budgets: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of epochs for the budget ladder
+    baseline_lr: float = 3e-4  # constant-LR Adam baseline
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSection:
+    enabled: bool = True  # ASHA
+    grace_period: int = 4  # epochs before the first rung
+    reduction_factor: int = 3
+
+
+@dataclass(frozen=True)
+class RangeTestSection:
+    num_steps: int = 300
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    weight_decays: tuple[float, ...] = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+    allow_failed: bool = False  # go on with the study even if the sanity check fails
+
+
+@dataclass(frozen=True)
+class ResourcesSection:
+    num_cpus: int = 2  # CPUs for a local Ray (ignored with an address)
+    num_gpus: int = 0  # GPUs for a local Ray
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # a fraction shares one GPU between trials
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    search: SearchSection = SearchSection()
+    early_stopping: EarlyStoppingSection = EarlyStoppingSection()
+    range_test: RangeTestSection = RangeTestSection()
+    resources: ResourcesSection = ResourcesSection()
+    target_accuracy: float | None = None  # None: the baseline's final accuracy at its full budget
+    runs_dir: str = "runs"
+    ray_address: str | None = None  # host:port or "auto" to join an existing cluster
+    source: str = "<defaults>"  # the file it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SECTIONS = {
+    "data": DataSection,
+    "model": ModelSection,
+    "train": TrainSection,
+    "search": SearchSection,
+    "early_stopping": EarlyStoppingSection,
+    "range_test": RangeTestSection,
+    "resources": ResourcesSection,
+}
+_TOP = {"name": str, "target_accuracy": float, "runs_dir": str, "ray_address": str}
+
+
+def _fail(source: str, key: str, expected: str, value: Any) -> StudyFileError:
+    return StudyFileError(f"{source}: {key} must be {expected}, but got {value!r}.")
+
+
+def _coerce(source: str, key: str, value: Any, default: Any) -> Any:
+    """Check a TOML value against the type of the field's default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise _fail(source, key, "true or false", value)
+    elif isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(source, key, "an integer", value)
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(source, key, "a number", value)
+        value = float(value)
+    elif isinstance(default, tuple):
+        if not isinstance(value, list) or not value:
+            raise _fail(source, key, "a non-empty list", value)
+        kind = type(default[0]) if default else str
+        for item in value:
+            if kind is float and (isinstance(item, bool) or not isinstance(item, (int, float))):
+                raise _fail(source, key, "a list of numbers", value)
+            if kind in (int, str) and (isinstance(item, bool) or not isinstance(item, kind)):
+                raise _fail(source, key, f"a list of {kind.__name__}s", value)
+        value = tuple(float(v) for v in value) if kind is float else tuple(value)
+    elif isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise _fail(source, key, "a table", value)
+    elif (isinstance(default, str) or default is None) and not isinstance(value, str):
+        raise _fail(source, key, "a string", value)
+    return value
+
+
+def _section(source: str, name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise _fail(source, f"[{name}]", "a table", raw)
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            if "options" in known:  # data/model: unknown keys are options for the loader/factory
+                extra[key] = value
+                continue
+            raise StudyFileError(f"{source}: unknown key [{name}] {key}; expected one of {sorted(known)}.")
+        default = known[key].default
+        if default is None or key == "root":
+            default = ""
+        if key == "options":
+            default = {}
+        values[key] = _coerce(source, f"[{name}] {key}", value, default)
+    if extra:
+        values["options"] = {**values.get("options", {}), **extra}
+    return cls(**values)
+
+
+def _check(source: str, ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise _fail(source, key, expected, value)
+
+
+def validate(cfg: StudyConfig) -> StudyConfig:
+    """Reject impossible values, naming the file and key."""
+    s = cfg.source
+    _check(s, bool(cfg.name) and "/" not in cfg.name, "name", "a non-empty name without '/'", cfg.name)
+    if cfg.data.name == "cifar10":
+        _check(s, bool(cfg.data.root), "[data] root", "the folder holding cifar-10-batches-py", cfg.data.root)
+    _check(
+        s,
+        cfg.data.name in ("digits", "synthetic", "cifar10") or ":" in cfg.data.name,
+        "[data] name",
+        "digits, synthetic, cifar10 or 'package.module:factory'",
+        cfg.data.name,
+    )
+    _check(
+        s,
+        cfg.model.name in ("mlp", "cnn", "resnet") or ":" in cfg.model.name,
+        "[model] name",
+        "mlp, cnn, resnet or 'package.module:factory'",
+        cfg.model.name,
+    )
+    t = cfg.train
+    _check(s, t.epochs >= 1, "[train] epochs", "an integer >= 1", t.epochs)
+    _check(s, t.batch_size >= 1, "[train] batch_size", "an integer >= 1", t.batch_size)
+    _check(
+        s, t.device == "cpu" or t.device.startswith("cuda"), "[train] device", "'cpu' or 'cuda[:n]'", t.device
+    )
+    q = cfg.search
+    for arm in q.arms:
+        _check(
+            s, arm in DEFAULT_ARMS, "[search] arms", f"a list drawn from {list(DEFAULT_ARMS)}", list(q.arms)
+        )
+    _check(s, len(set(q.arms)) == len(q.arms), "[search] arms", "a list without repeats", list(q.arms))
+    _check(s, q.trials_per_arm >= 1, "[search] trials_per_arm", "an integer >= 1", q.trials_per_arm)
+    _check(
+        s,
+        q.max_concurrent_per_arm >= 1,
+        "[search] max_concurrent_per_arm",
+        "an integer >= 1",
+        q.max_concurrent_per_arm,
+    )
+    _check(s, len(set(q.seeds)) == len(q.seeds), "[search] seeds", "distinct integers", list(q.seeds))
+    _check(
+        s,
+        all(0 < b <= 1 for b in q.budgets) and 1.0 in q.budgets,
+        "[search] budgets",
+        "fractions in (0, 1] that include 1.0",
+        list(q.budgets),
+    )
+    _check(s, q.baseline_lr > 0, "[search] baseline_lr", "a number > 0", q.baseline_lr)
+    e = cfg.early_stopping
+    _check(
+        s,
+        1 <= e.grace_period <= t.epochs,
+        "[early_stopping] grace_period",
+        f"in 1..epochs ({t.epochs})",
+        e.grace_period,
+    )
+    _check(
+        s, e.reduction_factor >= 2, "[early_stopping] reduction_factor", "an integer >= 2", e.reduction_factor
+    )
+    r = cfg.range_test
+    _check(s, r.num_steps >= 10, "[range_test] num_steps", "an integer >= 10", r.num_steps)
+    _check(
+        s,
+        0 < r.start_lr < r.end_lr,
+        "[range_test] start_lr, end_lr",
+        "0 < start_lr < end_lr",
+        (r.start_lr, r.end_lr),
+    )
+    _check(
+        s,
+        all(w >= 0 for w in r.weight_decays),
+        "[range_test] weight_decays",
+        "numbers >= 0",
+        list(r.weight_decays),
+    )
+    res = cfg.resources
+    _check(s, res.num_cpus >= 1, "[resources] num_cpus", "an integer >= 1", res.num_cpus)
+    _check(s, res.num_gpus >= 0, "[resources] num_gpus", "an integer >= 0", res.num_gpus)
+    _check(
+        s,
+        0 < res.cpus_per_trial <= res.num_cpus or cfg.ray_address is not None,
+        "[resources] cpus_per_trial",
+        f"in (0, num_cpus={res.num_cpus}]",
+        res.cpus_per_trial,
+    )
+    _check(
+        s,
+        0 <= res.gpus_per_trial <= 1 or float(res.gpus_per_trial).is_integer(),
+        "[resources] gpus_per_trial",
+        "a fraction in [0, 1] or a whole number of GPUs",
+        res.gpus_per_trial,
+    )
+    if res.gpus_per_trial > 0:
+        _check(s, t.device.startswith("cuda"), "[train] device", "'cuda' when gpus_per_trial > 0", t.device)
+    if cfg.target_accuracy is not None:
+        _check(
+            s, 0 < cfg.target_accuracy <= 1, "target_accuracy", "a fraction in (0, 1]", cfg.target_accuracy
+        )
+    return cfg
+
+
+def load_study(path: str | Path | None = None) -> StudyConfig:
+    """Read and validate a study file; `None` gives the default study (studies/digits.toml's values).
+
+    Example:
+        >>> cfg = load_study("studies/smoke.toml")
+        >>> cfg.train.epochs
+    """
+    if path is None:
+        return validate(StudyConfig(name="digits"))
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise StudyFileError(f"{source}: study file not found.")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise StudyFileError(f"{source}: not valid TOML ({e}).") from None
+    values: dict[str, Any] = {"source": source}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            values[key] = _section(source, key, _SECTIONS[key], value)
+        elif key in _TOP:
+            values[key] = _coerce(source, key, value, 0.0 if _TOP[key] is float else "")
+        else:
+            raise StudyFileError(
+                f"{source}: unknown key {key}; expected one of {sorted([*_SECTIONS, *_TOP])}."
+            )
+    values.setdefault("name", path.stem)
+    return validate(StudyConfig(**values))

@@ -1,0 +1,216 @@
+"""Search spaces seeded by the range test: per arm, Optuna distributions and a first point, each bound sourced.
+
+The bounds come from the range-test result of the arm's optimizer family (AdamW and SGDW live at different LR
+scales), never from constants alone, and `spaces.json` records where each came from.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter: a float range (log or linear) or a categorical, and why it is what it is."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+    integer: bool = False  # whole epochs, so that cycle ends fall on epoch ends, where ASHA judges
+    first: Any = None  # the range test's own suggestion, enqueued as the arm's first trial
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ArmSpace:
+    arm: str
+    schedule: str
+    optimizer: str
+    params: tuple[Param, ...]
+    fixed: dict  # constants of the arm (schedule shape values not searched), visible in every trial's config
+
+    def first_point(self) -> dict[str, Any]:
+        return {p.name: p.first for p in self.params}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RangeSeed:
+    """What a range test (with its weight-decay sweep) says for one optimizer family."""
+
+    optimizer: str
+    max_lr: float
+    min_lr: float
+    weight_decay: float
+    weight_decay_range: tuple[float, float]
+    min_loss_lr: float
+
+
+def seed_from_summary(optimizer: str, summary: dict[str, Any]) -> RangeSeed:
+    """Pull the numbers the spaces need out of a range-test JSON summary (`WeightDecaySweep.summary()`)."""
+    wd = summary["weight_decay"]
+    return RangeSeed(
+        optimizer=optimizer,
+        max_lr=float(summary["suggested_max_lr"]),
+        min_lr=float(summary["suggested_min_lr"]),
+        weight_decay=float(wd["chosen"]),
+        weight_decay_range=(float(wd["range"][0]), float(wd["range"][1])),
+        min_loss_lr=float(summary["min_loss_lr"]),
+    )
+
+
+def _clip(x: float, low: float, high: float) -> float:
+    return min(max(x, low), high)
+
+
+def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) -> ArmSpace:
+    """The define-by-run space for one arm (`schedule-optimizer`) from its optimizer's range test.
+
+    - max_lr: log-uniform in [max_lr/4, 2 max_lr] around the suggestion (2 max_lr stays below the min-loss LR for
+      the default divisor 3, past which the curve diverges).
+    - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0 maps to the range's low).
+    - clr: base_lr as max_lr / div with div in [3, 25] (Smith: 3-4; one-cycle practice: 25), first point the
+      curve's min_lr; step_size in epochs in Smith's 2-10 range, capped at epochs/4 so at least two cycles fit.
+    - sgdr: t_0 in [1, epochs/3] whole epochs, t_mult in {1, 2}; eta_min the curve's
+      min_lr / 10.
+    - one_cycle: pct_start (warm-up fraction; the cycle is 2 pct_start, the rest is annihilation) in [0.25, 0.45];
+      div_factor in [5, 25].
+    """
+    schedule, optimizer = arm.split("-")
+    src = f"range test ({optimizer})"
+    lo, hi = seed.max_lr / 4, seed.max_lr * 2
+    wd_lo, wd_hi = seed.weight_decay_range
+    wd_first = _clip(seed.weight_decay if seed.weight_decay > 0 else wd_lo, wd_lo, wd_hi)
+    params = [
+        Param(
+            "max_lr",
+            lo,
+            hi,
+            True,
+            first=seed.max_lr,
+            source=f"{src}: suggested max_lr {seed.max_lr:.3g} (min-loss lr {seed.min_loss_lr:.3g} / 3); x1/4..x2",
+        ),
+        Param(
+            "weight_decay",
+            wd_lo,
+            wd_hi,
+            True,
+            first=wd_first,
+            source=f"{src} weight-decay sweep: chose {seed.weight_decay:g}, range = its grid neighbours",
+        ),
+    ]
+    fixed: dict[str, Any] = {}
+    if schedule == "clr":
+        div_first = _clip(seed.max_lr / seed.min_lr, 3, 25)
+        s_hi = max(1, min(10, epochs // 4))
+        s_lo = min(2, s_hi)
+        params += [
+            Param(
+                "base_div",
+                3.0,
+                25.0,
+                True,
+                first=div_first,
+                source=f"{src}: base_lr = max_lr / base_div; first = max_lr / min_lr ({seed.min_lr:.3g})",
+            ),
+            Param(
+                "step_size_epochs",
+                s_lo,
+                s_hi,
+                integer=True,
+                first=_clip(2, s_lo, s_hi),
+                source=f"Smith 2015: half-cycle 2-10 epochs, capped at epochs/4 = {epochs / 4:g}",
+            ),
+            Param(
+                "mode",
+                choices=("triangular", "triangular2", "exp_range"),
+                first="triangular",
+                source="Smith 2015's three CLR policies",
+            ),
+        ]
+        # exp_range: amplitude halves over the full run, whatever its length.
+        fixed["gamma"] = 0.5 ** (1 / (epochs * steps_per_epoch))
+    elif schedule == "sgdr":
+        t_hi = max(1, epochs // 3)
+        params += [
+            Param(
+                "t_0_epochs",
+                1,
+                t_hi,
+                integer=True,
+                first=_clip(max(1, epochs // 6), 1, t_hi),
+                source="Loshchilov & Hutter 2017: T_0 of 1-10 epochs; capped at epochs/3",
+            ),
+            # The schedule takes any float T_mult; the search keeps the paper's 1 and 2 so that, with whole-epoch
+            # T_0, every restart falls on an epoch end, where ASHA compares trials.
+            Param("t_mult", choices=(1.0, 2.0), first=2.0, source="Loshchilov & Hutter 2017: T_mult 1 or 2"),
+        ]
+        fixed["eta_min"] = seed.min_lr / 10
+        fixed["eta_min_source"] = f"{src}: suggested min_lr {seed.min_lr:.3g} / 10"
+    elif schedule == "one_cycle":
+        params += [
+            Param(
+                "pct_start",
+                0.25,
+                0.45,
+                False,
+                first=0.45,
+                source="Smith & Topin 2017: cycle = 90% of training",
+            ),
+            Param(
+                "div_factor",
+                5.0,
+                25.0,
+                True,
+                first=_clip(seed.max_lr / seed.min_lr, 5, 25),
+                source=f"{src}: first = max_lr / min_lr; range between the paper (10) and fastai/torch (25)",
+            ),
+        ]
+        fixed["final_div_factor"] = 1e4
+        fixed["preset"] = "paper (three-phase, linear, momentum 0.95-0.85)"
+    else:
+        raise ValueError(f"unknown schedule in arm {arm!r}: expected clr, sgdr or one_cycle.")
+    return ArmSpace(arm, schedule, optimizer, tuple(params), fixed)
+
+
+def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
+    """Define-by-run: ask Optuna for each parameter of `space` (an `ArmSpace.to_dict()`); return the constants."""
+    for p in space["params"]:
+        if p["choices"] is not None:
+            trial.suggest_categorical(p["name"], list(p["choices"]))
+        elif p["integer"]:
+            trial.suggest_int(p["name"], int(p["low"]), int(p["high"]))
+        else:
+            trial.suggest_float(p["name"], p["low"], p["high"], log=p["log"])
+    return {
+        "arm": space["arm"],
+        "schedule": space["schedule"],
+        "optimizer": space["optimizer"],
+        **space["fixed"],
+    }
+
+
+def define_by_run(space: ArmSpace) -> functools.partial:
+    """A picklable define-by-run function for `OptunaSearch(space=...)` (Ray pickles the searcher to resume)."""
+    return functools.partial(suggest, space=space.to_dict())
+
+
+def check_point_in_space(space: ArmSpace, point: dict[str, Any]) -> None:
+    """Raise if the first point lies outside the distributions (Optuna would silently re-sample it)."""
+    for p in space.params:
+        v = point[p.name]
+        if p.choices is not None:
+            ok = v in p.choices
+        else:
+            ok = p.low <= v <= p.high and not (p.log and v <= 0) and math.isfinite(v)
+        if not ok:
+            raise ValueError(f"first point {p.name}={v!r} lies outside its space ({p}).")

@@ -1,0 +1,613 @@
+"""The study: range tests seed per-arm Optuna spaces; Ray Tune runs the trials (OptunaSearch + ASHA); tables.
+
+Stages, each resumable from the run folder:
+1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`;
+2. per-arm spaces -> `spaces.json`; one Optuna study per arm in `optuna.db` (the driver is its only writer);
+3. search: one Tuner per arm, `trials_per_arm` trials, the same training seed, ASHA on cycle ends;
+4. final: each arm's best config re-run on the same seeds over the budget ladder, and the Adam baseline;
+5. `trials.parquet` / `epochs.parquet`, rewritten as each trial finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import BASELINE_ARM, StudyConfig, load_study
+from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
+
+log = logging.getLogger(__name__)
+METRIC = "val_accuracy"
+
+
+class StudyAborted(RuntimeError):
+    """The range test's sanity check failed; no trial was spent."""
+
+
+# --------------------------------------------------------------------------------------------- the trainables
+
+
+def _threads(config: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(config.get("_threads", 1))))  # two trials must not fight over cores
+
+
+def search_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
+    """One search trial: train for the study's epochs, one `tune.report` per epoch."""
+    import ray
+    from ray import tune
+
+    from .train import train_epochs
+
+    _threads(config)
+    data = ray.get(data_ref[0])
+    best_at_cycle = 0.0
+    for row in train_epochs(
+        config,
+        data,
+        config["epochs"],
+        config["batch_size"],
+        config["model"],
+        config["model_options"],
+        config["device"],
+    ):
+        if row["cycle_epoch"] == row["epoch"]:
+            best_at_cycle = row["val_accuracy"]
+        # ASHA reads the accuracy at the last LR minimum (cycle end), never a mid-cycle value.
+        row["cycle_val_accuracy"] = best_at_cycle
+        tune.report(row)
+
+
+def final_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
+    """One final re-run: one seed of one arm's best config over every budget of the ladder (shortest first)."""
+    import ray
+    from ray import tune
+
+    from .train import train_epochs
+
+    spec = config["spec"]
+    _threads(spec)
+    data = ray.get(data_ref[0])
+    for budget in spec["budgets"]:
+        epochs = budget * spec["epochs"]
+        for row in train_epochs(
+            spec,
+            data,
+            epochs,
+            spec["batch_size"],
+            spec["model"],
+            spec["model_options"],
+            spec["device"],
+            test=True,
+        ):
+            tune.report({**row, "budget": budget, "budget_epochs": epochs})
+
+
+# --------------------------------------------------------------------------------------------- run folder
+
+
+def new_run_dir(cfg: StudyConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(cfg.runs_dir) / f"{cfg.name}-{stamp}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)  # atomic: a kill never leaves half a file
+
+
+def _trial_common(cfg: StudyConfig) -> dict[str, Any]:
+    return {
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size,
+        "model": cfg.model.name,
+        "model_options": dict(cfg.model.options),
+        "device": cfg.train.device,
+        "_threads": max(1, int(cfg.resources.cpus_per_trial)),
+    }
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+
+def range_tests(cfg: StudyConfig, run_dir: Path, echo: Callable[[str], None]) -> dict[str, RangeSeed]:
+    """Stage 1: one range test with weight-decay sweep per optimizer family; reused when already in the folder."""
+    from .rangetest import RangeTestConfig, run_range_test
+
+    seeds: dict[str, RangeSeed] = {}
+    families = sorted({arm.split("-")[1] for arm in cfg.search.arms})
+    for opt in families:
+        path = run_dir / f"range_test_{opt}.json"
+        if not path.exists():
+            rt = cfg.range_test
+            config = RangeTestConfig(start_lr=rt.start_lr, end_lr=rt.end_lr, num_steps=rt.num_steps)
+            t0 = time.perf_counter()
+            sweep = run_range_test(
+                cfg.data.name,
+                cfg.model.name,
+                opt,
+                config,
+                rt.weight_decays,
+                cfg.train.batch_size,
+                data_root=cfg.data.root,
+                model_kwargs=dict(cfg.model.options),
+                device=cfg.train.device,
+            )
+            sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)
+            sweep.plot(run_dir / f"range_test_{opt}.png")
+            sweep.to_json(path)
+            s = sweep.summary()
+            echo(
+                f"range test {opt}: {s['verdict']}, max_lr {s['suggested_max_lr'] or float('nan'):.3g}, "
+                f"min_lr {s['suggested_min_lr'] or float('nan'):.3g}, weight decay {s['weight_decay']['chosen']:g} "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
+        summary = json.loads(path.read_text())
+        if summary["verdict"] != "ok":
+            reasons = "; ".join(summary["reasons"])
+            if not cfg.range_test.allow_failed or summary["suggested_max_lr"] is None:
+                raise StudyAborted(
+                    f"range test ({opt}) failed: {reasons}. No trial was run. See {path}; set [range_test] "
+                    "allow_failed = true (or --allow-failed) to go on anyway."
+                )
+            echo(f"range test {opt} failed ({reasons}); going on because allow_failed is set")
+        seeds[opt] = seed_from_summary(opt, summary)
+    return seeds
+
+
+def build_spaces(
+    cfg: StudyConfig, seeds: dict[str, RangeSeed], run_dir: Path, spe: int
+) -> dict[str, ArmSpace]:
+    """Stage 2: per-arm spaces from the range tests, written to `spaces.json` with the source of every bound."""
+    spaces = {}
+    for arm in cfg.search.arms:
+        space = build_space(arm, seeds[arm.split("-")[1]], cfg.train.epochs, spe)
+        check_point_in_space(space, space.first_point())
+        spaces[arm] = space
+    _write_json(run_dir / "spaces.json", {arm: s.to_dict() for arm, s in spaces.items()})
+    return spaces
+
+
+def _optuna_storage(run_dir: Path):
+    import optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{run_dir.resolve() / 'optuna.db'}")
+
+
+def _enqueue_first_point(storage: Any, arm: str, space: ArmSpace, sampler_seed: int) -> None:
+    """Create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
+
+    Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in the
+    study it loads is asked first instead, and the define-by-run `suggest_*` calls return the enqueued values.
+    """
+    import optuna
+
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if arm in names:
+        return  # resuming: already enqueued
+    study = optuna.create_study(
+        storage=storage,
+        study_name=arm,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+    )
+    study.set_user_attr("first_point_source", "range test suggestion")
+    study.enqueue_trial(space.first_point())
+
+
+class _Recorder:
+    """A Tune callback: keeps every reported row, prints one line per finished trial, rewrites the tables."""
+
+    def __init__(self, run_dir: Path, stage: str, arm_of: Callable[[dict], str], echo: Callable[[str], None]):
+        from ray.tune import Callback
+
+        self.run_dir, self.stage, self.arm_of, self.echo = run_dir, stage, arm_of, echo
+        self.rows: dict[str, list[dict]] = {}
+        recorder = self
+
+        class _CB(Callback):
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                recorder.rows.setdefault(trial.trial_id, []).append(dict(result))
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                recorder.finished(trial, None)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                recorder.finished(trial, trial.error_file)
+
+        self.callback = _CB()
+
+    def finished(self, trial: Any, error_file: str | None) -> None:
+        rows = self.rows.get(trial.trial_id, [])
+        config = trial.config.get("spec", trial.config)
+        last = rows[-1] if rows else {}
+        best = max((r.get(METRIC, 0.0) for r in rows), default=float("nan"))
+        status = "error" if error_file else last.get("status", "ok")
+        if status == "ok" and self.stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
+            status = f"stopped by ASHA at epoch {last.get('epoch')}"
+        shown = {
+            k: (f"{v:.3g}" if isinstance(v, float) else v)
+            for k, v in config.items()
+            if k
+            in ("max_lr", "weight_decay", "lr", "seed", "mode", "t_0_epochs", "pct_start", "step_size_epochs")
+        }
+        self.echo(
+            f"[{self.stage} {self.arm_of(config)}] {trial.trial_id} {shown} best {METRIC} {best:.4f} {status}"
+        )
+        partial = tables_from_rows({(self.stage, trial.trial_id): (config, rows, status, error_file)})
+        append_tables(self.run_dir, *partial)
+
+
+def _status_of(rows: list[dict], error: Any, epochs: float, stage: str) -> str:
+    if error is not None:
+        return "error"
+    last = rows[-1] if rows else {}
+    if last.get("status") == "nan":
+        return "nan"
+    if stage == "search" and last.get("epoch", 0) < epochs:
+        return "stopped"
+    return "ok"
+
+
+def tables_from_rows(
+    records: dict[tuple[str, str], tuple[dict, list[dict], str, Any]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tidy tables: one row per (trial, budget) and one row per (trial, budget, epoch)."""
+    epoch_rows, trial_rows = [], []
+    skip = {"spec", "model_options", "_threads", "budgets"}
+    for (stage, trial_id), (config, rows, status, error) in records.items():
+        params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
+        by_budget: dict[float, list[dict]] = {}
+        for r in rows:
+            by_budget.setdefault(float(r.get("budget", 1.0)), []).append(r)
+        for budget, brows in by_budget.items():
+            run_status = (
+                _status_of(brows, error, config.get("epochs", 0) * budget, stage)
+                if status != "error"
+                else "error"
+            )
+            reason = next((r.get("reason") for r in brows if r.get("reason")), "") or (
+                "" if not error else str(error)
+            )
+            for r in brows:
+                epoch_rows.append(
+                    {
+                        "stage": stage,
+                        "trial_id": trial_id,
+                        **params,
+                        "budget": budget,
+                        **{
+                            k: r.get(k)
+                            for k in (
+                                "epoch",
+                                "train_loss",
+                                "val_loss",
+                                "val_accuracy",
+                                "lr",
+                                "momentum",
+                                "cycle_epoch",
+                                "wall_time",
+                            )
+                        },
+                    }
+                )
+            last = brows[-1]
+            trial_rows.append(
+                {
+                    "stage": stage,
+                    "trial_id": trial_id,
+                    **params,
+                    "budget": budget,
+                    "budget_epochs": config.get("epochs", 0) * budget,
+                    "epochs_run": last.get("epoch"),
+                    "final_val_accuracy": last.get("val_accuracy"),
+                    "final_val_loss": last.get("val_loss"),
+                    "best_val_accuracy": max((r.get("val_accuracy") or 0.0) for r in brows),
+                    "test_accuracy": last.get("test_accuracy"),
+                    "wall_time": last.get("wall_time"),
+                    "status": run_status,
+                    "reason": reason,
+                }
+            )
+        if not rows:
+            trial_rows.append(
+                {
+                    "stage": stage,
+                    "trial_id": trial_id,
+                    **params,
+                    "budget": 1.0,
+                    "status": "error",
+                    "reason": str(error or "no result reported"),
+                }
+            )
+    return pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
+
+
+def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
+    """Merge new rows into trials.parquet / epochs.parquet; a re-run trial replaces its earlier rows."""
+    for name, new in (("trials", trials), ("epochs", epochs)):
+        path = run_dir / f"{name}.parquet"
+        if path.exists() and not new.empty:
+            old = pd.read_parquet(path)
+            old = old[~old["trial_id"].isin(set(new["trial_id"]))]
+            new = pd.concat([old, new], ignore_index=True)
+        if not new.empty:
+            tmp = path.with_suffix(".tmp")
+            new.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+
+
+def _records_from_grid(grid: Any, stage: str) -> dict:
+    records = {}
+    for result in grid:
+        df = result.metrics_dataframe
+        rows = [] if df is None or df.empty else df.to_dict("records")
+        config = result.config.get("spec", result.config)
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        records[(stage, trial_id)] = (config, rows, "error" if result.error else "ok", result.error)
+    return records
+
+
+def _tuner(path: Path, trainable: Any, make: Callable[[], Any]) -> Any:
+    from ray import tune
+
+    path = path.resolve()  # Ray reads a relative path as a URI without a scheme
+    if tune.Tuner.can_restore(str(path)):
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    return make()
+
+
+def run_search(
+    cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
+) -> dict:
+    """Stage 3: one Tuner per arm: OptunaSearch on the arm's Optuna study, ASHA on cycle ends, equal trials."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _optuna_storage(run_dir)
+    common = _trial_common(cfg)
+    trainable = tune.with_resources(
+        tune.with_parameters(search_trainable, data_ref=data_ref),
+        {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
+    )
+    records = {}
+    for arm, space in spaces.items():
+        _enqueue_first_point(storage, arm, space, cfg.search.search_seed)
+        recorder = _Recorder(run_dir, "search", lambda c: c.get("arm", "?"), echo)
+
+        def make(arm: str = arm, space: ArmSpace = space, recorder: _Recorder = recorder) -> Any:
+            searcher = OptunaSearch(
+                space=define_by_run(space),
+                metric=METRIC,
+                mode="max",
+                storage=storage,
+                study_name=arm,
+                sampler=optuna.samplers.TPESampler(seed=cfg.search.search_seed),
+            )
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=cfg.search.max_concurrent_per_arm)
+            scheduler = None
+            if cfg.early_stopping.enabled:
+                scheduler = ASHAScheduler(
+                    time_attr="cycle_epoch",
+                    metric="cycle_val_accuracy",
+                    mode="max",
+                    max_t=cfg.train.epochs,
+                    grace_period=cfg.early_stopping.grace_period,
+                    reduction_factor=cfg.early_stopping.reduction_factor,
+                )
+            return tune.Tuner(
+                trainable,
+                param_space={**common, "seed": cfg.search.search_seed},
+                tune_config=tune.TuneConfig(
+                    num_samples=cfg.search.trials_per_arm,
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    reuse_actors=True,
+                ),
+                run_config=_run_config(run_dir, f"search-{arm}", recorder),
+            )
+
+        grid = _tuner(run_dir / "ray" / f"search-{arm}", trainable, make).fit()
+        records.update(_records_from_grid(grid, "search"))
+    return records
+
+
+def _run_config(run_dir: Path, name: str, recorder: _Recorder) -> Any:
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=str((run_dir / "ray").resolve()),
+        callbacks=[recorder.callback],
+        failure_config=tune.FailureConfig(max_failures=1),  # retry a trial once when its worker is lost
+        verbose=0,
+    )
+
+
+def best_configs(trials: pd.DataFrame, spaces: dict[str, ArmSpace]) -> dict[str, dict[str, Any]]:
+    """Each arm's best search config by final val accuracy (ties: lower val loss)."""
+    best = {}
+    search = trials[(trials["stage"] == "search") & (trials["status"].isin(["ok", "stopped"]))]
+    for arm in spaces:
+        rows = search[search["arm"] == arm].sort_values(
+            ["final_val_accuracy", "final_val_loss"], ascending=[False, True]
+        )
+        if rows.empty:
+            continue
+        best[arm] = rows.iloc[0].to_dict()
+    return best
+
+
+def run_final(
+    cfg: StudyConfig,
+    run_dir: Path,
+    spaces: dict[str, ArmSpace],
+    best: dict[str, dict],
+    data_ref: Any,
+    echo: Callable[[str], None],
+) -> dict:
+    """Stage 4: best config per arm on every seed and budget; the Adam 3e-4 baseline on every seed, full budget."""
+    from ray import tune
+
+    common = _trial_common(cfg)
+    specs = []
+    for arm, row in best.items():
+        space = spaces[arm]
+        config = {k: row[k] for k in [p.name for p in space.params]}
+        config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
+        config = {k: v for k, v in config.items() if not k.endswith("_source") and k != "preset"}
+        specs += [
+            {
+                **common,
+                **config,
+                "seed": s,
+                "budgets": list(cfg.search.budgets),
+                "source_trial": row["trial_id"],
+            }
+            for s in cfg.search.seeds
+        ]
+    baseline = {
+        "arm": BASELINE_ARM,
+        "schedule": "constant",
+        "optimizer": "adam",
+        "lr": cfg.search.baseline_lr,
+        "weight_decay": 0.0,
+    }
+    specs += [{**common, **baseline, "seed": s, "budgets": [1.0]} for s in cfg.search.seeds]
+    _write_json(run_dir / "final_configs.json", specs)
+    trainable = tune.with_resources(
+        tune.with_parameters(final_trainable, data_ref=data_ref),
+        {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
+    )
+    recorder = _Recorder(run_dir, "final", lambda c: c.get("arm", "?"), echo)
+
+    def make() -> Any:
+        return tune.Tuner(
+            trainable,
+            param_space={"spec": tune.grid_search(specs)},
+            tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=_run_config(run_dir, "final", recorder),
+        )
+
+    grid = _tuner(run_dir / "ray" / "final", trainable, make).fit()
+    return _records_from_grid(grid, "final")
+
+
+def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
+    """Join `address`, or start a quiet local Ray on 127.0.0.1; True if this call started it (and must stop it)."""
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
+    if address:
+        ray.init(address=address, **quiet)
+        return False
+    ray.init(
+        num_cpus=cfg.resources.num_cpus,
+        num_gpus=cfg.resources.num_gpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        **quiet,
+    )
+    return True
+
+
+def run_study(
+    study: str | Path | StudyConfig | None = None,
+    resume: str | Path | None = None,
+    address: str | None = None,
+    allow_failed: bool = False,
+    echo: Callable[[str], None] = log.info,
+) -> Path:
+    """Run (or resume) a study and return its run folder.
+
+    Args:
+        study: a study file, a `StudyConfig`, or None for the default (digits) study.
+        resume: a run folder from an earlier, interrupted call: finished trials are kept, the rest run.
+        address: join an existing Ray cluster ("host:port" or "auto") instead of starting a local Ray.
+        allow_failed: go on when the range test's sanity check fails.
+        echo: where progress lines go (the CLI passes print).
+
+    Example:
+        >>> run_dir = run_study("studies/smoke.toml")
+        >>> load_run(run_dir).leaderboard
+    """
+    import ray
+
+    from .data import load_data, steps_per_epoch
+
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "study.toml").exists():
+            raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
+        cfg = load_study(run_dir / "study.toml")
+        cfg = replace(cfg, source=str(run_dir / "study.toml"))
+        echo(f"resuming {run_dir}")
+    else:
+        cfg = study if isinstance(study, StudyConfig) else load_study(study)
+        run_dir = new_run_dir(cfg)
+        if cfg.source != "<defaults>":
+            shutil.copy(cfg.source, run_dir / "study.toml")
+        else:
+            (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
+        echo(f"run folder {run_dir}")
+    if allow_failed:
+        cfg = replace(cfg, range_test=replace(cfg.range_test, allow_failed=True))
+    address = address or cfg.ray_address
+    _write_json(run_dir / "resolved_config.json", {"study": cfg.to_dict(), "package_version": _version()})
+
+    data = load_data(
+        cfg.data.name, root=cfg.data.root, image=cfg.model.name in ("cnn", "resnet"), **cfg.data.options
+    )
+    spe = steps_per_epoch(len(data.x_train), cfg.train.batch_size)
+    seeds = range_tests(cfg, run_dir, echo)
+    spaces = build_spaces(cfg, seeds, run_dir, spe)
+
+    t0 = time.perf_counter()
+    started = _start_ray(cfg, address)
+    try:
+        data_ref = [ray.put(data)]  # once into the object store; a list so Tune passes the ref, not the value
+        records = run_search(cfg, run_dir, spaces, data_ref, echo)
+        trials, epochs = tables_from_rows(records)
+        append_tables(run_dir, trials, epochs)
+        best = best_configs(trials, spaces)
+        records.update(run_final(cfg, run_dir, spaces, best, data_ref, echo))
+    finally:
+        if started:
+            ray.shutdown()
+    trials, epochs = tables_from_rows(records)
+    for path in (run_dir / "trials.parquet", run_dir / "epochs.parquet"):
+        path.unlink(missing_ok=True)  # the Ray results are the full record: rewrite without stale rows
+    append_tables(run_dir, trials, epochs)
+    _write_json(run_dir / "timing.json", {"trials_wall_s": time.perf_counter() - t0})
+    echo(f"study done in {time.perf_counter() - t0:.1f} s of trials; tables in {run_dir}")
+    return run_dir
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+__all__ = ["StudyAborted", "final_trainable", "run_study", "search_trainable", "tables_from_rows"]

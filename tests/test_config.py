@@ -1,0 +1,72 @@
+"""Study files: the shipped ones load; bad ones are refused with the file, the key and the expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sched_search.config import DEFAULT_ARMS, StudyFileError, load_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+@pytest.mark.parametrize("name", ["digits", "smoke", "cifar10_resnet"])
+def test_shipped_studies_load(name: str) -> None:
+    cfg = load_study(STUDIES / f"{name}.toml")
+    assert cfg.name == name
+    assert set(cfg.search.arms) <= set(DEFAULT_ARMS)
+    assert 1.0 in cfg.search.budgets
+
+
+def test_default_study_has_all_six_arms_and_equal_seeds() -> None:
+    cfg = load_study(STUDIES / "digits.toml")
+    assert sorted(cfg.search.arms) == sorted(DEFAULT_ARMS)
+    assert cfg.resources.num_cpus == 2 and cfg.train.device == "cpu"
+
+
+def test_model_options_pass_through() -> None:
+    assert load_study(STUDIES / "cifar10_resnet.toml").model.options == {"depth": 56}
+
+
+BAD = [
+    ("[train]\nepochs = 0\n", "[train] epochs", "integer >= 1"),
+    ('[train]\nepochs = "ten"\n', "[train] epochs", "an integer"),
+    ("[train]\nbatch_size = 1.5\n", "[train] batch_size", "an integer"),
+    ("[trian]\nepochs = 3\n", "unknown key trian", "expected one of"),
+    ("[search]\ntrails_per_arm = 3\n", "unknown key [search] trails_per_arm", "expected one of"),
+    ('[search]\narms = ["clr-adam"]\n', "[search] arms", "drawn from"),
+    ('[search]\narms = ["clr-sgdw", "clr-sgdw"]\n', "[search] arms", "without repeats"),
+    ("[search]\nbudgets = [0.5, 0.25]\n", "[search] budgets", "include 1.0"),
+    ("[search]\nbudgets = [0, 1.0]\n", "[search] budgets", "fractions in (0, 1]"),
+    ("[search]\nseeds = [1, 1]\n", "[search] seeds", "distinct"),
+    ("[search]\ntrials_per_arm = 0\n", "[search] trials_per_arm", ">= 1"),
+    ("[range_test]\nstart_lr = 1.0\nend_lr = 0.1\n", "[range_test] start_lr, end_lr", "0 < start_lr < end_lr"),
+    ("[range_test]\nweight_decays = [-1e-4]\n", "[range_test] weight_decays", ">= 0"),
+    ("[early_stopping]\ngrace_period = 99\n", "[early_stopping] grace_period", "in 1..epochs"),
+    ("[early_stopping]\nenabled = 1\n", "[early_stopping] enabled", "true or false"),
+    ("[resources]\ncpus_per_trial = 4\n", "[resources] cpus_per_trial", "(0, num_cpus=2]"),
+    ("[resources]\ngpus_per_trial = 0.5\n", "[train] device", "'cuda' when gpus_per_trial > 0"),
+    ('[data]\nname = "cifar10"\n', "[data] root", "cifar-10-batches-py"),
+    ('[model]\nname = "transformer"\n', "[model] name", "mlp, cnn, resnet"),
+    ("target_accuracy = 1.5\n", "target_accuracy", "(0, 1]"),
+    ("[train\nepochs = 3\n", "not valid TOML", ""),
+    ("train = 3\n", "[train]", "a table"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), BAD, ids=[b[1] + ":" + b[2] for b in BAD])
+def test_bad_study_file_names_file_key_and_expectation(tmp_path: Path, text: str, key: str, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(StudyFileError) as err:
+        load_study(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert key in message
+    assert expected in message
+
+
+def test_missing_study_file(tmp_path: Path) -> None:
+    with pytest.raises(StudyFileError, match="study file not found"):
+        load_study(tmp_path / "nope.toml")

@@ -1,0 +1,261 @@
+"""The study on real Ray, Optuna and torch: spaces from the range test, the smoke run end to end, NaN trials,
+ASHA on cycle ends, resume after kill -9, and joining a `ray start --head` cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sched_search.config import load_study
+from sched_search.space import RangeSeed, build_space, check_point_in_space, seed_from_summary
+from sched_search.train import at_lr_minimum, build_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "studies" / "smoke.toml"
+SEED = RangeSeed("sgdw", max_lr=0.06, min_lr=0.015, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3),
+                 min_loss_lr=0.18)
+
+
+# ----------------------------------------------------------------------------------- spaces (no Ray)
+
+
+@pytest.mark.parametrize("arm", ["clr-sgdw", "sgdr-sgdw", "one_cycle-sgdw"])
+def test_space_bounds_come_from_the_range_test(arm: str) -> None:
+    space = build_space(arm, SEED, epochs=30, steps_per_epoch=19)
+    params = {p.name: p for p in space.params}
+    assert params["max_lr"].low == pytest.approx(0.06 / 4) and params["max_lr"].high == pytest.approx(0.12)
+    assert params["max_lr"].first == 0.06 and params["max_lr"].log
+    assert (params["weight_decay"].low, params["weight_decay"].high) == (1e-5, 1e-3)
+    assert params["weight_decay"].first == 1e-4
+    assert all(p.source for p in space.params)
+    check_point_in_space(space, space.first_point())
+
+
+def test_space_scales_with_the_range_test() -> None:
+    small = build_space("clr-adamw", replace(SEED, max_lr=0.006, min_lr=0.0015), 30, 19)
+    big = build_space("clr-adamw", SEED, 30, 19)
+    assert big.params[0].low == pytest.approx(10 * small.params[0].low)
+
+
+def test_clr_step_size_leaves_two_cycles() -> None:
+    space = build_space("clr-sgdw", SEED, epochs=8, steps_per_epoch=19)
+    step = next(p for p in space.params if p.name == "step_size_epochs")
+    assert step.high <= 8 / 4
+
+
+def test_first_point_outside_space_is_refused() -> None:
+    space = build_space("sgdr-adamw", SEED, 30, 19)
+    point = {**space.first_point(), "max_lr": 10.0}
+    with pytest.raises(ValueError, match="max_lr"):
+        check_point_in_space(space, point)
+
+
+def test_lr_minimum_detection_on_clr_and_sgdr() -> None:
+    clr = build_schedule({"schedule": "clr", "max_lr": 0.1, "base_div": 4, "step_size_epochs": 1, "mode": "triangular",
+                          "gamma": 1.0, "epochs": 8}, 8, 10)
+    ends = [e for e in range(1, 9) if at_lr_minimum(clr, e * 10)]
+    assert ends == [2, 4, 6, 8]  # cycle = 2 x step_size = 2 epochs
+    sgdr = build_schedule({"schedule": "sgdr", "max_lr": 0.1, "t_0_epochs": 1, "t_mult": 2.0, "eta_min": 0.0,
+                           "epochs": 8}, 8, 10)
+    assert [e for e in range(1, 8) if at_lr_minimum(sgdr, e * 10)] == [1, 3, 7]
+
+
+# ----------------------------------------------------------------------------------- the smoke study, end to end
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, ray_local) -> Path:
+    from sched_search.tune import run_study
+
+    cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path_factory.mktemp("runs")))
+    return run_study(cfg)
+
+
+@pytest.mark.slow
+def test_smoke_run_folder(smoke_run: Path) -> None:
+    for name in ("study.toml", "resolved_config.json", "spaces.json", "optuna.db", "trials.parquet", "epochs.parquet",
+                 "range_test_sgdw.json", "range_test_adamw.png", "final_configs.json"):
+        assert (smoke_run / name).exists(), name
+    spaces = json.loads((smoke_run / "spaces.json").read_text())
+    assert set(spaces) == {"clr-sgdw", "one_cycle-adamw"}
+    assert all(p["source"] for s in spaces.values() for p in s["params"])
+
+
+@pytest.mark.slow
+def test_smoke_equal_budgets_and_same_seeds(smoke_run: Path) -> None:
+    cfg = load_study(SMOKE)
+    trials = pd.read_parquet(smoke_run / "trials.parquet")
+    search = trials[trials.stage == "search"]
+    assert search.groupby("arm").trial_id.nunique().to_dict() == {a: cfg.search.trials_per_arm for a in cfg.search.arms}
+    assert set(search.seed) == {cfg.search.search_seed}
+    final = trials[trials.stage == "final"]
+    for arm in cfg.search.arms:
+        rows = final[final.arm == arm]
+        assert sorted(set(rows.seed)) == sorted(cfg.search.seeds)
+        assert sorted(set(rows.budget)) == sorted(cfg.search.budgets)
+    baseline = final[final.arm == "constant-adam"]
+    assert sorted(baseline.seed) == sorted(cfg.search.seeds) and set(baseline.budget) == {1.0}
+    assert not trials.duplicated(["stage", "trial_id", "budget"]).any()
+
+
+@pytest.mark.slow
+def test_smoke_first_trial_is_the_range_test_suggestion(smoke_run: Path) -> None:
+    """ray #35319: OptunaSearch ignores points_to_evaluate with define-by-run; our enqueued point must run."""
+    import optuna
+
+    spaces = json.loads((smoke_run / "spaces.json").read_text())
+    storage = f"sqlite:///{smoke_run / 'optuna.db'}"
+    trials = pd.read_parquet(smoke_run / "trials.parquet")
+    for arm, space in spaces.items():
+        first = {p["name"]: p["first"] for p in space["params"]}
+        study = optuna.load_study(study_name=arm, storage=storage)
+        asked_first = study.trials[0].params
+        assert asked_first.keys() == first.keys()
+        for name, value in first.items():
+            assert asked_first[name] == (pytest.approx(value) if isinstance(value, float) else value)
+        ran = trials[(trials.stage == "search") & (trials.arm == arm)]
+        assert np.isclose(ran.max_lr, first["max_lr"]).any()
+
+
+@pytest.mark.slow
+def test_smoke_epochs_table_is_tidy(smoke_run: Path) -> None:
+    epochs = pd.read_parquet(smoke_run / "epochs.parquet")
+    for col in ("arm", "schedule", "optimizer", "seed", "max_lr", "weight_decay", "epoch", "val_accuracy", "lr"):
+        assert col in epochs.columns
+    assert not epochs.duplicated(["stage", "trial_id", "budget", "epoch"]).any()
+    full = epochs[(epochs.stage == "final") & (epochs.budget == 1.0)]
+    assert full.groupby("trial_id").epoch.max().eq(load_study(SMOKE).train.epochs).all()
+
+
+# ----------------------------------------------------------------------------------- NaN trials and ASHA
+
+
+def _tiny_cfg(tmp_path: Path, **search):
+    cfg = load_study(SMOKE)
+    return replace(cfg, runs_dir=str(tmp_path), search=replace(cfg.search, **search))
+
+
+@pytest.mark.slow
+def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
+    from sched_search.data import load_data
+    from sched_search.tune import run_search, tables_from_rows
+
+    cfg = _tiny_cfg(tmp_path, trials_per_arm=3)
+    # LRs of 1e4..1e5 make SGDW's loss overflow at once.
+    space = build_space("clr-sgdw", replace(SEED, max_lr=3e4, min_lr=1e3), cfg.train.epochs, 19)
+    lines: list[str] = []
+    records = run_search(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
+    trials, _ = tables_from_rows(records)
+    assert len(trials) == 3
+    assert (trials.status == "nan").all()
+    assert trials.reason.str.contains("training loss is").all()
+    assert len(lines) == 3 and all("nan" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None:
+    from sched_search.data import load_data
+    from sched_search.tune import run_search, tables_from_rows
+
+    cfg = _tiny_cfg(tmp_path, trials_per_arm=8, max_concurrent_per_arm=2)
+    cfg = replace(cfg, train=replace(cfg.train, epochs=8),
+                  early_stopping=replace(cfg.early_stopping, grace_period=2, reduction_factor=2))
+    space = build_space("clr-sgdw", SEED, 8, 19)
+    records = run_search(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lambda _: None)
+    trials, epochs = tables_from_rows(records)
+    stopped = trials[trials.status == "stopped"]
+    assert len(stopped) >= 1, "ASHA stopped nothing: the test would prove nothing"
+    for trial_id in stopped.trial_id:
+        rows = epochs[epochs.trial_id == trial_id].sort_values("epoch")
+        last = rows.iloc[-1]
+        assert last.cycle_epoch == last.epoch, f"stopped mid-cycle at epoch {last.epoch}"
+        base_lr = last.max_lr / last.base_div
+        assert last.lr == pytest.approx(base_lr, rel=1e-6), "the last LR of a stopped CLR trial is the cycle minimum"
+
+
+# ----------------------------------------------------------------------------------- resume after kill -9
+
+
+def _study_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sched_search", "study", *args]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9(tmp_path: Path) -> None:
+    study = tmp_path / "smoke.toml"
+    study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())  # top-level keys go first
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_study_cmd(str(study)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    deadline = time.time() + 120
+    run_dir = None
+    while time.time() < deadline and proc.poll() is None:
+        runs = list((tmp_path / "runs").glob("smoke-*"))
+        if runs and (runs[0] / "trials.parquet").exists():
+            run_dir = runs[0]
+            break
+        time.sleep(0.2)
+    assert run_dir is not None, f"the study wrote no trial before the deadline: {proc.poll()} {proc.stdout.read() if proc.poll() is not None else ''}"
+    os.killpg(proc.pid, signal.SIGKILL)  # the study and the local Ray it started
+    proc.wait()
+    before = pd.read_parquet(run_dir / "trials.parquet")
+    assert len(before) >= 1
+    done = subprocess.run(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming" in done.stdout
+    after = pd.read_parquet(run_dir / "trials.parquet")
+    cfg = load_study(SMOKE)
+    assert not after.duplicated(["stage", "trial_id", "budget"]).any()
+    search = after[after.stage == "search"]
+    assert search.groupby("arm").trial_id.nunique().to_dict() == {a: cfg.search.trials_per_arm for a in cfg.search.arms}
+    final = after[after.stage == "final"]
+    assert len(final) == len(cfg.search.arms) * len(cfg.search.seeds) * len(cfg.search.budgets) + len(cfg.search.seeds)
+    finished_before = before[(before.stage == "search") & (before.status != "error")]
+    kept = after.set_index(["stage", "trial_id", "budget"])
+    for _, row in finished_before.iterrows():
+        assert kept.loc[(row.stage, row.trial_id, row.budget), "final_val_accuracy"] == pytest.approx(
+            row.final_val_accuracy), "a trial finished before the kill was re-run differently"
+
+
+# ----------------------------------------------------------------------------------- a real Ray head
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_study_joins_a_ray_head_with_address(tmp_path: Path) -> None:
+    ray_bin = Path(sys.executable).with_name("ray")
+    port = _free_port()
+    while 10002 <= port <= 19999:  # Ray's default worker-port range
+        port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                   check=True, env=env, capture_output=True, timeout=120)
+    try:
+        study = tmp_path / "smoke.toml"
+        study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
+        done = subprocess.run(_study_cmd(str(study), "--address", f"127.0.0.1:{port}"), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        run_dir = next((tmp_path / "runs").glob("smoke-*"))
+        trials = pd.read_parquet(run_dir / "trials.parquet")
+        assert set(trials.stage) == {"search", "final"}
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
