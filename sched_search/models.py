@@ -27,7 +27,7 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> nn.M
     """A small CNN: two conv-BN-ReLU blocks with pooling, global average pool, linear head."""
     channels = input_shape[0] if len(input_shape) == 3 else 1
     return nn.Sequential(
-        nn.Unflatten(1, (1, *input_shape)) if len(input_shape) == 2 else nn.Identity(),
+        nn.Unflatten(1, (1, input_shape[0])) if len(input_shape) == 2 else nn.Identity(),
         nn.Conv2d(channels, width, 3, padding=1, bias=False),
         nn.BatchNorm2d(width),
         nn.ReLU(),

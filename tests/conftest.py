@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
+
+torch.set_num_threads(1)
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # small models: one thread is as fast and is steady on a shared box
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
