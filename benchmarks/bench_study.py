@@ -1,0 +1,66 @@
+"""Overhead of Ray Tune + Optuna over the work itself: the same trials through the study and as a plain loop.
+
+    python benchmarks/bench_study.py [studies/digits.toml]
+
+Runs the study (range tests excluded from the timing), then re-trains exactly the trials it ran (same configs,
+same epochs, ASHA's early stops included) one after another in this process with `train_epochs`, and prints
+    ratio = study wall time / (plain wall time / parallel trial slots)
+i.e. how much slower each trial-core is under the study than the ideal split of the plain loop. Target: <= 1.3x.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sched_search.config import load_study
+from sched_search.data import load_data
+from sched_search.train import train_epochs
+from sched_search.tune import run_study
+
+
+def plain_loop(run_dir: Path, cfg) -> float:
+    """Re-train every trial of the run sequentially, each for the epochs it ran; return the wall time."""
+    data = load_data(cfg.data.name, root=cfg.data.root, image=cfg.model.name in ("cnn", "resnet"), **cfg.data.options)
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    finals = {(c["arm"], c["seed"]): c for c in json.loads((run_dir / "final_configs.json").read_text())}
+    torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
+    start = time.perf_counter()
+    for row in trials.to_dict("records"):
+        if row["stage"] == "final":
+            config = finals[(row["arm"], row["seed"])]
+        else:
+            config = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+        config = {**config, "epochs": cfg.train.epochs}
+        epochs = row["budget"] * cfg.train.epochs
+        rows = train_epochs(config, data, epochs, cfg.train.batch_size, cfg.model.name, dict(cfg.model.options))
+        for ran, _ in enumerate(rows, start=1):
+            if ran >= row["epochs_run"]:
+                break
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    study = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "studies" / "digits.toml")
+    cfg = load_study(study)
+    run_dir = run_study(cfg, echo=lambda line: None)
+    study_s = json.loads((run_dir / "timing.json").read_text())["trials_wall_s"]
+    plain_s = plain_loop(run_dir, cfg)
+    slots = max(1, int(cfg.resources.num_cpus // cfg.resources.cpus_per_trial))
+    n = len(pd.read_parquet(run_dir / "trials.parquet"))
+    print(f"study: {study}  runs (trial x budget): {n}  parallel slots: {slots}")
+    print(f"study trials wall {study_s:.1f} s | plain sequential loop {plain_s:.1f} s | ideal parallel {plain_s / slots:.1f} s")
+    print(f"overhead ratio (study / ideal): {study_s / (plain_s / slots):.2f}x   target <= 1.3x")
+
+
+if __name__ == "__main__":
+    main()
