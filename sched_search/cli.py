@@ -111,7 +111,43 @@ def cmd_study(args: argparse.Namespace) -> int:
     except StudyAborted as e:
         print(f"study stopped before any trial: {e}", file=sys.stderr)
         return 3
+    _print_report(run_dir)
+    return 0
+
+
+def _print_report(run_dir: Path) -> None:
+    from .report import format_leaderboard, load_run, write_report
+
+    paths = write_report(run_dir)
+    print(format_leaderboard(load_run(run_dir)))
+    print(f"report: {paths.get('html', run_dir / 'report.html')}")
     print(f"run folder: {run_dir}")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="tables, plots, report.md and report.html for a run folder")
+    p.add_argument("run_dir", help="runs/<id>")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist.")
+    _print_report(run_dir)
+    return 0
+
+
+def _add_plot_schedules(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot-schedules", help="draw the six schedules' LR and momentum curves to one PNG")
+    p.add_argument("--out", default="out/schedules.png")
+    p.add_argument("--steps", type=int, default=1000, help="steps in the drawn run")
+    p.add_argument("--steps-per-epoch", type=int, default=50)
+
+
+def cmd_plot_schedules(args: argparse.Namespace) -> int:
+    from .schedules import plot_schedules
+
+    print(f"wrote {plot_schedules(args.out, args.steps, args.steps_per_epoch)}")
     return 0
 
 
@@ -120,9 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_range_test(sub)
     _add_study(sub)
+    _add_report(sub)
+    _add_plot_schedules(sub)
     args = parser.parse_args(argv)
     try:
-        return {"range-test": cmd_range_test, "study": cmd_study}[args.command](args)
+        return {
+            "range-test": cmd_range_test,
+            "study": cmd_study,
+            "report": cmd_report,
+            "plot-schedules": cmd_plot_schedules,
+        }[args.command](args)
     except (ValueError, FileNotFoundError, ImportError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

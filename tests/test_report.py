@@ -1,0 +1,419 @@
+"""Reports: the leaderboard's arithmetic on a fabricated run with known numbers (CI, epochs-to-target, speed-up,
+the words), runs with missing pieces, every figure, and the real smoke study end to end (report, notebook, HTML)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sched_search import plots
+from sched_search.report import (
+    budget_ladder,
+    compare_arms,
+    format_leaderboard,
+    learning_curves,
+    load_run,
+    mean_ci,
+    param_importances,
+    schedule_curves,
+    summarise,
+    t_quantile_975,
+    write_plots,
+    write_report,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "studies" / "smoke.toml"
+EPOCHS = 8
+BASELINE = "constant-adam"
+# arm -> budget -> final val accuracy per seed. Target = baseline mean 0.90; one_cycle-adamw reaches 0.91 at
+# budget 0.25 (2 epochs) -> speed-up 8 / 2 = 4; clr-sgdw never reaches it.
+ARMS = {
+    BASELINE: {1.0: [0.89, 0.90, 0.91]},
+    "one_cycle-adamw": {0.125: [0.84, 0.85, 0.86], 0.25: [0.905, 0.91, 0.915], 0.5: [0.91, 0.915, 0.92],
+                        1.0: [0.90, 0.92, 0.94]},
+    "clr-sgdw": {0.125: [0.70, 0.71, 0.72], 0.25: [0.80, 0.81, 0.82], 0.5: [0.83, 0.84, 0.85],
+                 1.0: [0.85, 0.86, 0.87]},
+}
+CONFIGS = {
+    BASELINE: {"lr": 3e-4, "weight_decay": 0.0},
+    "one_cycle-adamw": {"max_lr": 0.006, "weight_decay": 1e-4, "pct_start": 0.3, "div_factor": 25.0,
+                        "final_div_factor": 1e4},
+    "clr-sgdw": {"max_lr": 0.05, "weight_decay": 1e-5, "base_div": 4.0, "step_size_epochs": 2.0,
+                 "mode": "triangular", "gamma": 1.0},
+}
+
+
+def _fabricate(root: Path, arms: dict = ARMS, target: float | None = None, tables: tuple = ("trials", "epochs"),
+               extras: bool = True) -> Path:
+    """A run folder written by hand: known accuracies; full-budget curves rise 1 point per epoch to the final."""
+    root.mkdir(parents=True, exist_ok=True)
+    study = {"name": "fab", "train": {"epochs": EPOCHS}, "search": {"seeds": [0, 1, 2]}, "target_accuracy": target}
+    (root / "resolved_config.json").write_text(json.dumps({"study": study, "package_version": "0.1.0"}))
+    trial_rows, epoch_rows, configs = [], [], []
+    for arm, rungs in arms.items():
+        schedule, optimizer = arm.split("-")
+        common = {"arm": arm, "schedule": schedule, "optimizer": optimizer, "epochs": EPOCHS, **CONFIGS[arm]}
+        for seed in range(3):
+            configs.append({**common, "seed": seed, "batch_size": 64})
+        for budget, accs in rungs.items():
+            for seed, acc in enumerate(accs):
+                ident = {"stage": "final", "trial_id": f"{arm}-{seed}", **common, "seed": seed, "budget": budget}
+                n = int(budget * EPOCHS)
+                trial_rows.append({**ident, "budget_epochs": budget * EPOCHS, "epochs_run": n,
+                                   "final_val_accuracy": acc, "final_val_loss": 1 - acc, "best_val_accuracy": acc,
+                                   "test_accuracy": acc - 0.01, "wall_time": 1.0 + seed, "status": "ok",
+                                   "reason": ""})
+                epoch_rows += [{**ident, "epoch": e, "train_loss": 1.0 / e, "val_loss": 1 - acc + (n - e) * 0.01,
+                                "val_accuracy": acc - (n - e) * 0.01, "lr": 0.01, "momentum": 0.9,
+                                "cycle_epoch": e, "wall_time": 0.1 * e} for e in range(1, n + 1)]
+    if "trials" in tables:
+        pd.DataFrame(trial_rows).to_parquet(root / "trials.parquet", index=False)
+    if "epochs" in tables:
+        pd.DataFrame(epoch_rows).to_parquet(root / "epochs.parquet", index=False)
+    if extras:
+        (root / "final_configs.json").write_text(json.dumps(configs))
+        (root / "spaces.json").write_text(json.dumps({
+            arm: {"params": [{"name": k} for k in CONFIGS[arm] if k not in ("gamma", "final_div_factor")]}
+            for arm in arms if arm != BASELINE
+        }))
+        lr = np.geomspace(1e-6, 1.0, 40)
+        for opt in ("adamw", "sgdw"):
+            for wd in (0.0, 1e-4):
+                curve = 2.3 - np.clip(np.log10(lr / 1e-4), 0, None) + np.where(lr > 0.1, 50 * lr, 0)
+                frame = pd.DataFrame({"step": range(40), "lr": lr, "loss": curve, "smoothed_loss": curve,
+                                      "curve": curve, "val_loss": np.nan, "finite": True, "weight_decay": wd})
+                mode = "a" if wd else "w"
+                frame.to_csv(root / f"range_test_{opt}.csv", mode=mode, header=mode == "w", index=False)
+            (root / f"range_test_{opt}.json").write_text(json.dumps({
+                "verdict": "ok", "reasons": [], "suggested_min_lr": 1e-3, "suggested_max_lr": 1e-2,
+                "weight_decay": {"chosen": 1e-4},
+            }))
+    return root
+
+
+@pytest.fixture
+def fab(tmp_path: Path) -> Path:
+    return _fabricate(tmp_path / "fab")
+
+
+# ----------------------------------------------------------------------------------- arithmetic
+
+
+def test_ci_half_width_by_hand() -> None:
+    mean, std, half, n = mean_ci([0.90, 0.92, 0.94])
+    assert (mean, std, n) == (pytest.approx(0.92), pytest.approx(0.02), 3)
+    assert half == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-6)
+    assert half == pytest.approx(0.0497, abs=5e-5)
+    assert math.isnan(mean_ci([0.9])[2]) and math.isnan(mean_ci([0.9])[1])
+    assert mean_ci([math.nan, 0.5, 0.7])[3] == 2  # failed runs (NaN) are not seeds
+
+
+def test_t_table_matches_scipy_and_is_used_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy import stats
+
+    from sched_search.report import _T975
+
+    for df, t in _T975.items():
+        assert t == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4)
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy now raises ImportError
+    assert t_quantile_975(2) == 4.3027
+    assert t_quantile_975(45) == _T975[40]  # next lower entry: a slightly wider, conservative interval
+    assert math.isnan(t_quantile_975(0))
+
+
+def test_leaderboard_numbers(fab: Path) -> None:
+    run = load_run(fab)
+    assert run.missing == []
+    assert run.target == pytest.approx(0.90)
+    board = run.leaderboard.set_index("arm")
+    assert list(run.leaderboard["arm"]) == ["one_cycle-adamw", BASELINE, "clr-sgdw"]
+    a = board.loc["one_cycle-adamw"]
+    assert a["n_seeds"] == 3
+    assert a["mean_val_accuracy"] == pytest.approx(0.92)
+    assert a["std_val_accuracy"] == pytest.approx(0.02)
+    assert a["ci95_accuracy"] == pytest.approx(0.0497, abs=5e-5)
+    assert a["mean_val_loss"] == pytest.approx(0.08)
+    assert a["mean_test_accuracy"] == pytest.approx(0.91)
+    assert a["wall_time_s"] == pytest.approx(2.0)
+    # budget ladder: first rung with mean >= 0.90 is 2 epochs; the baseline's reference is its full 8 epochs
+    assert a["epochs_to_target"] == 2 and a["speedup"] == pytest.approx(4.0)
+    assert a["to_target"] == "2 of 8 epochs"
+    # full-length run: mean accuracy at epoch e is 0.92 - (8 - e) / 100 -> first >= 0.90 at epoch 6
+    assert a["first_epoch_at_target_full_run"] == 6
+    assert a["best_config"] == "max_lr=0.006, weight_decay=0.0001, pct_start=0.3, div_factor=25"
+    b = board.loc["clr-sgdw"]
+    assert math.isnan(b["epochs_to_target"]) and math.isnan(b["speedup"]) and b["to_target"] == "not reached"
+    assert math.isnan(b["first_epoch_at_target_full_run"])
+    base = board.loc[BASELINE]
+    assert base["epochs_to_target"] == 8 and base["speedup"] == 1.0 and base["best_config"] == "lr=0.0003"
+
+
+def test_study_target_overrides_the_baseline(tmp_path: Path) -> None:
+    run = load_run(_fabricate(tmp_path / "t", target=0.915))
+    board = run.leaderboard.set_index("arm")
+    assert run.target == 0.915
+    assert board.loc["one_cycle-adamw", "epochs_to_target"] == 4  # 0.915 at budget 0.5
+    # the baseline never reaches 0.915: its full budget is the reference, the speed-up a lower bound
+    assert board.loc["one_cycle-adamw", "speedup"] == pytest.approx(2.0)
+    assert board.loc[BASELINE, "to_target"] == "not reached"
+    assert "lower bound" in run.summary and "the study's target_accuracy" in run.summary
+
+
+def test_summary_larger_than_the_spread(fab: Path) -> None:
+    words = load_run(fab).summary
+    assert words.startswith("Winner: one_cycle-adamw, mean final val accuracy 92.00% (95% CI ± 4.97) over 3 seeds.")
+    # gap 2 points to the runner-up (the baseline), pooled std sqrt((2^2 + 1^2) / 2) = 1.58 points
+    assert "Over the runner-up constant-adam: 2.00 points, larger than the seed-to-seed spread (pooled std 1.58" in words
+    assert "Fastest to the target (90.00%, the baseline's mean final val accuracy): one_cycle-adamw at 2 of 8" in words
+    assert "4x speed-up over the baseline" in words
+
+
+def test_summary_within_the_spread(tmp_path: Path) -> None:
+    arms = {**ARMS, "one_cycle-adamw": {**ARMS["one_cycle-adamw"], 1.0: [0.89, 0.905, 0.92]}}
+    run = load_run(_fabricate(tmp_path / "w", arms=arms))
+    assert run.summary.startswith("Winner: one_cycle-adamw")
+    # gap 0.5 points, pooled std sqrt((1.5^2 + 1^2) / 2) = 1.27 points
+    assert "Over the runner-up constant-adam: 0.50 points, within the seed-to-seed spread (pooled std 1.27" in run.summary
+    assert "larger than" not in run.summary
+
+
+def test_summary_names_the_baseline_separately_and_no_target(fab: Path) -> None:
+    board = load_run(fab).leaderboard
+    board = board.assign(mean_val_accuracy=board["mean_val_accuracy"].where(board["arm"] != BASELINE, 0.5))
+    board = board.sort_values("mean_val_accuracy", ascending=False)
+    words = summarise(board, math.nan)
+    assert "Over the runner-up clr-sgdw: 6.00 points" in words
+    assert "Over the baseline constant-adam: 42.00 points, larger than" in words
+    assert "No target accuracy" in words
+    assert summarise(board.iloc[0:0], 0.9).startswith("No finished final-stage results")
+
+
+def test_no_arm_reaches_the_target(tmp_path: Path) -> None:
+    run = load_run(_fabricate(tmp_path / "n", target=0.99))
+    assert (run.leaderboard["to_target"] == "not reached").all()
+    assert "No arm reached the target (99.00%" in run.summary
+
+
+def test_compare_arms_welch(fab: Path) -> None:
+    from scipy import stats
+
+    c = compare_arms(load_run(fab).trials, "one_cycle-adamw", BASELINE)
+    va, vb = 0.02**2 / 3, 0.01**2 / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    assert c["diff"] == pytest.approx(0.02)
+    assert c["ci95"] == pytest.approx(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
+    assert c["ci95_one_cycle-adamw"] == pytest.approx(0.0497, abs=5e-5)
+
+
+def test_format_leaderboard(fab: Path) -> None:
+    text = format_leaderboard(load_run(fab))
+    lines = text.splitlines()
+    assert "target 90.00%" in lines[0]
+    assert lines[2].split()[0] == "one_cycle-adamw" and "92.00 ± 4.97" in lines[2]
+    assert "not reached" in text and "Winner: one_cycle-adamw" in text
+
+
+# ----------------------------------------------------------------------------------- partial runs
+
+
+def test_missing_epochs_table(tmp_path: Path) -> None:
+    run = load_run(_fabricate(tmp_path / "m", tables=("trials",)))
+    assert any("epochs.parquet" in m for m in run.missing)
+    assert run.epochs.empty and len(run.leaderboard) == 3
+    assert run.leaderboard["first_epoch_at_target_full_run"].isna().all()
+    written = write_report(run.path)
+    assert "plot:learning_curves" not in written and written["report.html"].stat().st_size > 0
+
+
+def test_run_that_has_only_started(tmp_path: Path) -> None:
+    root = _fabricate(tmp_path / "s", tables=(), extras=False)
+    run = load_run(root)
+    for name in ("trials.parquet", "epochs.parquet", "range_test", "final_configs.json", "leaderboard"):
+        assert any(name in m for m in run.missing), name
+    assert run.leaderboard.empty and math.isnan(run.target)
+    assert "no leaderboard yet" in format_leaderboard(run)
+    written = write_report(root)
+    assert written["report.md"].read_text().count("not written yet") == 2
+
+
+def test_search_stage_only(tmp_path: Path) -> None:
+    root = _fabricate(tmp_path / "q")
+    trials = pd.read_parquet(root / "trials.parquet").assign(stage="search")
+    trials.to_parquet(root / "trials.parquet")
+    run = load_run(root)
+    assert run.leaderboard.empty and run.summary.startswith("No finished final-stage results")
+    write_report(root)
+
+
+def test_only_failed_trials(tmp_path: Path) -> None:
+    root = _fabricate(tmp_path / "f", extras=False)
+    rows = [{"stage": "final", "trial_id": "x", "arm": "clr-sgdw", "seed": 0, "budget": 1.0, "status": "error",
+             "reason": "worker died"}]
+    pd.DataFrame(rows).to_parquet(root / "trials.parquet")
+    run = load_run(root)
+    assert run.leaderboard["n_seeds"].tolist() == [0]
+    assert run.summary.startswith("No finished final-stage results")
+    write_report(root)
+
+
+def test_not_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_run(tmp_path / "nope")
+
+
+# ----------------------------------------------------------------------------------- figures
+
+
+def _optuna_db(root: Path) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{root / 'optuna.db'}"
+    study = optuna.create_study(storage=storage, study_name="one_cycle-adamw", direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: -((t.suggest_float("max_lr", 1e-3, 1e-1, log=True) - 0.01) ** 2)
+                   + 0.001 * t.suggest_float("pct_start", 0.2, 0.5), n_trials=8)
+    small = optuna.create_study(storage=storage, study_name="clr-sgdw", direction="maximize")
+    small.optimize(lambda t: t.suggest_float("max_lr", 1e-3, 1e-1), n_trials=2)
+
+
+def test_importances(fab: Path) -> None:
+    frame, notes = param_importances(fab)
+    assert frame.empty and notes == ["optuna.db: not there (yet)"]
+    assert not (fab / "optuna.db").exists()  # reading must not create the database
+    _optuna_db(fab)
+    frame, notes = param_importances(fab)
+    assert set(frame["arm"]) == {"one_cycle-adamw"}
+    assert set(frame["param"]) == {"max_lr", "pct_start"}
+    assert frame["importance"].sum() == pytest.approx(1.0)
+    assert frame.set_index("param").loc["max_lr", "importance"] > 0.5
+    assert notes == ["importances for clr-sgdw: 2 complete trials, need >= 4"]
+
+
+def test_every_plot_is_written(fab: Path) -> None:
+    _optuna_db(fab)
+    run = load_run(fab)
+    files, notes = write_plots(run, fab / "plots")
+    assert notes == ["importances for clr-sgdw: 2 complete trials, need >= 4"]
+    assert set(files) == {"range_test", "schedules", "leaderboard", "budget_ladder", "learning_curves", "importances"}
+    for path in files.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    compare = plots.plot_arm_comparison(learning_curves(run.epochs), ["one_cycle-adamw", "clr-sgdw"],
+                                        fab / "compare.png", run.target)
+    assert compare.stat().st_size > 5000
+
+
+def test_plots_draw_empty_tables(tmp_path: Path) -> None:
+    empty = pd.DataFrame()
+    paths = [
+        plots.plot_range_curves(pd.DataFrame(columns=["optimizer"]), tmp_path / "a.png"),
+        plots.plot_schedules(pd.DataFrame(columns=["arm", "recorded"]), tmp_path / "b.png"),
+        plots.plot_budget_ladder(budget_ladder(empty), tmp_path / "c.png", math.nan),
+        plots.plot_learning_curves(learning_curves(empty), tmp_path / "d.png"),
+        plots.plot_leaderboard(pd.DataFrame(columns=["arm"]), tmp_path / "e.png", 0.9),
+        plots.plot_importances(pd.DataFrame(columns=["arm"]), tmp_path / "f.png"),
+    ]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_schedule_curves_match_the_recorded_lr(fab: Path) -> None:
+    run = load_run(fab)
+    curves = schedule_curves(run.final_configs, run.epochs, steps_per_epoch=10)
+    computed = curves[~curves["recorded"]]
+    assert set(computed["arm"]) == {BASELINE, "one_cycle-adamw", "clr-sgdw"}
+    clr = computed[computed["arm"] == "clr-sgdw"].set_index("epoch")["lr"]
+    # CLR: base 0.05 / 4 at the start, max_lr after one half-cycle (2 epochs), base again after a full cycle
+    assert clr.loc[0.0] == pytest.approx(0.0125) and clr.loc[2.0] == pytest.approx(0.05)
+    assert clr.loc[4.0] == pytest.approx(0.0125)
+    one = computed[computed["arm"] == "one_cycle-adamw"]
+    assert one["lr"].max() == pytest.approx(0.006) and one["momentum"].min() == pytest.approx(0.85)
+    assert computed[computed["arm"] == "clr-sgdw"]["momentum"].eq(0.9).all()  # not cycled: recorded constant
+
+
+# ----------------------------------------------------------------------------------- the real study, end to end
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    from sched_search.config import load_study
+    from sched_search.tune import run_study
+
+    cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path_factory.mktemp("runs")))
+    with pytest.MonkeyPatch.context() as mp:
+        # Without an address ray.init joins any `ray start` head on this machine (another test's, say); "local"
+        # makes it start its own.
+        mp.setenv("RAY_ADDRESS", "local")
+        run_dir = run_study(cfg)
+    return run_dir, write_report(run_dir)
+
+
+@pytest.mark.slow
+def test_smoke_report(smoke_report: tuple[Path, dict[str, Path]]) -> None:
+    run_dir, written = smoke_report
+    for name in ("report.md", "report.html", "leaderboard.csv", "trials.csv", "epochs.csv"):
+        assert written[name].exists() and written[name].stat().st_size > 0, name
+    for key in ("plot:range_test", "plot:schedules", "plot:leaderboard", "plot:budget_ladder", "plot:learning_curves"):
+        assert written[key].parent == run_dir / "plots" and written[key].stat().st_size > 5000, key
+    page = written["report.html"].read_text()
+    assert '<img src="data:image/png;base64,' in page
+    assert 'src="plots/' not in page and "http://" not in page and "https://" not in page  # self-contained
+    board = pd.read_csv(written["leaderboard.csv"])
+    assert set(board["arm"]) == {"clr-sgdw", "one_cycle-adamw", BASELINE}
+    assert (board["n_seeds"] == 2).all()
+    for arm in board["arm"]:
+        assert f"<td>{arm}</td>" in page and arm in written["report.md"].read_text()
+    assert load_run(run_dir).summary in page.replace("&#x27;", "'")
+    # the smoke study has 2 trials per arm: too few for importances, said in the notes
+    assert "plot:importances" not in written and "need &gt;= 4" in page
+
+
+@pytest.mark.slow
+def test_smoke_notebook_runs(smoke_report: tuple[Path, dict[str, Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbclient
+    import nbformat
+
+    run_dir, _ = smoke_report
+    monkeypatch.setenv("SCHED_SEARCH_RUN", str(run_dir))
+    nb = nbformat.read(ROOT / "docs" / "analysis.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6  # five figures and the comparison
+    assert str(run_dir) in outputs[0]["text"]
+
+
+def _chromium() -> str | None:
+    for name in ("/usr/bin/chromium", "chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.slow
+def test_smoke_html_in_headless_chromium(smoke_report: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on this machine (/usr/bin/chromium): the HTML was not opened in a browser")
+    _, written = smoke_report
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
+         "--dump-dom", written["report.html"].resolve().as_uri()],
+        check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert "<h2>Leaderboard</h2>" in dom and "one_cycle-adamw" in dom and "clr-sgdw" in dom
+    assert dom.count("data:image/png;base64,") >= 5
