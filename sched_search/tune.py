@@ -21,7 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
+from ray.tune.search.optuna import OptunaSearch
 
 from .config import BASELINE_ARM, StudyConfig, load_study
 from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
@@ -182,9 +184,7 @@ def build_spaces(
     return spaces
 
 
-def _optuna_storage(run_dir: Path):
-    import optuna
-
+def _optuna_storage(run_dir: Path) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{run_dir.resolve() / 'optuna.db'}")
 
 
@@ -194,8 +194,6 @@ def _enqueue_first_point(storage: Any, arm: str, space: ArmSpace, sampler_seed: 
     Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in the
     study it loads is asked first instead, and the define-by-run `suggest_*` calls return the enqueued values.
     """
-    import optuna
-
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if arm in names:
         return  # resuming: already enqueued
@@ -371,15 +369,28 @@ def _tuner(path: Path, trainable: Any, make: Callable[[], Any]) -> Any:
     return make()
 
 
+class _ResumableOptunaSearch(OptunaSearch):
+    """`OptunaSearch` that tolerates a resumed trial which Optuna has already finished.
+
+    After a kill -9, Tune's experiment checkpoint can lag Optuna's database: Tune re-runs a trial Optuna was already
+    told about, and `OptunaSearch.on_trial_result` (`ot_trial.report`) raises UpdateFinishedTrialError; its
+    `on_trial_complete` already only logs such errors. The first outcome stays in Optuna; the tables take Tune's.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+
 def run_search(
     cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
 ) -> dict:
     """Stage 3: one Tuner per arm: OptunaSearch on the arm's Optuna study, ASHA on cycle ends, equal trials."""
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _optuna_storage(run_dir)
@@ -394,7 +405,7 @@ def run_search(
         recorder = _Recorder(run_dir, "search", lambda c: c.get("arm", "?"), echo)
 
         def make(arm: str = arm, space: ArmSpace = space, recorder: _Recorder = recorder) -> Any:
-            searcher = OptunaSearch(
+            searcher = _ResumableOptunaSearch(
                 space=define_by_run(space),
                 metric=METRIC,
                 mode="max",
@@ -523,6 +534,7 @@ def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
         ray.init(address=address, **quiet)
         return False
     ray.init(
+        address="local",  # a new local Ray, even when a `ray start --head` cluster runs on this machine
         num_cpus=cfg.resources.num_cpus,
         num_gpus=cfg.resources.num_gpus,
         include_dashboard=False,
@@ -574,12 +586,17 @@ def run_study(
     if allow_failed:
         cfg = replace(cfg, range_test=replace(cfg.range_test, allow_failed=True))
     address = address or cfg.ray_address
-    _write_json(run_dir / "resolved_config.json", {"study": cfg.to_dict(), "package_version": _version()})
-
     data = load_data(
         cfg.data.name, root=cfg.data.root, image=cfg.model.name in ("cnn", "resnet"), **cfg.data.options
     )
     spe = steps_per_epoch(len(data.x_train), cfg.train.batch_size)
+    resolved = {
+        "study": cfg.to_dict(),
+        "steps_per_epoch": spe,
+        "n_train": len(data.x_train),
+        "version": _version(),
+    }
+    _write_json(run_dir / "resolved_config.json", resolved)
     seeds = range_tests(cfg, run_dir, echo)
     spaces = build_spaces(cfg, seeds, run_dir, spe)
 

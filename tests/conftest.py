@@ -18,6 +18,6 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     yield ray
     ray.shutdown()
