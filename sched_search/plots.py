@@ -192,7 +192,8 @@ def plot_budget_ladder(ladder, path: str | Path, target: float | None = None) ->
         _no_data(ax, "final-stage results")
     colors = _colors(ladder["arm"].unique() if len(ladder) else [])
     for arm, g in ladder.groupby("arm") if len(ladder) else []:
-        err = [g["mean"] - g["min"], g["max"] - g["mean"]]
+        # clip: the mean of equal values can exceed their max by a rounding error, and matplotlib refuses that
+        err = [(g["mean"] - g["min"]).clip(lower=0), (g["max"] - g["mean"]).clip(lower=0)]
         ax.errorbar(
             g["budget_epochs"], g["mean"], yerr=err, marker="o", capsize=3, color=colors[arm], label=arm
         )
@@ -271,7 +272,7 @@ def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None)
         _no_data(ax, "leaderboard")
     else:
         colors = _colors(leaderboard["arm"])
-        ci = leaderboard["ci95_accuracy"].fillna(0.0)
+        ci = leaderboard["ci95_accuracy"].fillna(0.0).clip(lower=0)
         ax.bar(
             leaderboard["arm"],
             leaderboard["mean_val_accuracy"],

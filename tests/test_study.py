@@ -93,6 +93,19 @@ def test_smoke_run_folder(smoke_run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_smoke_spaces_come_from_its_range_tests(smoke_run: Path) -> None:
+    spaces = json.loads((smoke_run / "spaces.json").read_text())
+    for arm, space in spaces.items():
+        summary = json.loads((smoke_run / f"range_test_{arm.split('-')[1]}.json").read_text())
+        seed = seed_from_summary(arm.split("-")[1], summary)
+        max_lr = next(p for p in space["params"] if p["name"] == "max_lr")
+        assert max_lr["first"] == pytest.approx(summary["suggested_max_lr"])
+        assert (max_lr["low"], max_lr["high"]) == pytest.approx((seed.max_lr / 4, seed.max_lr * 2))
+        wd = next(p for p in space["params"] if p["name"] == "weight_decay")
+        assert (wd["low"], wd["high"]) == pytest.approx(tuple(summary["weight_decay"]["range"]))
+
+
+@pytest.mark.slow
 def test_smoke_equal_budgets_and_same_seeds(smoke_run: Path) -> None:
     cfg = load_study(SMOKE)
     trials = pd.read_parquet(smoke_run / "trials.parquet")
@@ -212,7 +225,7 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
     before = pd.read_parquet(run_dir / "trials.parquet")
     assert len(before) >= 1
     done = subprocess.run(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming" in done.stdout
     after = pd.read_parquet(run_dir / "trials.parquet")
@@ -252,10 +265,30 @@ def test_study_joins_a_ray_head_with_address(tmp_path: Path) -> None:
         study = tmp_path / "smoke.toml"
         study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
         done = subprocess.run(_study_cmd(str(study), "--address", f"127.0.0.1:{port}"), cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         run_dir = next((tmp_path / "runs").glob("smoke-*"))
         trials = pd.read_parquet(run_dir / "trials.parquet")
         assert set(trials.stage) == {"search", "final"}
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_head(port)
+
+
+def _stop_head(port: int) -> None:
+    """Stop only this head's processes: `ray stop` would also kill the session's own Ray (and pytest with it)."""
+    marks = (f"127.0.0.1:{port}".encode(), f"--gcs_server_port={port}".encode())
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if proc.name.isdigit() and int(proc.name) != os.getpid() and any(m in cmdline for m in marks):
+            pids.append(int(proc.name))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(1.0)
