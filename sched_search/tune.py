@@ -45,17 +45,38 @@ def _threads(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(config.get("_threads", 1))))  # two trials must not fight over cores
 
 
-def search_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
-    """One search trial: train for the study's epochs, one `tune.report` per epoch."""
-    import ray
+def asha_rungs(epochs: int, grace_period: int, reduction_factor: int) -> list[int]:
+    """The epochs at which ASHA decides (grace_period * rf^k below max_t = epochs)."""
+    rungs, t = [], grace_period
+    while t < epochs:
+        rungs.append(t)
+        t *= reduction_factor
+    return rungs
+
+
+def _report(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """One Tune result carrying every epoch since the last one (as JSON, so progress.csv keeps it intact).
+
+    Each `tune.report` costs about 6 ms of driver time (measured: 8 trials x 30 reports), which dwarfs an epoch of
+    a small model; reporting only where ASHA decides and at the end keeps the driver out of the way.
+    """
     from ray import tune
+
+    tune.report({**row, "history": json.dumps(history)})
+
+
+def search_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
+    """One search trial: train for the study's epochs; report at ASHA's rungs (on cycle ends) and at the end."""
+    import ray
 
     from .train import train_epochs
 
     _threads(config)
     data = ray.get(data_ref[0])
-    best_at_cycle = 0.0
-    for row in train_epochs(
+    rungs = list(config.get("_rungs", []))
+    at_cycle_end = 0.0
+    history: list[dict[str, Any]] = []
+    rows = train_epochs(
         config,
         data,
         config["epochs"],
@@ -63,18 +84,24 @@ def search_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
         config["model"],
         config["model_options"],
         config["device"],
-    ):
+    )
+    for row in rows:
         if row["cycle_epoch"] == row["epoch"]:
-            best_at_cycle = row["val_accuracy"]
+            at_cycle_end = row["val_accuracy"]
         # ASHA reads the accuracy at the last LR minimum (cycle end), never a mid-cycle value.
-        row["cycle_val_accuracy"] = best_at_cycle
-        tune.report(row)
+        row["cycle_val_accuracy"] = at_cycle_end
+        history.append(row)
+        at_rung = bool(rungs) and row["cycle_epoch"] >= rungs[0]
+        while rungs and row["cycle_epoch"] >= rungs[0]:
+            rungs.pop(0)
+        if at_rung or row["epoch"] >= config["epochs"] or row["status"] != "ok":
+            _report(row, history)
+            history = []
 
 
 def final_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
     """One final re-run: one seed of one arm's best config over every budget of the ladder (shortest first)."""
     import ray
-    from ray import tune
 
     from .train import train_epochs
 
@@ -83,17 +110,33 @@ def final_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
     data = ray.get(data_ref[0])
     for budget in spec["budgets"]:
         epochs = budget * spec["epochs"]
-        for row in train_epochs(
-            spec,
-            data,
-            epochs,
-            spec["batch_size"],
-            spec["model"],
-            spec["model_options"],
-            spec["device"],
-            test=True,
-        ):
-            tune.report({**row, "budget": budget, "budget_epochs": epochs})
+        extra = {"budget": budget, "budget_epochs": epochs}
+        rows = [
+            {**row, **extra}
+            for row in train_epochs(
+                spec,
+                data,
+                epochs,
+                spec["batch_size"],
+                spec["model"],
+                spec["model_options"],
+                spec["device"],
+                test=True,
+            )
+        ]
+        _report(rows[-1], rows)
+
+
+def _expand(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-epoch rows from Tune results (each carries the epochs since the previous one in `history`)."""
+    rows = []
+    for r in results:
+        history = r.get("history")
+        if isinstance(history, str) and history:
+            rows += json.loads(history)
+        elif "epoch" in r:
+            rows.append(r)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------- run folder
@@ -120,6 +163,11 @@ def _trial_common(cfg: StudyConfig) -> dict[str, Any]:
         "model_options": dict(cfg.model.options),
         "device": cfg.train.device,
         "_threads": max(1, int(cfg.resources.cpus_per_trial)),
+        "_rungs": asha_rungs(
+            cfg.train.epochs, cfg.early_stopping.grace_period, cfg.early_stopping.reduction_factor
+        )
+        if cfg.early_stopping.enabled
+        else [],
     }
 
 
@@ -188,15 +236,15 @@ def _optuna_storage(run_dir: Path) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{run_dir.resolve() / 'optuna.db'}")
 
 
-def _enqueue_first_point(storage: Any, arm: str, space: ArmSpace, sampler_seed: int) -> None:
-    """Create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
+def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int) -> None:
+    """(Re)create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
 
     Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in the
     study it loads is asked first instead, and the define-by-run `suggest_*` calls return the enqueued values.
+    A study left by a run killed before Tune saved any state is dropped: its trials are not in Tune's record.
     """
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    if arm in names:
-        return  # resuming: already enqueued
+    if arm in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        optuna.delete_study(study_name=arm, storage=storage)
     study = optuna.create_study(
         storage=storage,
         study_name=arm,
@@ -230,7 +278,7 @@ class _Recorder:
         self.callback = _CB()
 
     def finished(self, trial: Any, error_file: str | None) -> None:
-        rows = self.rows.get(trial.trial_id, [])
+        rows = _expand(self.rows.get(trial.trial_id, []))
         config = trial.config.get("spec", trial.config)
         last = rows[-1] if rows else {}
         best = max((r.get(METRIC, 0.0) for r in rows), default=float("nan"))
@@ -266,8 +314,9 @@ def tables_from_rows(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy tables: one row per (trial, budget) and one row per (trial, budget, epoch)."""
     epoch_rows, trial_rows = [], []
-    skip = {"spec", "model_options", "_threads", "budgets"}
-    for (stage, trial_id), (config, rows, status, error) in records.items():
+    skip = {"spec", "model_options", "_threads", "_rungs", "budgets"}
+    for (stage, trial_id), (config, results, status, error) in records.items():
+        rows = _expand(results)
         params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
         by_budget: dict[float, list[dict]] = {}
         for r in rows:
@@ -360,12 +409,24 @@ def _records_from_grid(grid: Any, stage: str) -> dict:
     return records
 
 
-def _tuner(path: Path, trainable: Any, make: Callable[[], Any]) -> Any:
+def _restorable(path: Path) -> bool:
+    """Tune saved its state there: `can_restore` alone also says yes for a folder killed before the first save."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(path.resolve())) and any(path.glob("experiment_state-*.json"))
+
+
+def _tuner(
+    path: Path, trainable: Any, make: Callable[[], Any], fresh: Callable[[], None] = lambda: None
+) -> Any:
+    """Restore the Tune experiment at `path` if it saved state (finished trials kept), else start it anew."""
     from ray import tune
 
     path = path.resolve()  # Ray reads a relative path as a URI without a scheme
-    if tune.Tuner.can_restore(str(path)):
+    if _restorable(path):
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    shutil.rmtree(path, ignore_errors=True)
+    fresh()
     return make()
 
 
@@ -401,7 +462,6 @@ def run_search(
     )
     records = {}
     for arm, space in spaces.items():
-        _enqueue_first_point(storage, arm, space, cfg.search.search_seed)
         recorder = _Recorder(run_dir, "search", lambda c: c.get("arm", "?"), echo)
 
         def make(arm: str = arm, space: ArmSpace = space, recorder: _Recorder = recorder) -> Any:
@@ -436,7 +496,10 @@ def run_search(
                 run_config=_run_config(run_dir, f"search-{arm}", recorder),
             )
 
-        grid = _tuner(run_dir / "ray" / f"search-{arm}", trainable, make).fit()
+        def fresh(arm: str = arm, space: ArmSpace = space) -> None:
+            _new_optuna_study(storage, arm, space, cfg.search.search_seed)
+
+        grid = _tuner(run_dir / "ray" / f"search-{arm}", trainable, make, fresh).fit()
         records.update(_records_from_grid(grid, "search"))
     return records
 

@@ -1,0 +1,219 @@
+"""Reading a range-test curve: smoothing in log(lr), the three regions, the heuristics, the sanity verdict.
+
+A pure function of the recorded (lr, loss) pairs, apart from the run itself (`rangetest.range_test`), so it can be
+tested on built curves and re-run on a saved CSV without training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .rangetest import RangeTestConfig
+
+
+@dataclass(frozen=True)
+class Regions:
+    """LR bounds of the curve's three regions; a bound is None where the region is absent."""
+
+    too_small: tuple[float, float] | None  # the loss barely moves
+    descent: tuple[float, float] | None  # the loss falls fast
+    divergence: tuple[float, float] | None  # the loss rises or is not finite
+
+
+@dataclass(frozen=True)
+class CurveReading:
+    """What the curve says: regions, the heuristics side by side, the suggestion and the sanity verdict."""
+
+    regions: Regions
+    steepest_lr: float | None  # steepest descent of the smoothed loss over log(lr)
+    valley_lr: float | None  # fastai's `valley`: 2/3 into the longest descending stretch
+    min_loss_lr: float | None  # LR at the smoothed loss's minimum
+    min_loss_lr_div10: float | None  # fastai's classic "minimum / 10"
+    suggested_max_lr: float | None
+    suggested_min_lr: float | None
+    verdict: str  # "ok" or "failed"
+    reasons: tuple[str, ...]  # why it failed, in words a person can act on
+    notes: tuple[str, ...]  # observations that do not fail the test
+
+
+def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Local-linear Gaussian smoothing over log10(lr), skipping non-finite points.
+
+    Why not the EMA: an EMA's width is in steps, so its lag and the curve it draws change with the sweep's
+    resolution, which is what moves torch-lr-finder's suggestion 8x between 100 and 300 steps. A kernel whose width
+    is in decades of LR draws the same curve at any resolution; local-linear (not plain averaging) keeps the ends
+    unbiased.
+    """
+    x = np.log10(lrs)
+    ok = np.isfinite(losses)
+    out = np.full(len(x), np.nan)
+    if ok.sum() < 3:
+        return out
+    xs, ys = x[ok], losses[ok]
+    for i, x0 in enumerate(x):
+        w = np.exp(-0.5 * ((xs - x0) / bandwidth) ** 2)
+        if w.sum() < 1e-8:
+            continue
+        d = xs - x0
+        sw, swd, swdd = w.sum(), (w * d).sum(), (w * d * d).sum()
+        swy, swdy = (w * ys).sum(), (w * d * ys).sum()
+        det = sw * swdd - swd**2
+        out[i] = swy / sw if det <= 1e-12 * sw * sw else (swdd * swy - swd * swdy) / det
+    return out
+
+
+def valley(losses: np.ndarray) -> int | None:
+    """fastai's `valley` (fastai.callback.schedule): 2/3 into the longest strictly descending subsequence."""
+    n = len(losses)
+    if n < 3:
+        return None
+    lds = np.ones(n, dtype=int)
+    max_start = max_end = 0
+    for i in range(1, n):
+        earlier = losses[:i] > losses[i]
+        if earlier.any():
+            lds[i] = 1 + lds[:i][earlier].max()
+        if lds[max_end] < lds[i]:
+            max_end, max_start = i, i - lds[i]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+
+
+def read_curve(
+    lrs: Iterable[float],
+    losses: Iterable[float],
+    config: RangeTestConfig | None = None,
+    nan_steps: Iterable[tuple[int, float, str]] = (),
+    stopped_early: bool = True,
+) -> CurveReading:
+    """Find the three regions, compute the heuristics side by side, suggest LRs and give a sanity verdict.
+
+    `config` (a `RangeTestConfig`, default settings when None) gives the smoothing width, the minimum drop and the
+    max_lr divisor. The curve is smoothed in log(lr) (see `smooth_in_log_lr`). With L0 the smoothed loss at the start and Lmin
+    its minimum, the drop D = L0 - Lmin:
+    - too small: from the first LR until the loss has fallen 10% of D;
+    - descent: from there to the minimum;
+    - divergence: from the first LR past the minimum where the loss is back up by 10% of D (or not finite).
+    Suggestions are anchored at the minimum, not the steepest point: the descent's position shifts with the number
+    of steps spent per decade of LR (progress ~ sum of LRs), so the steepest point moves ~3x between 200 and 400
+    steps, while the minimum, where instability overtakes progress, moves < 1.5x (measured on digits, see the
+    tests). `max_lr` is the minimum-loss LR / `max_lr_divisor` (3: Smith's "just before the loss turns up", made
+    cautious; fastai's /10 is the careful end, and the study searches max_lr/4 .. 2 max_lr around it). `min_lr` is
+    the start of the descent region, kept within [max_lr/25, max_lr/3] (Smith 2015: max_lr/3 to /4 for CLR;
+    one-cycle starts at max_lr/25 in fastai).
+    """
+    if config is None:
+        from .rangetest import RangeTestConfig
+
+        config = RangeTestConfig()
+    lrs_a = np.asarray(list(lrs), dtype=float)
+    loss_a = np.asarray(list(losses), dtype=float)
+    nan_steps = list(nan_steps)
+    reasons: list[str] = []
+    notes: list[str] = []
+    curve = smooth_in_log_lr(lrs_a, loss_a, config.bandwidth)
+    finite = np.isfinite(curve)
+    none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())
+    if finite.sum() < 5:
+        first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else config.start_lr, "nan")
+        return replace(
+            none,
+            reasons=(
+                (
+                    f"loss is {_kind(first[2])} from lr={first[1]:.2g} (step {first[0]}): no finite curve to read;"
+                    " check inputs, labels, loss and the model's output scale"
+                ),
+            ),
+        )
+    i_min = int(np.nanargmin(curve))
+    start_n = max(3, int(0.05 * len(curve)))
+    l0 = (
+        float(np.nanmedian(loss_a[:start_n]))
+        if np.isfinite(loss_a[:start_n]).any()
+        else float(curve[finite][0])
+    )
+    lmin = float(curve[i_min])
+    drop = l0 - lmin
+    rel_drop = drop / abs(l0) if l0 != 0 else 0.0
+
+    # Non-finite losses before the minimum are a broken model or data, not divergence.
+    early_nans = [s for s in nan_steps if s[0] < i_min]
+    if early_nans:
+        s, lr, kind = early_nans[0]
+        reasons.append(
+            f"loss is {_kind(kind)} from lr={lr:.2g} (step {s}, {len(early_nans)} steps"
+            " before the loss minimum): check inputs and loss"
+        )
+    late_nans = [s for s in nan_steps if s[0] >= i_min]
+    if late_nans:
+        notes.append(
+            f"{len(late_nans)} non-finite losses from lr={late_nans[0][1]:.2g}, past the minimum (divergence)"
+        )
+
+    if rel_drop < config.min_drop:
+        reasons.append(
+            f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from {l0:.3g} to"
+            f" {lmin:.3g}, {100 * rel_drop:.1f}%); check labels, data and model, or raise end_lr"
+        )
+        regions = Regions((float(lrs_a[0]), float(lrs_a[-1])), None, None)
+        return CurveReading(
+            regions, None, None, None, None, None, None, "failed", tuple(reasons), tuple(notes)
+        )
+
+    # Regions.
+    fell = np.nonzero(finite & (curve <= l0 - 0.1 * drop))[0]
+    i_desc = int(fell[0]) if len(fell) else 0
+    i_desc = min(i_desc, i_min)
+    after = np.nonzero((~finite | (curve >= lmin + 0.1 * drop)) & (np.arange(len(curve)) > i_min))[0]
+    after_nan = [s[0] for s in late_nans]
+    candidates = ([int(after[0])] if len(after) else []) + after_nan
+    i_div = min(candidates) if candidates else None
+    too_small = (float(lrs_a[0]), float(lrs_a[i_desc])) if i_desc > 0 else None
+    descent = (float(lrs_a[i_desc]), float(lrs_a[i_min]))
+    divergence = (float(lrs_a[i_div]), float(lrs_a[-1])) if i_div is not None else None
+    if divergence is None:
+        reasons.append(
+            f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+        )
+
+    # Heuristics side by side.
+    grad = np.gradient(curve, np.log10(lrs_a))
+    window = slice(i_desc, i_min + 1)
+    i_steep = i_desc + int(np.nanargmin(grad[window])) if i_min > i_desc else i_min
+    v = valley(np.where(finite, curve, np.inf)[: (i_div or len(curve)) + 1])
+    min_loss_lr = float(lrs_a[i_min])
+    max_lr = min_loss_lr / config.max_lr_divisor
+    min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))
+
+    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show.
+    resid = np.abs(loss_a[: i_min + 1] - curve[: i_min + 1])
+    noise = float(np.nanmedian(resid)) if np.isfinite(resid).any() else 0.0
+    if noise > 0.25 * drop:
+        reasons.append(
+            f"curve too noisy to read: median scatter {noise:.3g} against a drop of {drop:.3g}; raise batch_size or"
+            " num_steps, or use accumulation_steps"
+        )
+    if i_min >= len(curve) - 2 and divergence is None:
+        notes.append("the loss was still falling at the last LR")
+    return CurveReading(
+        Regions(too_small, descent, divergence),
+        steepest_lr=float(lrs_a[i_steep]),
+        valley_lr=float(lrs_a[v]) if v is not None else None,
+        min_loss_lr=min_loss_lr,
+        min_loss_lr_div10=min_loss_lr / 10,
+        suggested_max_lr=max_lr,
+        suggested_min_lr=min_lr,
+        verdict="failed" if reasons else "ok",
+        reasons=tuple(reasons),
+        notes=tuple(notes),
+    )
+
+
+def _kind(kind: str) -> str:
+    return "NaN" if kind == "nan" else kind
