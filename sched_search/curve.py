@@ -68,6 +68,18 @@ def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> n
     return out
 
 
+def _ema(values: np.ndarray, beta: float) -> np.ndarray:
+    """Bias-corrected EMA skipping non-finite values (fastai's and torch-lr-finder's smoothing)."""
+    out, avg, n = np.full(len(values), np.nan), 0.0, 0
+    for i, v in enumerate(values):
+        if np.isfinite(v):
+            n += 1
+            avg = beta * avg + (1 - beta) * v
+        if n:
+            out[i] = avg / (1 - beta**n)
+    return out
+
+
 def valley(losses: np.ndarray) -> int | None:
     """fastai's `valley` (fastai.callback.schedule): 2/3 into the longest strictly descending subsequence."""
     n = len(losses)
@@ -186,7 +198,9 @@ def read_curve(
     grad = np.gradient(curve, np.log10(lrs_a))
     window = slice(i_desc, i_min + 1)
     i_steep = i_desc + int(np.nanargmin(grad[window])) if i_min > i_desc else i_min
-    v = valley(np.where(finite, curve, np.inf)[: (i_div or len(curve)) + 1])
+    # fastai runs `valley` on its own EMA (beta 0.98) of the raw losses, not on our kernel curve, whose plateau is
+    # smooth enough to count as one long descent.
+    v = valley(np.where(np.isfinite(loss_a), _ema(loss_a, 0.98), np.inf)[: (i_div or len(curve)) + 1])
     min_loss_lr = float(lrs_a[i_min])
     max_lr = min_loss_lr / config.max_lr_divisor
     min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))
