@@ -25,6 +25,12 @@ def test_default_study_has_all_six_arms_and_equal_seeds() -> None:
     assert cfg.resources.num_cpus == 2 and cfg.train.device == "cpu"
 
 
+def test_default_study_is_studies_digits_toml() -> None:
+    from dataclasses import replace
+
+    assert replace(load_study(STUDIES / "digits.toml"), source="<defaults>") == load_study(None)
+
+
 def test_model_options_pass_through() -> None:
     assert load_study(STUDIES / "cifar10_resnet.toml").model.options == {"depth": 56}
 
