@@ -284,7 +284,8 @@ def _margin(a: pd.Series, b: pd.Series) -> str:
     pooled = math.sqrt((a["std_val_accuracy"] ** 2 + b["std_val_accuracy"] ** 2) / 2)
     if not math.isfinite(pooled):
         return f"{_pts(gap)} points (fewer than two seeds: no seed-to-seed spread to compare with)"
-    word = "larger than" if gap > pooled else "within"
+    # Accuracies are multiples of 1/n_val, so a gap can equal the std to the last bit: treat near-ties as within.
+    word = "larger than" if gap > pooled * (1 + 1e-6) + 1e-12 else "within"
     return f"{_pts(gap)} points, {word} the seed-to-seed spread (pooled std {_pts(pooled)} points)"
 
 
