@@ -197,6 +197,50 @@ def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None
         assert last.lr == pytest.approx(base_lr, rel=1e-6), "the last LR of a stopped CLR trial is the cycle minimum"
 
 
+@pytest.mark.slow
+def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
+    from sched_search.data import load_data
+    from sched_search.tune import run_search, tables_from_rows
+
+    cfg = _tiny_cfg(tmp_path, trials_per_arm=2)
+    # A negative layer width makes the model factory raise inside every trial (after Ray's one retry).
+    cfg = replace(cfg, model=replace(cfg.model, options={"hidden": -5}))
+    space = build_space("clr-sgdw", SEED, cfg.train.epochs, 19)
+    lines: list[str] = []
+    records = run_search(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
+    trials, _ = tables_from_rows(records)
+    assert len(trials) == 2
+    assert (trials.status == "error").all()
+    assert trials.reason.str.len().gt(0).all()
+    assert len(lines) == 2 and all("error" in line for line in lines)
+
+
+def test_failed_range_test_stops_the_study_before_any_trial(tmp_path: Path, monkeypatch) -> None:
+    import ray
+
+    from sched_search.tune import StudyAborted, run_study
+
+    (tmp_path / "shuffled_digits.py").write_text(
+        "import torch\n"
+        "from sched_search.data import TensorData, load_digits\n"
+        "def make():\n"
+        "    d = load_digits()\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    y = d.y_train[torch.randperm(len(d.y_train), generator=g)]\n"
+        "    return TensorData(d.x_train, y, d.x_val, d.y_val, d.x_test, d.y_test, 10, 'shuffled')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = load_study(SMOKE)
+    cfg = replace(cfg, runs_dir=str(tmp_path / "runs"), data=replace(cfg.data, name="shuffled_digits:make"))
+    was_running = ray.is_initialized()
+    with pytest.raises(StudyAborted, match="no descent region") as err:
+        run_study(cfg)
+    assert "No trial was run" in str(err.value)
+    run_dir = next((tmp_path / "runs").glob("smoke-*"))
+    assert not (run_dir / "trials.parquet").exists() and not (run_dir / "ray").exists()
+    assert ray.is_initialized() == was_running
+
+
 # ----------------------------------------------------------------------------------- resume after kill -9
 
 
