@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -24,15 +23,13 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from .config import BASELINE_ARM, StudyConfig, load_study
+from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
+from .tables import append_tables, expand_history, records_from_grid, tables_from_rows
 
 log = logging.getLogger(__name__)
-METRIC = "val_accuracy"
 
 
 class StudyAborted(RuntimeError):
@@ -128,18 +125,6 @@ def final_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
             )
         ]
         _report(rows[-1], rows)
-
-
-def _expand(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-epoch rows from Tune results (each carries the epochs since the previous one in `history`)."""
-    rows = []
-    for r in results:
-        history = r.get("history")
-        if isinstance(history, str) and history:
-            rows += json.loads(history)
-        elif "epoch" in r:
-            rows.append(r)
-    return rows
 
 
 # --------------------------------------------------------------------------------------------- run folder
@@ -281,7 +266,7 @@ class _Recorder:
         self.callback = _CB()
 
     def finished(self, trial: Any, error_file: str | None) -> None:
-        rows = _expand(self.rows.get(trial.trial_id, []))
+        rows = expand_history(self.rows.get(trial.trial_id, []))
         config = trial.config.get("spec", trial.config)
         last = rows[-1] if rows else {}
         best = max((r.get(METRIC, 0.0) for r in rows), default=float("nan"))
@@ -299,117 +284,6 @@ class _Recorder:
         )
         partial = tables_from_rows({(self.stage, trial.trial_id): (config, rows, status, error_file)})
         append_tables(self.run_dir, *partial)
-
-
-def _status_of(rows: list[dict], error: Any, epochs: float, stage: str) -> str:
-    if error is not None:
-        return "error"
-    last = rows[-1] if rows else {}
-    if last.get("status") == "nan":
-        return "nan"
-    if stage == "search" and last.get("epoch", 0) < epochs:
-        return "stopped"
-    return "ok"
-
-
-def tables_from_rows(
-    records: dict[tuple[str, str], tuple[dict, list[dict], str, Any]],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tidy tables: one row per (trial, budget) and one row per (trial, budget, epoch)."""
-    epoch_rows, trial_rows = [], []
-    skip = {"spec", "model_options", "_threads", "_rungs", "budgets"}
-    for (stage, trial_id), (config, results, status, error) in records.items():
-        rows = _expand(results)
-        params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
-        by_budget: dict[float, list[dict]] = {}
-        for r in rows:
-            by_budget.setdefault(float(r.get("budget", 1.0)), []).append(r)
-        for budget, brows in by_budget.items():
-            run_status = (
-                _status_of(brows, error, config.get("epochs", 0) * budget, stage)
-                if status != "error"
-                else "error"
-            )
-            reason = next((r.get("reason") for r in brows if r.get("reason")), "") or (
-                "" if not error else str(error)
-            )
-            for r in brows:
-                epoch_rows.append(
-                    {
-                        "stage": stage,
-                        "trial_id": trial_id,
-                        **params,
-                        "budget": budget,
-                        **{
-                            k: r.get(k)
-                            for k in (
-                                "epoch",
-                                "train_loss",
-                                "val_loss",
-                                "val_accuracy",
-                                "lr",
-                                "momentum",
-                                "cycle_epoch",
-                                "wall_time",
-                            )
-                        },
-                    }
-                )
-            last = brows[-1]
-            trial_rows.append(
-                {
-                    "stage": stage,
-                    "trial_id": trial_id,
-                    **params,
-                    "budget": budget,
-                    "budget_epochs": config.get("epochs", 0) * budget,
-                    "epochs_run": last.get("epoch"),
-                    "final_val_accuracy": last.get("val_accuracy"),
-                    "final_val_loss": last.get("val_loss"),
-                    "best_val_accuracy": max((r.get("val_accuracy") or 0.0) for r in brows),
-                    "test_accuracy": last.get("test_accuracy"),
-                    "wall_time": last.get("wall_time"),
-                    "status": run_status,
-                    "reason": reason,
-                }
-            )
-        if not rows:
-            trial_rows.append(
-                {
-                    "stage": stage,
-                    "trial_id": trial_id,
-                    **params,
-                    "budget": 1.0,
-                    "status": "error",
-                    "reason": str(error or "no result reported"),
-                }
-            )
-    return pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
-
-
-def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
-    """Merge new rows into trials.parquet / epochs.parquet; a re-run trial replaces its earlier rows."""
-    for name, new in (("trials", trials), ("epochs", epochs)):
-        path = run_dir / f"{name}.parquet"
-        if path.exists() and not new.empty:
-            old = pd.read_parquet(path)
-            old = old[~old["trial_id"].isin(set(new["trial_id"]))]
-            new = pd.concat([old, new], ignore_index=True)
-        if not new.empty:
-            tmp = path.with_suffix(".tmp")
-            new.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-
-
-def _records_from_grid(grid: Any, stage: str) -> dict:
-    records = {}
-    for result in grid:
-        df = result.metrics_dataframe
-        rows = [] if df is None or df.empty else df.to_dict("records")
-        config = result.config.get("spec", result.config)
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        records[(stage, trial_id)] = (config, rows, "error" if result.error else "ok", result.error)
-    return records
 
 
 def _restorable(path: Path) -> bool:
@@ -433,102 +307,6 @@ def _tuner(
     return make()
 
 
-class _ResumableOptunaSearch(OptunaSearch):
-    """`OptunaSearch` that tolerates a resumed trial which Optuna has already finished.
-
-    After a kill -9, Tune's experiment checkpoint can lag Optuna's database: Tune re-runs a trial Optuna was already
-    told about, and `OptunaSearch.on_trial_result` (`ot_trial.report`) raises UpdateFinishedTrialError; its
-    `on_trial_complete` already only logs such errors. The first outcome stays in Optuna; the tables take Tune's.
-    """
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        try:
-            super().on_trial_result(trial_id, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-
-
-class _ArmsSearcher(Searcher):
-    """Round-robin over per-arm searchers, so one Tuner runs every arm while each keeps its own Optuna study.
-
-    Tune takes one search algorithm per Tuner, and a Tuner per arm cost about 4 s of start-up each (fresh worker
-    processes importing torch), against 1.4 s of training per arm on the digits study. This routes each new trial
-    to the next arm with budget left (equal trials per arm) and every result back to that arm's searcher.
-    """
-
-    def __init__(self, searchers: dict[str, Searcher], trials_per_arm: int):
-        super().__init__(metric=METRIC, mode="max")
-        self.searchers = searchers
-        self.trials_per_arm = trials_per_arm
-        self.started = dict.fromkeys(searchers, 0)
-        self.arm_of: dict[str, str] = {}
-        self.turn = 0
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return True  # every arm's searcher already has its space, metric and mode
-
-    def suggest(self, trial_id: str) -> dict | str | None:
-        arms = list(self.searchers)
-        for i in range(len(arms)):
-            arm = arms[(self.turn + i) % len(arms)]
-            if self.started[arm] >= self.trials_per_arm:
-                continue
-            config = self.searchers[arm].suggest(trial_id)  # None: that arm is at its concurrency cap
-            if config is None or config == Searcher.FINISHED:
-                continue
-            self.started[arm] += 1
-            self.arm_of[trial_id] = arm
-            self.turn = (arms.index(arm) + 1) % len(arms)
-            return config
-        return Searcher.FINISHED if min(self.started.values()) >= self.trials_per_arm else None
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.arm_of:
-            self.searchers[self.arm_of[trial_id]].on_trial_result(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self.arm_of:
-            self.searchers[self.arm_of[trial_id]].on_trial_complete(trial_id, result, error)
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)  # as OptunaSearch.save does for itself
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
-
-class _PerArmASHA(FIFOScheduler):
-    """ASHA per arm: a trial is only ever compared with trials of its own schedule x optimizer."""
-
-    def __init__(self, **asha: Any):
-        super().__init__()
-        self.asha = asha
-        self.by_arm: dict[str, ASHAScheduler] = {}
-
-    def _of(self, trial: Any) -> ASHAScheduler:
-        arm = trial.config.get("arm", "?")
-        if arm not in self.by_arm:
-            self.by_arm[arm] = ASHAScheduler(**self.asha)
-        return self.by_arm[arm]
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        return True
-
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        self._of(trial).on_trial_add(tune_controller, trial)
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        return self._of(trial).on_trial_result(tune_controller, trial, result)
-
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        self._of(trial).on_trial_complete(tune_controller, trial, result)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._of(trial).on_trial_remove(tune_controller, trial)
-
-
 def run_search(
     cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
 ) -> dict:
@@ -547,7 +325,7 @@ def run_search(
     def make() -> Any:
         searchers = {
             arm: ConcurrencyLimiter(
-                _ResumableOptunaSearch(
+                ResumableOptunaSearch(
                     space=define_by_run(space),
                     metric=METRIC,
                     mode="max",
@@ -561,7 +339,7 @@ def run_search(
         }
         scheduler = None
         if cfg.early_stopping.enabled:
-            scheduler = _PerArmASHA(
+            scheduler = PerArmASHA(
                 time_attr="cycle_epoch",
                 metric="cycle_val_accuracy",
                 mode="max",
@@ -574,7 +352,7 @@ def run_search(
             param_space={**_trial_common(cfg), "seed": cfg.search.search_seed},
             tune_config=tune.TuneConfig(
                 num_samples=cfg.search.trials_per_arm * len(spaces),
-                search_alg=_ArmsSearcher(searchers, cfg.search.trials_per_arm),
+                search_alg=ArmsSearcher(searchers, cfg.search.trials_per_arm),
                 scheduler=scheduler,
                 reuse_actors=True,
             ),
@@ -586,7 +364,7 @@ def run_search(
             _new_optuna_study(storage, arm, space, cfg.search.search_seed)
 
     grid = _tuner(run_dir / "ray" / "search", trainable, make, fresh).fit()
-    return _records_from_grid(grid, "search")
+    return records_from_grid(grid, "search")
 
 
 def _run_config(run_dir: Path, name: str, recorder: _Recorder) -> Any:
@@ -667,7 +445,7 @@ def run_final(
         )
 
     grid = _tuner(run_dir / "ray" / "final", trainable, make).fit()
-    return _records_from_grid(grid, "final")
+    return records_from_grid(grid, "final")
 
 
 def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
