@@ -130,6 +130,7 @@ def train_epochs(
     `test=True`, test_loss and test_accuracy on the last epoch. A non-finite training loss ends the run at once.
     """
     seed = int(config.get("seed", 0))
+    data = data.to(device)  # whole tensors on the trial's device (a GPU trial gets its data once from the store)
     spe = steps_per_epoch(len(data.x_train), batch_size)
     n_epochs = max(1, math.ceil(epochs))
     schedule = build_schedule(config, epochs, spe)
