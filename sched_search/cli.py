@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -95,11 +96,26 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def cmd_study(args: argparse.Namespace) -> int:
-    from .tune import StudyAborted, run_study
+def _joins_a_cluster(args: argparse.Namespace) -> bool:
+    from .config import load_study
 
+    if args.address:
+        return True
+    try:
+        path = Path(args.resume) / "study.toml" if args.resume else args.study_file
+        return bool(load_study(path).ray_address)
+    except (ValueError, OSError):
+        return False  # the study itself reports a bad file
+
+
+def cmd_study(args: argparse.Namespace) -> int:
     if args.study_file is None and args.resume is None and Path("studies/digits.toml").exists():
         args.study_file = "studies/digits.toml"
+    if not _joins_a_cluster(args):
+        # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
+        # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from .tune import StudyAborted, run_study
     try:
         run_dir = run_study(
             args.study_file,

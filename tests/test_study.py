@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -314,21 +315,26 @@ def test_study_joins_a_ray_head_with_address(tmp_path: Path) -> None:
         run_dir = next((tmp_path / "runs").glob("smoke-*"))
         trials = pd.read_parquet(run_dir / "trials.parquet")
         assert set(trials.stage) == {"search", "final"}
+        assert _head_processes(port), "the head's processes were not found: _stop_head would leave them running"
     finally:
         _stop_head(port)
 
 
-def _stop_head(port: int) -> None:
-    """Stop only this head's processes: `ray stop` would also kill the session's own Ray (and pytest with it)."""
-    marks = (f"127.0.0.1:{port}".encode(), f"--gcs_server_port={port}".encode())
+def _head_processes(port: int) -> list[int]:
+    mark = re.compile(rb"(--gcs[-_]address=[^\x00 ]*:%d|--gcs_server_port=%d)(\x00| |$)" % (port, port))
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            cmdline = (proc / "cmdline").read_bytes()
+            if proc.name.isdigit() and int(proc.name) != os.getpid() and mark.search((proc / "cmdline").read_bytes()):
+                pids.append(int(proc.name))
         except (OSError, ValueError):
             continue
-        if proc.name.isdigit() and int(proc.name) != os.getpid() and any(m in cmdline for m in marks):
-            pids.append(int(proc.name))
+    return pids
+
+
+def _stop_head(port: int) -> None:
+    """Stop only this head's processes: `ray stop` would also kill the session's own Ray (and pytest with it)."""
+    pids = _head_processes(port)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
