@@ -527,6 +527,9 @@ def run_study(
     spaces = build_spaces(cfg, seeds, run_dir, spe)
 
     t0 = time.perf_counter()
+    # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a short
+    # study; every second keeps a crash's loss to the trials in flight and those finished in the last second.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     started = _start_ray(cfg, address)
     try:
         data_ref = [ray.put(data)]  # once into the object store; a list so Tune passes the ref, not the value
