@@ -110,6 +110,23 @@ class _Decoupled(torch.optim.Optimizer):
             for key in ("decay_mode", "foreach"):
                 group.setdefault(key, self.defaults[key])
 
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Performs one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads = _with_grads(self, group)
+            if params:
+                self._update_group(group, params, grads)
+        return loss
+
+    def _update_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
+        """Update one param group's parameters that have gradients (the optimizer's own rule)."""
+        raise NotImplementedError
+
 
 class SGDW(_Decoupled):
     """SGD with momentum and decoupled weight decay (Loshchilov & Hutter 2019, Algorithm 1).
@@ -163,28 +180,17 @@ class SGDW(_Decoupled):
         }
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Performs one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = _with_grads(self, group)
-            if not params:
-                continue
-            momentum = group["momentum"]
-            bufs = [self.state[p].get("momentum_buffer") for p in params]
-            update = _sgdw_foreach if _use_foreach(group["foreach"], params) else _sgdw_single
-            update(
-                params, grads, bufs, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
-                nesterov=group["nesterov"], decay=_decay_factor(group),
-            )
-            if momentum != 0:
-                for p, buf in zip(params, bufs):
-                    self.state[p]["momentum_buffer"] = buf
-        return loss
+    def _update_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
+        momentum = group["momentum"]
+        bufs = [self.state[p].get("momentum_buffer") for p in params]
+        update = _sgdw_foreach if _use_foreach(group["foreach"], params) else _sgdw_single
+        update(
+            params, grads, bufs, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+            nesterov=group["nesterov"], decay=_decay_factor(group),
+        )
+        if momentum != 0:
+            for p, buf in zip(params, bufs):
+                self.state[p]["momentum_buffer"] = buf
 
 
 def _sgdw_single(
@@ -272,36 +278,25 @@ class AdamW(_Decoupled):
         }
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Performs one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = _with_grads(self, group)
-            if not params:
-                continue
-            exp_avgs, exp_avg_sqs, steps = [], [], []
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                # A Python int: torch keeps a CPU tensor here and pays a kernel per step to count.
-                state["step"] += 1
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-                steps.append(float(state["step"]))
-            beta1, beta2 = group["betas"]
-            update = _adamw_foreach if _use_foreach(group["foreach"], params) else _adamw_single
-            update(
-                params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"], beta1=beta1, beta2=beta2,
-                eps=group["eps"], decay=_decay_factor(group),
-            )
-        return loss
+    def _update_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
+        exp_avgs, exp_avg_sqs, steps = [], [], []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            # A Python int: torch keeps a CPU tensor here and pays a kernel per step to count.
+            state["step"] += 1
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(float(state["step"]))
+        beta1, beta2 = group["betas"]
+        update = _adamw_foreach if _use_foreach(group["foreach"], params) else _adamw_single
+        update(
+            params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"], beta1=beta1, beta2=beta2,
+            eps=group["eps"], decay=_decay_factor(group),
+        )
 
 
 def _adamw_single(
