@@ -54,7 +54,7 @@ def plot_range_test(
         value = getattr(reading, attr)
         if value is not None:
             ax.axvline(value, color="k", ls=style, lw=1.2, label=f"{name} = {value:.2g}")
-    finite = [v for r in results for v in r.to_frame()["curve"] if math.isfinite(v)]
+    finite = [v for r in results for v in r.curve if math.isfinite(v)]
     top = max(finite) if finite else 1.0
     if main.nan_steps:
         ax.scatter(

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from .curve import CurveReading, Regions, read_curve, smooth_in_log_lr
+from .data import batches
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -80,6 +82,11 @@ class RangeTestResult:
     def verdict(self) -> str:
         return self.reading.verdict
 
+    @cached_property
+    def curve(self) -> np.ndarray:
+        """The loss smoothed in log(lr) as `read_curve` reads it; computed once for the plots, tables and sweep."""
+        return smooth_in_log_lr(np.array(self.lrs), np.array(self.losses), self.config.bandwidth)
+
     def to_frame(self):
         """One row per step: step, lr, loss, smoothed_loss, curve (the reading's smoothing), val_loss, finite."""
         import pandas as pd
@@ -90,7 +97,7 @@ class RangeTestResult:
                 "lr": self.lrs,
                 "loss": self.losses,
                 "smoothed_loss": self.smoothed,
-                "curve": smooth_in_log_lr(np.array(self.lrs), np.array(self.losses), self.config.bandwidth),
+                "curve": self.curve,
                 "val_loss": [np.nan if v is None else v for v in self.val_losses],
                 "finite": [math.isfinite(v) for v in self.losses],
                 "weight_decay": self.weight_decay,
@@ -120,10 +127,7 @@ class RangeTestResult:
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.summary(), indent=2, default=_json_default)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return _summary_json(self.summary(), path)
 
     def plot(self, path: str | Path) -> Path:
         from .plots import plot_range_test
@@ -158,7 +162,7 @@ class WeightDecaySweep:
             "per_decay": [
                 {
                     "weight_decay": r.weight_decay,
-                    "min_loss": _nanmin(r.to_frame()["curve"]),
+                    "min_loss": _nanmin(r.curve),
                     "min_loss_lr": r.reading.min_loss_lr,
                     "suggested_max_lr": r.reading.suggested_max_lr,
                     "verdict": r.verdict,
@@ -169,10 +173,7 @@ class WeightDecaySweep:
         return out
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.summary(), indent=2, default=_json_default)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return _summary_json(self.summary(), path)
 
     def plot(self, path: str | Path) -> Path:
         from .plots import plot_range_test
@@ -217,10 +218,7 @@ def _batch_stream(data: Any, batch_size: int, generator: torch.Generator) -> Ite
         if n < batch_size:  # else no full batch ever comes and the loop below spins forever
             raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples.")
         while True:
-            order = torch.randperm(n, generator=generator).to(x.device)
-            for start in range(0, n - batch_size + 1, batch_size):
-                idx = order[start : start + batch_size]
-                yield x[idx], y[idx]
+            yield from batches(x, y, batch_size, generator)
     else:
         assert isinstance(data, Iterable), (
             f"data must be TensorData, (x, y) tensors or an iterable of batches: {data!r}"
@@ -398,7 +396,7 @@ def weight_decay_sweep(
         for wd in decays
     )
     usable = [r for r in results if r.reading.min_loss_lr is not None] or list(results)
-    scores = {r.weight_decay: _nanmin(r.to_frame()["curve"]) for r in usable}
+    scores = {r.weight_decay: _nanmin(r.curve) for r in usable}
     lowest = min(scores.values())
     near = [r for r in usable if scores[r.weight_decay] <= lowest + 0.02 * abs(lowest)]
     choice = max(near, key=lambda r: (r.reading.min_loss_lr or 0.0, -scores[r.weight_decay]))
@@ -418,6 +416,14 @@ def weight_decay_sweep(
 def _nanmin(values: Any) -> float:
     arr = np.asarray(values, dtype=float)
     return float(np.nanmin(arr)) if np.isfinite(arr).any() else math.inf
+
+
+def _summary_json(summary: dict[str, Any], path: str | Path | None) -> str:
+    """The summary as JSON text, also written to `path` when given."""
+    text = json.dumps(summary, indent=2, default=_json_default)
+    if path is not None:
+        Path(path).write_text(text)
+    return text
 
 
 def _json_default(obj: Any) -> Any:
