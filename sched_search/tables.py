@@ -38,23 +38,19 @@ def _status_of(rows: list[dict], error: Any, epochs: float, stage: str) -> str:
 
 
 def tables_from_rows(
-    records: dict[tuple[str, str], tuple[dict, list[dict], str, Any]],
+    records: dict[tuple[str, str], tuple[dict, list[dict], Any]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy tables: one row per (trial, budget) and one row per (trial, budget, epoch)."""
     epoch_rows, trial_rows = [], []
     skip = {"spec", "model_options", "_threads", "_rungs", "budgets"}
-    for (stage, trial_id), (config, results, status, error) in records.items():
+    for (stage, trial_id), (config, results, error) in records.items():
         rows = expand_history(results)
         params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
         by_budget: dict[float, list[dict]] = {}
         for r in rows:
             by_budget.setdefault(float(r.get("budget", 1.0)), []).append(r)
         for budget, brows in by_budget.items():
-            run_status = (
-                _status_of(brows, error, config.get("epochs", 0) * budget, stage)
-                if status != "error"
-                else "error"
-            )
+            run_status = _status_of(brows, error, config.get("epochs", 0) * budget, stage)
             reason = next((r.get("reason") for r in brows if r.get("reason")), "") or (
                 "" if not error else str(error)
             )
@@ -133,5 +129,5 @@ def records_from_grid(grid: Any, stage: str) -> dict:
         rows = [] if df is None or df.empty else df.to_dict("records")
         config = result.config.get("spec", result.config)
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        records[(stage, trial_id)] = (config, rows, "error" if result.error else "ok", result.error)
+        records[(stage, trial_id)] = (config, rows, result.error)
     return records

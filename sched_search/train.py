@@ -90,7 +90,7 @@ def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
 
     Early stopping must compare cyclical schedules at these points, not mid-cycle where the LR peaks.
     """
-    if isinstance(schedule, (ConstantConfig,)) or not isinstance(schedule, (CyclicalConfig, SGDRConfig)):
+    if not isinstance(schedule, (CyclicalConfig, SGDRConfig)):
         return True
     a, b, c = (lr_at(schedule, max(0, s)) for s in (step - 2, step - 1, step))
     d = lr_at(schedule, step + 1)
@@ -130,7 +130,9 @@ def train_epochs(
     `test=True`, test_loss and test_accuracy on the last epoch. A non-finite training loss ends the run at once.
     """
     seed = int(config.get("seed", 0))
-    data = data.to(device)  # whole tensors on the trial's device (a GPU trial gets its data once from the store)
+    data = data.to(
+        device
+    )  # whole tensors on the trial's device (a GPU trial gets its data once from the store)
     spe = steps_per_epoch(len(data.x_train), batch_size)
     n_epochs = max(1, math.ceil(epochs))
     schedule = build_schedule(config, epochs, spe)

@@ -282,7 +282,9 @@ class _Recorder:
         self.echo(
             f"[{self.stage} {self.arm_of(config)}] {trial.trial_id} {shown} best {METRIC} {best:.4f} {status}"
         )
-        partial = tables_from_rows({(self.stage, trial.trial_id): (config, rows, status, error_file)})
+        partial = tables_from_rows(
+            {(self.stage, trial.trial_id): (config, self.rows.get(trial.trial_id, []), error_file)}
+        )
         append_tables(self.run_dir, *partial)
 
 
