@@ -116,6 +116,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from .tune import StudyAborted, run_study
+
     try:
         run_dir = run_study(
             args.study_file,
@@ -134,9 +135,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 def _print_report(run_dir: Path) -> None:
     from .report import format_leaderboard, load_run, write_report
 
-    paths = write_report(run_dir)
-    print(format_leaderboard(load_run(run_dir)))
-    print(f"report: {paths.get('html', run_dir / 'report.html')}")
+    run = load_run(run_dir)
+    paths = write_report(run_dir, run)
+    print(format_leaderboard(run))
+    print(f"report: {paths['report.html']}")
     print(f"run folder: {run_dir}")
 
 

@@ -332,9 +332,9 @@ _CSS = (
 )
 
 
-def write_report(run_dir: str | Path) -> dict[str, Path]:
+def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]:
     """Write the report of a run folder: report.md, a self-contained report.html (figures inlined as base64 PNG),
-    leaderboard.csv, trials.csv, epochs.csv and the figures under plots/.
+    leaderboard.csv, trials.csv, epochs.csv and the figures under plots/. `run`: that folder already loaded.
 
     Returns:
         name -> path of every file written ("report.md", "report.html", "leaderboard.csv", ..., "plot:<name>").
@@ -342,7 +342,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     Example:
         >>> write_report("runs/smoke-20260101-120000")["report.html"]  # doctest: +SKIP
     """
-    run = load_run(run_dir)
+    run = run if run is not None else load_run(run_dir)
     path = run.path
     written: dict[str, Path] = {}
     for name, table in (("leaderboard", run.leaderboard), ("trials", run.trials), ("epochs", run.epochs)):
