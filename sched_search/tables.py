@@ -42,7 +42,7 @@ def tables_from_rows(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy tables: one row per (trial, budget) and one row per (trial, budget, epoch)."""
     epoch_rows, trial_rows = [], []
-    skip = {"spec", "model_options", "_threads", "_rungs", "budgets"}
+    skip = {"stage", "model_options", "_threads", "_rungs", "budgets"}
     for (stage, trial_id), (config, results, error) in records.items():
         rows = expand_history(results)
         params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
@@ -122,12 +122,12 @@ def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> 
             os.replace(tmp, path)
 
 
-def records_from_grid(grid: Any, stage: str) -> dict:
+def records_from_grid(grid: Any) -> dict:
+    """(stage, trial_id) -> (config, results, error) for every trial of a Tune ResultGrid."""
     records = {}
     for result in grid:
         df = result.metrics_dataframe
         rows = [] if df is None or df.empty else df.to_dict("records")
-        config = result.config.get("spec", result.config)
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        records[(stage, trial_id)] = (config, rows, result.error)
+        records[(result.config.get("stage", "search"), trial_id)] = (result.config, rows, result.error)
     return records

@@ -3,13 +3,15 @@
 Stages, each resumable from the run folder:
 1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`;
 2. per-arm spaces -> `spaces.json`; one Optuna study per arm in `optuna.db` (the driver is its only writer);
-3. search: one Tuner for all arms, `trials_per_arm` trials per arm, the same training seed, per-arm ASHA on cycle ends;
+3. search: `trials_per_arm` trials per arm, the same training seed, per-arm ASHA on cycle ends;
 4. final: each arm's best config re-run on the same seeds over the budget ladder, and the Adam baseline;
+   3 and 4 share one Tuner: an arm's final re-runs start as soon as its own search is done;
 5. `trials.parquet` / `epochs.parquet`, rewritten as each trial finishes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -22,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 
 from .config import BASELINE_ARM, StudyConfig, load_study
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
@@ -65,14 +66,22 @@ def _report(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
     tune.report({**row, "history": json.dumps(history)})
 
 
-def search_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
-    """One search trial: train for the study's epochs; report at ASHA's rungs (on cycle ends) and at the end."""
+def trial_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
+    """One trial of the study's single Tuner: a search config, or a final re-run (`stage` = "final")."""
     import ray
-
-    from .train import train_epochs
 
     _threads(config)
     data = ray.get(data_ref[0])
+    if config.get("stage") == "final":
+        _final_run(config, data)
+    else:
+        _search_run(config, data)
+
+
+def _search_run(config: dict[str, Any], data: Any) -> None:
+    """Train for the study's epochs; report at ASHA's rungs (on cycle ends) and at the end."""
+    from .train import train_epochs
+
     rungs = list(config.get("_rungs", []))
     at_cycle_end = 0.0
     history: list[dict[str, Any]] = []
@@ -99,28 +108,23 @@ def search_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
             history = []
 
 
-def final_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
-    """One final re-run: one seed of one arm's best config over every budget of the ladder (shortest first)."""
-    import ray
-
+def _final_run(config: dict[str, Any], data: Any) -> None:
+    """One seed of one arm's best config over every budget of the ladder (shortest first)."""
     from .train import train_epochs
 
-    spec = config["spec"]
-    _threads(spec)
-    data = ray.get(data_ref[0])
-    for budget in spec["budgets"]:
-        epochs = budget * spec["epochs"]
+    for budget in config["budgets"]:
+        epochs = budget * config["epochs"]
         extra = {"budget": budget, "budget_epochs": epochs}
         rows = [
             {**row, **extra}
             for row in train_epochs(
-                spec,
+                config,
                 data,
                 epochs,
-                spec["batch_size"],
-                spec["model"],
-                spec["model_options"],
-                spec["device"],
+                config["batch_size"],
+                config["model"],
+                config["model_options"],
+                config["device"],
                 test=True,
             )
         ]
@@ -246,10 +250,10 @@ def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int
 class _Recorder:
     """A Tune callback: keeps every reported row, prints one line per finished trial, rewrites the tables."""
 
-    def __init__(self, run_dir: Path, stage: str, arm_of: Callable[[dict], str], echo: Callable[[str], None]):
+    def __init__(self, run_dir: Path, echo: Callable[[str], None]):
         from ray.tune import Callback
 
-        self.run_dir, self.stage, self.arm_of, self.echo = run_dir, stage, arm_of, echo
+        self.run_dir, self.echo = run_dir, echo
         self.rows: dict[str, list[dict]] = {}
         recorder = self
 
@@ -267,11 +271,12 @@ class _Recorder:
 
     def finished(self, trial: Any, error_file: str | None) -> None:
         rows = expand_history(self.rows.get(trial.trial_id, []))
-        config = trial.config.get("spec", trial.config)
+        config = trial.config
+        stage = config.get("stage", "search")
         last = rows[-1] if rows else {}
         best = max((r.get(METRIC, 0.0) for r in rows), default=float("nan"))
         status = "error" if error_file else last.get("status", "ok")
-        if status == "ok" and self.stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
+        if status == "ok" and stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
             status = f"stopped by ASHA at epoch {last.get('epoch')}"
         shown = {
             k: (f"{v:.3g}" if isinstance(v, float) else v)
@@ -279,11 +284,9 @@ class _Recorder:
             if k
             in ("max_lr", "weight_decay", "lr", "seed", "mode", "t_0_epochs", "pct_start", "step_size_epochs")
         }
-        self.echo(
-            f"[{self.stage} {self.arm_of(config)}] {trial.trial_id} {shown} best {METRIC} {best:.4f} {status}"
-        )
+        self.echo(f"[{stage} {config.get('arm', '?')}] {trial.trial_id} {shown} best {METRIC} {best:.4f} {status}")
         partial = tables_from_rows(
-            {(self.stage, trial.trial_id): (config, self.rows.get(trial.trial_id, []), error_file)}
+            {(stage, trial.trial_id): (config, self.rows.get(trial.trial_id, []), error_file)}
         )
         append_tables(self.run_dir, *partial)
 
@@ -295,34 +298,51 @@ def _restorable(path: Path) -> bool:
     return tune.Tuner.can_restore(str(path.resolve())) and any(path.glob("experiment_state-*.json"))
 
 
-def _tuner(
-    path: Path, trainable: Any, make: Callable[[], Any], fresh: Callable[[], None] = lambda: None
-) -> Any:
-    """Restore the Tune experiment at `path` if it saved state (finished trials kept), else start it anew."""
-    from ray import tune
-
-    path = path.resolve()  # Ray reads a relative path as a URI without a scheme
-    if _restorable(path):
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    shutil.rmtree(path, ignore_errors=True)
-    fresh()
-    return make()
+def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: dict[str, Any]) -> list[dict]:
+    """An arm's final re-runs: its best search config (`best`, with its trial_id) on every seed, over the ladder."""
+    space = spaces[arm]
+    config = {p.name: best[p.name] for p in space.params}
+    config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
+    config = {k: v for k, v in config.items() if not k.endswith("_source") and k != "preset"}
+    return [
+        {**config, "stage": "final", "seed": s, "budgets": list(cfg.search.budgets), "source_trial": best["trial_id"]}
+        for s in cfg.search.seeds
+    ]
 
 
-def run_search(
+def baseline_runs(cfg: StudyConfig) -> list[dict]:
+    """The constant-LR Adam baseline on every seed, full budget only."""
+    baseline = {
+        "arm": BASELINE_ARM,
+        "schedule": "constant",
+        "optimizer": "adam",
+        "lr": cfg.search.baseline_lr,
+        "weight_decay": 0.0,
+    }
+    return [{**baseline, "stage": "final", "seed": s, "budgets": [1.0]} for s in cfg.search.seeds]
+
+
+def run_trials(
     cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
 ) -> dict:
-    """Stage 3: one Tuner for all arms; per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends."""
+    """Stages 3 and 4 in one Tuner: per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends; as soon
+    as an arm's search is done, its best config's final re-runs join the queue (with the baseline's from the start).
+
+    One Tuner keeps both worker slots busy across the stages: a second Tuner cost about 3 s of start-up (fresh
+    workers importing torch) plus the idle tail of the search, against about 12 s of work per slot.
+    """
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _optuna_storage(run_dir)
     trainable = tune.with_resources(
-        tune.with_parameters(search_trainable, data_ref=data_ref),
+        tune.with_parameters(trial_trainable, data_ref=data_ref),
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
     )
-    recorder = _Recorder(run_dir, "search", lambda c: c.get("arm", "?"), echo)
+    recorder = _Recorder(run_dir, echo)
+    n_search = cfg.search.trials_per_arm * len(spaces)
+    n_final = len(cfg.search.seeds) * (len(spaces) + 1)
 
     def make() -> Any:
         searchers = {
@@ -349,105 +369,44 @@ def run_search(
                 grace_period=cfg.early_stopping.grace_period,
                 reduction_factor=cfg.early_stopping.reduction_factor,
             )
+        searcher = ArmsSearcher(
+            searchers,
+            cfg.search.trials_per_arm,
+            final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
+            first_runs=baseline_runs(cfg),
+        )
         return tune.Tuner(
             trainable,
             param_space={**_trial_common(cfg), "seed": cfg.search.search_seed},
             tune_config=tune.TuneConfig(
-                num_samples=cfg.search.trials_per_arm * len(spaces),
-                search_alg=ArmsSearcher(searchers, cfg.search.trials_per_arm),
+                num_samples=n_search + n_final,
+                search_alg=searcher,
                 scheduler=scheduler,
                 reuse_actors=True,
+                # Without a cap Tune keeps one trial pending for a custom searcher, which ran trials one at a time.
+                max_concurrent_trials=len(spaces) * cfg.search.max_concurrent_per_arm,
             ),
-            run_config=_run_config(run_dir, "search", recorder),
+            run_config=tune.RunConfig(
+                name="study",
+                storage_path=str((run_dir / "ray").resolve()),
+                callbacks=[recorder.callback],
+                failure_config=tune.FailureConfig(max_failures=1),  # retry a trial once when its worker is lost
+                verbose=0,
+            ),
         )
 
-    def fresh() -> None:
+    path = (run_dir / "ray" / "study").resolve()  # Ray reads a relative path as a URI without a scheme
+    if _restorable(path):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
         for arm, space in spaces.items():
             _new_optuna_study(storage, arm, space, cfg.search.search_seed)
-
-    grid = _tuner(run_dir / "ray" / "search", trainable, make, fresh).fit()
-    return records_from_grid(grid, "search")
-
-
-def _run_config(run_dir: Path, name: str, recorder: _Recorder) -> Any:
-    from ray import tune
-
-    return tune.RunConfig(
-        name=name,
-        storage_path=str((run_dir / "ray").resolve()),
-        callbacks=[recorder.callback],
-        failure_config=tune.FailureConfig(max_failures=1),  # retry a trial once when its worker is lost
-        verbose=0,
-    )
-
-
-def best_configs(trials: pd.DataFrame, spaces: dict[str, ArmSpace]) -> dict[str, dict[str, Any]]:
-    """Each arm's best search config by final val accuracy (ties: lower val loss)."""
-    best = {}
-    search = trials[(trials["stage"] == "search") & (trials["status"].isin(["ok", "stopped"]))]
-    for arm in spaces:
-        rows = search[search["arm"] == arm].sort_values(
-            ["final_val_accuracy", "final_val_loss"], ascending=[False, True]
-        )
-        if rows.empty:
-            continue
-        best[arm] = rows.iloc[0].to_dict()
-    return best
-
-
-def run_final(
-    cfg: StudyConfig,
-    run_dir: Path,
-    spaces: dict[str, ArmSpace],
-    best: dict[str, dict],
-    data_ref: Any,
-    echo: Callable[[str], None],
-) -> dict:
-    """Stage 4: best config per arm on every seed and budget; the Adam 3e-4 baseline on every seed, full budget."""
-    from ray import tune
-
-    common = _trial_common(cfg)
-    specs = []
-    for arm, row in best.items():
-        space = spaces[arm]
-        config = {k: row[k] for k in [p.name for p in space.params]}
-        config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
-        config = {k: v for k, v in config.items() if not k.endswith("_source") and k != "preset"}
-        specs += [
-            {
-                **common,
-                **config,
-                "seed": s,
-                "budgets": list(cfg.search.budgets),
-                "source_trial": row["trial_id"],
-            }
-            for s in cfg.search.seeds
-        ]
-    baseline = {
-        "arm": BASELINE_ARM,
-        "schedule": "constant",
-        "optimizer": "adam",
-        "lr": cfg.search.baseline_lr,
-        "weight_decay": 0.0,
-    }
-    specs += [{**common, **baseline, "seed": s, "budgets": [1.0]} for s in cfg.search.seeds]
-    _write_json(run_dir / "final_configs.json", specs)
-    trainable = tune.with_resources(
-        tune.with_parameters(final_trainable, data_ref=data_ref),
-        {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
-    )
-    recorder = _Recorder(run_dir, "final", lambda c: c.get("arm", "?"), echo)
-
-    def make() -> Any:
-        return tune.Tuner(
-            trainable,
-            param_space={"spec": tune.grid_search(specs)},
-            tune_config=tune.TuneConfig(reuse_actors=True),
-            run_config=_run_config(run_dir, "final", recorder),
-        )
-
-    grid = _tuner(run_dir / "ray" / "final", trainable, make).fit()
-    return records_from_grid(grid, "final")
+        tuner = make()
+    records = records_from_grid(tuner.fit())
+    finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
+    _write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
+    return records
 
 
 def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
@@ -496,6 +455,7 @@ def run_study(
 
     from .data import load_data, steps_per_epoch
 
+    start = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "study.toml").exists():
@@ -525,21 +485,16 @@ def run_study(
         "version": _version(),
     }
     _write_json(run_dir / "resolved_config.json", resolved)
-    seeds = range_tests(cfg, run_dir, echo)
-    spaces = build_spaces(cfg, seeds, run_dir, spe)
-
-    t0 = time.perf_counter()
     # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a short
     # study; every second keeps a crash's loss to the trials in flight and those finished in the last second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    seeds = range_tests(cfg, run_dir, echo)
+    spaces = build_spaces(cfg, seeds, run_dir, spe)
+    t0 = time.perf_counter()
     started = _start_ray(cfg, address)
     try:
         data_ref = [ray.put(data)]  # once into the object store; a list so Tune passes the ref, not the value
-        records = run_search(cfg, run_dir, spaces, data_ref, echo)
-        trials, epochs = tables_from_rows(records)
-        append_tables(run_dir, trials, epochs)
-        best = best_configs(trials, spaces)
-        records.update(run_final(cfg, run_dir, spaces, best, data_ref, echo))
+        records = run_trials(cfg, run_dir, spaces, data_ref, echo)
     finally:
         if started:
             ray.shutdown()
@@ -547,7 +502,10 @@ def run_study(
     for path in (run_dir / "trials.parquet", run_dir / "epochs.parquet"):
         path.unlink(missing_ok=True)  # the Ray results are the full record: rewrite without stale rows
     append_tables(run_dir, trials, epochs)
-    _write_json(run_dir / "timing.json", {"trials_wall_s": time.perf_counter() - t0})
+    _write_json(
+        run_dir / "timing.json",
+        {"range_tests_s": t0 - start, "trials_wall_s": time.perf_counter() - t0, "study_wall_s": time.perf_counter() - start},
+    )
     echo(f"study done in {time.perf_counter() - t0:.1f} s of trials; tables in {run_dir}")
     return run_dir
 
@@ -558,4 +516,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["StudyAborted", "final_trainable", "run_study", "search_trainable", "tables_from_rows"]
+__all__ = ["StudyAborted", "run_study", "run_trials", "tables_from_rows", "trial_trainable"]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sched_search.config import load_study
+from sched_search.config import BASELINE_ARM, load_study
 from sched_search.space import RangeSeed, build_space, check_point_in_space, seed_from_summary
 from sched_search.train import at_lr_minimum, build_schedule
 
@@ -124,6 +124,17 @@ def test_smoke_equal_budgets_and_same_seeds(smoke_run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_smoke_search_trials_use_both_worker_slots(smoke_run: Path) -> None:
+    """Tune keeps a single trial pending for a custom searcher unless capped: the search then ran one at a time."""
+    pids = {}
+    for progress in (smoke_run / "ray" / "study").glob("*/progress.csv"):
+        rows = pd.read_csv(progress)
+        pids.setdefault(json.loads((progress.parent / "params.json").read_text()).get("stage", "search"), set()).update(
+            rows.pid)
+    assert len(pids["search"]) == 2, pids
+
+
+@pytest.mark.slow
 def test_smoke_first_trial_is_the_range_test_suggestion(smoke_run: Path) -> None:
     """ray #35319: OptunaSearch ignores points_to_evaluate with define-by-run; our enqueued point must run."""
     import optuna
@@ -163,32 +174,36 @@ def _tiny_cfg(tmp_path: Path, **search):
 @pytest.mark.slow
 def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.tune import run_search, tables_from_rows
+    from sched_search.tune import run_trials, tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=3)
     # LRs of 1e4..1e5 make SGDW's loss overflow at once.
     space = build_space("clr-sgdw", replace(SEED, max_lr=3e4, min_lr=1e3), cfg.train.epochs, 19)
     lines: list[str] = []
-    records = run_search(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
+    records = run_trials(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
     trials, _ = tables_from_rows(records)
-    assert len(trials) == 3
-    assert (trials.status == "nan").all()
-    assert trials.reason.str.contains("training loss is").all()
-    assert len(lines) == 3 and all("nan" in line for line in lines)
+    search = trials[trials.stage == "search"]
+    assert len(search) == 3
+    assert (search.status == "nan").all()
+    assert search.reason.str.contains("training loss is").all()
+    search_lines = [line for line in lines if line.startswith("[search")]
+    assert len(search_lines) == 3 and all("nan" in line for line in search_lines)
+    # no config of the arm is usable, so it gets no final re-run; the baseline's still run
+    assert set(trials[trials.stage == "final"].arm) == {BASELINE_ARM}
 
 
 @pytest.mark.slow
 def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.tune import run_search, tables_from_rows
+    from sched_search.tune import run_trials, tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=8, max_concurrent_per_arm=2)
     cfg = replace(cfg, train=replace(cfg.train, epochs=8),
                   early_stopping=replace(cfg.early_stopping, grace_period=2, reduction_factor=2))
     space = build_space("clr-sgdw", SEED, 8, 19)
-    records = run_search(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lambda _: None)
+    records = run_trials(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lambda _: None)
     trials, epochs = tables_from_rows(records)
-    stopped = trials[trials.status == "stopped"]
+    stopped = trials[(trials.stage == "search") & (trials.status == "stopped")]
     assert len(stopped) >= 1, "ASHA stopped nothing: the test would prove nothing"
     for trial_id in stopped.trial_id:
         rows = epochs[epochs.trial_id == trial_id].sort_values("epoch")
@@ -201,19 +216,19 @@ def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None
 @pytest.mark.slow
 def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.tune import run_search, tables_from_rows
+    from sched_search.tune import run_trials, tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=2)
     # A negative layer width makes the model factory raise inside every trial (after Ray's one retry).
     cfg = replace(cfg, model=replace(cfg.model, options={"hidden": -5}))
     space = build_space("clr-sgdw", SEED, cfg.train.epochs, 19)
     lines: list[str] = []
-    records = run_search(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
+    records = run_trials(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
     trials, _ = tables_from_rows(records)
-    assert len(trials) == 2
+    assert len(trials) == 2 + len(cfg.search.seeds)  # and the baseline's re-runs, which raise too
     assert (trials.status == "error").all()
     assert trials.reason.str.len().gt(0).all()
-    assert len(lines) == 2 and all("error" in line for line in lines)
+    assert len(lines) == len(trials) and all("error" in line for line in lines)
 
 
 def test_failed_range_test_stops_the_study_before_any_trial(tmp_path: Path, monkeypatch) -> None:
