@@ -248,13 +248,19 @@ def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int
 
 
 class _Recorder:
-    """A Tune callback: keeps every reported row, prints one line per finished trial, rewrites the tables."""
+    """A Tune callback: keeps every reported row, prints one line per finished trial, merges finished trials into the
+    tables at most every `write_every_s`. (A merge rewrites both parquet files, about 30 ms of driver CPU; merging
+    after every trial took 2.2 s of the driver's 8.2 s of CPU in the default study, on the cores the trials use.)"""
+
+    write_every_s = 2.0
 
     def __init__(self, run_dir: Path, echo: Callable[[str], None]):
         from ray.tune import Callback
 
         self.run_dir, self.echo = run_dir, echo
         self.rows: dict[str, list[dict]] = {}
+        self.unwritten: dict[tuple[str, str], tuple[dict, list[dict], Any]] = {}
+        self.written_at = time.monotonic()
         recorder = self
 
         class _CB(Callback):
@@ -285,10 +291,15 @@ class _Recorder:
             in ("max_lr", "weight_decay", "lr", "seed", "mode", "t_0_epochs", "pct_start", "step_size_epochs")
         }
         self.echo(f"[{stage} {config.get('arm', '?')}] {trial.trial_id} {shown} best {METRIC} {best:.4f} {status}")
-        partial = tables_from_rows(
-            {(stage, trial.trial_id): (config, self.rows.get(trial.trial_id, []), error_file)}
-        )
-        append_tables(self.run_dir, *partial)
+        self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
+        if time.monotonic() - self.written_at >= self.write_every_s:
+            self.write()
+
+    def write(self) -> None:
+        """Merge the trials finished since the last write into trials.parquet / epochs.parquet."""
+        if self.unwritten:
+            append_tables(self.run_dir, *tables_from_rows(self.unwritten))
+        self.unwritten, self.written_at = {}, time.monotonic()
 
 
 def _restorable(path: Path) -> bool:
@@ -403,7 +414,10 @@ def run_trials(
         for arm, space in spaces.items():
             _new_optuna_study(storage, arm, space, cfg.search.search_seed)
         tuner = make()
-    records = records_from_grid(tuner.fit())
+    try:
+        records = records_from_grid(tuner.fit())
+    finally:
+        recorder.write()
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
     _write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
     return records
@@ -492,19 +506,28 @@ def run_study(
     spaces = build_spaces(cfg, seeds, run_dir, spe)
     t0 = time.perf_counter()
     started = _start_ray(cfg, address)
+    ray_started = time.perf_counter()
     try:
         data_ref = [ray.put(data)]  # once into the object store; a list so Tune passes the ref, not the value
         records = run_trials(cfg, run_dir, spaces, data_ref, echo)
     finally:
+        ray_stopping = time.perf_counter()
         if started:
             ray.shutdown()
+        ray_stopped = time.perf_counter()
     trials, epochs = tables_from_rows(records)
     for path in (run_dir / "trials.parquet", run_dir / "epochs.parquet"):
         path.unlink(missing_ok=True)  # the Ray results are the full record: rewrite without stale rows
     append_tables(run_dir, trials, epochs)
     _write_json(
         run_dir / "timing.json",
-        {"range_tests_s": t0 - start, "trials_wall_s": time.perf_counter() - t0, "study_wall_s": time.perf_counter() - start},
+        {
+            "range_tests_s": t0 - start,
+            "ray_start_s": ray_started - t0,
+            "ray_stop_s": ray_stopped - ray_stopping,
+            "trials_wall_s": time.perf_counter() - t0,
+            "study_wall_s": time.perf_counter() - start,
+        },
     )
     echo(f"study done in {time.perf_counter() - t0:.1f} s of trials; tables in {run_dir}")
     return run_dir
