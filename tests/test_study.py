@@ -124,6 +124,17 @@ def test_smoke_equal_budgets_and_same_seeds(smoke_run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_smoke_finals_rerun_each_arms_best_search_trial(smoke_run: Path) -> None:
+    trials = pd.read_parquet(smoke_run / "trials.parquet")
+    search = trials[(trials.stage == "search") & trials.status.isin(["ok", "stopped"])]
+    for arm, rows in search.groupby("arm"):
+        best = rows.sort_values(["final_val_accuracy", "final_val_loss"], ascending=[False, True]).iloc[0]
+        finals = trials[(trials.stage == "final") & (trials.arm == arm)]
+        assert set(finals.source_trial) == {best.trial_id}
+        assert np.allclose(finals.max_lr, best.max_lr) and np.allclose(finals.weight_decay, best.weight_decay)
+
+
+@pytest.mark.slow
 def test_smoke_search_trials_use_both_worker_slots(smoke_run: Path) -> None:
     """Tune keeps a single trial pending for a custom searcher unless capped: the search then ran one at a time."""
     pids = {}
