@@ -19,7 +19,7 @@ from .schedules import (
     one_cycle,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "SGDW",

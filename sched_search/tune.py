@@ -474,6 +474,13 @@ def run_study(
         run_dir = Path(resume)
         if not (run_dir / "study.toml").exists():
             raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
+        if not (run_dir / "ray" / "study").exists() and any((run_dir / "ray" / s).exists() for s in ("search", "final")):
+            # sched_search 0.1 ran the search and the final re-runs as two Tune experiments; this one cannot
+            # restore them, and starting afresh would overwrite their tables.
+            raise ValueError(
+                f"{run_dir} was written by an older sched_search (ray/search and ray/final experiments), which this "
+                "version cannot resume without losing its finished trials; start a new study instead."
+            )
         cfg = load_study(run_dir / "study.toml")
         cfg = replace(cfg, source=str(run_dir / "study.toml"))
         echo(f"resuming {run_dir}")

@@ -316,6 +316,16 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
             row.final_val_accuracy), "a trial finished before the kill was re-run differently"
 
 
+def test_resume_refuses_a_run_folder_of_the_two_experiment_layout(tmp_path: Path) -> None:
+    from sched_search.tune import run_study
+
+    (tmp_path / "study.toml").write_text(SMOKE.read_text())
+    (tmp_path / "ray" / "search").mkdir(parents=True)
+    with pytest.raises(ValueError, match="older sched_search"):
+        run_study(resume=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ray", "study.toml"]  # nothing written, nothing lost
+
+
 # ----------------------------------------------------------------------------------- a real Ray head
 
 
