@@ -34,11 +34,15 @@ class ModelSection:
     options: dict = field(default_factory=dict)  # passed to the factory (e.g. hidden = 256, depth = 56)
 
 
+AUGMENTATIONS = ("none", "crop_flip")  # see data.augment_batch
+
+
 @dataclass(frozen=True)
 class TrainSection:
     epochs: int = 30  # full budget per trial
     batch_size: int = 64
     device: str = "cpu"  # cpu | cuda
+    augment: str = "none"  # "crop_flip": random crop + horizontal flip of each training batch (image data)
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,7 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(
         s, t.device == "cpu" or t.device.startswith("cuda"), "[train] device", "'cpu' or 'cuda[:n]'", t.device
     )
+    _check(s, t.augment in AUGMENTATIONS, "[train] augment", " or ".join(map(repr, AUGMENTATIONS)), t.augment)
     q = cfg.search
     for arm in q.arms:
         _check(

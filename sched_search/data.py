@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ._importpath import load_object
+from .config import AUGMENTATIONS
 
 DATASETS = ("digits", "synthetic", "cifar10")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -54,6 +56,30 @@ def batches(
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
         yield x[idx], y[idx]
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Augment an image batch (N, C, H, W) on its own device: "crop_flip" is the standard CIFAR recipe (a random
+    crop after zero-padding by H/8, 4 pixels on CIFAR, and a horizontal flip with probability 1/2); "none" is x.
+
+    torchvision's transforms work per image; this does the whole batch in a few tensor ops, so GPU trials stay fast.
+    """
+    if kind == "none":
+        return x
+    if kind != "crop_flip":
+        raise ValueError(f"unknown augmentation {kind!r}: expected one of {AUGMENTATIONS}.")
+    if x.dim() != 4:
+        raise ValueError(f"augmentation 'crop_flip' needs image batches (N, C, H, W), but got shape {tuple(x.shape)}.")
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = (shifts[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # (N, H, 1)
+    cols = (shifts[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # (N, 1, W)
+    cols = torch.where(flips[:, None, None], cols.flip(-1), cols)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:

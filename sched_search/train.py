@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import TensorData, batches, steps_per_epoch
+from .data import TensorData, augment_batch, batches, steps_per_epoch
 from .models import build_model
 from .optim import SGDW, AdamW
 from .schedules import (
@@ -122,8 +122,11 @@ def train_epochs(
     model_options: dict | None = None,
     device: str = "cpu",
     test: bool = False,
+    augment: str = "none",
 ) -> Iterator[dict[str, Any]]:
     """Train `config` for `epochs` (seeded by config["seed"]) and yield one metrics dict per epoch.
+
+    `augment` ("none" | "crop_flip") transforms each training batch (`data.augment_batch`).
 
     Yields: epoch, train_loss, val_loss, val_accuracy, lr (at epoch end), momentum, cycle_epoch (the last epoch that
     ended at an LR minimum: what early stopping compares), wall_time, status ("ok" | "nan"), reason; with
@@ -142,6 +145,8 @@ def train_epochs(
     optimizer = build_optimizer(config["optimizer"], model.parameters(), lr0, config.get("weight_decay", 0.0))
     scheduler = build_scheduler(optimizer, schedule)
     generator = torch.Generator().manual_seed(seed)
+    # a stream of its own, so that augmenting leaves a seed's batch order unchanged
+    augment_generator = torch.Generator().manual_seed(7919 * seed + 1)
     total_steps = max(1, round(epochs * spe))
     step, cycle_epoch, start = 0, 0, time.perf_counter()
     for epoch in range(1, n_epochs + 1):
@@ -151,6 +156,7 @@ def train_epochs(
         for x, y in batches(data.x_train, data.y_train, batch_size, generator):
             if step >= total_steps:
                 break
+            x = augment_batch(x, augment, augment_generator)
             loss = nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

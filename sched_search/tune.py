@@ -93,6 +93,7 @@ def _search_run(config: dict[str, Any], data: Any) -> None:
         config["model"],
         config["model_options"],
         config["device"],
+        augment=config.get("augment", "none"),
     )
     for row in rows:
         if row["cycle_epoch"] == row["epoch"]:
@@ -126,6 +127,7 @@ def _final_run(config: dict[str, Any], data: Any) -> None:
                 config["model_options"],
                 config["device"],
                 test=True,
+                augment=config.get("augment", "none"),
             )
         ]
         _report(rows[-1], rows)
@@ -154,6 +156,7 @@ def _trial_common(cfg: StudyConfig) -> dict[str, Any]:
         "model": cfg.model.name,
         "model_options": dict(cfg.model.options),
         "device": cfg.train.device,
+        "augment": cfg.train.augment,
         "_threads": max(1, int(cfg.resources.cpus_per_trial)),
         "_rungs": asha_rungs(
             cfg.train.epochs, cfg.early_stopping.grace_period, cfg.early_stopping.reduction_factor
@@ -498,6 +501,11 @@ def run_study(
     data = load_data(
         cfg.data.name, root=cfg.data.root, image=cfg.model.name in ("cnn", "resnet"), **cfg.data.options
     )
+    if cfg.train.augment != "none" and data.x_train.dim() != 4:
+        raise ValueError(
+            f"{cfg.source}: [train] augment = {cfg.train.augment!r} needs image data (N, C, H, W), but "
+            f"{cfg.data.name!r} with model {cfg.model.name!r} gives inputs of shape {tuple(data.x_train.shape[1:])}."
+        )
     spe = steps_per_epoch(len(data.x_train), cfg.train.batch_size)
     resolved = {
         "study": cfg.to_dict(),

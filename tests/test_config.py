@@ -39,6 +39,7 @@ BAD = [
     ("[train]\nepochs = 0\n", "[train] epochs", "integer >= 1"),
     ('[train]\nepochs = "ten"\n', "[train] epochs", "an integer"),
     ("[train]\nbatch_size = 1.5\n", "[train] batch_size", "an integer"),
+    ('[train]\naugment = "mixup"\n', "[train] augment", "'none' or 'crop_flip'"),
     ("[trian]\nepochs = 3\n", "unknown key trian", "expected one of"),
     ("[search]\ntrails_per_arm = 3\n", "unknown key [search] trails_per_arm", "expected one of"),
     ('[search]\narms = ["clr-adam"]\n', "[search] arms", "drawn from"),

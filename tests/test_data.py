@@ -252,3 +252,38 @@ def test_load_data_factory(factories: str) -> None:
 def test_load_data_bad_paths(factories: str, path: str, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match.format(mod=factories)):
         load_data(path.format(mod=factories))
+
+
+# ----------------------------------------------------------------------------------- augmentation
+
+
+def test_crop_flip_takes_a_shifted_window_of_the_padded_image_or_its_mirror() -> None:
+    from sched_search.data import augment_batch
+
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
+    out = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))  # pad = H/8
+    for i in range(len(x)):
+        windows = [padded[i, :, r : r + 16, c : c + 16] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows), i
+
+
+def test_crop_flip_is_seeded_and_varies_over_the_batch() -> None:
+    from sched_search.data import augment_batch
+
+    x = torch.randn(64, 1, 8, 8)
+    a = augment_batch(x, "crop_flip", torch.Generator().manual_seed(3))
+    b = augment_batch(x, "crop_flip", torch.Generator().manual_seed(3))
+    c = augment_batch(x, "crop_flip", torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    changed = (a != x).flatten(1).any(1)
+    assert 0 < int(changed.sum()) < 64  # most images move; a few draw the identity (no shift, no flip)
+    assert augment_batch(x, "none", torch.Generator()) is x
+
+
+def test_crop_flip_refuses_flat_inputs() -> None:
+    from sched_search.data import augment_batch
+
+    with pytest.raises(ValueError, match=r"needs image batches \(N, C, H, W\)"):
+        augment_batch(torch.randn(4, 64), "crop_flip", torch.Generator())

@@ -316,6 +316,18 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
             row.final_val_accuracy), "a trial finished before the kill was re-run differently"
 
 
+def test_augmenting_flat_inputs_is_refused_before_any_work(tmp_path: Path) -> None:
+    import ray
+
+    from sched_search.tune import run_study
+
+    cfg = load_study(SMOKE)
+    cfg = replace(cfg, runs_dir=str(tmp_path), train=replace(cfg.train, augment="crop_flip"))
+    with pytest.raises(ValueError, match=r"augment = 'crop_flip' needs image data .* shape \(64,\)"):
+        run_study(cfg)
+    assert not list(tmp_path.glob("*/range_test_*")) and not ray.is_initialized()
+
+
 def test_resume_refuses_a_run_folder_of_the_two_experiment_layout(tmp_path: Path) -> None:
     from sched_search.tune import run_study
 
