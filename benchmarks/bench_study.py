@@ -3,7 +3,8 @@
     python benchmarks/bench_study.py [studies/digits.toml]
 
 Runs the study (range tests excluded from the timing), then re-trains exactly the trials it ran (same configs,
-same epochs, ASHA's early stops included) one after another in this process with `train_epochs`, and prints
+same epochs, ASHA's early stops included) one after another in this process with `train_trial`, as each trial
+trains them, and prints
     ratio = study wall time / (plain wall time / parallel trial slots)
 i.e. how much slower each trial-core is under the study than the ideal split of the plain loop. Target: <= 1.3x.
 The study wall time runs from `ray.init` to the tables; the ratio without Ray's own start and stop (which a study
@@ -26,8 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from sched_search.config import load_study
 from sched_search.data import load_data
-from sched_search.train import train_epochs
-from sched_search.tune import run_study
+from sched_search.tune import run_study, train_trial, trial_settings
 
 
 def plain_loop(run_dir: Path, cfg) -> float:
@@ -42,9 +42,9 @@ def plain_loop(run_dir: Path, cfg) -> float:
             config = finals[(row["arm"], row["seed"])]
         else:
             config = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-        config = {**config, "epochs": cfg.train.epochs}
+        config = {**trial_settings(cfg), **config, "epochs": cfg.train.epochs}
         epochs = row["budget"] * cfg.train.epochs
-        rows = train_epochs(config, data, epochs, cfg.train.batch_size, cfg.model.name, dict(cfg.model.options))
+        rows = train_trial(config, data, epochs)
         for ran, _ in enumerate(rows, start=1):
             if ran >= row["epochs_run"]:
                 break

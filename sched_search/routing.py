@@ -116,16 +116,16 @@ class PerArmASHA(FIFOScheduler):
     def __init__(self, **asha: Any):
         super().__init__()
         self.asha = asha
-        self.by_arm: dict[str, FIFOScheduler] = {}
+        self.by_arm: dict[str, ASHAScheduler] = {}
+        self.final = FIFOScheduler()
 
     def _of(self, trial: Any) -> FIFOScheduler:
         if trial.config.get("stage") == "final":
-            key = "final"  # final re-runs are never stopped early
-        else:
-            key = trial.config.get("arm", "?")
-        if key not in self.by_arm:
-            self.by_arm[key] = FIFOScheduler() if key == "final" else ASHAScheduler(**self.asha)
-        return self.by_arm[key]
+            return self.final  # final re-runs are never stopped early
+        arm = trial.config.get("arm", "?")
+        if arm not in self.by_arm:
+            self.by_arm[arm] = ASHAScheduler(**self.asha)
+        return self.by_arm[arm]
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True

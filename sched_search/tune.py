@@ -80,22 +80,10 @@ def trial_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
 
 def _search_run(config: dict[str, Any], data: Any) -> None:
     """Train for the study's epochs; report at ASHA's rungs (on cycle ends) and at the end."""
-    from .train import train_epochs
-
     rungs = list(config.get("_rungs", []))
     at_cycle_end = 0.0
     history: list[dict[str, Any]] = []
-    rows = train_epochs(
-        config,
-        data,
-        config["epochs"],
-        config["batch_size"],
-        config["model"],
-        config["model_options"],
-        config["device"],
-        augment=config.get("augment", "none"),
-    )
-    for row in rows:
+    for row in train_trial(config, data, config["epochs"]):
         if row["cycle_epoch"] == row["epoch"]:
             at_cycle_end = row["val_accuracy"]
         # ASHA reads the accuracy at the last LR minimum (cycle end), never a mid-cycle value.
@@ -111,26 +99,28 @@ def _search_run(config: dict[str, Any], data: Any) -> None:
 
 def _final_run(config: dict[str, Any], data: Any) -> None:
     """One seed of one arm's best config over every budget of the ladder (shortest first)."""
-    from .train import train_epochs
-
     for budget in config["budgets"]:
         epochs = budget * config["epochs"]
         extra = {"budget": budget, "budget_epochs": epochs}
-        rows = [
-            {**row, **extra}
-            for row in train_epochs(
-                config,
-                data,
-                epochs,
-                config["batch_size"],
-                config["model"],
-                config["model_options"],
-                config["device"],
-                test=True,
-                augment=config.get("augment", "none"),
-            )
-        ]
+        rows = [{**row, **extra} for row in train_trial(config, data, epochs, test=True)]
         _report(rows[-1], rows)
+
+
+def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = False) -> Any:
+    """`train_epochs` with the run settings a trial config carries (`trial_settings`): what every trial trains."""
+    from .train import train_epochs
+
+    return train_epochs(
+        config,
+        data,
+        epochs,
+        config["batch_size"],
+        config["model"],
+        config["model_options"],
+        config["device"],
+        test=test,
+        augment=config.get("augment", "none"),
+    )
 
 
 # --------------------------------------------------------------------------------------------- run folder
@@ -149,7 +139,8 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)  # atomic: a kill never leaves half a file
 
 
-def _trial_common(cfg: StudyConfig) -> dict[str, Any]:
+def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
+    """The study's run settings, merged into every trial config (Tune's param_space)."""
     return {
         "epochs": cfg.train.epochs,
         "batch_size": cfg.train.batch_size,
@@ -391,7 +382,7 @@ def run_trials(
         )
         return tune.Tuner(
             trainable,
-            param_space={**_trial_common(cfg), "seed": cfg.search.search_seed},
+            param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
             tune_config=tune.TuneConfig(
                 num_samples=n_search + n_final,
                 search_alg=searcher,
@@ -534,17 +525,18 @@ def run_study(
     for path in (run_dir / "trials.parquet", run_dir / "epochs.parquet"):
         path.unlink(missing_ok=True)  # the Ray results are the full record: rewrite without stale rows
     append_tables(run_dir, trials, epochs)
+    end = time.perf_counter()
     _write_json(
         run_dir / "timing.json",
         {
             "range_tests_s": t0 - start,
             "ray_start_s": ray_started - t0,
             "ray_stop_s": ray_stopped - ray_stopping,
-            "trials_wall_s": time.perf_counter() - t0,
-            "study_wall_s": time.perf_counter() - start,
+            "trials_wall_s": end - t0,
+            "study_wall_s": end - start,
         },
     )
-    echo(f"study done in {time.perf_counter() - t0:.1f} s of trials; tables in {run_dir}")
+    echo(f"study done in {end - t0:.1f} s of trials; tables in {run_dir}")
     return run_dir
 
 
@@ -554,4 +546,12 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["StudyAborted", "run_study", "run_trials", "tables_from_rows", "trial_trainable"]
+__all__ = [
+    "StudyAborted",
+    "run_study",
+    "run_trials",
+    "tables_from_rows",
+    "train_trial",
+    "trial_settings",
+    "trial_trainable",
+]
