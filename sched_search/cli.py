@@ -115,7 +115,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from .tune import StudyAborted, run_study
+    from .study import StudyAborted, run_study
 
     try:
         run_dir = run_study(

@@ -1,7 +1,7 @@
 """Reports from a run folder: `load_run` (tables, leaderboard, words), figure data, report.md / report.html.
 
 The statistics live in `leaderboard.py`, the figures in `plots.py`; this module loads the tidy tables that
-`tune.run_study` writes. A run that is still going or was interrupted loads too: what is not there yet is listed
+`study.run_study` writes. A run that is still going or was interrupted loads too: what is not there yet is listed
 in `Run.missing`.
 """
 

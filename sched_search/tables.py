@@ -1,6 +1,6 @@
 """Tidy tables from Ray Tune results: one row per trial (and budget), one per trial-epoch, kept as parquet.
 
-Trials report to Tune sparsely (see `tune._report`): each result carries the epochs since the previous one as JSON
+Trials report to Tune sparsely (see `trial._report`): each result carries the epochs since the previous one as JSON
 in `history`, so the per-epoch rows are rebuilt here from either the live results or Ray's saved ones.
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,58 @@ def records_from_grid(grid: Any) -> dict:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         records[(result.config.get("stage", "search"), trial_id)] = (result.config, rows, result.error)
     return records
+
+
+class Recorder:
+    """A Tune callback: keeps every reported row, prints one line per finished trial, merges finished trials into the
+    tables at most every `write_every_s`. (A merge rewrites both parquet files, about 30 ms of driver CPU; merging
+    after every trial took 2.2 s of the driver's 8.2 s of CPU in the default study, on the cores the trials use.)"""
+
+    write_every_s = 2.0
+
+    def __init__(self, run_dir: Path, echo: Callable[[str], None]):
+        from ray.tune import Callback
+
+        self.run_dir, self.echo = run_dir, echo
+        self.rows: dict[str, list[dict]] = {}
+        self.unwritten: dict[tuple[str, str], tuple[dict, list[dict], Any]] = {}
+        self.written_at = time.monotonic()
+        recorder = self
+
+        class _CB(Callback):
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                recorder.rows.setdefault(trial.trial_id, []).append(dict(result))
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                recorder.finished(trial, None)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                recorder.finished(trial, trial.error_file)
+
+        self.callback = _CB()
+
+    def finished(self, trial: Any, error_file: str | None) -> None:
+        rows = expand_history(self.rows.get(trial.trial_id, []))
+        config = trial.config
+        stage = config.get("stage", "search")
+        last = rows[-1] if rows else {}
+        final = last.get("val_accuracy", float("nan"))  # what selection and the leaderboard use, not the best epoch
+        status = "error" if error_file else last.get("status", "ok")
+        if status == "ok" and stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
+            status = f"stopped by ASHA at epoch {last.get('epoch')}"
+        shown = {
+            k: (f"{v:.3g}" if isinstance(v, float) else v)
+            for k, v in config.items()
+            if k
+            in ("max_lr", "weight_decay", "lr", "seed", "mode", "t_0_epochs", "pct_start", "step_size_epochs")
+        }
+        self.echo(f"[{stage} {config.get('arm', '?')}] {trial.trial_id} {shown} final val_accuracy {final:.4f} {status}")
+        self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
+        if time.monotonic() - self.written_at >= self.write_every_s:
+            self.write()
+
+    def write(self) -> None:
+        """Merge the trials finished since the last write into trials.parquet / epochs.parquet."""
+        if self.unwritten:
+            append_tables(self.run_dir, *tables_from_rows(self.unwritten))
+        self.unwritten, self.written_at = {}, time.monotonic()

@@ -347,7 +347,7 @@ def test_schedule_curves_match_the_recorded_lr(fab: Path) -> None:
 @pytest.fixture(scope="module")
 def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     from sched_search.config import load_study
-    from sched_search.tune import run_study
+    from sched_search.study import run_study
 
     cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path_factory.mktemp("runs")))
     with pytest.MonkeyPatch.context() as mp:

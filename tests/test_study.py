@@ -77,7 +77,7 @@ def test_lr_minimum_detection_on_clr_and_sgdr() -> None:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, ray_local) -> Path:
-    from sched_search.tune import run_study
+    from sched_search.study import run_study
 
     cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path_factory.mktemp("runs")))
     return run_study(cfg)
@@ -185,7 +185,8 @@ def _tiny_cfg(tmp_path: Path, **search):
 @pytest.mark.slow
 def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.tune import run_trials, tables_from_rows
+    from sched_search.study import run_trials
+    from sched_search.tables import tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=3)
     # LRs of 1e4..1e5 make SGDW's loss overflow at once.
@@ -206,7 +207,8 @@ def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) 
 @pytest.mark.slow
 def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.tune import run_trials, tables_from_rows
+    from sched_search.study import run_trials
+    from sched_search.tables import tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=8, max_concurrent_per_arm=2)
     cfg = replace(cfg, train=replace(cfg.train, epochs=8),
@@ -227,7 +229,8 @@ def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None
 @pytest.mark.slow
 def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.tune import run_trials, tables_from_rows
+    from sched_search.study import run_trials
+    from sched_search.tables import tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=2)
     # A negative layer width makes the model factory raise inside every trial (after Ray's one retry).
@@ -245,7 +248,7 @@ def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path
 def test_failed_range_test_stops_the_study_before_any_trial(tmp_path: Path, monkeypatch) -> None:
     import ray
 
-    from sched_search.tune import StudyAborted, run_study
+    from sched_search.study import StudyAborted, run_study
 
     (tmp_path / "shuffled_digits.py").write_text(
         "import torch\n"
@@ -319,7 +322,7 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
 def test_augmenting_flat_inputs_is_refused_before_any_work(tmp_path: Path) -> None:
     import ray
 
-    from sched_search.tune import run_study
+    from sched_search.study import run_study
 
     cfg = load_study(SMOKE)
     cfg = replace(cfg, runs_dir=str(tmp_path), train=replace(cfg.train, augment="crop_flip"))
@@ -330,7 +333,7 @@ def test_augmenting_flat_inputs_is_refused_before_any_work(tmp_path: Path) -> No
 
 
 def test_resume_refuses_a_run_folder_of_the_two_experiment_layout(tmp_path: Path) -> None:
-    from sched_search.tune import run_study
+    from sched_search.study import run_study
 
     (tmp_path / "study.toml").write_text(SMOKE.read_text())
     (tmp_path / "ray" / "search").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""The study: range tests seed per-arm Optuna spaces; Ray Tune runs the trials (OptunaSearch + ASHA); tables.
+"""The study, driver side: range tests seed per-arm Optuna spaces; one Ray Tune run (OptunaSearch + ASHA); tables.
 
 Stages, each resumable from the run folder:
 1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`;
@@ -6,7 +6,8 @@ Stages, each resumable from the run folder:
 3. search: `trials_per_arm` trials per arm, the same training seed, per-arm ASHA on cycle ends;
 4. final: each arm's best config re-run on the same seeds over the budget ladder, and the Adam baseline;
    3 and 4 share one Tuner: an arm's final re-runs start as soon as its own search is done;
-5. `trials.parquet` / `epochs.parquet`, rewritten as each trial finishes.
+5. `trials.parquet` / `epochs.parquet`, merged as trials finish (`tables.Recorder`).
+What runs inside a trial is `trial.py`.
 """
 
 from __future__ import annotations
@@ -28,99 +29,14 @@ import optuna
 from .config import BASELINE_ARM, StudyConfig, load_study
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
-from .tables import append_tables, expand_history, records_from_grid, tables_from_rows
+from .tables import Recorder, append_tables, records_from_grid, tables_from_rows
+from .trial import asha_rungs, trial_trainable
 
 log = logging.getLogger(__name__)
 
 
 class StudyAborted(RuntimeError):
     """The range test's sanity check failed; no trial was spent."""
-
-
-# --------------------------------------------------------------------------------------------- the trainables
-
-
-def _threads(config: dict[str, Any]) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(config.get("_threads", 1))))  # two trials must not fight over cores
-
-
-def asha_rungs(epochs: int, grace_period: int, reduction_factor: int) -> list[int]:
-    """The epochs at which ASHA decides (grace_period * rf^k below max_t = epochs)."""
-    rungs, t = [], grace_period
-    while t < epochs:
-        rungs.append(t)
-        t *= reduction_factor
-    return rungs
-
-
-def _report(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    """One Tune result carrying every epoch since the last one (as JSON, so progress.csv keeps it intact).
-
-    Each `tune.report` costs about 6 ms of driver time (measured: 8 trials x 30 reports), which dwarfs an epoch of
-    a small model; reporting only where ASHA decides and at the end keeps the driver out of the way.
-    """
-    from ray import tune
-
-    tune.report({**row, "history": json.dumps(history)})
-
-
-def trial_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
-    """One trial of the study's single Tuner: a search config, or a final re-run (`stage` = "final")."""
-    import ray
-
-    _threads(config)
-    data = ray.get(data_ref[0])
-    if config.get("stage") == "final":
-        _final_run(config, data)
-    else:
-        _search_run(config, data)
-
-
-def _search_run(config: dict[str, Any], data: Any) -> None:
-    """Train for the study's epochs; report at ASHA's rungs (on cycle ends) and at the end."""
-    rungs = list(config.get("_rungs", []))
-    at_cycle_end = 0.0
-    history: list[dict[str, Any]] = []
-    for row in train_trial(config, data, config["epochs"]):
-        if row["cycle_epoch"] == row["epoch"]:
-            at_cycle_end = row["val_accuracy"]
-        # ASHA reads the accuracy at the last LR minimum (cycle end), never a mid-cycle value.
-        row["cycle_val_accuracy"] = at_cycle_end
-        history.append(row)
-        at_rung = bool(rungs) and row["cycle_epoch"] >= rungs[0]
-        while rungs and row["cycle_epoch"] >= rungs[0]:
-            rungs.pop(0)
-        if at_rung or row["epoch"] >= config["epochs"] or row["status"] != "ok":
-            _report(row, history)
-            history = []
-
-
-def _final_run(config: dict[str, Any], data: Any) -> None:
-    """One seed of one arm's best config over every budget of the ladder (shortest first)."""
-    for budget in config["budgets"]:
-        epochs = budget * config["epochs"]
-        extra = {"budget": budget, "budget_epochs": epochs}
-        rows = [{**row, **extra} for row in train_trial(config, data, epochs, test=True)]
-        _report(rows[-1], rows)
-
-
-def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = False) -> Any:
-    """`train_epochs` with the run settings a trial config carries (`trial_settings`): what every trial trains."""
-    from .train import train_epochs
-
-    return train_epochs(
-        config,
-        data,
-        epochs,
-        config["batch_size"],
-        config["model"],
-        config["model_options"],
-        config["device"],
-        test=test,
-        augment=config.get("augment", "none"),
-    )
 
 
 # --------------------------------------------------------------------------------------------- run folder
@@ -241,61 +157,6 @@ def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int
     study.enqueue_trial(space.first_point())
 
 
-class _Recorder:
-    """A Tune callback: keeps every reported row, prints one line per finished trial, merges finished trials into the
-    tables at most every `write_every_s`. (A merge rewrites both parquet files, about 30 ms of driver CPU; merging
-    after every trial took 2.2 s of the driver's 8.2 s of CPU in the default study, on the cores the trials use.)"""
-
-    write_every_s = 2.0
-
-    def __init__(self, run_dir: Path, echo: Callable[[str], None]):
-        from ray.tune import Callback
-
-        self.run_dir, self.echo = run_dir, echo
-        self.rows: dict[str, list[dict]] = {}
-        self.unwritten: dict[tuple[str, str], tuple[dict, list[dict], Any]] = {}
-        self.written_at = time.monotonic()
-        recorder = self
-
-        class _CB(Callback):
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                recorder.rows.setdefault(trial.trial_id, []).append(dict(result))
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                recorder.finished(trial, None)
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                recorder.finished(trial, trial.error_file)
-
-        self.callback = _CB()
-
-    def finished(self, trial: Any, error_file: str | None) -> None:
-        rows = expand_history(self.rows.get(trial.trial_id, []))
-        config = trial.config
-        stage = config.get("stage", "search")
-        last = rows[-1] if rows else {}
-        best = max((r.get(METRIC, 0.0) for r in rows), default=float("nan"))
-        status = "error" if error_file else last.get("status", "ok")
-        if status == "ok" and stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
-            status = f"stopped by ASHA at epoch {last.get('epoch')}"
-        shown = {
-            k: (f"{v:.3g}" if isinstance(v, float) else v)
-            for k, v in config.items()
-            if k
-            in ("max_lr", "weight_decay", "lr", "seed", "mode", "t_0_epochs", "pct_start", "step_size_epochs")
-        }
-        self.echo(f"[{stage} {config.get('arm', '?')}] {trial.trial_id} {shown} best {METRIC} {best:.4f} {status}")
-        self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
-        if time.monotonic() - self.written_at >= self.write_every_s:
-            self.write()
-
-    def write(self) -> None:
-        """Merge the trials finished since the last write into trials.parquet / epochs.parquet."""
-        if self.unwritten:
-            append_tables(self.run_dir, *tables_from_rows(self.unwritten))
-        self.unwritten, self.written_at = {}, time.monotonic()
-
-
 def _restorable(path: Path) -> bool:
     """Tune saved its state there: `can_restore` alone also says yes for a folder killed before the first save."""
     from ray import tune
@@ -345,7 +206,7 @@ def run_trials(
         tune.with_parameters(trial_trainable, data_ref=data_ref),
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
     )
-    recorder = _Recorder(run_dir, echo)
+    recorder = Recorder(run_dir, echo)
     n_search = cfg.search.trials_per_arm * len(spaces)
     n_final = len(cfg.search.seeds) * (len(spaces) + 1)
 
@@ -546,12 +407,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = [
-    "StudyAborted",
-    "run_study",
-    "run_trials",
-    "tables_from_rows",
-    "train_trial",
-    "trial_settings",
-    "trial_trainable",
-]
+__all__ = ["StudyAborted", "run_study", "run_trials", "trial_settings"]
