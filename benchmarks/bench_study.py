@@ -1,6 +1,6 @@
 """Overhead of Ray Tune + Optuna over the work itself: the same trials through the study and as a plain loop.
 
-    python benchmarks/bench_study.py [studies/digits.toml]
+    python benchmarks/bench_study.py [studies/mnist1d.toml]
 
 Runs the study (range tests excluded from the timing), then re-trains exactly the trials it ran (same configs,
 same epochs, ASHA's early stops included) one after another in this process with `train_trial`, as each trial
@@ -53,7 +53,7 @@ def plain_loop(run_dir: Path, cfg) -> float:
 
 
 def main() -> None:
-    study = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "studies" / "digits.toml")
+    study = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "studies" / "mnist1d.toml")
     cfg = load_study(study)
     run_dir = run_study(cfg, echo=lambda line: None)
     timing = json.loads((run_dir / "timing.json").read_text())

@@ -87,7 +87,7 @@ def format_range_test(summary: dict) -> str:
 def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="range test -> spaces -> Ray Tune trials -> tables and report")
     p.add_argument(
-        "study_file", nargs="?", default=None, help="studies/<name>.toml (default: the digits study)"
+        "study_file", nargs="?", default=None, help="studies/<name>.toml (default: the MNIST-1D study)"
     )
     p.add_argument("--resume", default=None, help="a run folder to finish after an interruption")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (host:port or auto)")
@@ -109,8 +109,8 @@ def _joins_a_cluster(args: argparse.Namespace) -> bool:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    if args.study_file is None and args.resume is None and Path("studies/digits.toml").exists():
-        args.study_file = "studies/digits.toml"
+    if args.study_file is None and args.resume is None and Path("studies/mnist1d.toml").exists():
+        args.study_file = "studies/mnist1d.toml"
     if not _joins_a_cluster(args):
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.

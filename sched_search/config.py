@@ -15,6 +15,9 @@ SCHEDULES = ("clr", "sgdr", "one_cycle")
 OPTIMIZERS = ("adamw", "sgdw")
 BASELINE_ARM = "constant-adam"
 DEFAULT_ARMS = tuple(f"{s}-{o}" for s in SCHEDULES for o in OPTIMIZERS)
+# Built-in data sets (data.load_data) and models (models.build_model).
+DATASETS = ("mnist1d", "digits", "synthetic", "cifar10")
+MODELS = ("mlp", "cnn1d", "cnn", "resnet")
 
 
 class StudyFileError(ValueError):
@@ -23,14 +26,14 @@ class StudyFileError(ValueError):
 
 @dataclass(frozen=True)
 class DataSection:
-    name: str = "digits"  # digits | synthetic | cifar10 | package.module:factory
+    name: str = "mnist1d"  # mnist1d | digits | synthetic | cifar10 | package.module:factory
     root: str | None = None  # cifar10: folder holding cifar-10-batches-py
-    options: dict = field(default_factory=dict)  # passed to the loader (e.g. synthetic n, features)
+    options: dict = field(default_factory=dict)  # passed to the loader (e.g. mnist1d num_samples, synthetic n)
 
 
 @dataclass(frozen=True)
 class ModelSection:
-    name: str = "mlp"  # mlp | cnn | resnet | package.module:factory
+    name: str = "cnn1d"  # mlp | cnn1d | cnn | resnet | package.module:factory
     options: dict = field(default_factory=dict)  # passed to the factory (e.g. hidden = 256, depth = 56)
 
 
@@ -39,8 +42,8 @@ AUGMENTATIONS = ("none", "crop_flip")  # see data.augment_batch
 
 @dataclass(frozen=True)
 class TrainSection:
-    epochs: int = 30  # full budget per trial
-    batch_size: int = 64
+    epochs: int = 20  # full budget per trial
+    batch_size: int = 100
     device: str = "cpu"  # cpu | cuda
     augment: str = "none"  # "crop_flip": random crop + horizontal flip of each training batch (image data)
 
@@ -65,7 +68,7 @@ class EarlyStoppingSection:
 
 @dataclass(frozen=True)
 class RangeTestSection:
-    num_steps: int = 300
+    num_steps: int = 1000  # MNIST-1D's descent needs ~14 epochs of steps; 300 reads as "no descent"
     start_lr: float = 1e-7
     end_lr: float = 10.0
     weight_decays: tuple[float, ...] = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -181,16 +184,16 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         _check(s, bool(cfg.data.root), "[data] root", "the folder holding cifar-10-batches-py", cfg.data.root)
     _check(
         s,
-        cfg.data.name in ("digits", "synthetic", "cifar10") or ":" in cfg.data.name,
+        cfg.data.name in DATASETS or ":" in cfg.data.name,
         "[data] name",
-        "digits, synthetic, cifar10 or 'package.module:factory'",
+        f"one of {', '.join(DATASETS)} or 'package.module:factory'",
         cfg.data.name,
     )
     _check(
         s,
-        cfg.model.name in ("mlp", "cnn", "resnet") or ":" in cfg.model.name,
+        cfg.model.name in MODELS or ":" in cfg.model.name,
         "[model] name",
-        "mlp, cnn, resnet or 'package.module:factory'",
+        f"one of {', '.join(MODELS)} or 'package.module:factory'",
         cfg.model.name,
     )
     t = cfg.train
@@ -277,14 +280,14 @@ def validate(cfg: StudyConfig) -> StudyConfig:
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
-    """Read and validate a study file; `None` gives the default study (studies/digits.toml's values).
+    """Read and validate a study file; `None` gives the default study (studies/mnist1d.toml's values).
 
     Example:
         >>> cfg = load_study("studies/smoke.toml")
         >>> cfg.train.epochs
     """
     if path is None:
-        return validate(StudyConfig(name="digits"))
+        return validate(StudyConfig(name="mnist1d"))
     path = Path(path)
     source = str(path)
     if not path.is_file():

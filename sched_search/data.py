@@ -1,4 +1,5 @@
-"""Data sets as tensors: digits (bundled with scikit-learn), synthetic, a local CIFAR-10 folder, or a user factory.
+"""Data sets as tensors: MNIST-1D (generated offline), digits (bundled with scikit-learn), synthetic, a local
+CIFAR-10 folder, or a user factory.
 
 Data this small lives on the trial's device as whole tensors and is batched by a seeded permutation: no
 DataLoader, no workers (airbench does the same on CIFAR-10).
@@ -15,9 +16,8 @@ import torch
 from torch import nn
 
 from ._importpath import load_object
-from .config import AUGMENTATIONS
+from .config import AUGMENTATIONS, DATASETS
 
-DATASETS = ("digits", "synthetic", "cifar10")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
@@ -133,6 +133,35 @@ def load_digits(split_seed: int = 0, image: bool = False) -> TensorData:
     return TensorData(xt, yt, xv, yv, xs, ys, num_classes=10, name="digits")
 
 
+def load_mnist1d(num_samples: int = 10_000, seed: int = 42, split_seed: int = 0) -> TensorData:
+    """MNIST-1D (Greydanus 2020, "Scaling down deep learning"): 10 classes of 40-point 1-D signals, generated
+    offline and deterministically by the `mnist1d` package; 70/15/15 stratified split (1,500 val and test examples
+    at the default 10,000 samples), so one validation example is worth 0.067 accuracy points.
+
+    `seed` is the generator's (the paper's data uses 42); `split_seed` the split's. The package's `get_dataset`
+    would download a pickle: it is never called. Inputs are (N, 40), already centred and scaled by the generator.
+    """
+    import numpy as np
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as err:
+        raise ImportError(f"data 'mnist1d' needs the mnist1d package (pip install mnist1d): {err}") from None
+    if num_samples < 200:
+        raise ValueError(f"mnist1d needs num_samples >= 200 (20 per class), but got {num_samples}.")
+    args = get_dataset_args()
+    args.num_samples, args.seed = int(num_samples), int(seed)
+    state = np.random.get_state()  # make_dataset seeds numpy's global RNG; leave the caller's as it was
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    x = torch.tensor(np.concatenate([raw["x"], raw["x_test"]]), dtype=torch.float32)
+    y = torch.tensor(np.concatenate([raw["y"], raw["y_test"]]), dtype=torch.int64)
+    xt, yt, xv, yv, xs, ys = _stratified_split(x, y, (0.15, 0.15), split_seed)
+    return TensorData(xt, yt, xv, yv, xs, ys, num_classes=10, name="mnist1d")
+
+
 def load_synthetic(
     n: int = 2000, features: int = 32, num_classes: int = 4, seed: int = 0, noise: float = 0.5
 ) -> TensorData:
@@ -186,7 +215,7 @@ def load_cifar10(root: str | Path, val_size: int = 5000, split_seed: int = 0) ->
 
 
 def load_data(name: str, root: str | None = None, image: bool = False, **kwargs) -> TensorData:
-    """Load a data set by name (`digits`, `synthetic`, `cifar10`) or by import path `"pkg.mod:factory"`.
+    """Load a data set by name (`mnist1d`, `digits`, `synthetic`, `cifar10`) or by import path `"pkg.mod:factory"`.
 
     A factory is called with `**kwargs` and must return a `TensorData`.
 
@@ -195,6 +224,8 @@ def load_data(name: str, root: str | None = None, image: bool = False, **kwargs)
         >>> data.x_train.shape
         torch.Size([1259, 64])
     """
+    if name == "mnist1d":
+        return load_mnist1d(**kwargs)
     if name == "digits":
         return load_digits(image=image, **kwargs)
     if name == "synthetic":

@@ -1,4 +1,4 @@
-"""Reference models (MLP, small CNN, CIFAR ResNet-20/56) and a user model by import path."""
+"""Reference models (MLP, MNIST-1D's 1-D CNN, small CNN, CIFAR ResNet-20/56) and a user model by import path."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from ._importpath import load_object
+from .config import MODELS
 
-MODELS = ("mlp", "cnn", "resnet")
+IMAGE_MODELS = ("cnn", "resnet")  # 2-D convolutions: built-in image data is shaped (N, C, H, W) for them
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128, depth: int = 2) -> nn.Module:
@@ -21,6 +22,32 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128, depth
         width = hidden
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
+
+
+def cnn1d(input_shape: tuple[int, ...], num_classes: int, channels: int = 25) -> nn.Module:
+    """The 1-D CNN of MNIST-1D (Greydanus 2020): three Conv1d layers (kernel 5, 3, 3; stride 2; padding 1) of
+    `channels` with ReLU, then a linear head; 5,210 parameters on 40-point signals (the paper: 94% test accuracy).
+
+    Inputs are (N, L) signals for `input_shape` (L,), or (N, 1, L) for (1, L).
+    """
+    if channels < 1:
+        raise ValueError(f"cnn1d channels must be >= 1, but got {channels}.")
+    length = input_shape[-1]
+    for kernel in (5, 3, 3):
+        length = (length + 2 - kernel) // 2 + 1
+    if length < 1:
+        raise ValueError(f"cnn1d needs signals of at least 4 points, but got input shape {input_shape}.")
+    return nn.Sequential(
+        nn.Unflatten(1, (1, input_shape[0])) if len(input_shape) == 1 else nn.Identity(),
+        nn.Conv1d(1, channels, 5, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(channels * length, num_classes),
+    )
 
 
 def cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> nn.Module:
@@ -86,14 +113,14 @@ def resnet(input_shape: tuple[int, ...], num_classes: int, depth: int = 20, widt
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0, **kwargs
 ) -> nn.Module:
-    """Build a reference model (`mlp`, `cnn`, `resnet`) or a user's `"pkg.mod:factory"`, initialised from `seed`.
+    """Build a reference model (`mlp`, `cnn1d`, `cnn`, `resnet`) or a user's `"pkg.mod:factory"`, initialised from `seed`.
 
     A user factory is called as `factory(input_shape=..., num_classes=..., **kwargs)` and must return an nn.Module.
 
     Example:
         >>> model = build_model("mlp", (64,), 10, hidden=64)
     """
-    factories = {"mlp": mlp, "cnn": cnn, "resnet": resnet}
+    factories = {"mlp": mlp, "cnn1d": cnn1d, "cnn": cnn, "resnet": resnet}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # weights from the seed, without touching the caller's global RNG
         if name in factories:

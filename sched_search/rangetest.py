@@ -467,10 +467,10 @@ def run_range_test(
         >>> sweep.best.reading.suggested_max_lr
     """
     from .data import load_data
-    from .models import build_model
+    from .models import IMAGE_MODELS, build_model
     from .train import build_optimizer
 
-    tensors = load_data(data, root=data_root, image=model in ("cnn", "resnet")).to(device)
+    tensors = load_data(data, root=data_root, image=model in IMAGE_MODELS).to(device)
     net = build_model(
         model, tensors.input_shape, tensors.num_classes, seed=config.seed, **(model_kwargs or {})
     )

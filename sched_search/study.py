@@ -323,6 +323,7 @@ def run_study(
     import ray
 
     from .data import load_data, steps_per_epoch
+    from .models import IMAGE_MODELS
 
     start = time.perf_counter()
     if resume is not None:
@@ -351,7 +352,7 @@ def run_study(
         cfg = replace(cfg, range_test=replace(cfg.range_test, allow_failed=True))
     address = address or cfg.ray_address
     data = load_data(
-        cfg.data.name, root=cfg.data.root, image=cfg.model.name in ("cnn", "resnet"), **cfg.data.options
+        cfg.data.name, root=cfg.data.root, image=cfg.model.name in IMAGE_MODELS, **cfg.data.options
     )
     if cfg.train.augment != "none" and data.x_train.dim() != 4:
         raise ValueError(

@@ -11,7 +11,7 @@ from sched_search.config import DEFAULT_ARMS, StudyFileError, load_study
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
-@pytest.mark.parametrize("name", ["digits", "smoke", "cifar10_resnet"])
+@pytest.mark.parametrize("name", ["mnist1d", "digits", "smoke", "cifar10_resnet"])
 def test_shipped_studies_load(name: str) -> None:
     cfg = load_study(STUDIES / f"{name}.toml")
     assert cfg.name == name
@@ -20,15 +20,16 @@ def test_shipped_studies_load(name: str) -> None:
 
 
 def test_default_study_has_all_six_arms_and_equal_seeds() -> None:
-    cfg = load_study(STUDIES / "digits.toml")
+    cfg = load_study(STUDIES / "mnist1d.toml")
     assert sorted(cfg.search.arms) == sorted(DEFAULT_ARMS)
     assert cfg.resources.num_cpus == 2 and cfg.train.device == "cpu"
 
 
-def test_default_study_is_studies_digits_toml() -> None:
+def test_default_study_is_studies_mnist1d_toml() -> None:
     from dataclasses import replace
 
-    assert replace(load_study(STUDIES / "digits.toml"), source="<defaults>") == load_study(None)
+    assert replace(load_study(STUDIES / "mnist1d.toml"), source="<defaults>") == load_study(None)
+    assert load_study(None).data.name == "mnist1d" and load_study(None).model.name == "cnn1d"
 
 
 def test_model_options_pass_through() -> None:
@@ -55,7 +56,7 @@ BAD = [
     ("[resources]\ncpus_per_trial = 4\n", "[resources] cpus_per_trial", "(0, num_cpus=2]"),
     ("[resources]\ngpus_per_trial = 0.5\n", "[train] device", "'cuda' when gpus_per_trial > 0"),
     ('[data]\nname = "cifar10"\n', "[data] root", "cifar-10-batches-py"),
-    ('[model]\nname = "transformer"\n', "[model] name", "mlp, cnn, resnet"),
+    ('[model]\nname = "transformer"\n', "[model] name", "one of mlp, cnn1d, cnn, resnet"),
     ("target_accuracy = 1.5\n", "target_accuracy", "(0, 1]"),
     ("[train\nepochs = 3\n", "not valid TOML", ""),
     ("train = 3\n", "[train]", "a table"),

@@ -287,3 +287,18 @@ def test_crop_flip_refuses_flat_inputs() -> None:
 
     with pytest.raises(ValueError, match=r"needs image batches \(N, C, H, W\)"):
         augment_batch(torch.randn(4, 64), "crop_flip", torch.Generator())
+
+
+def test_mnist1d_is_generated_offline_with_large_val_and_test_splits() -> None:
+    import numpy as np
+
+    state = np.random.get_state()[1].copy()
+    data = load_data("mnist1d")
+    assert np.array_equal(np.random.get_state()[1], state)  # the generator's global seeding is undone
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (7000, 1500, 1500)
+    assert data.input_shape == (40,) and data.num_classes == 10
+    assert torch.bincount(data.y_val).tolist() == [150] * 10  # stratified
+    again = load_data("mnist1d")
+    assert torch.equal(again.x_val, data.x_val)  # deterministic
+    other = load_data("mnist1d", seed=7, num_samples=2000)
+    assert len(other.x_val) == 300 and not torch.equal(other.x_train[:10], data.x_train[:10])
