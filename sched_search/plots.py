@@ -265,26 +265,28 @@ def plot_arm_comparison(curves, arms: Sequence[str], path: str | Path, target: f
 
 
 def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None) -> Path:
-    """Mean final val accuracy per arm as bars with 95% CI error bars (none for one seed), best first."""
+    """Mean final val accuracy per arm as bars with the verdict's 95% interval (none when not estimable); the top
+    group's bars are hatched."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(leaderboard) + 2), 4.5))
     if len(leaderboard) == 0:
         _no_data(ax, "leaderboard")
     else:
         colors = _colors(leaderboard["arm"])
-        ci = leaderboard["ci95_accuracy"].fillna(0.0).clip(lower=0)
-        ax.bar(
-            leaderboard["arm"],
-            leaderboard["mean_val_accuracy"],
-            yerr=ci,
-            capsize=4,
-            color=[colors[a] for a in leaderboard["arm"]],
+        mean = leaderboard["mean_val_accuracy"]
+        # asymmetric: bootstrap intervals need not be centred on the mean, and stay inside [0, 1]
+        below = (mean - leaderboard["acc_ci_low"]).fillna(0.0).clip(lower=0)
+        above = (leaderboard["acc_ci_high"] - mean).fillna(0.0).clip(lower=0)
+        bars = ax.bar(
+            leaderboard["arm"], mean, yerr=[below, above], capsize=4, color=[colors[a] for a in leaderboard["arm"]]
         )
-        low = (leaderboard["mean_val_accuracy"] - ci).min()
-        ax.set_ylim(max(0.0, low - 0.05), min(1.0, (leaderboard["mean_val_accuracy"] + ci).max() + 0.02))
+        for bar, top in zip(bars, leaderboard["top_group"], strict=True):
+            if top:
+                bar.set_hatch("//")
+        ax.set_ylim(max(0.0, (mean - below).min() - 0.05), min(1.0, (mean + above).max() + 0.02))
         ax.tick_params(axis="x", rotation=20)
     _target_line(ax, target)
-    ax.set_xlabel("arm (schedule-optimizer)")
+    ax.set_xlabel("arm (schedule-optimizer); hatched: top group")
     ax.set_ylabel("final val accuracy (mean, 95% CI)")
     ax.set_title("leaderboard (full budget, over seeds)")
     _legend(ax, fontsize=8)

@@ -19,20 +19,14 @@ from typing import Any
 import pandas as pd
 
 from .leaderboard import (  # noqa: F401  (re-exported: the report's public API)
-    _T975,
     FULL_RUN_NOTE,
     HYPERPARAMETERS,
     budget_ladder,
     build_leaderboard,
-    compare_arms,
-    epochs_to_target,
-    final_rows,
     first_epoch_at_target,
-    mean_ci,
-    resolve_target,
-    summarise,
-    t_quantile_975,
 )
+from .tables import final_rows
+from .verdict import decide
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,10 +37,11 @@ class Run:
     config: dict  # resolved_config.json ({} when absent)
     trials: pd.DataFrame  # one row per (trial_id, budget)
     epochs: pd.DataFrame  # one row per (trial_id, budget, epoch)
-    leaderboard: pd.DataFrame  # one row per arm, best mean final val accuracy first
+    leaderboard: pd.DataFrame  # one row per arm: the top group first, then by mean final val accuracy
     range_test: pd.DataFrame  # the range_test_<opt>.csv curves with an `optimizer` column
     target: float  # accuracy the epochs-to-target counts to (NaN when unknown)
-    summary: str  # the words: winner, margins against the seed-to-seed spread, fastest to target
+    summary: str  # the verdict's headline: winner or top group, calls against the baseline, speed-up
+    verdict: dict = field(default_factory=dict)  # verdict.decide(...): what verdict.json holds
     missing: list[str] = field(default_factory=list)  # what is not there (yet), one line each
     range_summaries: dict = field(default_factory=dict)  # optimizer -> range_test_<opt>.json
     final_configs: list = field(default_factory=list)  # final_configs.json: one trial config per (arm, seed)
@@ -175,7 +170,7 @@ def load_run(path: str | Path) -> Run:
 
     Example:
         >>> run = load_run("runs/smoke-20260101-120000")  # doctest: +SKIP
-        >>> run.leaderboard[["arm", "mean_val_accuracy", "ci95_accuracy", "speedup"]]  # doctest: +SKIP
+        >>> run.leaderboard[["arm", "top_group", "mean_val_accuracy", "acc_ci_low", "speedup"]]  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_dir():
@@ -207,9 +202,14 @@ def load_run(path: str | Path) -> Run:
         missing.append("range_test_<optimizer>.csv: not there (yet)")
     spaces = _read_json(path / "spaces.json", missing, {})
     final_configs = _read_json(path / "final_configs.json", missing, [])
-    target, source = resolve_target(config, trials)
+    verdict = decide(
+        trials,
+        target_accuracy=(config.get("study") or {}).get("target_accuracy"),
+        chance_accuracy=config.get("chance_accuracy"),
+    )
+    target = math.nan if verdict["target_accuracy"] is None else verdict["target_accuracy"]
     searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
-    board = build_leaderboard(trials, epochs, target, searched)
+    board = build_leaderboard(trials, epochs, verdict, searched)
     if board.empty:
         missing.append("leaderboard: no final-stage rows at the full budget yet")
     if not math.isfinite(target):
@@ -222,7 +222,8 @@ def load_run(path: str | Path) -> Run:
         leaderboard=board,
         range_test=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
         target=target,
-        summary=summarise(board, target, source),
+        summary=verdict["headline"],
+        verdict=verdict,
         missing=missing,
         range_summaries=summaries,
         final_configs=final_configs,
@@ -234,31 +235,61 @@ def load_run(path: str | Path) -> Run:
 
 
 def _display(board: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard for people: accuracies in %, the CI beside the mean, rounded numbers."""
+    """The leaderboard for people: accuracies in %, intervals beside the means, "not estimable" with < 3 seeds."""
 
     def num(x: float, fmt: str) -> str:
         return "" if x is None or not math.isfinite(x) else format(x, fmt)
 
+    def interval(lo: float, hi: float, scale: float = 100, fmt: str = ".2f") -> str:
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return "not estimable"
+        return f"[{num(scale * lo, fmt)}, {num(scale * hi, fmt)}]"
+
     return pd.DataFrame(
         {
-            "arm": board["arm"],
+            "arm": [f"{a} *" if top else a for a, top in zip(board["arm"], board["top_group"], strict=True)],
             "seeds": board["n_seeds"],
-            "val acc % (95% CI)": [
-                f"{num(100 * m, '.2f')} ± {num(100 * c, '.2f')}" if math.isfinite(c) else num(100 * m, ".2f")
-                for m, c in zip(board["mean_val_accuracy"], board["ci95_accuracy"], strict=True)
+            "val acc %": [num(100 * m, ".2f") for m in board["mean_val_accuracy"]],
+            "95% CI": [interval(lo, hi) for lo, hi in zip(board["acc_ci_low"], board["acc_ci_high"], strict=True)],
+            "std %": [num(100 * s, ".2f") or "not estimable" for s in board["std_val_accuracy"]],
+            "vs baseline (points, 95% CI)": [
+                call if call in ("baseline", "") or not math.isfinite(d) else f"{call} {100 * d:+.2f} {interval(lo, hi)}"
+                for call, d, lo, hi in zip(
+                    board["vs_baseline"],
+                    board["diff_vs_baseline"],
+                    board["diff_ci_low"],
+                    board["diff_ci_high"],
+                    strict=True,
+                )
             ],
-            "std %": [num(100 * s, ".2f") for s in board["std_val_accuracy"]],
             "val loss": [num(v, ".4f") for v in board["mean_val_loss"]],
             "test acc %": [num(100 * v, ".2f") for v in board["mean_test_accuracy"]],
-            "to target": board["to_target"].fillna(""),
-            "speedup": [num(v, ".2f") for v in board["speedup"]],
-            "first epoch at target (full run)": [
-                num(v, "g") for v in board["first_epoch_at_target_full_run"]
-            ],
+            "epochs to target": [num(v, "g") for v in board["epochs_to_target"]],
+            "speed-up": board["to_target"].fillna(""),
+            "first epoch at target (full run)": [num(v, "g") for v in board["first_epoch_at_target_full_run"]],
             "wall s/run": [num(v, ".3g") for v in board["wall_time_s"]],
             "best config": board["best_config"],
         }
     )
+
+
+def _verdict_notes(run: Run) -> list[str]:
+    """The decision's terms in sentences: the rule, the tie order, the seeds and what one example is worth."""
+    v = run.verdict
+    notes = [v["rule"], v["order_rule"], "* marks the top group."]
+    if v.get("target_meaningful") is False:
+        notes.append(
+            f"The baseline's accuracy is not above chance ({100 * (v['chance_accuracy'] or 0):.2f}%, always "
+            "predicting the most frequent class): the target and the speed-ups mean nothing."
+        )
+    for arm, why in v.get("excluded", {}).items():
+        notes.append(f"{arm} is left out of the verdict: {why}.")
+    stopped = {c.get("arm") for c in run.final_configs if c.get("source_full_budget") is False}
+    for arm in sorted(a for a in stopped if a):
+        notes.append(
+            f"{arm}: every search trial was stopped early by ASHA, so its best config was chosen on a shorter run."
+        )
+    return notes
 
 
 def format_leaderboard(run: Run) -> str:
@@ -276,7 +307,11 @@ def format_leaderboard(run: Run) -> str:
     configs = "\n".join(
         f"  {a:<{width}}  {c}" for a, c in zip(shown["arm"], shown["best config"], strict=True)
     )
-    return f"{run.path}  (target {target})\n{table}\n\nbest configs:\n{configs}\n\n{run.summary}\n"
+    notes = "\n".join(f"  {n}" for n in _verdict_notes(run))
+    return (
+        f"{run.path}  (target {target})\n{table}\n\nbest configs:\n{configs}\n\n{run.summary}\n\n"
+        f"how this was decided:\n{notes}\n"
+    )
 
 
 def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[str]]:
@@ -332,6 +367,15 @@ _CSS = (
 )
 
 
+def write_verdict(run: Run) -> Path:
+    """Write `verdict.json` (the machine-readable answer: winner, top group, calls, speed-ups) into the run folder."""
+    path = run.path / "verdict.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(run.verdict, indent=2, allow_nan=False, default=str))
+    tmp.replace(path)
+    return path
+
+
 def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]:
     """Write the report of a run folder: report.md, a self-contained report.html (figures inlined as base64 PNG),
     leaderboard.csv, trials.csv, epochs.csv and the figures under plots/. `run`: that folder already loaded.
@@ -347,7 +391,8 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     written: dict[str, Path] = {}
     for name, table in (("leaderboard", run.leaderboard), ("trials", run.trials), ("epochs", run.epochs)):
         written[f"{name}.csv"] = path / f"{name}.csv"
-        table.to_csv(written[f"{name}.csv"], index=False)
+        table.drop(columns="val_correct", errors="ignore").to_csv(written[f"{name}.csv"], index=False)
+    written["verdict.json"] = write_verdict(run)
     figures, notes = write_plots(run, path / "plots")
     written.update({f"plot:{k}": v for k, v in figures.items()})
     notes = run.missing + notes
@@ -363,8 +408,9 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         "range_test": "LR range test (smoothed loss per weight decay)",
         "importances": "Optuna fANOVA parameter importances per arm",
     }
-    md = [f"# {title}", "", run.summary, "", f"Target accuracy: {target}.", "", "## Leaderboard", ""]
-    md += [_md_table(shown), "", f"_{FULL_RUN_NOTE}_", ""]
+    decided = _verdict_notes(run) if run.verdict.get("arms") else []
+    md = [f"# {title}", "", f"**{run.summary}**", "", f"Target accuracy: {target}.", "", "## Leaderboard", ""]
+    md += [_md_table(shown), "", *[f"- {n}" for n in decided], "", f"_{FULL_RUN_NOTE}_", ""]
     md += [
         line for k, f in figures.items() for line in (f"## {captions[k]}", "", f"![{k}](plots/{f.name})", "")
     ]
@@ -377,17 +423,18 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
 
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{html.escape(run.summary)}</p>",
+        f"<p><strong>{html.escape(run.summary)}</strong></p>",
         f"<p>Target accuracy: {target}.</p>",
         "<h2>Leaderboard</h2>",
         shown.to_html(index=False, border=0, classes="leaderboard"),
+        "<ul class=\"note\">", *[f"<li>{html.escape(n)}</li>" for n in decided], "</ul>",
         f'<p class="note">{html.escape(FULL_RUN_NOTE)}</p>',
     ]
     body += [f"<h2>{html.escape(captions[k])}</h2>{img(f)}" for k, f in figures.items()]
     if not run.trials.empty:
         body += [
             "<details><summary>All trials</summary>",
-            run.trials.to_html(index=False, border=0),
+            run.trials.drop(columns="val_correct", errors="ignore").to_html(index=False, border=0),
             "</details>",
         ]
     if notes:
@@ -405,18 +452,13 @@ __all__ = [
     "Run",
     "budget_ladder",
     "build_leaderboard",
-    "compare_arms",
-    "epochs_to_target",
     "first_epoch_at_target",
     "format_leaderboard",
     "learning_curves",
     "load_run",
-    "mean_ci",
     "param_importances",
-    "resolve_target",
     "schedule_curves",
-    "summarise",
-    "t_quantile_975",
     "write_plots",
     "write_report",
+    "write_verdict",
 ]

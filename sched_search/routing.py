@@ -41,6 +41,9 @@ class ArmsSearcher(Searcher):
     to the next arm with budget left (equal trials per arm) and every result back to that arm's searcher; when an
     arm's last search trial ends, `final_runs(arm, best_config)` queues its re-runs. Fixed runs (`first_runs`, the
     baseline, and the finals) go before new search trials, longest work first.
+
+    The best config is the highest final val accuracy among trials that ran all `epochs` (ASHA-stopped trials are
+    judged on a shorter run and are eligible only when none completed), ties to the lower val loss.
     """
 
     def __init__(
@@ -49,10 +52,12 @@ class ArmsSearcher(Searcher):
         trials_per_arm: int,
         final_runs: Callable[[str, dict], list[dict]],
         first_runs: list[dict] = (),
+        epochs: int = 0,
     ):
         super().__init__(metric=METRIC, mode="max")
         self.searchers = searchers
         self.trials_per_arm = trials_per_arm
+        self.epochs = epochs
         self.final_runs = final_runs
         self.queue = list(first_runs)
         self.started = dict.fromkeys(searchers, 0)
@@ -95,11 +100,12 @@ class ArmsSearcher(Searcher):
         self.searchers[arm].on_trial_complete(trial_id, result, error)
         self.ended[arm] += 1
         if result and not error and result.get("status") == "ok":
-            # best = highest final val accuracy, ties to the lower val loss
-            self.outcomes[arm].append((result[METRIC], -result["val_loss"], trial_id))
+            complete = result.get("epoch", 0) >= self.epochs
+            self.outcomes[arm].append((complete, result[METRIC], -result["val_loss"], trial_id))
         if self.ended[arm] == self.trials_per_arm and self.outcomes[arm]:
-            best_id = max(self.outcomes[arm])[2]
-            self.queue += self.final_runs(arm, {**self.configs[best_id], "trial_id": best_id})
+            complete, *_, best_id = max(self.outcomes[arm])
+            best = {**self.configs[best_id], "trial_id": best_id, "full_budget": complete}
+            self.queue += self.final_runs(arm, best)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

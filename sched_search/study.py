@@ -171,7 +171,14 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
     config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
     config = {k: v for k, v in config.items() if not k.endswith("_source") and k != "preset"}
     return [
-        {**config, "stage": "final", "seed": s, "budgets": list(cfg.search.budgets), "source_trial": best["trial_id"]}
+        {
+            **config,
+            "stage": "final",
+            "seed": s,
+            "budgets": list(cfg.search.budgets),
+            "source_trial": best["trial_id"],
+            "source_full_budget": best.get("full_budget", True),  # False: every search trial was stopped by ASHA
+        }
         for s in cfg.search.seeds
     ]
 
@@ -240,6 +247,7 @@ def run_trials(
             cfg.search.trials_per_arm,
             final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
             first_runs=baseline_runs(cfg),
+            epochs=cfg.train.epochs,
         )
         return tune.Tuner(
             trainable,
@@ -364,6 +372,9 @@ def run_study(
         "study": cfg.to_dict(),
         "steps_per_epoch": spe,
         "n_train": len(data.x_train),
+        "n_val": len(data.y_val),
+        # always predicting the most frequent validation class: a baseline at or below this learned nothing
+        "chance_accuracy": float(data.y_val.bincount().max()) / len(data.y_val),
         "version": _version(),
     }
     _write_json(run_dir / "resolved_config.json", resolved)
@@ -398,6 +409,9 @@ def run_study(
             "study_wall_s": end - start,
         },
     )
+    from .report import load_run, write_verdict
+
+    write_verdict(load_run(run_dir))
     echo(f"study done in {end - t0:.1f} s of trials; tables in {run_dir}")
     return run_dir
 

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+
+def final_rows(trials: pd.DataFrame, full_only: bool = True) -> pd.DataFrame:
+    """The final-stage rows of a table (trials or epochs), only the full budget unless `full_only` is False."""
+    if trials.empty or not {"stage", "arm", "budget"} <= set(trials.columns):
+        return trials.iloc[0:0]
+    rows = trials[trials["stage"] == "final"]
+    return rows[np.isclose(rows["budget"].astype(float), 1.0)] if full_only else rows
 
 
 def expand_history(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,6 +100,7 @@ def tables_from_rows(
                     "final_val_loss": last.get("val_loss"),
                     "best_val_accuracy": max((r.get("val_accuracy") or 0.0) for r in brows),
                     "test_accuracy": last.get("test_accuracy"),
+                    "val_correct": last.get("val_correct"),  # final runs: "0110...", one character per example
                     "wall_time": last.get("wall_time"),
                     "status": run_status,
                     "reason": reason,

@@ -98,19 +98,32 @@ def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
 
 
 @torch.no_grad()
+def evaluate_examples(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+) -> tuple[float, torch.Tensor]:
+    """Mean cross-entropy over (x, y) and, per example, whether the prediction is right (a bool tensor)."""
+    model.eval()
+    loss = torch.zeros((), device=x.device)
+    correct = []
+    for i in range(0, len(x), batch_size):
+        out = model(x[i : i + batch_size])
+        loss += nn.functional.cross_entropy(out, y[i : i + batch_size], reduction="sum")
+        correct.append(out.argmax(1) == y[i : i + batch_size])
+    model.train()
+    return float(loss) / len(x), torch.cat(correct)
+
+
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over (x, y)."""
-    model.eval()
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for i in range(0, len(x), batch_size):
-        out = model(x[i : i + batch_size])
-        loss += nn.functional.cross_entropy(out, y[i : i + batch_size], reduction="sum")
-        correct += (out.argmax(1) == y[i : i + batch_size]).sum()
-    model.train()
-    return float(loss) / len(x), float(correct) / len(x)
+    loss, correct = evaluate_examples(model, x, y, batch_size)
+    return loss, float(correct.float().mean())
+
+
+def correct_string(correct: torch.Tensor) -> str:
+    """Per-example correctness as "0110..." (one character per example): what the verdict pairs arms on."""
+    return "".join("01"[int(v)] for v in correct.cpu().tolist())
 
 
 def train_epochs(
@@ -130,7 +143,8 @@ def train_epochs(
 
     Yields: epoch, train_loss, val_loss, val_accuracy, lr (at epoch end), momentum, cycle_epoch (the last epoch that
     ended at an LR minimum: what early stopping compares), wall_time, status ("ok" | "nan"), reason; with
-    `test=True`, test_loss and test_accuracy on the last epoch. A non-finite training loss ends the run at once.
+    `test=True` (final runs), on the last epoch also test_loss, test_accuracy and val_correct (`correct_string`
+    of the validation set, so a verdict can count examples). A non-finite training loss ends the run at once.
     """
     seed = int(config.get("seed", 0))
     data = data.to(
@@ -185,10 +199,12 @@ def train_epochs(
             )
             yield row
             return
-        row["val_loss"], row["val_accuracy"] = evaluate(model, data.x_val, data.y_val)
+        row["val_loss"], val_correct = evaluate_examples(model, data.x_val, data.y_val)
+        row["val_accuracy"] = float(val_correct.float().mean())
         if at_lr_minimum(schedule, step) or epoch == n_epochs:
             cycle_epoch = epoch
         row.update(cycle_epoch=cycle_epoch, status="ok", reason="", wall_time=time.perf_counter() - start)
         if test and epoch == n_epochs:
             row["test_loss"], row["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+            row["val_correct"] = correct_string(val_correct)
         yield row
