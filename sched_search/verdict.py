@@ -364,10 +364,12 @@ def _words(out: dict[str, Any]) -> tuple[str, str]:
     elif b in out["arms"] and s >= MIN_SEEDS:
         head += f" No arm is better than {b}."
     speed = {a: v for a, v in out["speedup"].items() if v.get("estimate") is not None}
-    if speed:
-        best = out["top_group"][0] if out["top_group"][0] in speed else max(speed, key=lambda a: speed[a]["estimate"])
-        head += (
-            f" {best} reaches the target ({_pts(out['target_accuracy'])}%) at "
-            f"{speedup_text(speed[best])} the baseline's speed."
-        )
+    target = f"the target ({_pts(out['target_accuracy'] or 0)}%)"
+    first = out["top_group"][0]
+    if first in speed:
+        head += f" {first} reaches {target} {speedup_text(speed[first])} sooner than the baseline."
+    fastest = max(speed.values(), key=lambda v: v["estimate"])["estimate"] if speed else None
+    if fastest is not None and (first not in speed or speed[first]["estimate"] < fastest):
+        arms = [a for a, v in speed.items() if v["estimate"] == fastest]
+        head += f" Fastest to {target}: {', '.join(arms)}, {speedup_text(speed[arms[0]])}."
     return rule, head

@@ -397,3 +397,23 @@ def _stop_head(port: int) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(1.0)
+
+
+# ----------------------------------------------------------------------------------- the default study
+
+
+@pytest.mark.slow
+def test_default_study_end_to_end_gives_a_verdict_that_holds(tmp_path: Path) -> None:
+    """`python -m sched_search study` with no file: MNIST-1D, every arm, 3 seeds, on real Ray (a few minutes)."""
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    done = subprocess.run([sys.executable, "-m", "sched_search", "study"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").glob("mnist1d-*")
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["eval_examples"] == 1500 and verdict["n_seeds"] == 3 and verdict["target_meaningful"]
+    assert verdict["better_than_baseline"], verdict["headline"]  # constant Adam 3e-4 is far from converged at 20
+    assert max(s["ci_low"] for s in verdict["speedup"].values()) >= 2  # a speed-up whose lower end is well above 1
+    assert verdict["headline"] in done.stdout and "report.html" in done.stdout
+    timing = json.loads((run_dir / "timing.json").read_text())
+    assert timing["study_wall_s"] > timing["trials_wall_s"] > 0
