@@ -1,8 +1,11 @@
-"""One real Ray per test session, on 127.0.0.1 with 2 CPUs, started only by tests that ask for it."""
+"""One real Ray per test session, on 127.0.0.1 with 2 CPUs, started only by tests that ask for it; one smoke
+study per session, shared by the tests that only read its run folder."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,3 +27,14 @@ def ray_local():
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
+    """studies/smoke.toml run once on the session's Ray; tests must not write into its folder."""
+    from sched_search.config import load_study
+    from sched_search.study import run_study
+
+    study = Path(__file__).resolve().parents[1] / "studies" / "smoke.toml"
+    cfg = replace(load_study(study), runs_dir=str(tmp_path_factory.mktemp("runs")))
+    return run_study(cfg)

@@ -8,7 +8,6 @@ import math
 import os
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -294,16 +293,10 @@ def test_schedule_curves_match_the_recorded_lr(fab: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    from sched_search.config import load_study
-    from sched_search.study import run_study
-
-    cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path_factory.mktemp("runs")))
-    with pytest.MonkeyPatch.context() as mp:
-        # Without an address ray.init joins any `ray start` head on this machine (another test's, say); "local"
-        # makes it start its own.
-        mp.setenv("RAY_ADDRESS", "local")
-        run_dir = run_study(cfg)
+def smoke_report(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """The session's smoke study, copied (the report writes into its folder), and its report."""
+    run_dir = tmp_path_factory.mktemp("report") / smoke_run.name
+    shutil.copytree(smoke_run, run_dir)
     return run_dir, write_report(run_dir)
 
 
