@@ -13,17 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .arms import HYPERPARAMETERS
 from .config import BASELINE_ARM
 from .tables import final_rows
 from .verdict import speedup_text
 
-# Hyperparameter columns of the tables (NaN where an arm does not have them).
-# fmt: off
-HYPERPARAMETERS = (
-    "max_lr", "weight_decay", "base_div", "step_size_epochs", "mode", "gamma", "t_0_epochs", "t_mult", "eta_min",
-    "pct_start", "div_factor", "final_div_factor", "lr",
-)
-# fmt: on
 FULL_RUN_NOTE = (
     "'First epoch at target (full run)' is for reference only: one-cycle and SGDR anneal the LR at the end of "
     "their own budget, so epoch k of a full-length run is mid-schedule (LR still high), not the end of a k-epoch "

@@ -5,10 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .rangetest import RangeTestResult
+from typing import Any
 
 
 def _pyplot():
@@ -21,9 +18,10 @@ def _pyplot():
 
 
 def plot_range_test(
-    results: Sequence[RangeTestResult], path: str | Path, highlight: float | None = None
+    results: Sequence[Any], path: str | Path, highlight: float | None = None
 ) -> Path:
-    """Loss against LR (log x) per weight decay: raw and smoothed curves, regions shaded, suggestions, NaN steps."""
+    """Loss against LR (log x) per weight decay (`RangeTestResult`s): raw and smoothed curves, regions shaded,
+    suggestions, NaN steps."""
     plt = _pyplot()
     path = Path(path)
     fig, ax = plt.subplots(figsize=(8, 5))

@@ -18,9 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from .leaderboard import (  # noqa: F401  (re-exported: the report's public API)
+from .leaderboard import (
     FULL_RUN_NOTE,
-    HYPERPARAMETERS,
     budget_ladder,
     build_leaderboard,
     first_epoch_at_target,
@@ -81,8 +80,8 @@ def schedule_curves(
     Example:
         >>> schedule_curves(run.final_configs, run.epochs)  # doctest: +SKIP
     """
+    from .arms import build_schedule
     from .schedules import lr_at, momentum_at
-    from .train import build_schedule
 
     out = []
     seen = set()

@@ -338,6 +338,18 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         self._set_momentum()
 
 
+def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
+    """Whether `step` (a count of steps done) ends a cycle: the LR is at a local minimum there.
+
+    Early stopping must compare cyclical schedules at these points, not mid-cycle where the LR peaks.
+    """
+    if not isinstance(schedule, (CyclicalConfig, SGDRConfig)):
+        return True
+    a, b, c = (lr_at(schedule, max(0, s)) for s in (step - 2, step - 1, step))
+    d = lr_at(schedule, step + 1)
+    return (b <= a and c > b) or (c <= b and d > c)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: ScheduleConfig) -> ScheduleLR:
     """The torch scheduler for `config`, starting at step 0 (sets the optimizer's LR for the first batch)."""
     return ScheduleLR(optimizer, config)

@@ -13,6 +13,8 @@ from typing import Any
 
 import optuna
 
+from .arms import split_arm
+
 
 @dataclass(frozen=True)
 class Param:
@@ -34,7 +36,8 @@ class ArmSpace:
     schedule: str
     optimizer: str
     params: tuple[Param, ...]
-    fixed: dict  # constants of the arm (schedule shape values not searched), visible in every trial's config
+    fixed: dict  # constants of the arm (schedule values not searched), visible in every trial's config
+    sources: dict  # where each constant and the schedule's shape come from (kept beside the config, not in it)
 
     def first_point(self) -> dict[str, Any]:
         return {p.name: p.first for p in self.params}
@@ -85,7 +88,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     - one_cycle: pct_start (warm-up fraction; the cycle is 2 pct_start, the rest is annihilation) in [0.25, 0.45];
       div_factor in [5, 25].
     """
-    schedule, optimizer = arm.split("-")
+    schedule, optimizer = split_arm(arm)
     src = f"range test ({optimizer})"
     lo, hi = seed.max_lr / 4, seed.max_lr * 2
     wd_lo, wd_hi = seed.weight_decay_range
@@ -109,6 +112,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
         ),
     ]
     fixed: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if schedule == "clr":
         div_first = _clip(seed.max_lr / seed.min_lr, 3, 25)
         s_hi = max(1, min(10, epochs // 4))
@@ -139,6 +143,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
         ]
         # exp_range: amplitude halves over the full run, whatever its length.
         fixed["gamma"] = 0.5 ** (1 / (epochs * steps_per_epoch))
+        sources["gamma"] = "exp_range: the amplitude halves over the full run"
     elif schedule == "sgdr":
         t_hi = max(1, epochs // 3)
         params += [
@@ -155,7 +160,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             Param("t_mult", choices=(1.0, 2.0), first=2.0, source="Loshchilov & Hutter 2017: T_mult 1 or 2"),
         ]
         fixed["eta_min"] = seed.min_lr / 10
-        fixed["eta_min_source"] = f"{src}: suggested min_lr {seed.min_lr:.3g} / 10"
+        sources["eta_min"] = f"{src}: suggested min_lr {seed.min_lr:.3g} / 10"
     elif schedule == "one_cycle":
         params += [
             Param(
@@ -176,10 +181,11 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             ),
         ]
         fixed["final_div_factor"] = 1e4
-        fixed["preset"] = "paper (three-phase, linear, momentum 0.95-0.85)"
+        sources["final_div_factor"] = "Smith & Topin 2017: annihilate to max_lr / div_factor / 1e4"
+        sources["preset"] = "paper (three-phase, linear, momentum 0.95-0.85)"
     else:
         raise ValueError(f"unknown schedule in arm {arm!r}: expected clr, sgdr or one_cycle.")
-    return ArmSpace(arm, schedule, optimizer, tuple(params), fixed)
+    return ArmSpace(arm, schedule, optimizer, tuple(params), fixed, sources)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:

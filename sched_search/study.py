@@ -26,6 +26,7 @@ from typing import Any
 
 import optuna
 
+from .arms import split_arm
 from .config import BASELINE_ARM, StudyConfig, load_study
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
@@ -81,7 +82,7 @@ def range_tests(cfg: StudyConfig, run_dir: Path, echo: Callable[[str], None]) ->
     from .rangetest import RangeTestConfig, run_range_test
 
     seeds: dict[str, RangeSeed] = {}
-    families = sorted({arm.split("-")[1] for arm in cfg.search.arms})
+    families = sorted({split_arm(arm)[1] for arm in cfg.search.arms})
     for opt in families:
         path = run_dir / f"range_test_{opt}.json"
         if not path.exists():
@@ -127,7 +128,7 @@ def build_spaces(
     """Stage 2: per-arm spaces from the range tests, written to `spaces.json` with the source of every bound."""
     spaces = {}
     for arm in cfg.search.arms:
-        space = build_space(arm, seeds[arm.split("-")[1]], cfg.train.epochs, spe)
+        space = build_space(arm, seeds[split_arm(arm)[1]], cfg.train.epochs, spe)
         check_point_in_space(space, space.first_point())
         spaces[arm] = space
     _write_json(run_dir / "spaces.json", {arm: s.to_dict() for arm, s in spaces.items()})
@@ -169,7 +170,6 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
     space = spaces[arm]
     config = {p.name: best[p.name] for p in space.params}
     config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
-    config = {k: v for k, v in config.items() if not k.endswith("_source") and k != "preset"}
     return [
         {
             **config,

@@ -1,7 +1,7 @@
 """Train one config for N epochs, reporting per epoch: the plain loop that the range test's users and Ray Tune share.
 
 A trial config is a flat dict (the Ray/Optuna boundary): arm, schedule, optimizer, seed, the searched values
-(max_lr, weight_decay, ...) and the arm's constants. `build_schedule` turns it into a schedule config.
+(max_lr, weight_decay, ...) and the arm's constants. `arms.build_schedule` turns it into a schedule config.
 """
 
 from __future__ import annotations
@@ -14,19 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .arms import build_schedule
 from .data import TensorData, augment_batch, batches, steps_per_epoch
 from .models import build_model
 from .optim import SGDW, AdamW
-from .schedules import (
-    ConstantConfig,
-    CyclicalConfig,
-    ScheduleConfig,
-    SGDRConfig,
-    build_scheduler,
-    lr_at,
-    one_cycle,
-    to_steps,
-)
+from .schedules import at_lr_minimum, build_scheduler, lr_at
 
 OPTIMIZER_NAMES = ("sgdw", "adamw", "sgd", "adam")
 
@@ -44,57 +36,6 @@ def build_optimizer(
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}: expected one of {OPTIMIZER_NAMES}.")
-
-
-def build_schedule(config: dict[str, Any], epochs: float, spe: int) -> ScheduleConfig:
-    """The schedule of a trial config over `epochs` (possibly a compressed budget) of `spe` steps each.
-
-    Cycle lengths are stored in epochs of the full budget and scaled by `epochs / config["epochs"]`, so a budget
-    ladder compresses the whole schedule, not just its end.
-    """
-    scale = epochs / config.get("epochs", epochs)
-    total = max(1, round(epochs * spe))
-    schedule = config["schedule"]
-    if schedule == "constant":
-        return ConstantConfig(lr=config["lr"])
-    if schedule == "clr":
-        max_lr = config["max_lr"]
-        return CyclicalConfig(
-            base_lr=max_lr / config["base_div"],
-            max_lr=max_lr,
-            step_size=to_steps(config["step_size_epochs"] * scale, "epochs", spe),
-            mode=config["mode"],
-            gamma=config["gamma"] ** (1 / scale) if config["mode"] == "exp_range" else 1.0,
-        )
-    if schedule == "sgdr":
-        return SGDRConfig(
-            max_lr=config["max_lr"],
-            t_0=to_steps(config["t_0_epochs"] * scale, "epochs", spe),
-            t_mult=config["t_mult"],
-            eta_min=config["eta_min"],
-        )
-    if schedule == "one_cycle":
-        return one_cycle(
-            config["max_lr"],
-            total,
-            "paper",
-            pct_start=config["pct_start"],
-            div_factor=config["div_factor"],
-            final_div_factor=config.get("final_div_factor", 1e4),
-        )
-    raise ValueError(f"unknown schedule {schedule!r}: expected constant, clr, sgdr or one_cycle.")
-
-
-def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
-    """Whether `step` (a count of steps done) ends a cycle: the LR is at a local minimum there.
-
-    Early stopping must compare cyclical schedules at these points, not mid-cycle where the LR peaks.
-    """
-    if not isinstance(schedule, (CyclicalConfig, SGDRConfig)):
-        return True
-    a, b, c = (lr_at(schedule, max(0, s)) for s in (step - 2, step - 1, step))
-    d = lr_at(schedule, step + 1)
-    return (b <= a and c > b) or (c <= b and d > c)
 
 
 @torch.no_grad()

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sched_search.arms import build_schedule
 from sched_search.config import BASELINE_ARM, load_study
+from sched_search.schedules import at_lr_minimum
 from sched_search.space import RangeSeed, build_space, check_point_in_space, seed_from_summary
-from sched_search.train import at_lr_minimum, build_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -417,3 +418,18 @@ def test_default_study_end_to_end_gives_a_verdict_that_holds(tmp_path: Path) -> 
     assert verdict["headline"] in done.stdout and "report.html" in done.stdout
     timing = json.loads((run_dir / "timing.json").read_text())
     assert timing["study_wall_s"] > timing["trials_wall_s"] > 0
+
+
+@pytest.mark.parametrize("arm", [f"{s}-{o}" for s in ("clr", "sgdr", "one_cycle") for o in ("adamw", "sgdw")])
+def test_space_and_arms_agree_on_the_names(arm: str) -> None:
+    from sched_search.arms import SCHEDULE_VALUES, hyperparameters
+
+    space = build_space(arm, SEED, epochs=30, steps_per_epoch=19)
+    names = SCHEDULE_VALUES[space.schedule]
+    assert tuple(p.name for p in space.params) == names["searched"]
+    assert tuple(space.fixed) == names["constants"]
+    config = {**space.first_point(), **space.fixed, "schedule": space.schedule, "epochs": 30}
+    assert set(hyperparameters(config)) == set(names["searched"]) | set(names["constants"])
+    from sched_search.schedules import lr_at
+
+    assert lr_at(build_schedule(config, 30, 19), 0) > 0  # every name the schedule needs is there

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from sched_search.arms import build_schedule
 from sched_search.data import load_digits
-from sched_search.train import build_optimizer, build_schedule, train_epochs
+from sched_search.train import build_optimizer, train_epochs
 
 EPOCHS = 8
 ARMS = {
