@@ -163,9 +163,9 @@ def _add_plot_schedules(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plot_schedules(args: argparse.Namespace) -> int:
-    from .schedules import plot_schedules
+    from .plots import plot_schedule_gallery
 
-    print(f"wrote {plot_schedules(args.out, args.steps, args.steps_per_epoch)}")
+    print(f"wrote {plot_schedule_gallery(args.out, args.steps, args.steps_per_epoch)}")
     return 0
 
 

@@ -306,3 +306,43 @@ def plot_importances(importances, path: str | Path) -> Path:
         ax.set_title(arm)
     axes[0][0].set_ylabel("hyperparameter")
     return _save(fig, path)
+
+
+def plot_schedule_gallery(path: str | Path, total_steps: int = 1000, steps_per_epoch: int = 50) -> Path:
+    """Draw six representative schedules (LR, and momentum where the schedule drives it) into one PNG at `path`,
+    as the study runs them: CLR and SGDR keep the optimizer's momentum (SGDW 0.9, AdamW beta1 0.9) flat, one-cycle
+    cycles it 0.95 -> 0.85 -> 0.95 (the paper preset). Each panel says which.
+    """
+    from .schedules import (
+        ConstantConfig,
+        CyclicalConfig,
+        ScheduleConfig,
+        SGDRConfig,
+        lr_at,
+        momentum_at,
+        one_cycle,
+        to_steps,
+    )
+
+    half = to_steps(2, "epochs", steps_per_epoch)
+    clr = {"base_lr": 0.01, "max_lr": 0.1, "step_size": half}
+    flat = "momentum flat at 0.9 (not cycled)"
+    panels: dict[str, tuple[ScheduleConfig, str]] = {
+        "CLR triangular": (CyclicalConfig(**clr), flat),
+        "CLR triangular2": (CyclicalConfig(**clr, mode="triangular2"), flat),
+        "CLR exp_range (gamma 0.998)": (CyclicalConfig(**clr, mode="exp_range", gamma=0.998), flat),
+        "SGDR (t_0 2 epochs, t_mult 2)": (SGDRConfig(max_lr=0.1, t_0=half, t_mult=2.0), flat),
+        "one-cycle (paper preset)": (one_cycle(0.1, total_steps, "paper"), "momentum cycled 0.95-0.85 (dashed)"),
+        "constant (Adam 3e-4)": (ConstantConfig(lr=3e-4), "Adam's beta1 0.9, flat"),
+    }
+    plt = _pyplot()
+    fig = plt.figure(figsize=(15, 7))
+    steps = range(total_steps)
+    for ax, (title, (cfg, momentum)) in zip(fig.subplots(2, 3).flat, panels.items(), strict=True):
+        ax.plot(steps, [lr_at(cfg, s) for s in steps], color="tab:blue")
+        ax.set(title=f"{title}\n{momentum}", xlabel=f"step ({steps_per_epoch} per epoch)", ylabel="LR", ylim=(0, None))
+        if momentum_at(cfg, 0) is not None:
+            ax2 = ax.twinx()
+            ax2.plot(steps, [momentum_at(cfg, s) for s in steps], color="tab:orange", linestyle="--")
+            ax2.set_ylabel("momentum (dashed)")
+    return _save(fig, path)

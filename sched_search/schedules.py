@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -353,33 +352,3 @@ def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
 def build_scheduler(optimizer: torch.optim.Optimizer, config: ScheduleConfig) -> ScheduleLR:
     """The torch scheduler for `config`, starting at step 0 (sets the optimizer's LR for the first batch)."""
     return ScheduleLR(optimizer, config)
-
-
-def plot_schedules(path: str | Path, total_steps: int = 1000, steps_per_epoch: int = 50) -> Path:
-    """Draw six representative schedules (LR, and momentum on a right axis) into one PNG at `path`."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: keeps `import sched_search` light
-    from matplotlib.figure import Figure
-
-    half = to_steps(2, "epochs", steps_per_epoch)
-    clr = {"base_lr": 0.01, "max_lr": 0.1, "step_size": half, "cycle_momentum": True}
-    panels: dict[str, ScheduleConfig] = {
-        "CLR triangular": CyclicalConfig(**clr),
-        "CLR triangular2": CyclicalConfig(**clr, mode="triangular2"),
-        "CLR exp_range (gamma 0.998)": CyclicalConfig(**clr, mode="exp_range", gamma=0.998),
-        "SGDR (t_0 2 epochs, t_mult 2)": SGDRConfig(max_lr=0.1, t_0=half, t_mult=2.0),
-        "one-cycle (paper preset)": one_cycle(0.1, total_steps, "paper"),
-        "constant (Adam 3e-4)": ConstantConfig(lr=3e-4),
-    }
-    fig = Figure(figsize=(15, 7), layout="constrained")
-    FigureCanvasAgg(fig)
-    steps = range(total_steps)
-    for ax, (title, cfg) in zip(fig.subplots(2, 3).flat, panels.items(), strict=True):
-        ax.plot(steps, [lr_at(cfg, s) for s in steps], color="tab:blue")
-        ax.set(title=title, xlabel=f"step ({steps_per_epoch} per epoch)", ylabel="LR", ylim=(0, None))
-        if momentum_at(cfg, 0) is not None:
-            ax2 = ax.twinx()
-            ax2.plot(steps, [momentum_at(cfg, s) for s in steps], color="tab:orange", linestyle="--")
-            ax2.set_ylabel("momentum (dashed)")
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    return path

@@ -24,7 +24,6 @@ from sched_search.schedules import (
     momentum_at,
     one_cycle,
     peak_lr,
-    plot_schedules,
     to_steps,
 )
 
@@ -338,6 +337,8 @@ def test_peak_lr_is_max_lr():
     assert isinstance(one_cycle(0.3, 10), OneCycleConfig)
 
 
-def test_plot_schedules_writes_a_png(tmp_path):
-    path = plot_schedules(tmp_path / "schedules.png", total_steps=300, steps_per_epoch=20)
+def test_plot_schedule_gallery_writes_a_png(tmp_path):
+    from sched_search.plots import plot_schedule_gallery
+
+    path = plot_schedule_gallery(tmp_path / "schedules.png", total_steps=300, steps_per_epoch=20)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
