@@ -115,6 +115,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from .preflight import ClusterError
+    from .runlock import RunFolderLocked
     from .study import StudyAborted, run_study
 
     try:
@@ -128,6 +130,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     except StudyAborted as e:
         print(f"study stopped before any trial: {e}", file=sys.stderr)
         return 3
+    except (ClusterError, RunFolderLocked) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     _print_report(run_dir)
     return 0
 
@@ -184,6 +189,6 @@ def main(argv: list[str] | None = None) -> int:
             "report": cmd_report,
             "plot-schedules": cmd_plot_schedules,
         }[args.command](args)
-    except (ValueError, FileNotFoundError, ImportError, TypeError) as e:
+    except (ValueError, OSError, ImportError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
