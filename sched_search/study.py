@@ -28,6 +28,7 @@ import optuna
 
 from .config import BASELINE_ARM, StudyConfig, load_study
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
+from .runlock import run_lock
 from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
 from .tables import Recorder, append_tables, records_from_grid, tables_from_rows
 from .trial import asha_rungs, trial_trainable
@@ -343,16 +344,18 @@ def run_study(
         run_dir = Path(resume)
         if not (run_dir / "study.toml").exists():
             raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
-        cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
-        return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
+        with run_lock(run_dir):
+            cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
+            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
     cfg, data = _prepare(None, study, allow_failed, address, echo)
     run_dir = new_run_dir(cfg)
-    if cfg.source != "<defaults>":
-        shutil.copy(cfg.source, run_dir / "study.toml")
-    else:
-        (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
-    echo(f"run folder {run_dir}")
-    return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
+    with run_lock(run_dir):
+        if cfg.source != "<defaults>":
+            shutil.copy(cfg.source, run_dir / "study.toml")
+        else:
+            (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
+        echo(f"run folder {run_dir}")
+        return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
 
 
 def _prepare(

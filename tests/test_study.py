@@ -319,6 +319,52 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
             row.final_val_accuracy), "a trial finished before the kill was re-run differently"
 
 
+@pytest.mark.slow
+def test_two_resumes_at_once_one_is_refused(tmp_path: Path) -> None:
+    """The killed study's lock is stale and taken over by the first resume; a second resume meanwhile is refused."""
+    import optuna
+
+    study = tmp_path / "smoke.toml"
+    study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(_study_cmd(str(study)), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs").glob("smoke-*/range_test_*.json")):
+        time.sleep(0.2)
+    run_dir = next((tmp_path / "runs").glob("smoke-*"))
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert (run_dir / "study.lock").exists(), "the killed study left no lock: the test would prove nothing"
+    a = subprocess.Popen(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        while time.time() < deadline and f'"pid": {a.pid},' not in _read(run_dir / "study.lock"):
+            time.sleep(0.1)
+        b = subprocess.run(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+        assert a.poll() is None, "the first resume ended before the second started: nothing was concurrent"
+        assert b.returncode == 2 and f"in use by a study (pid {a.pid}" in b.stderr, b.stdout + b.stderr
+        assert "Traceback" not in b.stderr
+        out, _ = a.communicate(timeout=300)
+    finally:
+        if a.poll() is None:
+            os.killpg(a.pid, signal.SIGKILL)
+    assert a.returncode == 0, out
+    assert not (run_dir / "study.lock").exists()
+    cfg = load_study(SMOKE)
+    storage = f"sqlite:///{run_dir / 'optuna.db'}"
+    for arm in cfg.search.arms:
+        assert len(optuna.load_study(study_name=arm, storage=storage).trials) == cfg.search.trials_per_arm
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def test_augmenting_flat_inputs_is_refused_before_any_work(tmp_path: Path) -> None:
     import ray
 
