@@ -189,7 +189,8 @@ def build_leaderboard(
 ) -> pd.DataFrame:
     """One row per arm from the final-stage runs at the full budget, over seeds, the baseline included.
 
-    Columns: arm, n_seeds, mean/std of final val accuracy and loss, ci95_accuracy (Student t half-width of the mean
+    Columns: arm, n_seeds, n_failed (seeds whose run errored or diverged), mean/std of final val accuracy and
+    loss, ci95_accuracy (Student t half-width of the mean
     accuracy, NaN for one seed), mean_test_accuracy, epochs_to_target, speedup, to_target,
     first_epoch_at_target_full_run, wall_time_s (mean per run), best_config. Best mean accuracy first.
 
@@ -212,6 +213,7 @@ def build_leaderboard(
             {
                 "arm": arm,
                 "n_seeds": n,
+                "n_failed": int((g["status"] != "ok").sum()) if "status" in g else 0,
                 "mean_val_accuracy": acc,
                 "std_val_accuracy": acc_std,
                 "ci95_accuracy": acc_ci,
@@ -225,6 +227,7 @@ def build_leaderboard(
     columns = [
         "arm",
         "n_seeds",
+        "n_failed",
         "mean_val_accuracy",
         "std_val_accuracy",
         "ci95_accuracy",

@@ -33,6 +33,7 @@ from .leaderboard import (  # noqa: F401  (re-exported: the report's public API)
     summarise,
     t_quantile_975,
 )
+from .tables import failure_lines
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,6 +244,7 @@ def _display(board: pd.DataFrame) -> pd.DataFrame:
         {
             "arm": board["arm"],
             "seeds": board["n_seeds"],
+            "failed": board.get("n_failed", 0),
             "val acc % (95% CI)": [
                 f"{num(100 * m, '.2f')} ± {num(100 * c, '.2f')}" if math.isfinite(c) else num(100 * m, ".2f")
                 for m, c in zip(board["mean_val_accuracy"], board["ci95_accuracy"], strict=True)
@@ -350,7 +352,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         table.to_csv(written[f"{name}.csv"], index=False)
     figures, notes = write_plots(run, path / "plots")
     written.update({f"plot:{k}": v for k, v in figures.items()})
-    notes = run.missing + notes
+    notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + notes
     study = run.config.get("study", {})
     title = f"Report: {study.get('name', path.name)} ({path.name})"
     target = f"{100 * run.target:.2f}%" if math.isfinite(run.target) else "none"
