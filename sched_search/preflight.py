@@ -9,6 +9,7 @@ naming the file, the key, the value and what was expected, so the CLI prints one
 from __future__ import annotations
 
 import inspect
+import os
 import socket
 import tempfile
 from collections.abc import Callable
@@ -249,12 +250,14 @@ def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 
 
 def auth_hint(address: str, error: BaseException) -> ClusterError:
-    """The error for a failed `ray.init(address=...)`, telling the likely cause."""
+    """The error for a failed `ray.init(address=...)`, telling the likely cause. Ray 2.60 reports a missing token
+    only in its C++ log ("InvalidAuthToken"); the exception says just "Failed to connect"."""
     text = str(error)
-    if "uthenticat" in text or "auth_token" in text:
+    if "uthenticat" in text or os.environ.get("RAY_AUTH_MODE", "") != "token":
         return ClusterError(
-            f"the Ray cluster at {address} requires token authentication: set RAY_AUTH_MODE=token in this shell "
-            "(the token is read from ~/.ray/auth_token, or RAY_AUTH_TOKEN)."
+            f"cannot join the Ray cluster at {address} ({_one_line(error)}); it probably requires token "
+            "authentication (Ray 2.60's default): set RAY_AUTH_MODE=token in this shell (the token is read from "
+            "~/.ray/auth_token, or RAY_AUTH_TOKEN)."
         )
     return ClusterError(f"cannot join the Ray cluster at {address}: {_one_line(error)}")
 
