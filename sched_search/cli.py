@@ -115,6 +115,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from .preflight import ClusterError
+    from .runlock import RunFolderLocked
     from .study import StudyAborted, run_study
 
     try:
@@ -128,18 +130,29 @@ def cmd_study(args: argparse.Namespace) -> int:
     except StudyAborted as e:
         print(f"study stopped before any trial: {e}", file=sys.stderr)
         return 3
-    _print_report(run_dir)
-    return 0
+    except (ClusterError, RunFolderLocked) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return _print_report(run_dir)
 
 
-def _print_report(run_dir: Path) -> None:
+def _print_report(run_dir: Path) -> int:
+    """Print the leaderboard; 4 when every run of some arm failed (the study has no result for it), else 0."""
     from .report import format_leaderboard, load_run, write_report
+    from .tables import failed_arms, failure_lines
 
     run = load_run(run_dir)
     paths = write_report(run_dir, run)
     print(format_leaderboard(run))
+    for line in failure_lines(run.trials):
+        print(f"failed runs: {line}")
     print(f"report: {paths['report.html']}")
     print(f"run folder: {run_dir}")
+    failed = failed_arms(run.trials)
+    if failed:
+        print(f"error: every run of {', '.join(failed)} failed; see {run_dir}/errors/", file=sys.stderr)
+        return 4
+    return 0
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -151,8 +164,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist.")
-    _print_report(run_dir)
-    return 0
+    return _print_report(run_dir)
 
 
 def _add_plot_schedules(sub: argparse._SubParsersAction) -> None:
@@ -184,6 +196,6 @@ def main(argv: list[str] | None = None) -> int:
             "report": cmd_report,
             "plot-schedules": cmd_plot_schedules,
         }[args.command](args)
-    except (ValueError, FileNotFoundError, ImportError, TypeError) as e:
+    except (ValueError, OSError, ImportError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ Every error names the file, the key and what was expected, e.g.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,6 +19,11 @@ DEFAULT_ARMS = tuple(f"{s}-{o}" for s in SCHEDULES for o in OPTIMIZERS)
 # Built-in data sets (data.load_data) and models (models.build_model).
 DATASETS = ("mnist1d", "digits", "synthetic", "cifar10")
 MODELS = ("mlp", "cnn1d", "cnn", "resnet")
+# Upper bounds that catch a typo (epochs = 1e12) before it runs for ever; far above any study this tool is for.
+MAX_EPOCHS = 100_000
+MAX_TRIALS_PER_ARM = 10_000
+MAX_NAME = 100  # the run folder is <name>-<timestamp>; file systems allow 255 bytes per name
+SEED_LIMIT = 2**32  # torch.Generator and numpy take seeds in [0, 2**32)
 
 
 class StudyFileError(ValueError):
@@ -127,16 +133,18 @@ def _coerce(source: str, key: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(source, key, "an integer", value)
     elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(source, key, "a number", value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _fail(source, key, "a finite number", value)
         value = float(value)
     elif isinstance(default, tuple):
         if not isinstance(value, list) or not value:
             raise _fail(source, key, "a non-empty list", value)
         kind = type(default[0]) if default else str
         for item in value:
-            if kind is float and (isinstance(item, bool) or not isinstance(item, (int, float))):
-                raise _fail(source, key, "a list of numbers", value)
+            if kind is float and (
+                isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item)
+            ):
+                raise _fail(source, key, "a list of finite numbers", value)
             if kind in (int, str) and (isinstance(item, bool) or not isinstance(item, kind)):
                 raise _fail(source, key, f"a list of {kind.__name__}s", value)
         value = tuple(float(v) for v in value) if kind is float else tuple(value)
@@ -179,7 +187,15 @@ def _check(source: str, ok: bool, key: str, expected: str, value: Any) -> None:
 def validate(cfg: StudyConfig) -> StudyConfig:
     """Reject impossible values, naming the file and key."""
     s = cfg.source
-    _check(s, bool(cfg.name) and "/" not in cfg.name, "name", "a non-empty name without '/'", cfg.name)
+    _check(
+        s,
+        bool(cfg.name) and len(cfg.name) <= MAX_NAME and cfg.name not in (".", "..")
+        and not any(c in cfg.name for c in "/\\\0"),
+        "name",
+        f"a non-empty name of at most {MAX_NAME} characters without '/', '\\' or NUL",
+        cfg.name,
+    )
+    _check(s, bool(cfg.runs_dir) and "\0" not in cfg.runs_dir, "runs_dir", "a folder path", cfg.runs_dir)
     if cfg.data.name == "cifar10":
         _check(s, bool(cfg.data.root), "[data] root", "the folder holding cifar-10-batches-py", cfg.data.root)
     _check(
@@ -197,7 +213,7 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         cfg.model.name,
     )
     t = cfg.train
-    _check(s, t.epochs >= 1, "[train] epochs", "an integer >= 1", t.epochs)
+    _check(s, 1 <= t.epochs <= MAX_EPOCHS, "[train] epochs", f"an integer in 1..{MAX_EPOCHS}", t.epochs)
     _check(s, t.batch_size >= 1, "[train] batch_size", "an integer >= 1", t.batch_size)
     _check(
         s, t.device == "cpu" or t.device.startswith("cuda"), "[train] device", "'cpu' or 'cuda[:n]'", t.device
@@ -209,7 +225,23 @@ def validate(cfg: StudyConfig) -> StudyConfig:
             s, arm in DEFAULT_ARMS, "[search] arms", f"a list drawn from {list(DEFAULT_ARMS)}", list(q.arms)
         )
     _check(s, len(set(q.arms)) == len(q.arms), "[search] arms", "a list without repeats", list(q.arms))
-    _check(s, q.trials_per_arm >= 1, "[search] trials_per_arm", "an integer >= 1", q.trials_per_arm)
+    _check(
+        s,
+        1 <= q.trials_per_arm <= MAX_TRIALS_PER_ARM,
+        "[search] trials_per_arm",
+        f"an integer in 1..{MAX_TRIALS_PER_ARM}",
+        q.trials_per_arm,
+    )
+    _check(
+        s, 0 <= q.search_seed < SEED_LIMIT, "[search] search_seed", "an integer in [0, 2**32)", q.search_seed
+    )
+    _check(
+        s,
+        all(0 <= seed < SEED_LIMIT for seed in q.seeds),
+        "[search] seeds",
+        "integers in [0, 2**32)",
+        list(q.seeds),
+    )
     _check(
         s,
         q.max_concurrent_per_arm >= 1,
@@ -225,7 +257,10 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         "fractions in (0, 1] that include 1.0",
         list(q.budgets),
     )
-    _check(s, q.baseline_lr > 0, "[search] baseline_lr", "a number > 0", q.baseline_lr)
+    _check(s, len(set(q.budgets)) == len(q.budgets), "[search] budgets", "distinct fractions", list(q.budgets))
+    _check(
+        s, 0 < q.baseline_lr < math.inf, "[search] baseline_lr", "a finite number > 0", q.baseline_lr
+    )
     e = cfg.early_stopping
     _check(
         s,
@@ -241,16 +276,16 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(s, r.num_steps >= 10, "[range_test] num_steps", "an integer >= 10", r.num_steps)
     _check(
         s,
-        0 < r.start_lr < r.end_lr,
+        0 < r.start_lr < r.end_lr < math.inf,
         "[range_test] start_lr, end_lr",
-        "0 < start_lr < end_lr",
+        "finite numbers with 0 < start_lr < end_lr",
         (r.start_lr, r.end_lr),
     )
     _check(
         s,
-        all(w >= 0 for w in r.weight_decays),
+        all(0 <= w < math.inf for w in r.weight_decays),
         "[range_test] weight_decays",
-        "numbers >= 0",
+        "finite numbers >= 0",
         list(r.weight_decays),
     )
     res = cfg.resources
@@ -258,20 +293,37 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(s, res.num_gpus >= 0, "[resources] num_gpus", "an integer >= 0", res.num_gpus)
     _check(
         s,
-        0 < res.cpus_per_trial <= res.num_cpus or cfg.ray_address is not None,
+        0 < res.cpus_per_trial < math.inf,
         "[resources] cpus_per_trial",
-        f"in (0, num_cpus={res.num_cpus}]",
+        "a finite number > 0",
         res.cpus_per_trial,
     )
     _check(
         s,
-        0 <= res.gpus_per_trial <= 1 or float(res.gpus_per_trial).is_integer(),
+        res.gpus_per_trial >= 0 and (res.gpus_per_trial <= 1 or float(res.gpus_per_trial).is_integer()),
         "[resources] gpus_per_trial",
         "a fraction in [0, 1] or a whole number of GPUs",
         res.gpus_per_trial,
     )
     if res.gpus_per_trial > 0:
         _check(s, t.device.startswith("cuda"), "[train] device", "'cuda' when gpus_per_trial > 0", t.device)
+    # Tune waits for ever for resources no node has: a local Ray has exactly num_cpus/num_gpus (a joined cluster is
+    # checked after connecting, in preflight.check_cluster).
+    if cfg.ray_address is None:
+        _check(
+            s,
+            res.cpus_per_trial <= res.num_cpus,
+            "[resources] cpus_per_trial",
+            f"in (0, num_cpus={res.num_cpus}] (a local Ray has num_cpus CPUs)",
+            res.cpus_per_trial,
+        )
+        _check(
+            s,
+            res.gpus_per_trial <= res.num_gpus,
+            "[resources] gpus_per_trial",
+            f"at most num_gpus={res.num_gpus} (a local Ray has num_gpus GPUs)",
+            res.gpus_per_trial,
+        )
     if cfg.target_accuracy is not None:
         _check(
             s, 0 < cfg.target_accuracy <= 1, "target_accuracy", "a fraction in (0, 1]", cfg.target_accuracy
@@ -293,9 +345,13 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
     if not path.is_file():
         raise StudyFileError(f"{source}: study file not found.")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise StudyFileError(f"{source}: not valid TOML ({e}).") from None
+    except UnicodeDecodeError as e:
+        raise StudyFileError(f"{source}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8.") from None
+    except OSError as e:
+        raise StudyFileError(f"{source}: cannot read the study file ({e.strerror}).") from None
     values: dict[str, Any] = {"source": source}
     for key, value in raw.items():
         if key in _SECTIONS:

@@ -27,6 +27,7 @@ FULL_RUN_NOTE = (
 COLUMNS = [
     "arm",
     "n_seeds",
+    "n_failed",
     "top_group",
     "mean_val_accuracy",
     "acc_ci_low",
@@ -105,7 +106,8 @@ def build_leaderboard(
     the top group first (ordered by `verdict.ORDER_RULE`), then the other arms by mean accuracy.
 
     Intervals and calls come from the verdict (bootstrap over seeds and examples; paired tests); with fewer than
-    three seeds the spread and intervals are NaN ("not estimable").
+    three seeds the spread and intervals are NaN ("not estimable"). `n_failed` counts the seeds whose run errored
+    or diverged.
 
     Args:
         trials: the trials table.
@@ -131,6 +133,7 @@ def build_leaderboard(
             {
                 "arm": arm,
                 "n_seeds": int(ok["final_val_accuracy"].notna().sum()),
+                "n_failed": int((g["status"] != "ok").sum()) if "status" in g else 0,  # errored or diverged
                 "top_group": arm in verdict.get("top_group", []),
                 "mean_val_accuracy": v.get("mean", ok["final_val_accuracy"].mean()),
                 "acc_ci_low": _nan(v.get("ci_low")),

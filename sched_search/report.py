@@ -24,7 +24,7 @@ from .leaderboard import (
     build_leaderboard,
     first_epoch_at_target,
 )
-from .tables import final_rows
+from .tables import failure_lines, final_rows
 from .verdict import decide
 
 
@@ -248,6 +248,7 @@ def _display(board: pd.DataFrame) -> pd.DataFrame:
         {
             "arm": [f"{a} *" if top else a for a, top in zip(board["arm"], board["top_group"], strict=True)],
             "seeds": board["n_seeds"],
+            "failed": board["n_failed"],
             "val acc %": [num(100 * m, ".2f") for m in board["mean_val_accuracy"]],
             "95% CI": [interval(lo, hi) for lo, hi in zip(board["acc_ci_low"], board["acc_ci_high"], strict=True)],
             "std %": [num(100 * s, ".2f") or "not estimable" for s in board["std_val_accuracy"]],
@@ -394,7 +395,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     written["verdict.json"] = write_verdict(run)
     figures, notes = write_plots(run, path / "plots")
     written.update({f"plot:{k}": v for k, v in figures.items()})
-    notes = run.missing + notes
+    notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + notes
     study = run.config.get("study", {})
     title = f"Report: {study.get('name', path.name)} ({path.name})"
     target = f"{100 * run.target:.2f}%" if math.isfinite(run.target) else "none"

@@ -29,6 +29,7 @@ import optuna
 from .arms import split_arm
 from .config import BASELINE_ARM, StudyConfig, load_study
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
+from .runlock import run_lock
 from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
 from .tables import Recorder, append_tables, records_from_grid, tables_from_rows
 from .trial import asha_rungs, trial_trainable
@@ -44,10 +45,17 @@ class StudyAborted(RuntimeError):
 
 
 def new_run_dir(cfg: StudyConfig) -> Path:
+    """A new folder `<runs_dir>/<name>-<timestamp>`; `-2`, `-3`, ... when studies start within the same second."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(cfg.runs_dir) / f"{cfg.name}-{stamp}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    Path(cfg.runs_dir).mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = Path(cfg.runs_dir) / (f"{cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()  # atomic: of two studies asking for one name, exactly one gets it
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{cfg.runs_dir}: 999 run folders named {cfg.name}-{stamp}-* already exist.")
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -290,12 +298,23 @@ def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
     """Join `address`, or start a quiet local Ray on 127.0.0.1; True if this call started it (and must stop it)."""
     import ray
 
+    from .preflight import auth_hint, check_cluster, probe_address
+
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
     if address:
-        ray.init(address=address, **quiet)
+        probe_address(address)  # Ray retries a dead address for minutes
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError) as e:  # AuthenticationError arrives wrapped in a ConnectionError
+            raise auth_hint(address, e) from None
+        try:
+            check_cluster(cfg, address)
+        except BaseException:
+            ray.shutdown()
+            raise
         return False
     ray.init(
         address="local",  # a new local Ray, even when a `ray start --head` cluster runs on this machine
@@ -328,16 +347,37 @@ def run_study(
         >>> run_dir = run_study("studies/smoke.toml")
         >>> load_run(run_dir).leaderboard
     """
-    import ray
-
-    from .data import load_data, steps_per_epoch
-    from .models import IMAGE_MODELS
-
     start = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "study.toml").exists():
             raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
+        with run_lock(run_dir):
+            cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
+            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
+    cfg, data = _prepare(None, study, allow_failed, address, echo)
+    run_dir = new_run_dir(cfg)
+    with run_lock(run_dir):
+        if cfg.source != "<defaults>":
+            shutil.copy(cfg.source, run_dir / "study.toml")
+        else:
+            (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
+        echo(f"run folder {run_dir}")
+        return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
+
+
+def _prepare(
+    run_dir: Path | None,
+    study: str | Path | StudyConfig | None,
+    allow_failed: bool,
+    address: str | None,
+    echo: Callable[[str], None],
+) -> tuple[StudyConfig, Any]:
+    """Read and check the study before any work: every input (preflight.check_study) and, with an address, the
+    cluster (joined here, so that a dead address or impossible resources fail before the range test)."""
+    from .preflight import check_study
+
+    if run_dir is not None:
         if not (run_dir / "ray" / "study").exists() and any((run_dir / "ray" / s).exists() for s in ("search", "final")):
             # sched_search 0.1 ran the search and the final re-runs as two Tune experiments; this one cannot
             # restore them, and starting afresh would overwrite their tables.
@@ -350,23 +390,23 @@ def run_study(
         echo(f"resuming {run_dir}")
     else:
         cfg = study if isinstance(study, StudyConfig) else load_study(study)
-        run_dir = new_run_dir(cfg)
-        if cfg.source != "<defaults>":
-            shutil.copy(cfg.source, run_dir / "study.toml")
-        else:
-            (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
-        echo(f"run folder {run_dir}")
     if allow_failed:
         cfg = replace(cfg, range_test=replace(cfg.range_test, allow_failed=True))
+    data = check_study(cfg)
     address = address or cfg.ray_address
-    data = load_data(
-        cfg.data.name, root=cfg.data.root, image=cfg.model.name in IMAGE_MODELS, **cfg.data.options
-    )
-    if cfg.train.augment != "none" and data.x_train.dim() != 4:
-        raise ValueError(
-            f"{cfg.source}: [train] augment = {cfg.train.augment!r} needs image data (N, C, H, W), but "
-            f"{cfg.data.name!r} with model {cfg.model.name!r} gives inputs of shape {tuple(data.x_train.shape[1:])}."
-        )
+    if address:
+        _start_ray(cfg, address)
+    return cfg, data
+
+
+def _run_stages(
+    cfg: StudyConfig, run_dir: Path, data: Any, address: str | None, echo: Callable[[str], None], start: float
+) -> Path:
+    """The stages of `run_study` in order, in a locked run folder."""
+    import ray
+
+    from .data import steps_per_epoch
+
     spe = steps_per_epoch(len(data.x_train), cfg.train.batch_size)
     resolved = {
         "study": cfg.to_dict(),

@@ -7,7 +7,9 @@ in `history`, so the per-epoch rows are rebuilt here from either the live result
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +39,42 @@ def expand_history(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def last_attempt(rows: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:
+    """Per budget, the epochs of the last attempt only: Tune retries a trial whose worker died, from epoch 1 (no
+    checkpoint), and keeps every attempt's results; an epoch that does not follow the previous one starts a new
+    attempt, which replaces what came before it."""
+    by_budget: dict[float, list[dict[str, Any]]] = {}
+    for r in rows:
+        kept = by_budget.setdefault(float(r.get("budget", 1.0)), [])
+        if kept and (r.get("epoch") or 0) <= (kept[-1].get("epoch") or 0):
+            kept.clear()
+        kept.append(r)
+    return by_budget
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(\([\w.]*\))?)(:.*)?$")
+
+
+def error_text(error: Any) -> str:
+    """The full text of a trial's error: Tune's error file (a path, from the callback) or the exception itself."""
+    if error is None:
+        return ""
+    if isinstance(error, str | os.PathLike) and len(str(error)) < 4096 and Path(error).is_file():
+        return Path(error).read_text(errors="replace")
+    return str(error)
+
+
+def short_reason(text: str) -> str:
+    """One line for the tables: the last `SomeError: message` line of a traceback, without terminal colours."""
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    found = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    line = found[-1] if found else (lines[-1] if lines else "")
+    return line[:300]
+
+
 def _status_of(rows: list[dict], error: Any, epochs: float, stage: str) -> str:
-    if error is not None:
+    if error is not None or any(r.get("status") == "error" for r in rows):
         return "error"
     last = rows[-1] if rows else {}
     if last.get("status") == "nan":
@@ -57,14 +93,19 @@ def tables_from_rows(
     for (stage, trial_id), (config, results, error) in records.items():
         rows = expand_history(results)
         params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
-        by_budget: dict[float, list[dict]] = {}
-        for r in rows:
-            by_budget.setdefault(float(r.get("budget", 1.0)), []).append(r)
+        full_error = error_text(error)
+        by_budget = last_attempt(rows)
+        budgets = [float(b) for b in config.get("budgets", [1.0])] if stage == "final" else [1.0]
+        missing = [b for b in budgets if b not in by_budget]
+        # A final run that died fails the budget it was in and every later one; those it finished stand.
+        died_in = missing[0] if missing else (list(by_budget)[-1] if by_budget else 1.0)
         for budget, brows in by_budget.items():
-            run_status = _status_of(brows, error, config.get("epochs", 0) * budget, stage)
-            reason = next((r.get("reason") for r in brows if r.get("reason")), "") or (
-                "" if not error else str(error)
+            budget_error = error if budget == died_in else None
+            run_status = _status_of(brows, budget_error, config.get("epochs", 0) * budget, stage)
+            reason = next((r.get("reason") for r in brows if r.get("reason")), "") or short_reason(
+                error_text(budget_error)
             )
+            failed = run_status == "error"
             for r in brows:
                 epoch_rows.append(
                     {
@@ -96,32 +137,44 @@ def tables_from_rows(
                     "budget": budget,
                     "budget_epochs": config.get("epochs", 0) * budget,
                     "epochs_run": last.get("epoch"),
-                    "final_val_accuracy": last.get("val_accuracy"),
-                    "final_val_loss": last.get("val_loss"),
+                    # A run that died has no final accuracy: its finished epochs stay in the epochs table.
+                    "final_val_accuracy": math.nan if failed else last.get("val_accuracy"),
+                    "final_val_loss": math.nan if failed else last.get("val_loss"),
                     "best_val_accuracy": max((r.get("val_accuracy") or 0.0) for r in brows),
-                    "test_accuracy": last.get("test_accuracy"),
-                    "val_correct": last.get("val_correct"),  # final runs: "0110...", one character per example
+                    "test_accuracy": math.nan if failed else last.get("test_accuracy"),
+                    # final runs: "0110...", one character per validation example
+                    "val_correct": None if failed else last.get("val_correct"),
                     "wall_time": last.get("wall_time"),
                     "status": run_status,
                     "reason": reason,
+                    "error_text": full_error if failed else "",
                 }
             )
-        if not rows:
-            trial_rows.append(
-                {
-                    "stage": stage,
-                    "trial_id": trial_id,
-                    **params,
-                    "budget": 1.0,
-                    "status": "error",
-                    "reason": str(error or "no result reported"),
-                }
-            )
+        if error is not None or not rows:
+            for budget in missing or ([] if rows else [1.0]):
+                trial_rows.append(
+                    {
+                        "stage": stage,
+                        "trial_id": trial_id,
+                        **params,
+                        "budget": budget,
+                        "budget_epochs": config.get("epochs", 0) * budget,
+                        "status": "error",
+                        "reason": short_reason(full_error) or "no result reported",
+                        "error_text": full_error,
+                    }
+                )
     return pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
 
 
 def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
-    """Merge new rows into trials.parquet / epochs.parquet; a re-run trial replaces its earlier rows."""
+    """Merge new rows into trials.parquet / epochs.parquet; a re-run trial replaces its earlier rows. The full text
+    of each failed run's error goes to `errors/<stage>-<trial_id>.log` (the table keeps a one-line reason)."""
+    if "error_text" in trials:
+        for row in trials[trials["error_text"].fillna("") != ""].itertuples():
+            (run_dir / "errors").mkdir(exist_ok=True)
+            (run_dir / "errors" / f"{row.stage}-{row.trial_id}.log").write_text(_ANSI.sub("", row.error_text))
+        trials = trials.drop(columns="error_text")
     for name, new in (("trials", trials), ("epochs", epochs)):
         path = run_dir / f"{name}.parquet"
         if path.exists() and not new.empty:
@@ -143,6 +196,41 @@ def records_from_grid(grid: Any) -> dict:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         records[(result.config.get("stage", "search"), trial_id)] = (result.config, rows, result.error)
     return records
+
+
+def failures(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, the final runs at the full budget that failed (status error or nan) and the first reason.
+
+    Columns: arm, n_runs, n_failed, reason. An arm whose search found no usable config has no final runs: it counts
+    its search trials instead, all failed.
+    """
+    columns = ["arm", "n_runs", "n_failed", "reason"]
+    if trials.empty or not {"stage", "arm", "status", "budget"} <= set(trials.columns):
+        return pd.DataFrame(columns=columns)
+    out = []
+    for arm, g in trials.groupby("arm"):
+        final = g[(g["stage"] == "final") & (g["budget"].astype(float) == 1.0)]
+        runs = final if not final.empty else g[g["stage"] == "search"]
+        failed = runs[~runs["status"].isin(["ok", "stopped"])]
+        reasons = failed["reason"].fillna("") if "reason" in failed else pd.Series([], dtype=str)
+        out.append((arm, len(runs), len(failed), next((r for r in reasons if r), "")))
+    return pd.DataFrame(out, columns=columns)
+
+
+def failed_arms(trials: pd.DataFrame) -> list[str]:
+    """Arms every one of whose runs failed: the study has no result for them."""
+    f = failures(trials)
+    return sorted(f[(f["n_runs"] > 0) & (f["n_failed"] == f["n_runs"])]["arm"])
+
+
+def failure_lines(trials: pd.DataFrame) -> list[str]:
+    """One line per arm with failed runs, for the report and the terminal."""
+    return [
+        f"{r.arm}: {r.n_failed} of {r.n_runs} runs failed ({r.reason or 'no reason recorded'}); full tracebacks "
+        "in errors/ of the run folder"
+        for r in failures(trials).itertuples()
+        if r.n_failed
+    ]
 
 
 class Recorder:
@@ -179,7 +267,7 @@ class Recorder:
         stage = config.get("stage", "search")
         last = rows[-1] if rows else {}
         final = last.get("val_accuracy", float("nan"))  # what selection and the leaderboard use, not the best epoch
-        status = "error" if error_file else last.get("status", "ok")
+        status = f"error ({short_reason(error_text(error_file))})" if error_file else last.get("status", "ok")
         if status == "ok" and stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
             status = f"stopped by ASHA at epoch {last.get('epoch')}"
         shown = {

@@ -48,11 +48,26 @@ def trial_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
         _search_run(config, data)
 
 
+def _report_failure(history: list[dict[str, Any]], error: Exception) -> None:
+    """Report the epochs finished since the last report before the error propagates: a failed run keeps them."""
+    if history:
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())}"[:300]
+        _report({**history[-1], "status": "error", "reason": reason}, history)
+
+
 def _search_run(config: dict[str, Any], data: Any) -> None:
     """Train for the study's epochs; report at ASHA's rungs (on cycle ends) and at the end."""
+    history: list[dict[str, Any]] = []
+    try:
+        _search_epochs(config, data, history)
+    except Exception as error:
+        _report_failure(history, error)
+        raise
+
+
+def _search_epochs(config: dict[str, Any], data: Any, history: list[dict[str, Any]]) -> None:
     rungs = list(config.get("_rungs", []))
     at_cycle_end = 0.0
-    history: list[dict[str, Any]] = []
     for row in train_trial(config, data, config["epochs"]):
         if row["cycle_epoch"] == row["epoch"]:
             at_cycle_end = row["val_accuracy"]
@@ -64,7 +79,7 @@ def _search_run(config: dict[str, Any], data: Any) -> None:
             rungs.pop(0)
         if at_rung or row["epoch"] >= config["epochs"] or row["status"] != "ok":
             _report(row, history)
-            history = []
+            history.clear()
 
 
 def _final_run(config: dict[str, Any], data: Any) -> None:
@@ -72,7 +87,13 @@ def _final_run(config: dict[str, Any], data: Any) -> None:
     for budget in config["budgets"]:
         epochs = budget * config["epochs"]
         extra = {"budget": budget, "budget_epochs": epochs}
-        rows = [{**row, **extra} for row in train_trial(config, data, epochs, test=True)]
+        rows: list[dict[str, Any]] = []
+        try:
+            for row in train_trial(config, data, epochs, test=True):
+                rows.append({**row, **extra})
+        except Exception as error:
+            _report_failure(rows, error)
+            raise
         _report(rows[-1], rows)
 
 

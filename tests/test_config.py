@@ -37,7 +37,7 @@ def test_model_options_pass_through() -> None:
 
 
 BAD = [
-    ("[train]\nepochs = 0\n", "[train] epochs", "integer >= 1"),
+    ("[train]\nepochs = 0\n", "[train] epochs", "an integer in 1..100000"),
     ('[train]\nepochs = "ten"\n', "[train] epochs", "an integer"),
     ("[train]\nbatch_size = 1.5\n", "[train] batch_size", "an integer"),
     ('[train]\naugment = "mixup"\n', "[train] augment", "'none' or 'crop_flip'"),
@@ -48,7 +48,7 @@ BAD = [
     ("[search]\nbudgets = [0.5, 0.25]\n", "[search] budgets", "include 1.0"),
     ("[search]\nbudgets = [0, 1.0]\n", "[search] budgets", "fractions in (0, 1]"),
     ("[search]\nseeds = [1, 1]\n", "[search] seeds", "distinct"),
-    ("[search]\ntrials_per_arm = 0\n", "[search] trials_per_arm", ">= 1"),
+    ("[search]\ntrials_per_arm = 0\n", "[search] trials_per_arm", "in 1..10000"),
     ("[range_test]\nstart_lr = 1.0\nend_lr = 0.1\n", "[range_test] start_lr, end_lr", "0 < start_lr < end_lr"),
     ("[range_test]\nweight_decays = [-1e-4]\n", "[range_test] weight_decays", ">= 0"),
     ("[early_stopping]\ngrace_period = 99\n", "[early_stopping] grace_period", "in 1..epochs"),
@@ -58,6 +58,15 @@ BAD = [
     ('[data]\nname = "cifar10"\n', "[data] root", "cifar-10-batches-py"),
     ('[model]\nname = "transformer"\n', "[model] name", "one of mlp, cnn1d, cnn, resnet"),
     ("target_accuracy = 1.5\n", "target_accuracy", "(0, 1]"),
+    ("[search]\nbaseline_lr = inf\n", "[search] baseline_lr", "a finite number"),
+    ("[search]\nbudgets = [0.5, 0.5, 1.0]\n", "[search] budgets", "distinct"),
+    ("[search]\nseeds = [-1]\n", "[search] seeds", "[0, 2**32)"),
+    ("[search]\nsearch_seed = 4294967296\n", "[search] search_seed", "[0, 2**32)"),
+    ("[train]\nepochs = 1000000000000\n", "[train] epochs", "1..100000"),
+    ("[range_test]\nend_lr = inf\n", "[range_test] end_lr", "a finite number"),
+    ("[resources]\ngpus_per_trial = -1\n", "[resources] gpus_per_trial", "a fraction in [0, 1]"),
+    ("[train]\ndevice = \"cuda\"\n[resources]\nnum_gpus = 1\ngpus_per_trial = 2\n", "[resources] gpus_per_trial", "at most num_gpus=1"),
+    (f'name = "{"n" * 101}"\n', "name", "at most 100 characters"),
     ("[train\nepochs = 3\n", "not valid TOML", ""),
     ("train = 3\n", "[train]", "a table"),
 ]

@@ -168,7 +168,7 @@ def test_format_leaderboard(fab: Path) -> None:
     assert "target 90.00%" in lines[0]
     first = run.leaderboard.iloc[0]
     assert lines[2].split()[0] == first["arm"]
-    assert lines[1].split()[:3] == ["arm", "seeds", "val"]
+    assert lines[1].split()[:4] == ["arm", "seeds", "failed", "val"]
     assert "not reached" in text and run.summary in text and "Holm" in text
 
 

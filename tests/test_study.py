@@ -320,6 +320,144 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
         assert len(pd.read_csv(path)) == rows_at_kill[trial_id], f"{trial_id} finished before the kill and ran again"
 
 
+@pytest.mark.slow
+def test_two_resumes_at_once_one_is_refused(tmp_path: Path) -> None:
+    """The killed study's lock is stale and taken over by the first resume; a second resume meanwhile is refused."""
+    import optuna
+
+    study = tmp_path / "smoke.toml"
+    study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(_study_cmd(str(study)), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs").glob("smoke-*/range_test_*.json")):
+        time.sleep(0.2)
+    run_dir = next((tmp_path / "runs").glob("smoke-*"))
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert (run_dir / "study.lock").exists(), "the killed study left no lock: the test would prove nothing"
+    a = subprocess.Popen(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        while time.time() < deadline and f'"pid": {a.pid},' not in _read(run_dir / "study.lock"):
+            time.sleep(0.1)
+        b = subprocess.run(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+        assert a.poll() is None, "the first resume ended before the second started: nothing was concurrent"
+        assert b.returncode == 2 and f"in use by a study (pid {a.pid}" in b.stderr, b.stdout + b.stderr
+        assert "Traceback" not in b.stderr
+        out, _ = a.communicate(timeout=300)
+    finally:
+        if a.poll() is None:
+            os.killpg(a.pid, signal.SIGKILL)
+    assert a.returncode == 0, out
+    assert not (run_dir / "study.lock").exists()
+    cfg = load_study(SMOKE)
+    storage = f"sqlite:///{run_dir / 'optuna.db'}"
+    for arm in cfg.search.arms:
+        assert len(optuna.load_study(study_name=arm, storage=storage).trials) == cfg.search.trials_per_arm
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+FLAKY_WORKER = """
+import os, signal, torch
+import ray
+from sched_search.models import mlp
+
+MARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "killed")
+BUILT = {}  # trial id -> models built in this worker: a final re-run builds one per budget
+
+
+class Net(torch.nn.Module):
+    \"\"\"The smoke study's MLP (same weights from the same seed). With MODE 'kill', the first final re-run to
+    reach the 20th step of its second budget kills its Ray worker with SIGKILL, as an OOM killer or an operator
+    would, after it reported its first budget. With MODE 'raise' every trial in a worker raises.\"\"\"
+
+    def __init__(self, input_shape, num_classes, hidden=64):
+        super().__init__()
+        self.body = mlp(input_shape, num_classes, hidden)
+        self.steps = 0
+        self.nth = 0
+        if ray.is_initialized():
+            if os.environ.get("MODE") == "raise":
+                raise ValueError("this layer has no kernel on this worker")
+            trial = ray.tune.get_context().get_trial_id()
+            self.nth = BUILT[trial] = BUILT.get(trial, 0) + 1
+
+    def forward(self, x):
+        if self.training and self.nth == 2:
+            self.steps += 1
+            if self.steps == 20 and os.environ.get("MODE") == "kill":
+                try:
+                    os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    return self.body(x)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.body(x)
+"""
+
+
+def _flaky_study(tmp_path: Path, name: str, mode: str) -> subprocess.CompletedProcess:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "flaky.py").write_text(FLAKY_WORKER)
+    text = SMOKE.read_text().replace('name = "mlp"', 'name = "flaky:Net"').replace(
+        "[early_stopping]", "[early_stopping]\nenabled = false")  # no ASHA: results independent of timing
+    (folder / "smoke.toml").write_text(f'runs_dir = "{folder / "runs"}"\n' + text)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{folder}", "MODE": mode}
+    return subprocess.run(_study_cmd(str(folder / "smoke.toml")), cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_killed_trial_worker_leaves_no_duplicate_rows_and_the_same_leaderboard(tmp_path: Path) -> None:
+    from sched_search.report import load_run
+
+    clean = _flaky_study(tmp_path, "clean", "none")
+    killed = _flaky_study(tmp_path, "killed", "kill")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert (tmp_path / "killed" / "killed").exists(), "no worker was killed: the test would prove nothing"
+    run_dir = next((tmp_path / "killed" / "runs").glob("smoke-*"))
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    assert not epochs.duplicated(["trial_id", "budget", "epoch"]).any()
+    progress = [pd.read_csv(p) for p in (run_dir / "ray" / "study").glob("*/progress.csv")]
+    assert max(p.pid.nunique() for p in progress) == 2, "Tune did not retry the killed trial in a new worker"
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert (trials.status.isin(["ok"])).all(), trials[["trial_id", "status", "reason"]]
+    boards = [load_run(next((tmp_path / n / "runs").glob("smoke-*"))).leaderboard.set_index("arm")
+              for n in ("clean", "killed")]
+    columns = ["n_seeds", "n_failed", "mean_val_accuracy", "mean_val_loss", "mean_test_accuracy"]
+    pd.testing.assert_frame_equal(boards[0][columns].sort_index(), boards[1][columns].sort_index())
+
+
+@pytest.mark.slow
+def test_every_run_failing_exits_4_with_short_reasons_and_tracebacks_in_errors(tmp_path: Path) -> None:
+    done = _flaky_study(tmp_path, "raise", "raise")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "error: every run of clr-sgdw, constant-adam, one_cycle-adamw failed" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: every run of") and "study done" in done.stdout
+    recorded = [line for line in done.stdout.splitlines() if line.startswith(("[search", "[final"))]
+    assert recorded and all(line.endswith("error (ValueError: this layer has no kernel on this worker)")
+                            for line in recorded), recorded
+    run_dir = next((tmp_path / "raise" / "runs").glob("smoke-*"))
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert (trials.status == "error").all()
+    assert (trials.reason == "ValueError: this layer has no kernel on this worker").all(), trials.reason.tolist()
+    logs = list((run_dir / "errors").glob("*.log"))
+    text = logs[0].read_text()
+    assert len(logs) == trials.trial_id.nunique() and 'raise ValueError("this layer has no kernel' in text
+    assert "\x1b" not in text
+    assert "Failed runs: clr-sgdw: " in (run_dir / "report.md").read_text()
+
+
 def test_augmenting_flat_inputs_is_refused_before_any_work(tmp_path: Path) -> None:
     import ray
 
@@ -352,20 +490,59 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_study_joins_a_ray_head_with_address(tmp_path: Path) -> None:
-    ray_bin = Path(sys.executable).with_name("ray")
+def _port_outside_ray_range() -> int:
     port = _free_port()
     while 10002 <= port <= 19999:  # Ray's default worker-port range
         port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    return port
+
+
+def test_dead_address_fails_in_seconds_naming_it(tmp_path: Path) -> None:
+    """Ray itself retries "Failed to connect to GCS" for minutes, ignoring SIGTERM; the study must not."""
+    port = _port_outside_ray_range()
+    study = tmp_path / "smoke.toml"
+    study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
+    start = time.perf_counter()
+    done = subprocess.run(_study_cmd(str(study), "--address", f"127.0.0.1:{port}"), cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot reach a Ray cluster at 127.0.0.1:{port}: nothing listens there" in done.stderr
+    assert "Traceback" not in done.stderr and time.perf_counter() - start < 30
+    assert not (tmp_path / "runs").exists() and "range test" not in done.stdout
+
+
+@pytest.mark.slow
+def test_study_joins_a_ray_head_with_token_auth(tmp_path: Path) -> None:
+    """A head as Ray 2.60 starts it (token authentication on): refused with the fix without RAY_AUTH_MODE=token,
+    refused when no node can hold a trial, and run end to end with it."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    port = _port_outside_ray_range()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["PYTHONPATH"] = str(ROOT)
     subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                     "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True, timeout=120)
+                   check=True, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, timeout=120)
     try:
+        address = f"127.0.0.1:{port}"
         study = tmp_path / "smoke.toml"
         study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
-        done = subprocess.run(_study_cmd(str(study), "--address", f"127.0.0.1:{port}"), cwd=tmp_path, env=env,
+        no_token = subprocess.run(_study_cmd(str(study), "--address", address), cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=120, check=False)
+        assert no_token.returncode == 2, no_token.stdout + no_token.stderr
+        last = no_token.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: cannot join the Ray cluster at {address}") and (
+            "requires token authentication (Ray 2.60's default): set RAY_AUTH_MODE=token" in last), last
+        env["RAY_AUTH_MODE"] = "token"
+        big = tmp_path / "big.toml"
+        big.write_text(f'runs_dir = "{tmp_path / "runs"}"\nray_address = "{address}"\n'
+                       + SMOKE.read_text().replace("cpus_per_trial = 1", "cpus_per_trial = 3"))
+        too_big = subprocess.run(_study_cmd(str(big)), cwd=tmp_path, env=env, capture_output=True, text=True,
+                                 timeout=120, check=False)
+        assert too_big.returncode == 2, too_big.stdout + too_big.stderr
+        assert "[resources] cpus_per_trial = 3, but the largest node of the cluster" in too_big.stderr
+        assert "Traceback" not in no_token.stderr + too_big.stderr and not (tmp_path / "runs").exists()
+        done = subprocess.run(_study_cmd(str(study), "--address", address), cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         run_dir = next((tmp_path / "runs").glob("smoke-*"))

@@ -1,0 +1,282 @@
+"""Checks that need the data, the model, torch or Ray, run before a study creates its run folder.
+
+`config.validate` checks a study file on its own; these check it against the world: the runs folder can be
+written, the device exists, the data and model factories accept their options and build, the labels fit the
+classes, a joined cluster is reachable and has the resources a trial asks for. Every error is a `StudyFileError`
+naming the file, the key, the value and what was expected, so the CLI prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import StudyConfig, StudyFileError
+
+CONNECT_TIMEOUT_S = 10.0  # a TCP connect to a live head on a LAN takes milliseconds
+
+
+class ClusterError(RuntimeError):
+    """A Ray cluster that cannot be joined or can never run a trial; the message names the address."""
+
+
+def _err(cfg: StudyConfig, key: str, message: str) -> StudyFileError:
+    return StudyFileError(f"{cfg.source}: {key} {message}")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+# --------------------------------------------------------------------------------------------- the study
+
+
+def check_runs_dir(cfg: StudyConfig) -> None:
+    """The runs folder is a folder (or can be made one) that this user can write."""
+    path = Path(cfg.runs_dir)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise _err(
+            cfg,
+            "runs_dir",
+            f"must be a folder, but {str(existing)!r} is a file (runs_dir = {cfg.runs_dir!r}).",
+        )
+    try:
+        with tempfile.TemporaryFile(
+            dir=existing
+        ):  # os.access says yes to root even on read-only file systems
+            pass
+    except OSError as e:
+        raise _err(
+            cfg,
+            "runs_dir",
+            f"must be a writable folder, but {str(existing)!r} is not ({e.strerror}; "
+            f"runs_dir = {cfg.runs_dir!r}).",
+        ) from None
+
+
+def check_device(cfg: StudyConfig) -> None:
+    """`[train] device` names a device this torch can use."""
+    import torch
+
+    device = cfg.train.device
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        build = (
+            "a CPU-only build"
+            if torch.version.cuda is None
+            else f"CUDA {torch.version.cuda}, but no GPU is visible"
+        )
+        raise _err(
+            cfg, "[train] device", f"is {device!r}, but this torch {torch.__version__} is {build}; use 'cpu'."
+        )
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise _err(
+            cfg,
+            "[train] device",
+            f"is {device!r}, but this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..).",
+        )
+
+
+def _check_options(
+    cfg: StudyConfig, section: str, what: str, factory: Callable, fixed: dict, options: dict
+) -> None:
+    """The options bind to the factory's signature (beyond the arguments the study passes itself)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: its own error will say
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [
+        n for n, p in params.items() if n not in fixed and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
+    for key, value in options.items():
+        if key not in allowed:
+            raise _err(
+                cfg,
+                f"[{section}] {key}",
+                f"= {value!r} is not an option of {what}; expected one of {allowed} (or none).",
+            )
+
+
+def load_checked_data(cfg: StudyConfig) -> Any:
+    """The study's data, loaded once, with its options, labels and sizes checked."""
+    from . import data as data_mod
+    from ._importpath import load_object
+    from .models import IMAGE_MODELS
+
+    name, options = cfg.data.name, dict(cfg.data.options)
+    image = cfg.model.name in IMAGE_MODELS
+    builtins = {
+        "mnist1d": (data_mod.load_mnist1d, {}),
+        "digits": (data_mod.load_digits, {"image": image}),
+        "synthetic": (data_mod.load_synthetic, {}),
+        "cifar10": (data_mod.load_cifar10, {"root": cfg.data.root}),
+    }
+    try:
+        factory, fixed = builtins[name] if name in builtins else (load_object(name, "data"), {})
+    except (ImportError, ValueError, TypeError) as e:
+        raise _err(cfg, "[data] name", f"= {name!r} cannot be loaded: {e}") from None
+    _check_options(cfg, "data", f"data {name!r}", factory, fixed, options)
+    try:
+        data = data_mod.load_data(name, root=cfg.data.root, image=image, **options)
+    except Exception as e:  # noqa: BLE001 (a user factory may raise anything; say which key led there)
+        raise _err(
+            cfg, "[data]", f"name = {name!r} with options {options} failed to load: {_one_line(e)}"
+        ) from None
+    _check_tensors(cfg, data)
+    return data
+
+
+def _check_tensors(cfg: StudyConfig, data: Any) -> None:
+    import torch
+
+    name = cfg.data.name
+    k = data.num_classes
+    if not isinstance(k, int) or k < 2:
+        raise _err(cfg, "[data] name", f"= {name!r} gives num_classes = {k!r}; expected an integer >= 2.")
+    for split in ("train", "val", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if len(x) == 0 or len(x) != len(y):
+            raise _err(
+                cfg,
+                "[data] name",
+                f"= {name!r}: the {split} split has {len(x)} inputs and {len(y)} labels; "
+                "expected the same number, at least 1.",
+            )
+        if y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise _err(
+                cfg,
+                "[data] name",
+                f"= {name!r}: y_{split} has dtype {y.dtype}; expected integer class labels.",
+            )
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= k:
+            raise _err(
+                cfg,
+                "[data] name",
+                f"= {name!r}: y_{split} holds labels in [{low}, {high}]; expected labels in "
+                f"[0, num_classes) = [0, {k}).",
+            )
+    n = len(data.x_train)
+    if cfg.train.batch_size > n:
+        raise _err(
+            cfg,
+            "[train] batch_size",
+            f"must be at most the {n} training examples of {name!r}, but got {cfg.train.batch_size}.",
+        )
+    if cfg.train.augment != "none" and data.x_train.dim() != 4:
+        raise _err(
+            cfg,
+            "[train] augment",
+            f"= {cfg.train.augment!r} needs image data (N, C, H, W), but {name!r} with model "
+            f"{cfg.model.name!r} gives inputs of shape {tuple(data.x_train.shape[1:])}.",
+        )
+
+
+def check_model(cfg: StudyConfig, data: Any) -> None:
+    """The model factory accepts its options, builds, and maps two examples to num_classes outputs (on CPU)."""
+    import torch
+
+    from . import models
+    from ._importpath import load_object
+
+    name, options = cfg.model.name, dict(cfg.model.options)
+    fixed = {"input_shape": None, "num_classes": None}
+    try:
+        factory = getattr(models, name) if name in models.MODELS else load_object(name, "model")
+    except (ImportError, ValueError, TypeError) as e:
+        raise _err(cfg, "[model] name", f"= {name!r} cannot be loaded: {e}") from None
+    _check_options(cfg, "model", f"model {name!r}", factory, fixed, options)
+    try:
+        model = models.build_model(name, data.input_shape, data.num_classes, **options)
+        model.eval()
+        with torch.no_grad():
+            out = model(data.x_train[:2])
+    except Exception as e:  # noqa: BLE001 (the factory or its forward pass: say which options led there)
+        raise _err(
+            cfg, "[model]", f"name = {name!r} with options {options} failed to build or run: {_one_line(e)}"
+        ) from None
+    if tuple(out.shape) != (min(2, len(data.x_train)), data.num_classes):
+        raise _err(
+            cfg,
+            "[model] name",
+            f"= {name!r} maps a batch of 2 to shape {tuple(out.shape)}; expected "
+            f"(2, num_classes={data.num_classes}).",
+        )
+
+
+def check_study(cfg: StudyConfig) -> Any:
+    """Every check that needs the world, before any work; returns the loaded data (loaded once)."""
+    check_runs_dir(cfg)
+    check_device(cfg)
+    data = load_checked_data(cfg)
+    check_model(cfg, data)
+    return data
+
+
+# --------------------------------------------------------------------------------------------- a Ray cluster
+
+
+def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Something listens at `address` (host:port, or ray://host:port): Ray itself retries a dead address for
+    minutes, ignoring SIGTERM. "auto" is resolved by Ray, which fails at once when no cluster runs here."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterError(f"Ray address {address!r} must be host:port (e.g. 127.0.0.1:6379) or 'auto'.")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        why = "nothing listens there" if isinstance(e, ConnectionRefusedError) else (e.strerror or str(e))
+        raise ClusterError(
+            f"cannot reach a Ray cluster at {address}: {why}. Start one there (ray start --head --port {port}) or "
+            "check the address."
+        ) from None
+
+
+def auth_hint(address: str, error: BaseException) -> ClusterError:
+    """The error for a failed `ray.init(address=...)`, telling the likely cause. Ray 2.60 reports a missing token
+    only in its C++ log ("InvalidAuthToken"); the exception says just "Failed to connect"."""
+    text = str(error)
+    if "uthenticat" in text or os.environ.get("RAY_AUTH_MODE", "") != "token":
+        return ClusterError(
+            f"cannot join the Ray cluster at {address} ({_one_line(error)}); it probably requires token "
+            "authentication (Ray 2.60's default): set RAY_AUTH_MODE=token in this shell (the token is read from "
+            "~/.ray/auth_token, or RAY_AUTH_TOKEN)."
+        )
+    return ClusterError(f"cannot join the Ray cluster at {address}: {_one_line(error)}")
+
+
+def check_cluster(cfg: StudyConfig, address: str) -> None:
+    """Some live node of the joined cluster can hold one trial; otherwise Tune would wait for ever."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for key, need in (("CPU", cfg.resources.cpus_per_trial), ("GPU", cfg.resources.gpus_per_trial)):
+        most = max((n.get(key, 0.0) for n in nodes), default=0.0)
+        if need > most:
+            field = "cpus_per_trial" if key == "CPU" else "gpus_per_trial"
+            raise _err(
+                cfg,
+                f"[resources] {field}",
+                f"= {need:g}, but the largest node of the cluster at {address} has "
+                f"{most:g} {key}s: no trial could ever be scheduled.",
+            )
+
+
+__all__ = ["ClusterError", "check_cluster", "check_study", "probe_address"]

@@ -1,0 +1,236 @@
+"""Every input is checked before any work: a bad study exits 2 with one line naming the file, the key, the value
+and the expectation, no traceback, no run folder, no range test and no Ray."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sched_search.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "studies" / "smoke.toml"
+
+
+def _study(
+    tmp_path: Path, top: str = "", replace: dict[str, str] | None = None, runs_dir: str | None = None
+) -> Path:
+    """The smoke study with lines replaced (`old line -> new lines`), top-level keys first, runs under tmp_path."""
+    text = SMOKE.read_text()
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "bad.toml"
+    runs = runs_dir if runs_dir is not None else str(tmp_path / "runs")
+    path.write_text(f"runs_dir = {runs!r}\n{top}\n{text}".replace("'", '"'))
+    return path
+
+
+def _refused(capsys: pytest.CaptureFixture, tmp_path: Path, path: Path, *words: str) -> str:
+    rc = main(["study", str(path)])
+    out, err = capsys.readouterr()
+    assert rc == 2, out + err
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line
+    assert str(path) in err and "Traceback" not in err + out
+    for word in words:
+        assert word in err, (word, err)
+    assert not list((tmp_path / "runs").glob("*")), "a run folder was created for a study that never started"
+    return err
+
+
+FACTORIES = """
+import torch
+from sched_search.data import load_digits, TensorData
+
+def shifted():
+    d = load_digits()
+    return TensorData(d.x_train, d.y_train + 1, d.x_val, d.y_val, d.x_test, d.y_test, 10, "shifted")
+
+def broken(size=10):
+    raise RuntimeError("disk on fire")
+
+def net(input_shape, num_classes, width=8):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Linear(width, num_classes))
+"""
+
+CASES = [
+    # (id, top-level lines, {old line: new lines}, words the message must hold)
+    ("seeds<0", "", {"seeds = [0, 1]": "seeds = [-1]"}, ["[search] seeds", "[-1]", "[0, 2**32)"]),
+    ("seeds>=2**32", "", {"seeds = [0, 1]": "seeds = [4294967296]"}, ["[search] seeds", "[0, 2**32)"]),
+    (
+        "budgets repeat",
+        "",
+        {"budgets = [0.5, 1.0]": "budgets = [0.5, 0.5, 1.0]"},
+        ["[search] budgets", "distinct"],
+    ),
+    (
+        "gpus<0",
+        "",
+        {"cpus_per_trial = 1": "cpus_per_trial = 1\ngpus_per_trial = -1"},
+        ["[resources] gpus_per_trial", "-1.0"],
+    ),
+    (
+        "gpus>num_gpus",
+        "",
+        {
+            "cpus_per_trial = 1": "cpus_per_trial = 1\ngpus_per_trial = 1",
+            "batch_size = 64": 'batch_size = 64\ndevice = "cuda"',
+        },
+        ["[resources] gpus_per_trial", "num_gpus=0"],
+    ),
+    (
+        "cpus>num_cpus",
+        "",
+        {"cpus_per_trial = 1": "cpus_per_trial = 64"},
+        ["[resources] cpus_per_trial", "num_cpus=2"],
+    ),
+    (
+        "epochs huge",
+        "",
+        {"epochs = 4": "epochs = 1000000000000"},
+        ["[train] epochs", "1000000000000", "1..100000"],
+    ),
+    ("epochs float", "", {"epochs = 4": "epochs = 1e12"}, ["[train] epochs", "an integer"]),
+    (
+        "trials huge",
+        "",
+        {"trials_per_arm = 2": "trials_per_arm = 100000000"},
+        ["[search] trials_per_arm", "1..10000"],
+    ),
+    (
+        "baseline_lr inf",
+        "",
+        {"seeds = [0, 1]": "seeds = [0, 1]\nbaseline_lr = inf"},
+        ["[search] baseline_lr", "inf", "finite"],
+    ),
+    ("name 300", f'name = "{"x" * 300}"', {'name = "smoke"\n': ""}, ["name", "at most 100 characters"]),
+    ("hidden<0", "", {"hidden = 64": "hidden = -5"}, ["[model]", "'hidden': -5", "negative dimension"]),
+    (
+        "model option misspelt",
+        "",
+        {"hidden = 64": "hiden = 64"},
+        ["[model] hiden", "'mlp'", "'hidden', 'depth'"],
+    ),
+    (
+        "data option misspelt",
+        "",
+        {'name = "digits"': 'name = "digits"\nsplit_sed = 3'},
+        ["[data] split_sed", "'digits'", "split_seed"],
+    ),
+    (
+        "batch > data",
+        "",
+        {"batch_size = 64": "batch_size = 100000"},
+        ["[train] batch_size", "1259", "100000"],
+    ),
+    (
+        "labels outside",
+        "",
+        {'name = "digits"': 'name = "pf_factories:shifted"'},
+        ["[data] name", "pf_factories:shifted", "[1, 10]", "[0, 10)"],
+    ),
+    (
+        "data factory raises",
+        "",
+        {'name = "digits"': 'name = "pf_factories:broken"'},
+        ["[data]", "pf_factories:broken", "RuntimeError: disk on fire"],
+    ),
+    (
+        "data factory misspelt",
+        "",
+        {'name = "digits"': 'name = "pf_factories:broken"\nsise = 3'},
+        ["[data] sise", "'size'"],
+    ),
+    (
+        "model factory misspelt",
+        "",
+        {'name = "mlp"\nhidden = 64': 'name = "pf_factories:net"\nwidht = 4'},
+        ["[model] widht", "'width'"],
+    ),
+    (
+        "no such module",
+        "",
+        {'name = "mlp"': 'name = "no_such_module:net"'},
+        ["[model] name", "no_such_module"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("top", "replace", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_before_any_work(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    top: str,
+    replace: dict,
+    words: list[str],
+) -> None:
+    import ray
+
+    (tmp_path / "pf_factories.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    was_running = ray.is_initialized()
+    _refused(capsys, tmp_path, _study(tmp_path, top, replace), *words)
+    assert ray.is_initialized() == was_running
+
+
+def test_cuda_on_a_cpu_torch_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    path = _study(tmp_path, replace={"batch_size = 64": 'batch_size = 64\ndevice = "cuda"'})
+    _refused(capsys, tmp_path, path, "[train] device", "'cuda'", "CPU-only", "'cpu'")
+
+
+def test_runs_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "afile").write_text("")
+    path = _study(tmp_path, runs_dir=str(tmp_path / "afile" / "runs"))
+    _refused(capsys, tmp_path, path, "runs_dir", "is a file", "afile")
+
+
+def test_unwritable_runs_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = _study(tmp_path, runs_dir="/proc/sched_search_runs")  # read-only even for root
+    _refused(capsys, tmp_path, path, "runs_dir", "writable", "/proc")
+
+
+def test_non_utf8_study_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b'name = "caf\xe9"\n')
+    _refused(capsys, tmp_path, path, "not UTF-8", "byte 11")
+
+
+def test_refusal_through_the_process_has_no_traceback(tmp_path: Path) -> None:
+    """The real command line, as a user runs it: rc 2, one line on stderr, no folder, in seconds."""
+    path = _study(tmp_path, replace={"seeds = [0, 1]": "seeds = [-1]"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "sched_search", "study", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert "[search] seeds" in done.stderr and done.stdout == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_folders_of_one_second_are_distinct(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from sched_search.config import load_study
+    from sched_search.study import new_run_dir
+
+    cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path))
+    paths = [new_run_dir(cfg) for _ in range(3)]
+    assert len(set(paths)) == 3 and all(p.is_dir() for p in paths)
+    if paths[0].name[-6:] == paths[2].name[-8:-2]:  # all three in one second: -2, -3 suffixes
+        assert [p.name[-2:] for p in paths[1:]] == ["-2", "-3"]

@@ -1,0 +1,96 @@
+"""Tables are a function of what finished: one row per (trial, budget, epoch), the last attempt winning; failed
+runs keep their epochs, a one-line reason and their full traceback in errors/."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from sched_search.leaderboard import build_leaderboard
+from sched_search.verdict import decide
+from sched_search.tables import (
+    append_tables,
+    failed_arms,
+    failure_lines,
+    failures,
+    short_reason,
+    tables_from_rows,
+)
+
+TRACEBACK = (
+    "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=123, ip=127.0.0.1)\n"
+    '  File "sched_search/trial.py", line 40, in trial_trainable\n'
+    "    _search_run(config, data)\n"
+    "ray.exceptions.RayTaskError(ValueError): \x1b[31mValueError: hidden must be > 0\x1b[0m\n"
+    "\nThe above exception was the direct cause of the following exception:\n"
+    "ValueError: hidden must be > 0, but got -5\n"
+)
+
+
+def _epoch(epoch: int, acc: float, budget: float | None = None, **extra) -> dict:
+    row = {"epoch": epoch, "val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 1.0, "lr": 0.1,
+           "cycle_epoch": epoch, "wall_time": float(epoch), "status": "ok", "reason": "", **extra}
+    return row if budget is None else {**row, "budget": budget}
+
+
+def _result(rows: list[dict]) -> dict:
+    return {**rows[-1], "history": json.dumps(rows)}
+
+
+def test_a_retried_trial_keeps_only_its_last_attempt() -> None:
+    first = [_result([_epoch(1, 0.1), _epoch(2, 0.2)])]  # the worker died in epoch 3
+    second = [_result([_epoch(1, 0.3), _epoch(2, 0.4)]), _result([_epoch(3, 0.5), _epoch(4, 0.6)])]
+    config = {"arm": "clr-sgdw", "epochs": 4, "seed": 0}
+    trials, epochs = tables_from_rows({("search", "t1"): (config, first + second, None)})
+    assert not epochs.duplicated(["trial_id", "budget", "epoch"]).any()
+    assert epochs.sort_values("epoch").val_accuracy.tolist() == [0.3, 0.4, 0.5, 0.6]
+    assert trials.status.tolist() == ["ok"] and trials.final_val_accuracy.tolist() == [0.6]
+
+
+def test_a_failed_final_run_keeps_its_epochs_and_fails_the_budgets_it_did_not_finish(tmp_path: Path) -> None:
+    config = {"arm": "clr-sgdw", "epochs": 4, "seed": 1, "budgets": [0.5, 1.0]}
+    results = [
+        _result([_epoch(1, 0.5, 0.5), _epoch(2, 0.6, 0.5)]),
+        _result([_epoch(1, 0.4, 1.0), _epoch(2, 0.45, 1.0, status="error", reason="RuntimeError: boom")]),
+    ]
+    trials, epochs = tables_from_rows({("final", "t2"): (config, results, TRACEBACK)})
+    assert len(epochs) == 4  # the failed budget's finished epochs stay
+    by_budget = trials.set_index("budget")
+    assert by_budget.loc[0.5, "status"] == "ok" and by_budget.loc[0.5, "final_val_accuracy"] == 0.6
+    assert by_budget.loc[1.0, "status"] == "error" and math.isnan(by_budget.loc[1.0, "final_val_accuracy"])
+    assert by_budget.loc[1.0, "epochs_run"] == 2 and by_budget.loc[1.0, "reason"] == "RuntimeError: boom"
+    append_tables(tmp_path, trials, epochs)
+    assert "error_text" not in pd.read_parquet(tmp_path / "trials.parquet").columns
+    log = (tmp_path / "errors" / "final-t2.log").read_text()
+    assert "ValueError: hidden must be > 0, but got -5" in log and "\x1b" not in log
+
+
+def test_reason_is_one_line_without_colours() -> None:
+    assert short_reason(TRACEBACK) == "ValueError: hidden must be > 0, but got -5"
+    config = {"arm": "clr-sgdw", "epochs": 4, "seed": 0, "budgets": [0.5, 1.0]}
+    trials, _ = tables_from_rows({("final", "t3"): (config, [], TRACEBACK)})
+    assert trials.budget.tolist() == [0.5, 1.0] and (trials.status == "error").all()
+    assert (trials.reason == "ValueError: hidden must be > 0, but got -5").all()
+    assert "\x1b" not in "".join(trials.reason)
+
+
+def _finals(arm: str, statuses: list[str]) -> list[dict]:
+    return [{"stage": "final", "trial_id": f"{arm}-{i}", "arm": arm, "seed": i, "budget": 1.0, "budget_epochs": 4,
+             "final_val_accuracy": 0.9 if s == "ok" else math.nan, "final_val_loss": 0.1, "test_accuracy": 0.9,
+             "wall_time": 1.0, "status": s, "reason": "" if s == "ok" else "ValueError: bad seed"}
+            for i, s in enumerate(statuses)]
+
+
+def test_failures_per_arm_in_the_leaderboard_and_the_exit() -> None:
+    trials = pd.DataFrame(_finals("clr-sgdw", ["ok", "error"]) + _finals("constant-adam", ["ok", "ok"])
+                          + _finals("sgdr-adamw", ["error", "error"]))
+    board = build_leaderboard(trials, pd.DataFrame(), decide(trials)).set_index("arm")
+    assert board.loc["clr-sgdw", ["n_seeds", "n_failed"]].tolist() == [1, 1]
+    assert board.loc["constant-adam", "n_failed"] == 0 and board.loc["sgdr-adamw", "n_failed"] == 2
+    assert failures(trials).set_index("arm").loc["clr-sgdw", "n_failed"] == 1
+    assert failed_arms(trials) == ["sgdr-adamw"]
+    lines = failure_lines(trials)
+    assert len(lines) == 2 and lines[0].startswith("clr-sgdw: 1 of 2 runs failed (ValueError: bad seed)")
