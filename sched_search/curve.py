@@ -6,6 +6,7 @@ tested on built curves and re-run on a saved CSV without training.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,22 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .rangetest import RangeTestConfig
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """How a curve is read; `RangeTestConfig.curve_config` builds one from a sweep's settings."""
+
+    bandwidth: float = 0.3  # decades of LR: Gaussian smoothing width
+    max_lr_divisor: float = 3.0  # suggested max_lr = min-loss LR / this (fastai uses 10; see read_curve)
+    min_drop: float = 0.2  # the loss must fall by this fraction of its start for a descent region
+
+    def __post_init__(self) -> None:
+        if not self.bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0 decades, but got {self.bandwidth}.")
+        if not self.max_lr_divisor >= 1:
+            raise ValueError(f"max_lr_divisor must be >= 1, but got {self.max_lr_divisor}.")
+        if not 0 < self.min_drop < 1:
+            raise ValueError(f"min_drop must be in (0, 1), but got {self.min_drop}.")
 
 
 @dataclass(frozen=True)
@@ -68,15 +84,25 @@ def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> n
     return out
 
 
-def _ema(values: np.ndarray, beta: float) -> np.ndarray:
+def ema_update(avg: float, count: int, value: float, beta: float) -> tuple[float, float]:
+    """One step of the bias-corrected EMA (as in Adam): the new running average and its corrected value.
+
+    `count` is the number of values averaged so far, this one included; the correction keeps the first values
+    from being pulled toward zero. The range test's stop rule runs it step by step, `ema` over a whole curve.
+    """
+    avg = beta * avg + (1 - beta) * value
+    return avg, avg / (1 - beta**count)
+
+
+def ema(values: np.ndarray, beta: float) -> np.ndarray:
     """Bias-corrected EMA skipping non-finite values (fastai's and torch-lr-finder's smoothing)."""
     out, avg, n = np.full(len(values), np.nan), 0.0, 0
     for i, v in enumerate(values):
         if np.isfinite(v):
             n += 1
-            avg = beta * avg + (1 - beta) * v
-        if n:
-            out[i] = avg / (1 - beta**n)
+            avg, out[i] = ema_update(avg, n, float(v), beta)
+        elif n:
+            out[i] = out[i - 1]
     return out
 
 
@@ -100,14 +126,13 @@ def valley(losses: np.ndarray) -> int | None:
 def read_curve(
     lrs: Iterable[float],
     losses: Iterable[float],
-    config: RangeTestConfig | None = None,
+    config: CurveConfig | None = None,
     nan_steps: Iterable[tuple[int, float, str]] = (),
     stopped_early: bool = True,
 ) -> CurveReading:
     """Find the three regions, compute the heuristics side by side, suggest LRs and give a sanity verdict.
 
-    `config` (a `RangeTestConfig`, default settings when None) gives the smoothing width, the minimum drop and the
-    max_lr divisor. The curve is smoothed in log(lr) (see `smooth_in_log_lr`). With L0 the smoothed loss at the start and Lmin
+    `config` (default settings when None) gives the smoothing width, the minimum drop and the max_lr divisor. The curve is smoothed in log(lr) (see `smooth_in_log_lr`). With L0 the smoothed loss at the start and Lmin
     its minimum, the drop D = L0 - Lmin:
     - too small: from the first LR until the loss has fallen 10% of D;
     - descent: from there to the minimum;
@@ -120,10 +145,7 @@ def read_curve(
     the start of the descent region, kept within [max_lr/25, max_lr/3] (Smith 2015: max_lr/3 to /4 for CLR;
     one-cycle starts at max_lr/25 in fastai).
     """
-    if config is None:
-        from .rangetest import RangeTestConfig
-
-        config = RangeTestConfig()
+    config = config or CurveConfig()
     lrs_a = np.asarray(list(lrs), dtype=float)
     loss_a = np.asarray(list(losses), dtype=float)
     nan_steps = list(nan_steps)
@@ -133,7 +155,7 @@ def read_curve(
     finite = np.isfinite(curve)
     none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())
     if finite.sum() < 5:
-        first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else config.start_lr, "nan")
+        first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else math.nan, "nan")
         return replace(
             none,
             reasons=(
@@ -200,7 +222,7 @@ def read_curve(
     i_steep = i_desc + int(np.nanargmin(grad[window])) if i_min > i_desc else i_min
     # fastai runs `valley` on its own EMA (beta 0.98) of the raw losses, not on our kernel curve, whose plateau is
     # smooth enough to count as one long descent.
-    v = valley(np.where(np.isfinite(loss_a), _ema(loss_a, 0.98), np.inf)[: (i_div or len(curve)) + 1])
+    v = valley(np.where(np.isfinite(loss_a), ema(loss_a, 0.98), np.inf)[: (i_div or len(curve)) + 1])
     min_loss_lr = float(lrs_a[i_min])
     max_lr = min_loss_lr / config.max_lr_divisor
     min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))

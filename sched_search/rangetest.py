@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .curve import CurveReading, Regions, read_curve, smooth_in_log_lr
+from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve, smooth_in_log_lr
 from .data import batches
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -38,9 +38,9 @@ class RangeTestConfig:
     diverge_factor: float = 4.0  # stop once the smoothed loss exceeds this multiple of its best
     accumulation_steps: int = 1  # micro-batches per optimizer step
     val_every: int = 0  # >0: validation loss every this many steps (needs val_data)
-    bandwidth: float = 0.3  # decades of LR: Gaussian smoothing width for reading the curve
-    max_lr_divisor: float = 3.0  # suggested max_lr = min-loss LR / this (fastai uses 10; see read_curve)
-    min_drop: float = 0.2  # the loss must fall by this fraction of its start for a descent region
+    bandwidth: float = 0.3  # reading (CurveConfig): decades of LR, Gaussian smoothing width
+    max_lr_divisor: float = 3.0  # reading: suggested max_lr = min-loss LR / this (fastai uses 10)
+    min_drop: float = 0.2  # reading: the loss must fall by this fraction of its start for a descent region
     seed: int = 0  # batch order
 
     def __post_init__(self) -> None:
@@ -56,6 +56,12 @@ class RangeTestConfig:
             raise ValueError(f"diverge_factor must be > 1, but got {self.diverge_factor}.")
         if self.accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be >= 1, but got {self.accumulation_steps}.")
+        CurveConfig(self.bandwidth, self.max_lr_divisor, self.min_drop)  # checks the reading's settings
+
+    @property
+    def curve_config(self) -> CurveConfig:
+        """The settings `read_curve` reads this sweep's curve with."""
+        return CurveConfig(self.bandwidth, self.max_lr_divisor, self.min_drop)
 
     def lr_at(self, step: int) -> float:
         t = step / (self.num_steps - 1)
@@ -313,9 +319,7 @@ def range_test(
                 if math.isfinite(total):
                     optimizer.step()
                     losses.append(total)
-                    # Bias-corrected EMA (as in Adam): the first steps are not pulled toward zero.
-                    avg = config.ema_beta * avg + (1 - config.ema_beta) * total
-                    smooth = avg / (1 - config.ema_beta ** (len(losses) - len(nan_steps)))
+                    avg, smooth = ema_update(avg, len(losses) - len(nan_steps), total, config.ema_beta)
                     best = min(best, smooth)
                 else:
                     nan_steps.append((step, lr, "nan" if math.isnan(total) else "inf"))
@@ -343,7 +347,7 @@ def range_test(
         if weight_decay is not None
         else float(optimizer.param_groups[0].get("weight_decay", 0.0))
     )
-    reading = read_curve(lrs, losses, config, nan_steps, stopped_early)
+    reading = read_curve(lrs, losses, config.curve_config, nan_steps, stopped_early)
     return RangeTestResult(
         config,
         tuple(lrs),
@@ -436,6 +440,7 @@ def _json_default(obj: Any) -> Any:
 
 __all__ = [
     "DEFAULT_WEIGHT_DECAYS",
+    "CurveConfig",
     "CurveReading",
     "RangeTestConfig",
     "RangeTestResult",

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from sched_search.curve import CurveConfig
 from sched_search.data import TensorData, batches, load_digits
 from sched_search.models import build_model
 from sched_search.optim import SGDW, AdamW
@@ -120,7 +121,7 @@ def test_read_curve_finds_constructed_knees(noise_seed: int) -> None:
     knee_min = 10 ** fine[i_min]  # ~0.036
     knee_div = 10 ** fine[i_min + np.nonzero(clean[i_min:] >= clean[i_min] + 0.1 * drop)[0][0]]  # ~0.28
 
-    r = read_curve(lrs, losses, RangeTestConfig())
+    r = read_curve(lrs, losses, CurveConfig())
     assert r.verdict == "ok", r.reasons
     assert r.regions.too_small is not None and r.regions.divergence is not None
     assert 1 / 1.5 < r.regions.too_small[1] / knee_descent < 1.5
@@ -128,6 +129,22 @@ def test_read_curve_finds_constructed_knees(noise_seed: int) -> None:
     assert 1 / 1.5 < r.regions.divergence[0] / knee_div < 1.5
     assert 1 / 1.5 < r.steepest_lr / 1e-3 < 1.5  # a logistic is steepest at its centre
     assert r.suggested_max_lr == pytest.approx(r.min_loss_lr / 3)
+
+
+def test_curve_reading_imports_nothing_of_ours() -> None:
+    import ast
+    from pathlib import Path
+
+    import sched_search.curve
+
+    tree = ast.parse(Path(sched_search.curve.__file__).read_text())
+    ours = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sched_search"))
+    ]
+    assert ours == []
+    assert RangeTestConfig(bandwidth=0.5, min_drop=0.3).curve_config == CurveConfig(0.5, 3.0, 0.3)
 
 
 def test_read_curve_flat_and_empty() -> None:
@@ -489,6 +506,9 @@ def test_exp_mode_is_geometric() -> None:
         ({"mode": "cosine"}, "'cosine'"),
         ({"diverge_factor": 1.0}, "but got 1.0"),
         ({"accumulation_steps": 0}, "but got 0"),
+        ({"bandwidth": 0.0}, "bandwidth must be > 0 decades, but got 0.0"),
+        ({"min_drop": 1.0}, r"min_drop must be in \(0, 1\), but got 1.0"),
+        ({"max_lr_divisor": 0.5}, "max_lr_divisor must be >= 1, but got 0.5"),
     ],
 )
 def test_config_validation(kwargs: dict[str, Any], message: str) -> None:
