@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["SGDW", "AdamW", "normalized_weight_decay"]
+__all__ = ["OPTIMIZER_NAMES", "SGDW", "AdamW", "build_optimizer", "normalized_weight_decay"]
 
 _DECAY_MODES = ("schedule", "lr")
 
@@ -328,3 +328,21 @@ def _adamw_foreach(
     torch._foreach_div_(denom, bias_correction2_sqrt)
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denom, step_sizes)
+
+
+OPTIMIZER_NAMES = ("sgdw", "adamw", "sgd", "adam")
+
+
+def build_optimizer(
+    name: str, params: Iterable[Tensor], lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """`sgdw` and `adamw` are ours (decoupled, schedule-scaled decay); `sgd` and `adam` are torch's (L2 decay)."""
+    if name == "sgdw":
+        return SGDW(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: expected one of {OPTIMIZER_NAMES}.")

@@ -22,6 +22,7 @@ from torch import nn
 
 from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve, smooth_in_log_lr
 from .data import batches
+from .optim import build_optimizer
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -473,7 +474,6 @@ def run_range_test(
     """
     from .data import load_data
     from .models import IMAGE_MODELS, build_model
-    from .train import build_optimizer
 
     tensors = load_data(data, root=data_root, image=model in IMAGE_MODELS).to(device)
     net = build_model(
