@@ -414,6 +414,8 @@ def weight_decay_sweep(
     reason = (
         f"weight decay {choice.weight_decay:g} reached the lowest smoothed loss {scores[choice.weight_decay]:.4g}"
         f" (min at lr={choice.reading.min_loss_lr or float('nan'):.3g}); others within 2% would lose to a larger LR"
+        if len(decays) > 1
+        else f"one weight decay tried ({choice.weight_decay:g}): no sweep"
     )
     return WeightDecaySweep(results, choice.weight_decay, search_range, reason)
 
@@ -465,8 +467,10 @@ def run_range_test(
     model_kwargs: dict[str, Any] | None = None,
     device: str = "cpu",
     progress: bool = False,
-) -> WeightDecaySweep | RangeTestResult:
-    """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay (or not).
+) -> WeightDecaySweep:
+    """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay.
+
+    Always a `WeightDecaySweep`: `weight_decays=None` runs a sweep of one, at weight decay 0.
 
     Example:
         >>> sweep = run_range_test("digits", "mlp", "adamw")
@@ -483,8 +487,5 @@ def run_range_test(
     opt = build_optimizer(
         optimizer, net.parameters(), lr=config.start_lr, weight_decay=0.0, momentum=momentum
     )
-    if weight_decays is None:
-        return range_test(net, opt, tensors, config, batch_size=batch_size, progress=progress)
-    return weight_decay_sweep(
-        net, opt, tensors, weight_decays, config, progress=progress, batch_size=batch_size
-    )
+    decays = (0.0,) if weight_decays is None else weight_decays
+    return weight_decay_sweep(net, opt, tensors, decays, config, progress=progress, batch_size=batch_size)

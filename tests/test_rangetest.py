@@ -21,8 +21,10 @@ from sched_search.optim import SGDW, AdamW
 from sched_search.rangetest import (
     RangeTestConfig,
     RangeTestResult,
+    WeightDecaySweep,
     range_test,
     read_curve,
+    run_range_test,
     weight_decay_sweep,
 )
 
@@ -568,6 +570,18 @@ def test_sweep_to_json_and_frame(sweep, tmp_path) -> None:
         rows = frame[frame["weight_decay"] == r.weight_decay]
         assert list(rows["step"]) == list(range(len(r.lrs)))
         np.testing.assert_array_equal(rows["lr"].to_numpy(), np.array(r.lrs))
+
+
+def test_run_range_test_always_returns_a_sweep() -> None:
+    config = RangeTestConfig(num_steps=40, end_lr=0.1)
+    single = run_range_test("digits", "mlp", "sgdw", config, weight_decays=None)
+    assert isinstance(single, WeightDecaySweep)
+    assert [r.weight_decay for r in single.results] == [0.0] and single.chosen == 0.0
+    assert single.reason == "one weight decay tried (0): no sweep"
+    pair = run_range_test("digits", "mlp", "sgdw", config, weight_decays=(0.0, 1e-3))
+    assert isinstance(pair, WeightDecaySweep) and [r.weight_decay for r in pair.results] == [0.0, 1e-3]
+    # A sweep of one is the plain range test at that decay, loss for loss.
+    assert single.results[0].losses == pair.results[0].losses
 
 
 def test_result_to_json(healthy: RangeTestResult) -> None:
