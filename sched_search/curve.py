@@ -58,6 +58,49 @@ class CurveReading:
     notes: tuple[str, ...]  # observations that do not fail the test
 
 
+def early_loss(losses: np.ndarray) -> float:
+    """The loss scale at the start of the sweep: the median of the first 5% of finite losses (at least 3)."""
+    finite = losses[np.isfinite(losses)]
+    return float(np.median(finite[: max(3, int(0.05 * len(losses)))])) if len(finite) else math.nan
+
+
+def clean_losses(losses: np.ndarray, half_window: int = 3, threshold: float = 3.0) -> np.ndarray:
+    """The recorded losses with wild points tamed, for the smoother: what a few bad batches cannot move.
+
+    The kernel smoother is a weighted mean, so one finite loss of 1e5 past the minimum outweighs the dozens of
+    points around it and drags the minimum (a 5x move of the suggestion, measured on digits). Two steps:
+    - cap every loss at twice the early loss (`early_loss`): past the start the curve is in divergence anyway, and
+      a sweep left to run on (a large diverge_factor) would otherwise pull the whole curve up by orders of
+      magnitude;
+    - a Hampel filter: a loss further than `threshold` scaled MADs from the median of its `2 * half_window + 1`
+      finite neighbours is dropped, leaving a gap as a non-finite step does. A smooth rise, however steep, stays;
+      a lone spike goes. (Dropping beat replacing by the median: that moved the suggestion up to 1.13x where the
+      gap moved it 1.06x, as the median stands in for a point whose own value is lost.)
+    """
+    out = np.array(losses, dtype=float)
+    ok = np.isfinite(out)
+    l0 = early_loss(out)
+    if ok.sum() < 3 or not math.isfinite(l0):
+        return out
+    values = np.minimum(out[ok], l0 + abs(l0)) if l0 != 0 else out[ok]
+    padded = np.pad(values, half_window, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_window + 1)
+    median = np.nanmedian(windows, axis=1)
+    mad = 1.4826 * np.nanmedian(np.abs(windows - median[:, None]), axis=1)
+    spike = np.abs(values - median) > threshold * mad
+    out[ok] = np.where(spike, np.nan, values)
+    return out
+
+
+def smoothed_curve(
+    lrs: Iterable[float], losses: Iterable[float], config: CurveConfig | None = None
+) -> np.ndarray:
+    """The curve `read_curve` reads: the cleaned losses (`clean_losses`) smoothed in log(lr) (`smooth_in_log_lr`)."""
+    config = config or CurveConfig()
+    lrs_a, loss_a = np.asarray(list(lrs), dtype=float), np.asarray(list(losses), dtype=float)
+    return smooth_in_log_lr(lrs_a, clean_losses(loss_a), config.bandwidth)
+
+
 def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> np.ndarray:
     """Local-linear Gaussian smoothing over log10(lr), skipping non-finite points.
 
@@ -151,6 +194,8 @@ def read_curve(
     nan_steps = list(nan_steps)
     reasons: list[str] = []
     notes: list[str] = []
+    # Everything below reads the cleaned losses: a lone wild point moves neither the curve nor the heuristics.
+    loss_a = clean_losses(loss_a)
     curve = smooth_in_log_lr(lrs_a, loss_a, config.bandwidth)
     finite = np.isfinite(curve)
     none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve, smooth_in_log_lr
+from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve, smoothed_curve
 from .data import batches
 from .optim import build_optimizer
 
@@ -92,7 +92,7 @@ class RangeTestResult:
     @cached_property
     def curve(self) -> np.ndarray:
         """The loss smoothed in log(lr) as `read_curve` reads it; computed once for the plots, tables and sweep."""
-        return smooth_in_log_lr(np.array(self.lrs), np.array(self.losses), self.config.bandwidth)
+        return smoothed_curve(self.lrs, self.losses, self.config.curve_config)
 
     def to_frame(self):
         """One row per step: step, lr, loss, smoothed_loss, curve (the reading's smoothing), val_loss, finite."""

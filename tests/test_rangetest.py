@@ -165,6 +165,48 @@ def test_read_curve_flat_and_empty() -> None:
     assert nan.verdict == "failed" and nan.reasons[0].startswith("loss is NaN from lr=1e-06 (step 0)")
 
 
+# --- wild points -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("magnitude", [1e3, 1e5, 1e8])
+def test_one_wild_loss_after_the_minimum_moves_nothing(healthy: RangeTestResult, magnitude: float) -> None:
+    i_min = int(np.nanargmin(healthy.curve))
+    base = healthy.reading.suggested_max_lr
+    ratios = []
+    for j in range(i_min + 1, len(healthy.losses)):
+        losses = list(healthy.losses)
+        losses[j] = magnitude
+        reading = read_curve(healthy.lrs, losses, healthy.config.curve_config, stopped_early=True)
+        assert reading.verdict == "ok", (j, reading.reasons)
+        ratios.append(max(reading.suggested_max_lr / base, base / reading.suggested_max_lr))
+    # Measured: at most 1.064x (one step of the sweep, 8/300 decades), the same at every magnitude.
+    assert len(ratios) > 20 and max(ratios) < 1.2, ratios
+
+
+def test_a_sweep_left_to_run_far_into_divergence_reads_as_a_healthy_one(
+    digits: TensorData, healthy: RangeTestResult
+) -> None:
+    # diverge_factor 1e6 lets the loss reach ~1e7 before the stop: before the losses were capped at the early
+    # loss scale, the kernel dragged the whole curve up and the reading said "no descent region".
+    model = _mlp(digits)
+    config = RangeTestConfig(diverge_factor=1e6, end_lr=1e3)
+    result = range_test(model, _sgd(model), digits, config)
+    assert max(result.losses) > 1e5 and min(result.losses) < 0.2
+    assert result.verdict == "ok", result.reading.reasons
+    ratio = result.reading.suggested_max_lr / healthy.reading.suggested_max_lr
+    assert 1 / 1.5 < ratio < 1.5  # measured 1.18: a different sweep (5 more decades), the same minimum
+
+
+def test_clean_losses_drops_lone_spikes_and_caps_at_the_early_scale() -> None:
+    from sched_search.curve import clean_losses
+
+    losses = np.array([2.0, 2.1, 1.9, 2.0, 1.5, 1.0, 50.0, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 5.0, 9.0, np.nan, 30.0])
+    cleaned = clean_losses(losses)
+    # The spike at 50 is dropped; the steep rise stays up to twice the early loss (median 2.0); NaN stays NaN.
+    expected = [2.0, 2.1, 1.9, 2.0, 1.5, 1.0, np.nan, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 4.0, 4.0, np.nan, 4.0]
+    np.testing.assert_array_equal(cleaned, expected)
+
+
 # --- sanity verdicts on real training ---------------------------------------------------------------------------
 
 
