@@ -171,12 +171,25 @@ def read_curve(
     losses: Iterable[float],
     config: CurveConfig | None = None,
     nan_steps: Iterable[tuple[int, float, str]] = (),
-    stopped_early: bool = True,
+    stopped_early: bool = False,
+    steps_per_epoch: float | None = None,
+    label_entropy: float | None = None,
 ) -> CurveReading:
     """Find the three regions, compute the heuristics side by side, suggest LRs and give a sanity verdict.
 
-    `config` (default settings when None) gives the smoothing width, the minimum drop and the max_lr divisor. The curve is smoothed in log(lr) (see `smooth_in_log_lr`). With L0 the smoothed loss at the start and Lmin
-    its minimum, the drop D = L0 - Lmin:
+    Args:
+        lrs, losses: the sweep's record, one pair per step (non-finite losses are gaps).
+        config: smoothing width, minimum drop and max_lr divisor (default settings when None).
+        nan_steps: (step, lr, "nan" | "inf") of every non-finite loss.
+        stopped_early: the runner stopped the sweep on a rise (divergence) before its last step.
+        steps_per_epoch: optimizer steps per pass over the data, when known: the reasons then say how many epochs
+            the sweep covered.
+        label_entropy: entropy of the training labels in nats, when the loss is cross-entropy on class labels: the
+            loss of a model that learned only how often each class occurs, so a loss that never falls below it says
+            that the targets carry nothing the model could use.
+
+    The curve is the cleaned losses (`clean_losses`) smoothed in log(lr) (`smooth_in_log_lr`). With L0 the loss at
+    the start and Lmin the curve's minimum, the drop D = L0 - Lmin:
     - too small: from the first LR until the loss has fallen 10% of D;
     - descent: from there to the minimum;
     - divergence: from the first LR past the minimum where the loss is back up by 10% of D (or not finite).
@@ -187,6 +200,11 @@ def read_curve(
     cautious; fastai's /10 is the careful end, and the study searches max_lr/4 .. 2 max_lr around it). `min_lr` is
     the start of the descent region, kept within [max_lr/25, max_lr/3] (Smith 2015: max_lr/3 to /4 for CLR;
     one-cycle starts at max_lr/25 in fastai).
+
+    The verdict also checks the sweep itself: a descent that is under way at the first LR (start_lr too high), a
+    loss that turns up before it has fallen far enough (a sweep too short for the task: num_steps), a loss that
+    never falls below the labels' entropy (targets without information), and a loss that levels off near its floor
+    and never turns up (no LR limit in the range: raising end_lr cannot help).
     """
     config = config or CurveConfig()
     lrs_a = np.asarray(list(lrs), dtype=float)
@@ -200,6 +218,17 @@ def read_curve(
     finite = np.isfinite(curve)
     none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())
     if finite.sum() < 5:
+        if len(lrs_a) and np.isfinite(loss_a[0]) and (stopped_early or nan_steps):
+            # The first losses are finite (a sound model and data) and then blew up at once.
+            return replace(
+                none,
+                reasons=(
+                    (
+                        f"start_lr too high: the loss blew up within {len(lrs_a)} steps of the first LR"
+                        f" (lr={lrs_a[0]:.3g}), leaving no curve to read; {_lower_start(lrs_a[0])}"
+                    ),
+                ),
+            )
         first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else math.nan, "nan")
         return replace(
             none,
@@ -211,15 +240,11 @@ def read_curve(
             ),
         )
     i_min = int(np.nanargmin(curve))
-    start_n = max(3, int(0.05 * len(curve)))
-    l0 = (
-        float(np.nanmedian(loss_a[:start_n]))
-        if np.isfinite(loss_a[:start_n]).any()
-        else float(curve[finite][0])
-    )
+    l0 = early_loss(loss_a) if np.isfinite(loss_a).any() else float(curve[finite][0])
     lmin = float(curve[i_min])
     drop = l0 - lmin
     rel_drop = drop / abs(l0) if l0 != 0 else 0.0
+    sweep = _sweep_words(len(lrs_a), steps_per_epoch)
 
     # Non-finite losses before the minimum are a broken model or data, not divergence.
     early_nans = [s for s in nan_steps if s[0] < i_min]
@@ -235,11 +260,47 @@ def read_curve(
             f"{len(late_nans)} non-finite losses from lr={late_nans[0][1]:.2g}, past the minimum (divergence)"
         )
 
+    # What the sweep shows beyond the drop: did the loss turn up, did it learn more than the label frequencies,
+    # and how far (in decades of LR) from the first LR did it start falling or reach its lowest point.
+    rose = stopped_early or bool(late_nans) or float(np.nanmax(curve[i_min:])) - lmin > 0.05 * abs(l0)
+    learned = (
+        lmin < label_entropy - _entropy_margin(label_entropy)
+        if label_entropy is not None
+        else rel_drop >= config.min_drop / 4
+    )
+    uninformative = label_entropy is not None and not learned and (rose or rel_drop >= config.min_drop)
+
+    def decades_in(i: int) -> float:
+        return float(np.log10(lrs_a[i] / lrs_a[0]))
+
     if rel_drop < config.min_drop:
-        reasons.append(
-            f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from {l0:.3g} to"
-            f" {lmin:.3g}, {100 * rel_drop:.1f}%); check labels, data and model, or raise end_lr"
-        )
+        above = np.nonzero(curve[i_min:] - lmin > 0.05 * abs(l0))[0]
+        i_rise = i_min + int(above[0]) if len(above) else len(curve) - 1
+        # Lowest at the first LRs and up within a decade: a loss that merely never fell rises only at the end.
+        if rose and decades_in(i_min) < config.bandwidth and decades_in(i_rise) < 3 * config.bandwidth:
+            reasons.append(
+                f"start_lr too high: the loss is lowest at the first LRs (lr={lrs_a[0]:.3g}) and only rises"
+                f" from there, so the sweep never saw the LRs that are too small; {_lower_start(lrs_a[0])}"
+            )
+        elif uninformative:
+            reasons.append(_uninformative(lmin, label_entropy, l0))
+        elif rose and learned:
+            reasons.append(
+                f"sweep too short for this task: the loss fell only {100 * rel_drop:.0f}% (from {l0:.3g} to"
+                f" {lmin:.3g}; a descent needs {100 * config.min_drop:.0f}%) before it turned up at"
+                f" lr={lrs_a[i_min]:.3g}, after {sweep}: the model learns, but too little at each LR before the"
+                f" LR outgrows it; raise num_steps (e.g. to {3 * len(lrs_a)})"
+            )
+        else:
+            advice = (
+                f"it turned up at lr={lrs_a[i_min]:.3g}; check labels, data and model, or raise num_steps"
+                if rose
+                else "check labels, data and model, or raise end_lr"
+            )
+            reasons.append(
+                f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from {l0:.3g} to"
+                f" {lmin:.3g}, {100 * rel_drop:.1f}%, in {sweep}); {advice}"
+            )
         regions = Regions((float(lrs_a[0]), float(lrs_a[-1])), None, None)
         return CurveReading(
             regions, None, None, None, None, None, None, "failed", tuple(reasons), tuple(notes)
@@ -253,13 +314,38 @@ def read_curve(
     after_nan = [s[0] for s in late_nans]
     candidates = ([int(after[0])] if len(after) else []) + after_nan
     i_div = min(candidates) if candidates else None
+    if i_div is None and stopped_early:
+        i_div = len(curve) - 1  # the runner saw the rise in the last steps, too close to the end to smooth
     too_small = (float(lrs_a[0]), float(lrs_a[i_desc])) if i_desc > 0 else None
     descent = (float(lrs_a[i_desc]), float(lrs_a[i_min]))
     divergence = (float(lrs_a[i_div]), float(lrs_a[-1])) if i_div is not None else None
-    if divergence is None:
+    # Within one smoothing width of the first LR the curve cannot tell a flat start from a fall under way.
+    start_too_high = decades_in(i_desc) < config.bandwidth
+    if start_too_high:
         reasons.append(
-            f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+            f"start_lr too high: the loss already falls at the first LR (lr={lrs_a[0]:.3g}), so the sweep has no"
+            " region of LRs too small to move it and the curve's start is cut off (its suggestions may lie below"
+            f" start_lr); {_lower_start(lrs_a[0])}"
         )
+    levelled_at = None
+    if uninformative:
+        reasons.append(_uninformative(lmin, label_entropy, l0))
+    elif divergence is None:
+        i_level = int(np.nonzero(finite & (curve <= lmin + 0.1 * drop))[0][0])
+        if float(np.log10(lrs_a[-1] / lrs_a[i_level])) >= 1.0:
+            levelled_at = float(lrs_a[i_level])
+            reasons.append(
+                f"no LR limit in this range: the loss fell from {l0:.3g} to {np.nanmin(loss_a[i_level:]):.3g} by"
+                f" lr={levelled_at:.3g} and stayed there up to end_lr={lrs_a[-1]:.3g} without turning up, so"
+                " raising end_lr will not find a limit either. The task may be too easy for this model (e.g."
+                " linearly separable data, where larger LRs only push the loss toward 0) or the labels may leak"
+                " into the inputs; if the task is as meant, set max_lr by hand from where the loss levels off"
+                f" (lr={levelled_at:.3g})"
+            )
+        else:
+            reasons.append(
+                f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+            )
 
     # Heuristics side by side.
     grad = np.gradient(curve, np.log10(lrs_a))
@@ -272,15 +358,16 @@ def read_curve(
     max_lr = min_loss_lr / config.max_lr_divisor
     min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))
 
-    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show.
+    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show. A sweep that
+    # starts too high scatters most where it starts; that reason already says what to do.
     resid = np.abs(loss_a[: i_min + 1] - curve[: i_min + 1])
     noise = float(np.nanmedian(resid)) if np.isfinite(resid).any() else 0.0
-    if noise > 0.25 * drop:
+    if noise > 0.25 * drop and not start_too_high:
         reasons.append(
             f"curve too noisy to read: median scatter {noise:.3g} against a drop of {drop:.3g}; raise batch_size or"
             " num_steps, or use accumulation_steps"
         )
-    if i_min >= len(curve) - 2 and divergence is None:
+    if i_min >= len(curve) - 2 and divergence is None and levelled_at is None:
         notes.append("the loss was still falling at the last LR")
     return CurveReading(
         Regions(too_small, descent, divergence),
@@ -298,3 +385,36 @@ def read_curve(
 
 def _kind(kind: str) -> str:
     return "NaN" if kind == "nan" else kind
+
+
+def _sweep_words(steps: int, steps_per_epoch: float | None) -> str:
+    if not steps_per_epoch:
+        return f"{steps} steps"
+    return f"{steps} steps ({steps / steps_per_epoch:.3g} epochs of {steps_per_epoch:g} steps)"
+
+
+def _entropy_margin(label_entropy: float) -> float:
+    """How far below the labels' entropy the curve must reach to count as learning from the inputs (nats).
+
+    3% covers the scatter of the smoothed minimum of a model that learned nothing (shuffled digits labels: 1% below);
+    MNIST-1D's 300-step sweep, too short but learning, reached 15% below.
+    """
+    return 0.03 * label_entropy + 0.01
+
+
+def _lower_start(start_lr: float) -> str:
+    return f"lower start_lr by a few decades (e.g. to {start_lr * 1e-4:.0e}) so the loss starts flat"
+
+
+def _uninformative(lmin: float, label_entropy: float, l0: float) -> str:
+    if label_entropy < 1e-9:
+        return (
+            f"targets carry no information: every training label is the same class, so the loss falls from {l0:.3g}"
+            f" to 0 (here {max(lmin, 0.0):.2g}) by predicting it whatever the inputs; check the labels"
+        )
+    return (
+        f"nothing learned from the inputs: the loss (from {l0:.3g}, lowest {lmin:.3g}) never fell clearly below"
+        f" {label_entropy:.3g} nats, the entropy of the labels, which a model reaches by learning only how often"
+        " each class occurs; the targets may carry no information (shuffled labels, or labels not aligned with the"
+        " inputs), or something keeps the model from learning (e.g. a weight decay too strong)"
+    )

@@ -25,6 +25,26 @@ from .data import batches
 from .optim import build_optimizer
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+SWEEP_EPOCHS = 15.0  # default sweep length in passes over the data (see sweep_steps)
+SWEEP_STEPS = (300, 3000)  # bounds on that default, in optimizer steps
+
+
+def sweep_steps(steps_per_epoch: float, epochs: float = SWEEP_EPOCHS) -> int:
+    """A sweep length for data of `steps_per_epoch` optimizer steps: `epochs` passes, within `SWEEP_STEPS`.
+
+    Why passes over the data and not a fixed count: the descent shows once the model has seen enough of the data at
+    LRs that move it. The paper's 1-D CNN on MNIST-1D (70 steps per epoch) reads as "sweep too short" at 300 steps
+    (4.3 epochs) and is ok at 900 (12.9) and 1050; the digits MLP (19 steps) is ok at 300 (15.8). At least 300 steps:
+    the smoother wants ~35 points per decade of LR; at most 3000: a range test, not a training run (CIFAR-10 at
+    batch 128, 352 steps per epoch, gets 8.5 epochs).
+
+    Example:
+        >>> sweep_steps(70), sweep_steps(19), sweep_steps(352)
+        (1050, 300, 3000)
+    """
+    if not steps_per_epoch > 0:
+        raise ValueError(f"steps_per_epoch must be > 0, but got {steps_per_epoch}.")
+    return int(min(max(round(epochs * steps_per_epoch), SWEEP_STEPS[0]), SWEEP_STEPS[1]))
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,15 @@ class RangeTestResult:
     stopped_early: bool
     weight_decay: float
     reading: CurveReading
+    steps_per_epoch: float | None = (
+        None  # optimizer steps per pass over the data (None for an unsized iterable)
+    )
+    label_entropy: float | None = None  # nats; cross-entropy on class labels only (see read_curve)
+
+    @property
+    def epochs(self) -> float | None:
+        """Passes over the data the sweep made (None when the data's length is unknown)."""
+        return len(self.lrs) / self.steps_per_epoch if self.steps_per_epoch else None
 
     @property
     def verdict(self) -> str:
@@ -129,6 +158,13 @@ class RangeTestResult:
             "regions": asdict(r.regions),
             "nan_steps": [{"step": s, "lr": lr, "kind": k} for s, lr, k in self.nan_steps],
             "stopped_early": self.stopped_early,
+            "sweep": {
+                "num_steps": self.config.num_steps,
+                "steps": len(self.lrs),
+                "steps_per_epoch": self.steps_per_epoch,
+                "epochs": self.epochs,
+            },
+            "label_entropy": self.label_entropy,
             "weight_decay_used": self.weight_decay,
             "config": asdict(self.config),
         }
@@ -217,10 +253,9 @@ def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
 
 def _batch_stream(data: Any, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
     """Endless batches: from (x, y) tensors by seeded permutation, or by cycling any iterable of batches."""
-    if hasattr(data, "x_train"):
-        data = (data.x_train, data.y_train)
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        x, y = data
+    pair = _tensor_pair(data)
+    if pair is not None:
+        x, y = pair
         n = x.shape[0]
         if n < batch_size:  # else no full batch ever comes and the loop below spins forever
             raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples.")
@@ -348,7 +383,9 @@ def range_test(
         if weight_decay is not None
         else float(optimizer.param_groups[0].get("weight_decay", 0.0))
     )
-    reading = read_curve(lrs, losses, config.curve_config, nan_steps, stopped_early)
+    spe = _steps_per_epoch(data, batch_size, config.accumulation_steps)
+    entropy = _label_entropy(data) if loss_fn is nn.functional.cross_entropy else None
+    reading = read_curve(lrs, losses, config.curve_config, nan_steps, stopped_early, spe, entropy)
     return RangeTestResult(
         config,
         tuple(lrs),
@@ -359,7 +396,39 @@ def range_test(
         stopped_early,
         wd,
         reading,
+        spe,
+        entropy,
     )
+
+
+def _tensor_pair(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(x, y) training tensors from `TensorData` or an (x, y) pair; None for any other data."""
+    if hasattr(data, "x_train"):
+        return data.x_train, data.y_train
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        return data
+    return None
+
+
+def _steps_per_epoch(data: Any, batch_size: int, accumulation_steps: int) -> float | None:
+    """Optimizer steps per pass over the data, as `_batch_stream` serves it (full batches only)."""
+    pair = _tensor_pair(data)
+    if pair is not None:
+        return (pair[0].shape[0] // batch_size) / accumulation_steps
+    try:
+        return len(data) / accumulation_steps
+    except TypeError:
+        return None
+
+
+def _label_entropy(data: Any) -> float | None:
+    """Entropy (nats) of the training labels when they are class indices: the best loss without the inputs."""
+    pair = _tensor_pair(data)
+    if pair is None or pair[1].dim() != 1 or pair[1].dtype not in (torch.int64, torch.int32, torch.uint8):
+        return None
+    p = torch.bincount(pair[1].long().cpu()).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log()).sum())
 
 
 def _diverged_to_nan(nan_steps: list[tuple[int, float, str]], step: int, run: int = 5) -> bool:
@@ -451,6 +520,7 @@ __all__ = [
     "WeightDecaySweep",
     "range_test",
     "read_curve",
+    "sweep_steps",
     "weight_decay_sweep",
 ]
 

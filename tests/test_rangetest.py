@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from sched_search.curve import CurveConfig
-from sched_search.data import TensorData, batches, load_digits
+from sched_search.data import TensorData, batches, load_data, load_digits, load_synthetic
 from sched_search.models import build_model
-from sched_search.optim import SGDW, AdamW
+from sched_search.optim import SGDW, AdamW, build_optimizer
 from sched_search.rangetest import (
     RangeTestConfig,
     RangeTestResult,
@@ -25,6 +25,7 @@ from sched_search.rangetest import (
     range_test,
     read_curve,
     run_range_test,
+    sweep_steps,
     weight_decay_sweep,
 )
 
@@ -200,7 +201,7 @@ def test_a_sweep_left_to_run_far_into_divergence_reads_as_a_healthy_one(
 def test_clean_losses_drops_lone_spikes_and_caps_at_the_early_scale() -> None:
     from sched_search.curve import clean_losses
 
-    losses = np.array([2.0, 2.1, 1.9, 2.0, 1.5, 1.0, 50.0, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 5.0, 9.0, np.nan, 30.0])
+    losses = np.array([2.0, 2.1, 1.9, 2.0, 1.5, 1.0, 50, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 5.0, 9.0, np.nan, 30])
     cleaned = clean_losses(losses)
     # The spike at 50 is dropped; the steep rise stays up to twice the early loss (median 2.0); NaN stays NaN.
     expected = [2.0, 2.1, 1.9, 2.0, 1.5, 1.0, np.nan, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 4.0, 4.0, np.nan, 4.0]
@@ -217,14 +218,97 @@ def test_healthy_verdict_ok(healthy: RangeTestResult) -> None:
     assert all(math.isfinite(v) for v in healthy.losses)
 
 
-def test_shuffled_labels_fail_with_no_descent(digits: TensorData) -> None:
+def test_shuffled_labels_fail_as_nothing_learned(digits: TensorData) -> None:
     gen = torch.Generator().manual_seed(0)
     labels = digits.y_train[torch.randperm(len(digits.y_train), generator=gen)]
     model = _mlp(digits)
     result = range_test(model, _sgd(model), (digits.x_train, labels))
     assert result.verdict == "failed"
-    assert result.reading.reasons[0].startswith("no descent region"), result.reading.reasons
+    # The labels' entropy (nats) is the loss of a model that learned only the class frequencies: the loss falls
+    # to 2.27 at best, 1% below it (it was read as a plain "no descent region" before).
+    assert result.label_entropy == pytest.approx(2.3024, abs=1e-4)
+    reason = result.reading.reasons[0]
+    assert reason.startswith("nothing learned from the inputs: the loss (from 2.31, lowest 2.27)"), reason
+    assert "2.3 nats, the entropy of the labels" in reason and "shuffled labels" in reason
     assert result.reading.suggested_max_lr is None
+
+
+def test_constant_labels_carry_no_information(digits: TensorData) -> None:
+    # Every label the same class: the loss falls from 2.4 to ~1e-7 and never turns up, which was read as "loss never
+    # diverged ...; raise end_lr", advice that cannot help.
+    model = _mlp(digits)
+    result = range_test(model, _sgd(model), (digits.x_train, torch.full_like(digits.y_train, 3)))
+    assert result.label_entropy == 0.0
+    assert result.verdict == "failed"
+    assert result.reading.reasons == (
+        (
+            "targets carry no information: every training label is the same class, so the loss falls from 2.44"
+            " to 0 (here 1.3e-07) by predicting it whatever the inputs; check the labels"
+        ),
+    )
+
+
+def test_separable_task_has_no_lr_limit() -> None:
+    # Four clusters far apart (noise 0.05 around centres ~N(0, 1) in 32-D) under a linear model: linearly
+    # separable, so every larger LR only pushes the loss further toward 0, up to end_lr = 1e4.
+    data = load_synthetic(noise=0.05)
+    torch.manual_seed(0)
+    model = nn.Linear(32, 4)
+    result = range_test(model, _sgd(model), data, RangeTestConfig(end_lr=1e4))
+    assert result.verdict == "failed" and not result.stopped_early
+    (reason,) = result.reading.reasons
+    assert reason.startswith("no LR limit in this range: the loss fell from 2.56 to 0 by lr=0.0066"), reason
+    assert "raising end_lr will not find a limit" in reason and "linearly separable" in reason
+    assert result.reading.regions.divergence is None and result.reading.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("start_lr", "reason"),
+    [
+        # Before: "ok" with max_lr 0.091 and min_lr 0.030, both below the sweep's first LR, or "too noisy".
+        (0.1, "start_lr too high: the loss already falls at the first LR (lr=0.1), so the sweep has no"),
+        # Before: "curve too noisy to read", the wrong reason.
+        (1.0, "start_lr too high: the loss already falls at the first LR (lr=1), so the sweep has no"),
+        (10.0, "start_lr too high: the loss blew up within 3 steps of the first LR (lr=10), leaving no"),
+    ],
+)
+def test_start_lr_too_high(digits: TensorData, start_lr: float, reason: str) -> None:
+    model = _mlp(digits)
+    result = range_test(model, _sgd(model), digits, RangeTestConfig(start_lr=start_lr, end_lr=100.0))
+    assert result.verdict == "failed"
+    assert result.reading.reasons[0].startswith(reason), result.reading.reasons
+    assert f"lower start_lr by a few decades (e.g. to {start_lr * 1e-4:.0e})" in result.reading.reasons[0]
+    assert not any("noisy" in r or "raise end_lr" in r for r in result.reading.reasons)
+    assert result.reading.regions.too_small is None
+
+
+@pytest.fixture(scope="module")
+def mnist1d() -> TensorData:
+    return load_data("mnist1d")
+
+
+def _mnist1d_sweep(data: TensorData, num_steps: int) -> RangeTestResult:
+    model = build_model("cnn1d", data.input_shape, data.num_classes, seed=0)
+    optimizer = build_optimizer("sgdw", model.parameters(), lr=1e-7)
+    return range_test(model, optimizer, data, RangeTestConfig(num_steps=num_steps), batch_size=100)
+
+
+def test_sweep_too_short_for_mnist1d_names_num_steps(mnist1d: TensorData) -> None:
+    # The paper's 1-D CNN with SGDW, batch 100 (70 steps per epoch): 300 steps let the loss fall 13% before the LR
+    # outgrows it. It read as "no descent region ... check labels, data and model, or raise end_lr".
+    short = _mnist1d_sweep(mnist1d, 300)
+    assert short.verdict == "failed"
+    (reason,) = short.reading.reasons
+    assert reason.startswith("sweep too short for this task: the loss fell only 13% (from 2.3 to"), reason
+    assert "after 300 steps (4.29 epochs of 70 steps)" in reason
+    assert reason.endswith("raise num_steps (e.g. to 900)")
+    assert short.steps_per_epoch == 70 and short.epochs == pytest.approx(300 / 70)
+    sweep = {"num_steps": 300, "steps": 300, "steps_per_epoch": 70.0, "epochs": 300 / 70}
+    assert short.summary()["sweep"] == sweep
+    # The default sweep length for this data (15 epochs: 1050 steps) reads the curve; it stops on the rise.
+    full = _mnist1d_sweep(mnist1d, sweep_steps(70))
+    assert full.verdict == "ok", full.reading.reasons
+    assert 0.02 < full.reading.suggested_max_lr < 0.1  # one-cycle SGDW at max_lr 0.1 trains it to 95%
 
 
 def test_nan_in_every_batch_fails(digits: TensorData) -> None:
