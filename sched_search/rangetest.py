@@ -341,9 +341,11 @@ def range_test(
                 lr = config.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                    if "peak_lr" in group:
-                        # Our SGDW/AdamW scale decay by lr/peak_lr; at the LR under test act as at a schedule's peak.
-                        group["peak_lr"] = lr
+                    # Our SGDW/AdamW scale decay by lr / peak (torch's OneCycleLR keeps its peak as max_lr): at the
+                    # LR under test act as at a schedule's peak. Restored with the optimizer's state afterwards.
+                    for key in ("peak_lr", "max_lr"):
+                        if key in group:
+                            group[key] = lr
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for _ in range(config.accumulation_steps):

@@ -418,7 +418,7 @@ def _hooks(model: nn.Module) -> int:
         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
         lambda p: torch.optim.Adam(p, lr=2e-3, weight_decay=1e-4),
         lambda p: SGDW(p, lr=0.05, momentum=0.9, weight_decay=5e-4),
-        lambda p: AdamW(p, lr=2e-3, weight_decay=1e-2),
+        lambda p: AdamW(p, lr=2e-3, weight_decay=1e-2, decay_mode="schedule"),
     ],
     ids=["sgd", "adam", "sgdw", "adamw"],
 )
