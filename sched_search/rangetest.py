@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve, smoothed_curve
-from .data import batches
+from .data import TensorData, batches, load_data
 from .optim import build_optimizer
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -169,8 +169,9 @@ class RangeTestResult:
             "config": asdict(self.config),
         }
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        return _summary_json(self.summary(), path)
+    def to_json(self, path: str | Path | None = None, extra: dict[str, Any] | None = None) -> str:
+        """`summary()` and any `extra` keys (e.g. the data it ran on) as JSON text, also written to `path`."""
+        return _summary_json({**self.summary(), **(extra or {})}, path)
 
     def plot(self, path: str | Path) -> Path:
         from .plots import plot_range_test
@@ -215,8 +216,9 @@ class WeightDecaySweep:
         }
         return out
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        return _summary_json(self.summary(), path)
+    def to_json(self, path: str | Path | None = None, extra: dict[str, Any] | None = None) -> str:
+        """`summary()` and any `extra` keys (e.g. the data it ran on) as JSON text, also written to `path`."""
+        return _summary_json({**self.summary(), **(extra or {})}, path)
 
     def plot(self, path: str | Path) -> Path:
         from .plots import plot_range_test
@@ -528,7 +530,7 @@ __all__ = [
 
 
 def run_range_test(
-    data: str = "digits",
+    data: str | TensorData = "digits",
     model: str = "mlp",
     optimizer: str = "sgdw",
     config: RangeTestConfig = RangeTestConfig(),
@@ -539,19 +541,25 @@ def run_range_test(
     model_kwargs: dict[str, Any] | None = None,
     device: str = "cpu",
     progress: bool = False,
+    data_options: dict[str, Any] | None = None,
 ) -> WeightDecaySweep:
     """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay.
 
-    Always a `WeightDecaySweep`: `weight_decays=None` runs a sweep of one, at weight decay 0.
+    Always a `WeightDecaySweep`: `weight_decays=None` runs a sweep of one, at weight decay 0. `data` is a data
+    set's name (loaded with `data_root` and `data_options`, as `data.load_data` takes them) or a loaded
+    `TensorData`, as a study passes the data it has already loaded; either is moved to `device`.
 
     Example:
         >>> sweep = run_range_test("digits", "mlp", "adamw")
         >>> sweep.best.reading.suggested_max_lr
     """
-    from .data import load_data
     from .models import IMAGE_MODELS, build_model
 
-    tensors = load_data(data, root=data_root, image=model in IMAGE_MODELS).to(device)
+    if isinstance(data, TensorData):
+        tensors = data
+    else:
+        tensors = load_data(data, root=data_root, image=model in IMAGE_MODELS, **(data_options or {}))
+    tensors = tensors.to(device)
     net = build_model(
         model, tensors.input_shape, tensors.num_classes, seed=config.seed, **(model_kwargs or {})
     )
