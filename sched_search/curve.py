@@ -115,15 +115,16 @@ def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> n
     if ok.sum() < 3:
         return out
     xs, ys = x[ok], losses[ok]
-    for i, x0 in enumerate(x):
-        w = np.exp(-0.5 * ((xs - x0) / bandwidth) ** 2)
-        if w.sum() < 1e-8:
-            continue
-        d = xs - x0
-        sw, swd, swdd = w.sum(), (w * d).sum(), (w * d * d).sum()
-        swy, swdy = (w * ys).sum(), (w * d * ys).sum()
+    for start in range(0, len(x), 512):  # rows of the kernel matrix in blocks: ~4 MB each, whatever the sweep
+        d = xs[None, :] - x[start : start + 512, None]
+        w = np.exp(-0.5 * (d / bandwidth) ** 2)
+        wd = w * d
+        sw, swd, swdd = w.sum(1), wd.sum(1), (wd * d).sum(1)
+        swy, swdy = w @ ys, wd @ ys
         det = sw * swdd - swd**2
-        out[i] = swy / sw if det <= 1e-12 * sw * sw else (swdd * swy - swd * swdy) / det
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = np.where(det <= 1e-12 * sw * sw, swy / sw, (swdd * swy - swd * swdy) / det)
+        out[start : start + 512] = np.where(sw < 1e-8, np.nan, fit)
     return out
 
 
