@@ -352,7 +352,10 @@ def range_test(
                 total = 0.0
                 for _ in range(config.accumulation_steps):
                     inputs, targets = batch_fn(next(stream))
-                    loss = loss_fn(_forward(model, inputs), targets) / config.accumulation_steps
+                    loss = loss_fn(_forward(model, inputs), targets)
+                    # A division by 1 would still cost a kernel and a backward node every step.
+                    if config.accumulation_steps > 1:
+                        loss = loss / config.accumulation_steps
                     loss.backward()
                     total += loss.item()
                 lrs.append(lr)
