@@ -98,7 +98,7 @@ class RangeTestResult:
     config: RangeTestConfig
     lrs: tuple[float, ...]
     losses: tuple[float, ...]  # raw training loss per step (nan where not finite)
-    smoothed: tuple[float, ...]  # bias-corrected EMA used by the stop rule
+    smoothed: tuple[float, ...]  # the stop rule's bias-corrected EMA (of losses capped at 10x it)
     val_losses: tuple[float | None, ...]
     nan_steps: tuple[tuple[int, float, str], ...]  # (step, lr, "nan" | "inf") for every non-finite loss
     stopped_early: bool
@@ -362,7 +362,11 @@ def range_test(
                 if math.isfinite(total):
                     optimizer.step()
                     losses.append(total)
-                    avg, smooth = ema_update(avg, len(losses) - len(nan_steps), total, config.ema_beta)
+                    # The stop rule sees a loss capped at 10x its running average: a lone wild batch lifts the
+                    # average at most 1.9x (beta 0.9), short of a divergence, while a real one still climbs.
+                    last = smoothed[-1] if smoothed else math.nan
+                    seen = min(total, 10 * last) if last > 0 else total
+                    avg, smooth = ema_update(avg, len(losses) - len(nan_steps), seen, config.ema_beta)
                     best = min(best, smooth)
                 else:
                     nan_steps.append((step, lr, "nan" if math.isnan(total) else "inf"))

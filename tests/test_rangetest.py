@@ -198,6 +198,32 @@ def test_a_sweep_left_to_run_far_into_divergence_reads_as_a_healthy_one(
     assert 1 / 1.5 < ratio < 1.5  # measured 1.18: a different sweep (5 more decades), the same minimum
 
 
+def _wild_at(step: int, value: float) -> Any:
+    """Cross-entropy whose value at one step is `value` times the loss; its gradient stays the loss's own."""
+    calls = iter(range(10**6))
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(out, y)
+        return loss + (value - 1) * loss.detach() if next(calls) == step else loss
+
+    return loss_fn
+
+
+@pytest.mark.parametrize("step", [200, 230])  # in the descent (up to step 226) and just past the minimum
+def test_one_wild_batch_neither_stops_the_sweep_nor_moves_the_suggestion(
+    digits: TensorData, healthy: RangeTestResult, step: int
+) -> None:
+    model = _mlp(digits)
+    result = range_test(model, _sgd(model), digits, loss_fn=_wild_at(step, 1e5))
+    assert result.losses[step] > 1e4
+    # The stop rule caps what it averages at 10x the average: the sweep runs on to the real divergence (at 230, one
+    # step further: the spike's trace in the average lifts its best, so the rise takes a step longer to clear it).
+    assert len(result.losses) == len(healthy.losses) + (step == 230) and result.stopped_early
+    assert result.verdict == "ok", result.reading.reasons
+    ratio = result.reading.suggested_max_lr / healthy.reading.suggested_max_lr
+    assert 1 / 1.2 < ratio < 1.2
+
+
 def test_clean_losses_drops_lone_spikes_and_caps_at_the_early_scale() -> None:
     from sched_search.curve import clean_losses
 
