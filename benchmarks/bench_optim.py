@@ -59,7 +59,7 @@ def main() -> None:
     makers: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
         "SGDW": lambda p: SGDW(p, lr=0.1, momentum=0.9, weight_decay=5e-4),
         "torch SGD": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=5e-4, foreach=True),
-        "AdamW": lambda p: AdamW(p, lr=1e-3, weight_decay=1e-2),
+        "AdamW": lambda p: AdamW(p, lr=1e-3, weight_decay=1e-2, decay_mode="lr"),  # as torch decays
         "torch AdamW": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-2, foreach=True),
     }
     # One parameter list per optimizer, so no optimizer's state or weights feed another's.

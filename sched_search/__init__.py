@@ -5,6 +5,7 @@ The public API; heavy parts (Ray, matplotlib) are imported only where used.
 
 from __future__ import annotations
 
+from .curve import CurveConfig
 from .optim import SGDW, AdamW, normalized_weight_decay
 from .rangetest import RangeTestConfig, range_test, read_curve, run_range_test, weight_decay_sweep
 from .schedules import (
@@ -25,6 +26,7 @@ __all__ = [
     "SGDW",
     "AdamW",
     "ConstantConfig",
+    "CurveConfig",
     "CyclicalConfig",
     "OneCycleConfig",
     "RangeTestConfig",

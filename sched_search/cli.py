@@ -30,7 +30,7 @@ def _add_range_test(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_range_test(args: argparse.Namespace) -> int:
-    from .rangetest import RangeTestConfig, RangeTestResult, run_range_test
+    from .rangetest import RangeTestConfig, run_range_test
 
     config = RangeTestConfig(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps, seed=args.seed)
     decays = None if args.weight_decays == "none" else [float(w) for w in args.weight_decays.split(",")]
@@ -52,7 +52,7 @@ def cmd_range_test(args: argparse.Namespace) -> int:
     result.to_json(out / "range_test.json")
     result.to_frame().to_csv(out / "range_test.csv", index=False)
     result.plot(out / "range_test.png")
-    best = result if isinstance(result, RangeTestResult) else result.best
+    best = result.best
     print(format_range_test(result.summary()))
     print(f"{elapsed:.1f} s; wrote {out}/range_test.json, range_test.csv, range_test.png")
     return 0 if best.verdict == "ok" else 1

@@ -74,7 +74,7 @@ class EarlyStoppingSection:
 
 @dataclass(frozen=True)
 class RangeTestSection:
-    num_steps: int = 1000  # MNIST-1D's descent needs ~14 epochs of steps; 300 reads as "no descent"
+    num_steps: int = 0  # 0: from the data, 15 epochs of steps within 300..3000 (rangetest.sweep_steps)
     start_lr: float = 1e-7
     end_lr: float = 10.0
     weight_decays: tuple[float, ...] = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -273,7 +273,13 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         s, e.reduction_factor >= 2, "[early_stopping] reduction_factor", "an integer >= 2", e.reduction_factor
     )
     r = cfg.range_test
-    _check(s, r.num_steps >= 10, "[range_test] num_steps", "an integer >= 10", r.num_steps)
+    _check(
+        s,
+        r.num_steps == 0 or r.num_steps >= 10,
+        "[range_test] num_steps",
+        "0 (15 epochs of the data's steps) or an integer >= 10",
+        r.num_steps,
+    )
     _check(
         s,
         0 < r.start_lr < r.end_lr < math.inf,

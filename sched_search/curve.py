@@ -6,6 +6,7 @@ tested on built curves and re-run on a saved CSV without training.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,22 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .rangetest import RangeTestConfig
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """How a curve is read; `RangeTestConfig.curve_config` builds one from a sweep's settings."""
+
+    bandwidth: float = 0.3  # decades of LR: Gaussian smoothing width
+    max_lr_divisor: float = 3.0  # suggested max_lr = min-loss LR / this (fastai uses 10; see read_curve)
+    min_drop: float = 0.2  # the loss must fall by this fraction of its start for a descent region
+
+    def __post_init__(self) -> None:
+        if not self.bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0 decades, but got {self.bandwidth}.")
+        if not self.max_lr_divisor >= 1:
+            raise ValueError(f"max_lr_divisor must be >= 1, but got {self.max_lr_divisor}.")
+        if not 0 < self.min_drop < 1:
+            raise ValueError(f"min_drop must be in (0, 1), but got {self.min_drop}.")
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,49 @@ class CurveReading:
     notes: tuple[str, ...]  # observations that do not fail the test
 
 
+def early_loss(losses: np.ndarray) -> float:
+    """The loss scale at the start of the sweep: the median of the first 5% of finite losses (at least 3)."""
+    finite = losses[np.isfinite(losses)]
+    return float(np.median(finite[: max(3, int(0.05 * len(losses)))])) if len(finite) else math.nan
+
+
+def clean_losses(losses: np.ndarray, half_window: int = 3, threshold: float = 3.0) -> np.ndarray:
+    """The recorded losses with wild points tamed, for the smoother: what a few bad batches cannot move.
+
+    The kernel smoother is a weighted mean, so one finite loss of 1e5 past the minimum outweighs the dozens of
+    points around it and drags the minimum (a 5x move of the suggestion, measured on digits). Two steps:
+    - cap every loss at twice the early loss (`early_loss`): past the start the curve is in divergence anyway, and
+      a sweep left to run on (a large diverge_factor) would otherwise pull the whole curve up by orders of
+      magnitude;
+    - a Hampel filter: a loss further than `threshold` scaled MADs from the median of its `2 * half_window + 1`
+      finite neighbours is dropped, leaving a gap as a non-finite step does. A smooth rise, however steep, stays;
+      a lone spike goes. (Dropping beat replacing by the median: that moved the suggestion up to 1.13x where the
+      gap moved it 1.06x, as the median stands in for a point whose own value is lost.)
+    """
+    out = np.array(losses, dtype=float)
+    ok = np.isfinite(out)
+    l0 = early_loss(out)
+    if ok.sum() < 3 or not math.isfinite(l0):
+        return out
+    values = np.minimum(out[ok], l0 + abs(l0)) if l0 != 0 else out[ok]
+    padded = np.pad(values, half_window, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_window + 1)
+    median = np.nanmedian(windows, axis=1)
+    mad = 1.4826 * np.nanmedian(np.abs(windows - median[:, None]), axis=1)
+    spike = np.abs(values - median) > threshold * mad
+    out[ok] = np.where(spike, np.nan, values)
+    return out
+
+
+def smoothed_curve(
+    lrs: Iterable[float], losses: Iterable[float], config: CurveConfig | None = None
+) -> np.ndarray:
+    """The curve `read_curve` reads: the cleaned losses (`clean_losses`) smoothed in log(lr) (`smooth_in_log_lr`)."""
+    config = config or CurveConfig()
+    lrs_a, loss_a = np.asarray(list(lrs), dtype=float), np.asarray(list(losses), dtype=float)
+    return smooth_in_log_lr(lrs_a, clean_losses(loss_a), config.bandwidth)
+
+
 def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> np.ndarray:
     """Local-linear Gaussian smoothing over log10(lr), skipping non-finite points.
 
@@ -56,27 +115,38 @@ def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> n
     if ok.sum() < 3:
         return out
     xs, ys = x[ok], losses[ok]
-    for i, x0 in enumerate(x):
-        w = np.exp(-0.5 * ((xs - x0) / bandwidth) ** 2)
-        if w.sum() < 1e-8:
-            continue
-        d = xs - x0
-        sw, swd, swdd = w.sum(), (w * d).sum(), (w * d * d).sum()
-        swy, swdy = (w * ys).sum(), (w * d * ys).sum()
+    for start in range(0, len(x), 512):  # rows of the kernel matrix in blocks: ~4 MB each, whatever the sweep
+        d = xs[None, :] - x[start : start + 512, None]
+        w = np.exp(-0.5 * (d / bandwidth) ** 2)
+        wd = w * d
+        sw, swd, swdd = w.sum(1), wd.sum(1), (wd * d).sum(1)
+        swy, swdy = w @ ys, wd @ ys
         det = sw * swdd - swd**2
-        out[i] = swy / sw if det <= 1e-12 * sw * sw else (swdd * swy - swd * swdy) / det
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = np.where(det <= 1e-12 * sw * sw, swy / sw, (swdd * swy - swd * swdy) / det)
+        out[start : start + 512] = np.where(sw < 1e-8, np.nan, fit)
     return out
 
 
-def _ema(values: np.ndarray, beta: float) -> np.ndarray:
+def ema_update(avg: float, count: int, value: float, beta: float) -> tuple[float, float]:
+    """One step of the bias-corrected EMA (as in Adam): the new running average and its corrected value.
+
+    `count` is the number of values averaged so far, this one included; the correction keeps the first values
+    from being pulled toward zero. The range test's stop rule runs it step by step, `ema` over a whole curve.
+    """
+    avg = beta * avg + (1 - beta) * value
+    return avg, avg / (1 - beta**count)
+
+
+def ema(values: np.ndarray, beta: float) -> np.ndarray:
     """Bias-corrected EMA skipping non-finite values (fastai's and torch-lr-finder's smoothing)."""
     out, avg, n = np.full(len(values), np.nan), 0.0, 0
     for i, v in enumerate(values):
         if np.isfinite(v):
             n += 1
-            avg = beta * avg + (1 - beta) * v
-        if n:
-            out[i] = avg / (1 - beta**n)
+            avg, out[i] = ema_update(avg, n, float(v), beta)
+        elif n:
+            out[i] = out[i - 1]
     return out
 
 
@@ -100,15 +170,27 @@ def valley(losses: np.ndarray) -> int | None:
 def read_curve(
     lrs: Iterable[float],
     losses: Iterable[float],
-    config: RangeTestConfig | None = None,
+    config: CurveConfig | None = None,
     nan_steps: Iterable[tuple[int, float, str]] = (),
-    stopped_early: bool = True,
+    stopped_early: bool = False,
+    steps_per_epoch: float | None = None,
+    label_entropy: float | None = None,
 ) -> CurveReading:
     """Find the three regions, compute the heuristics side by side, suggest LRs and give a sanity verdict.
 
-    `config` (a `RangeTestConfig`, default settings when None) gives the smoothing width, the minimum drop and the
-    max_lr divisor. The curve is smoothed in log(lr) (see `smooth_in_log_lr`). With L0 the smoothed loss at the start and Lmin
-    its minimum, the drop D = L0 - Lmin:
+    Args:
+        lrs, losses: the sweep's record, one pair per step (non-finite losses are gaps).
+        config: smoothing width, minimum drop and max_lr divisor (default settings when None).
+        nan_steps: (step, lr, "nan" | "inf") of every non-finite loss.
+        stopped_early: the runner stopped the sweep on a rise (divergence) before its last step.
+        steps_per_epoch: optimizer steps per pass over the data, when known: the reasons then say how many epochs
+            the sweep covered.
+        label_entropy: entropy of the training labels in nats, when the loss is cross-entropy on class labels: the
+            loss of a model that learned only how often each class occurs, so a loss that never falls below it says
+            that the targets carry nothing the model could use.
+
+    The curve is the cleaned losses (`clean_losses`) smoothed in log(lr) (`smooth_in_log_lr`). With L0 the loss at
+    the start and Lmin the curve's minimum, the drop D = L0 - Lmin:
     - too small: from the first LR until the loss has fallen 10% of D;
     - descent: from there to the minimum;
     - divergence: from the first LR past the minimum where the loss is back up by 10% of D (or not finite).
@@ -119,21 +201,36 @@ def read_curve(
     cautious; fastai's /10 is the careful end, and the study searches max_lr/4 .. 2 max_lr around it). `min_lr` is
     the start of the descent region, kept within [max_lr/25, max_lr/3] (Smith 2015: max_lr/3 to /4 for CLR;
     one-cycle starts at max_lr/25 in fastai).
-    """
-    if config is None:
-        from .rangetest import RangeTestConfig
 
-        config = RangeTestConfig()
+    The verdict also checks the sweep itself: a descent that is under way at the first LR (start_lr too high), a
+    loss that turns up before it has fallen far enough (a sweep too short for the task: num_steps), a loss that
+    never falls below the labels' entropy (targets without information), and a loss that levels off near its floor
+    and never turns up (no LR limit in the range: raising end_lr cannot help).
+    """
+    config = config or CurveConfig()
     lrs_a = np.asarray(list(lrs), dtype=float)
     loss_a = np.asarray(list(losses), dtype=float)
     nan_steps = list(nan_steps)
     reasons: list[str] = []
     notes: list[str] = []
+    # Everything below reads the cleaned losses: a lone wild point moves neither the curve nor the heuristics.
+    loss_a = clean_losses(loss_a)
     curve = smooth_in_log_lr(lrs_a, loss_a, config.bandwidth)
     finite = np.isfinite(curve)
     none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())
     if finite.sum() < 5:
-        first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else config.start_lr, "nan")
+        if len(lrs_a) and np.isfinite(loss_a[0]) and (stopped_early or nan_steps):
+            # The first losses are finite (a sound model and data) and then blew up at once.
+            return replace(
+                none,
+                reasons=(
+                    (
+                        f"start_lr too high: the loss blew up within {len(lrs_a)} steps of the first LR"
+                        f" (lr={lrs_a[0]:.3g}), leaving no curve to read; {_lower_start(lrs_a[0])}"
+                    ),
+                ),
+            )
+        first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else math.nan, "nan")
         return replace(
             none,
             reasons=(
@@ -144,15 +241,11 @@ def read_curve(
             ),
         )
     i_min = int(np.nanargmin(curve))
-    start_n = max(3, int(0.05 * len(curve)))
-    l0 = (
-        float(np.nanmedian(loss_a[:start_n]))
-        if np.isfinite(loss_a[:start_n]).any()
-        else float(curve[finite][0])
-    )
+    l0 = early_loss(loss_a) if np.isfinite(loss_a).any() else float(curve[finite][0])
     lmin = float(curve[i_min])
     drop = l0 - lmin
     rel_drop = drop / abs(l0) if l0 != 0 else 0.0
+    sweep = _sweep_words(len(lrs_a), steps_per_epoch)
 
     # Non-finite losses before the minimum are a broken model or data, not divergence.
     early_nans = [s for s in nan_steps if s[0] < i_min]
@@ -168,11 +261,47 @@ def read_curve(
             f"{len(late_nans)} non-finite losses from lr={late_nans[0][1]:.2g}, past the minimum (divergence)"
         )
 
+    # What the sweep shows beyond the drop: did the loss turn up, did it learn more than the label frequencies,
+    # and how far (in decades of LR) from the first LR did it start falling or reach its lowest point.
+    rose = stopped_early or bool(late_nans) or float(np.nanmax(curve[i_min:])) - lmin > 0.05 * abs(l0)
+    learned = (
+        lmin < label_entropy - _entropy_margin(label_entropy)
+        if label_entropy is not None
+        else rel_drop >= config.min_drop / 4
+    )
+    uninformative = label_entropy is not None and not learned and (rose or rel_drop >= config.min_drop)
+
+    def decades_in(i: int) -> float:
+        return float(np.log10(lrs_a[i] / lrs_a[0]))
+
     if rel_drop < config.min_drop:
-        reasons.append(
-            f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from {l0:.3g} to"
-            f" {lmin:.3g}, {100 * rel_drop:.1f}%); check labels, data and model, or raise end_lr"
-        )
+        above = np.nonzero(curve[i_min:] - lmin > 0.05 * abs(l0))[0]
+        i_rise = i_min + int(above[0]) if len(above) else len(curve) - 1
+        # Lowest at the first LRs and up within a decade: a loss that merely never fell rises only at the end.
+        if rose and decades_in(i_min) < config.bandwidth and decades_in(i_rise) < 3 * config.bandwidth:
+            reasons.append(
+                f"start_lr too high: the loss is lowest at the first LRs (lr={lrs_a[0]:.3g}) and only rises"
+                f" from there, so the sweep never saw the LRs that are too small; {_lower_start(lrs_a[0])}"
+            )
+        elif uninformative:
+            reasons.append(_uninformative(lmin, label_entropy, l0))
+        elif rose and learned:
+            reasons.append(
+                f"sweep too short for this task: the loss fell only {100 * rel_drop:.0f}% (from {l0:.3g} to"
+                f" {lmin:.3g}; a descent needs {100 * config.min_drop:.0f}%) before it turned up at"
+                f" lr={lrs_a[i_min]:.3g}, after {sweep}: the model learns, but too little at each LR before the"
+                f" LR outgrows it; raise num_steps (e.g. to {3 * len(lrs_a)})"
+            )
+        else:
+            advice = (
+                f"it turned up at lr={lrs_a[i_min]:.3g}; check labels, data and model, or raise num_steps"
+                if rose
+                else "check labels, data and model, or raise end_lr"
+            )
+            reasons.append(
+                f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from {l0:.3g} to"
+                f" {lmin:.3g}, {100 * rel_drop:.1f}%, in {sweep}); {advice}"
+            )
         regions = Regions((float(lrs_a[0]), float(lrs_a[-1])), None, None)
         return CurveReading(
             regions, None, None, None, None, None, None, "failed", tuple(reasons), tuple(notes)
@@ -186,13 +315,38 @@ def read_curve(
     after_nan = [s[0] for s in late_nans]
     candidates = ([int(after[0])] if len(after) else []) + after_nan
     i_div = min(candidates) if candidates else None
+    if i_div is None and stopped_early:
+        i_div = len(curve) - 1  # the runner saw the rise in the last steps, too close to the end to smooth
     too_small = (float(lrs_a[0]), float(lrs_a[i_desc])) if i_desc > 0 else None
     descent = (float(lrs_a[i_desc]), float(lrs_a[i_min]))
     divergence = (float(lrs_a[i_div]), float(lrs_a[-1])) if i_div is not None else None
-    if divergence is None:
+    # Within one smoothing width of the first LR the curve cannot tell a flat start from a fall under way.
+    start_too_high = decades_in(i_desc) < config.bandwidth
+    if start_too_high:
         reasons.append(
-            f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+            f"start_lr too high: the loss already falls at the first LR (lr={lrs_a[0]:.3g}), so the sweep has no"
+            " region of LRs too small to move it and the curve's start is cut off (its suggestions may lie below"
+            f" start_lr); {_lower_start(lrs_a[0])}"
         )
+    levelled_at = None
+    if uninformative:
+        reasons.append(_uninformative(lmin, label_entropy, l0))
+    elif divergence is None:
+        i_level = int(np.nonzero(finite & (curve <= lmin + 0.1 * drop))[0][0])
+        if float(np.log10(lrs_a[-1] / lrs_a[i_level])) >= 1.0:
+            levelled_at = float(lrs_a[i_level])
+            reasons.append(
+                f"no LR limit in this range: the loss fell from {l0:.3g} to {np.nanmin(loss_a[i_level:]):.3g} by"
+                f" lr={levelled_at:.3g} and stayed there up to end_lr={lrs_a[-1]:.3g} without turning up, so"
+                " raising end_lr will not find a limit either. The task may be too easy for this model (e.g."
+                " linearly separable data, where larger LRs only push the loss toward 0) or the labels may leak"
+                " into the inputs; if the task is as meant, set max_lr by hand from where the loss levels off"
+                f" (lr={levelled_at:.3g})"
+            )
+        else:
+            reasons.append(
+                f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+            )
 
     # Heuristics side by side.
     grad = np.gradient(curve, np.log10(lrs_a))
@@ -200,20 +354,21 @@ def read_curve(
     i_steep = i_desc + int(np.nanargmin(grad[window])) if i_min > i_desc else i_min
     # fastai runs `valley` on its own EMA (beta 0.98) of the raw losses, not on our kernel curve, whose plateau is
     # smooth enough to count as one long descent.
-    v = valley(np.where(np.isfinite(loss_a), _ema(loss_a, 0.98), np.inf)[: (i_div or len(curve)) + 1])
+    v = valley(np.where(np.isfinite(loss_a), ema(loss_a, 0.98), np.inf)[: (i_div or len(curve)) + 1])
     min_loss_lr = float(lrs_a[i_min])
     max_lr = min_loss_lr / config.max_lr_divisor
     min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))
 
-    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show.
+    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show. A sweep that
+    # starts too high scatters most where it starts; that reason already says what to do.
     resid = np.abs(loss_a[: i_min + 1] - curve[: i_min + 1])
     noise = float(np.nanmedian(resid)) if np.isfinite(resid).any() else 0.0
-    if noise > 0.25 * drop:
+    if noise > 0.25 * drop and not start_too_high:
         reasons.append(
             f"curve too noisy to read: median scatter {noise:.3g} against a drop of {drop:.3g}; raise batch_size or"
             " num_steps, or use accumulation_steps"
         )
-    if i_min >= len(curve) - 2 and divergence is None:
+    if i_min >= len(curve) - 2 and divergence is None and levelled_at is None:
         notes.append("the loss was still falling at the last LR")
     return CurveReading(
         Regions(too_small, descent, divergence),
@@ -231,3 +386,36 @@ def read_curve(
 
 def _kind(kind: str) -> str:
     return "NaN" if kind == "nan" else kind
+
+
+def _sweep_words(steps: int, steps_per_epoch: float | None) -> str:
+    if not steps_per_epoch:
+        return f"{steps} steps"
+    return f"{steps} steps ({steps / steps_per_epoch:.3g} epochs of {steps_per_epoch:g} steps)"
+
+
+def _entropy_margin(label_entropy: float) -> float:
+    """How far below the labels' entropy the curve must reach to count as learning from the inputs (nats).
+
+    3% covers the scatter of the smoothed minimum of a model that learned nothing (shuffled digits labels: 1% below);
+    MNIST-1D's 300-step sweep, too short but learning, reached 15% below.
+    """
+    return 0.03 * label_entropy + 0.01
+
+
+def _lower_start(start_lr: float) -> str:
+    return f"lower start_lr by a few decades (e.g. to {start_lr * 1e-4:.0e}) so the loss starts flat"
+
+
+def _uninformative(lmin: float, label_entropy: float, l0: float) -> str:
+    if label_entropy < 1e-9:
+        return (
+            f"targets carry no information: every training label is the same class, so the loss falls from {l0:.3g}"
+            f" to 0 (here {max(lmin, 0.0):.2g}) by predicting it whatever the inputs; check the labels"
+        )
+    return (
+        f"nothing learned from the inputs: the loss (from {l0:.3g}, lowest {lmin:.3g}) never fell clearly below"
+        f" {label_entropy:.3g} nats, the entropy of the labels, which a model reaches by learning only how often"
+        " each class occurs; the targets may carry no information (shuffled labels, or labels not aligned with the"
+        " inputs), or something keeps the model from learning (e.g. a weight decay too strong)"
+    )

@@ -14,21 +14,29 @@ Two readings of the decay's step size, chosen per optimizer with ``decay_mode``:
 * ``"lr"`` (torch's ``AdamW``): ``lr * lambda``. Decay scales with the LR itself, which couples the two
   hyperparameters again (pytorch/pytorch#38853).
 
-``group["peak_lr"]`` defaults to the group's LR at construction; ``schedules.py`` sets it to the schedule's max
-LR. Every hyperparameter (``lr``, ``momentum``, ``betas``) is read from the group at each step, so any torch LR
+The schedule's peak follows the scheduler in use: ``ScheduleLR`` (``schedules.py``) sets ``group["peak_lr"]`` to
+its max LR; torch's ``OneCycleLR`` keeps its own in ``group["max_lr"]``, which then takes precedence; otherwise
+``peak_lr`` is the group's LR at construction. Should the LR rise above that peak (another torch scheduler, such as
+``CyclicLR``), the multiplier is clamped to 1 with a one-time warning instead of decaying harder than at the peak.
+Every hyperparameter (``lr``, ``momentum``, ``betas``) is read from the group at each step, so any torch LR
 scheduler, including ``OneCycleLR`` with momentum cycling, drives these optimizers.
+
+``AdamW`` shares ``torch.optim.AdamW``'s name and defaults but has no default ``decay_mode``: the same
+``weight_decay`` decays about ``1 / lr`` times harder in schedule mode (1000x at lr 1e-3), so a swapped import must
+not change training silently. ``docs/optimizers.md`` maps torch's ``weight_decay`` onto ours.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["SGDW", "AdamW", "normalized_weight_decay"]
+__all__ = ["OPTIMIZER_NAMES", "SGDW", "AdamW", "build_optimizer", "normalized_weight_decay"]
 
 _DECAY_MODES = ("schedule", "lr")
 
@@ -69,18 +77,6 @@ def _check_common(lr: float, weight_decay: float, decay_mode: str) -> None:
     _check("decay_mode", decay_mode, decay_mode in _DECAY_MODES, f"one of {_DECAY_MODES}")
 
 
-def _decay_factor(group: dict[str, Any]) -> float:
-    """The multiplier ``1 - eta_t * lambda`` (or ``1 - lr * lambda``) applied to ``theta_{t-1}``."""
-    lam, lr = group["weight_decay"], group["lr"]
-    if lam == 0:
-        return 1.0
-    if group["decay_mode"] == "lr":
-        return 1 - lr * lam  # the exact expression torch.optim.AdamW uses, so the two agree bit for bit
-    peak_lr = group["peak_lr"]
-    _check('group["peak_lr"]', peak_lr, peak_lr > 0, '> 0 with decay_mode="schedule"')
-    return 1 - (lr / peak_lr) * lam
-
-
 def _use_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
     if foreach is not None:
         return foreach
@@ -101,6 +97,31 @@ class _Decoupled(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         self.param_groups[-1].setdefault("peak_lr", self.param_groups[-1]["lr"])
+
+    def _decay_factor(self, group: dict[str, Any]) -> float:
+        """The multiplier ``1 - eta_t * lambda`` (or ``1 - lr * lambda``) applied to ``theta_{t-1}``."""
+        lam, lr = group["weight_decay"], group["lr"]
+        if lam == 0:
+            return 1.0
+        if group["decay_mode"] == "lr":
+            return 1 - lr * lam  # the exact expression torch.optim.AdamW uses, so the two agree bit for bit
+        # torch's OneCycleLR keeps its peak in the group as "max_lr"; any other scheduler sets "peak_lr" (ours) or
+        # leaves the LR at construction there.
+        key = "max_lr" if "max_lr" in group else "peak_lr"
+        peak = group[key]
+        _check(f'group["{key}"]', peak, peak > 0, '> 0 with decay_mode="schedule"')
+        if lr <= peak:
+            return 1 - (lr / peak) * lam
+        if not getattr(self, "_warned_above_peak", False):
+            self._warned_above_peak = True
+            warnings.warn(
+                f"{type(self).__name__}: lr={lr:.4g} is above the param group's {key}={peak:.4g}, so the decay's"
+                " schedule multiplier lr / peak_lr would exceed 1; it is clamped to 1 (this warning is shown once)."
+                " A scheduler other than sched_search's ScheduleLR or torch's OneCycleLR drives this optimizer: set"
+                ' each param group\'s "peak_lr" to its largest LR.',
+                stacklevel=4,
+            )
+        return 1 - lam
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -186,7 +207,7 @@ class SGDW(_Decoupled):
         update = _sgdw_foreach if _use_foreach(group["foreach"], params) else _sgdw_single
         update(
             params, grads, bufs, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
-            nesterov=group["nesterov"], decay=_decay_factor(group),
+            nesterov=group["nesterov"], decay=self._decay_factor(group),
         )
         if momentum != 0:
             for p, buf in zip(params, bufs):
@@ -240,7 +261,11 @@ class AdamW(_Decoupled):
     (``decay_mode="schedule"``, the paper's line 12 with ``eta_t = lr / peak_lr``) or ``d_t = lr * lambda``
     (``decay_mode="lr"``, torch's: then this equals ``torch.optim.AdamW`` bit for bit). In schedule mode the
     decay does not grow or shrink with the peak LR, only with the schedule, so tune ``weight_decay`` on a
-    smaller scale than torch's (about ``lr`` times smaller).
+    smaller scale than torch's: ``peak_lr`` times torch's value gives the same decay at every step.
+
+    ``decay_mode`` has no default, unlike every other argument (torch's defaults): the two modes differ by a
+    factor ``1 / lr`` at the same ``weight_decay``, so replacing ``torch.optim.AdamW`` by this class must be a
+    choice, never a silent change of training.
 
     Args:
         params: Parameters or param groups; a group may set its own ``peak_lr`` (default: its ``lr``).
@@ -249,12 +274,13 @@ class AdamW(_Decoupled):
             ``beta1``.
         eps: Term added to the denominator, >= 0.
         weight_decay: ``lambda`` >= 0; its scale depends on ``decay_mode`` (see above).
-        decay_mode: ``"schedule"`` (the paper's ``eta_t * lambda``) or ``"lr"`` (``lr * lambda``).
+        decay_mode: Keyword only, required: ``"schedule"`` (the paper's ``eta_t * lambda``) or ``"lr"``
+            (torch's ``lr * lambda``).
         foreach: Use torch's multi-tensor kernels; ``None`` uses them when all params are on CPU or CUDA.
 
     Example:
         >>> model = torch.nn.Linear(4, 2)
-        >>> opt = AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+        >>> opt = AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4, decay_mode="schedule")
         >>> model(torch.randn(8, 4)).square().mean().backward()
         >>> opt.step()
     """
@@ -266,7 +292,8 @@ class AdamW(_Decoupled):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
-        decay_mode: str = "schedule",
+        *,
+        decay_mode: str,
         foreach: bool | None = None,
     ) -> None:
         _check_common(lr, weight_decay, decay_mode)
@@ -295,7 +322,7 @@ class AdamW(_Decoupled):
         update = _adamw_foreach if _use_foreach(group["foreach"], params) else _adamw_single
         update(
             params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"], beta1=beta1, beta2=beta2,
-            eps=group["eps"], decay=_decay_factor(group),
+            eps=group["eps"], decay=self._decay_factor(group),
         )
 
 
@@ -328,3 +355,21 @@ def _adamw_foreach(
     torch._foreach_div_(denom, bias_correction2_sqrt)
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denom, step_sizes)
+
+
+OPTIMIZER_NAMES = ("sgdw", "adamw", "sgd", "adam")
+
+
+def build_optimizer(
+    name: str, params: Iterable[Tensor], lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """`sgdw` and `adamw` are ours (decoupled, schedule-scaled decay); `sgd` and `adam` are torch's (L2 decay)."""
+    if name == "sgdw":
+        return SGDW(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return AdamW(params, lr=lr, weight_decay=weight_decay, decay_mode="schedule")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: expected one of {OPTIMIZER_NAMES}.")

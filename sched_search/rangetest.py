@@ -20,10 +20,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from .curve import CurveReading, Regions, read_curve, smooth_in_log_lr
-from .data import batches
+from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve, smoothed_curve
+from .data import TensorData, batches, load_data
+from .optim import build_optimizer
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+SWEEP_EPOCHS = 15.0  # default sweep length in passes over the data (see sweep_steps)
+SWEEP_STEPS = (300, 3000)  # bounds on that default, in optimizer steps
+
+
+def sweep_steps(steps_per_epoch: float, epochs: float = SWEEP_EPOCHS) -> int:
+    """A sweep length for data of `steps_per_epoch` optimizer steps: `epochs` passes, within `SWEEP_STEPS`.
+
+    Why passes over the data and not a fixed count: the descent shows once the model has seen enough of the data at
+    LRs that move it. The paper's 1-D CNN on MNIST-1D (70 steps per epoch) reads as "sweep too short" at 300 steps
+    (4.3 epochs) and is ok at 900 (12.9) and 1050; the digits MLP (19 steps) is ok at 300 (15.8). At least 300 steps:
+    the smoother wants ~35 points per decade of LR; at most 3000: a range test, not a training run (CIFAR-10 at
+    batch 128, 352 steps per epoch, gets 8.5 epochs).
+
+    Example:
+        >>> sweep_steps(70), sweep_steps(19), sweep_steps(352)
+        (1050, 300, 3000)
+    """
+    if not steps_per_epoch > 0:
+        raise ValueError(f"steps_per_epoch must be > 0, but got {steps_per_epoch}.")
+    return int(min(max(round(epochs * steps_per_epoch), SWEEP_STEPS[0]), SWEEP_STEPS[1]))
 
 
 @dataclass(frozen=True)
@@ -38,9 +59,9 @@ class RangeTestConfig:
     diverge_factor: float = 4.0  # stop once the smoothed loss exceeds this multiple of its best
     accumulation_steps: int = 1  # micro-batches per optimizer step
     val_every: int = 0  # >0: validation loss every this many steps (needs val_data)
-    bandwidth: float = 0.3  # decades of LR: Gaussian smoothing width for reading the curve
-    max_lr_divisor: float = 3.0  # suggested max_lr = min-loss LR / this (fastai uses 10; see read_curve)
-    min_drop: float = 0.2  # the loss must fall by this fraction of its start for a descent region
+    bandwidth: float = 0.3  # reading (CurveConfig): decades of LR, Gaussian smoothing width
+    max_lr_divisor: float = 3.0  # reading: suggested max_lr = min-loss LR / this (fastai uses 10)
+    min_drop: float = 0.2  # reading: the loss must fall by this fraction of its start for a descent region
     seed: int = 0  # batch order
 
     def __post_init__(self) -> None:
@@ -56,6 +77,12 @@ class RangeTestConfig:
             raise ValueError(f"diverge_factor must be > 1, but got {self.diverge_factor}.")
         if self.accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be >= 1, but got {self.accumulation_steps}.")
+        CurveConfig(self.bandwidth, self.max_lr_divisor, self.min_drop)  # checks the reading's settings
+
+    @property
+    def curve_config(self) -> CurveConfig:
+        """The settings `read_curve` reads this sweep's curve with."""
+        return CurveConfig(self.bandwidth, self.max_lr_divisor, self.min_drop)
 
     def lr_at(self, step: int) -> float:
         t = step / (self.num_steps - 1)
@@ -71,12 +98,21 @@ class RangeTestResult:
     config: RangeTestConfig
     lrs: tuple[float, ...]
     losses: tuple[float, ...]  # raw training loss per step (nan where not finite)
-    smoothed: tuple[float, ...]  # bias-corrected EMA used by the stop rule
+    smoothed: tuple[float, ...]  # the stop rule's bias-corrected EMA (of losses capped at 10x it)
     val_losses: tuple[float | None, ...]
     nan_steps: tuple[tuple[int, float, str], ...]  # (step, lr, "nan" | "inf") for every non-finite loss
     stopped_early: bool
     weight_decay: float
     reading: CurveReading
+    steps_per_epoch: float | None = (
+        None  # optimizer steps per pass over the data (None for an unsized iterable)
+    )
+    label_entropy: float | None = None  # nats; cross-entropy on class labels only (see read_curve)
+
+    @property
+    def epochs(self) -> float | None:
+        """Passes over the data the sweep made (None when the data's length is unknown)."""
+        return len(self.lrs) / self.steps_per_epoch if self.steps_per_epoch else None
 
     @property
     def verdict(self) -> str:
@@ -85,7 +121,7 @@ class RangeTestResult:
     @cached_property
     def curve(self) -> np.ndarray:
         """The loss smoothed in log(lr) as `read_curve` reads it; computed once for the plots, tables and sweep."""
-        return smooth_in_log_lr(np.array(self.lrs), np.array(self.losses), self.config.bandwidth)
+        return smoothed_curve(self.lrs, self.losses, self.config.curve_config)
 
     def to_frame(self):
         """One row per step: step, lr, loss, smoothed_loss, curve (the reading's smoothing), val_loss, finite."""
@@ -122,12 +158,20 @@ class RangeTestResult:
             "regions": asdict(r.regions),
             "nan_steps": [{"step": s, "lr": lr, "kind": k} for s, lr, k in self.nan_steps],
             "stopped_early": self.stopped_early,
+            "sweep": {
+                "num_steps": self.config.num_steps,
+                "steps": len(self.lrs),
+                "steps_per_epoch": self.steps_per_epoch,
+                "epochs": self.epochs,
+            },
+            "label_entropy": self.label_entropy,
             "weight_decay_used": self.weight_decay,
             "config": asdict(self.config),
         }
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        return _summary_json(self.summary(), path)
+    def to_json(self, path: str | Path | None = None, extra: dict[str, Any] | None = None) -> str:
+        """`summary()` and any `extra` keys (e.g. the data it ran on) as JSON text, also written to `path`."""
+        return _summary_json({**self.summary(), **(extra or {})}, path)
 
     def plot(self, path: str | Path) -> Path:
         from .plots import plot_range_test
@@ -172,8 +216,9 @@ class WeightDecaySweep:
         }
         return out
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        return _summary_json(self.summary(), path)
+    def to_json(self, path: str | Path | None = None, extra: dict[str, Any] | None = None) -> str:
+        """`summary()` and any `extra` keys (e.g. the data it ran on) as JSON text, also written to `path`."""
+        return _summary_json({**self.summary(), **(extra or {})}, path)
 
     def plot(self, path: str | Path) -> Path:
         from .plots import plot_range_test
@@ -210,10 +255,9 @@ def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
 
 def _batch_stream(data: Any, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
     """Endless batches: from (x, y) tensors by seeded permutation, or by cycling any iterable of batches."""
-    if hasattr(data, "x_train"):
-        data = (data.x_train, data.y_train)
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        x, y = data
+    pair = _tensor_pair(data)
+    if pair is not None:
+        x, y = pair
         n = x.shape[0]
         if n < batch_size:  # else no full batch ever comes and the loop below spins forever
             raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples.")
@@ -299,23 +343,30 @@ def range_test(
                 lr = config.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                    if "peak_lr" in group:
-                        # Our SGDW/AdamW scale decay by lr/peak_lr; at the LR under test act as at a schedule's peak.
-                        group["peak_lr"] = lr
+                    # Our SGDW/AdamW scale decay by lr / peak (torch's OneCycleLR keeps its peak as max_lr): at the
+                    # LR under test act as at a schedule's peak. Restored with the optimizer's state afterwards.
+                    for key in ("peak_lr", "max_lr"):
+                        if key in group:
+                            group[key] = lr
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for _ in range(config.accumulation_steps):
                     inputs, targets = batch_fn(next(stream))
-                    loss = loss_fn(_forward(model, inputs), targets) / config.accumulation_steps
+                    loss = loss_fn(_forward(model, inputs), targets)
+                    # A division by 1 would still cost a kernel and a backward node every step.
+                    if config.accumulation_steps > 1:
+                        loss = loss / config.accumulation_steps
                     loss.backward()
                     total += loss.item()
                 lrs.append(lr)
                 if math.isfinite(total):
                     optimizer.step()
                     losses.append(total)
-                    # Bias-corrected EMA (as in Adam): the first steps are not pulled toward zero.
-                    avg = config.ema_beta * avg + (1 - config.ema_beta) * total
-                    smooth = avg / (1 - config.ema_beta ** (len(losses) - len(nan_steps)))
+                    # The stop rule sees a loss capped at 10x its running average: a lone wild batch lifts the
+                    # average at most 1.9x (beta 0.9), short of a divergence, while a real one still climbs.
+                    last = smoothed[-1] if smoothed else math.nan
+                    seen = min(total, 10 * last) if last > 0 else total
+                    avg, smooth = ema_update(avg, len(losses) - len(nan_steps), seen, config.ema_beta)
                     best = min(best, smooth)
                 else:
                     nan_steps.append((step, lr, "nan" if math.isnan(total) else "inf"))
@@ -343,7 +394,9 @@ def range_test(
         if weight_decay is not None
         else float(optimizer.param_groups[0].get("weight_decay", 0.0))
     )
-    reading = read_curve(lrs, losses, config, nan_steps, stopped_early)
+    spe = _steps_per_epoch(data, batch_size, config.accumulation_steps)
+    entropy = _label_entropy(data) if loss_fn is nn.functional.cross_entropy else None
+    reading = read_curve(lrs, losses, config.curve_config, nan_steps, stopped_early, spe, entropy)
     return RangeTestResult(
         config,
         tuple(lrs),
@@ -354,7 +407,39 @@ def range_test(
         stopped_early,
         wd,
         reading,
+        spe,
+        entropy,
     )
+
+
+def _tensor_pair(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(x, y) training tensors from `TensorData` or an (x, y) pair; None for any other data."""
+    if hasattr(data, "x_train"):
+        return data.x_train, data.y_train
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        return data
+    return None
+
+
+def _steps_per_epoch(data: Any, batch_size: int, accumulation_steps: int) -> float | None:
+    """Optimizer steps per pass over the data, as `_batch_stream` serves it (full batches only)."""
+    pair = _tensor_pair(data)
+    if pair is not None:
+        return (pair[0].shape[0] // batch_size) / accumulation_steps
+    try:
+        return len(data) / accumulation_steps
+    except TypeError:
+        return None
+
+
+def _label_entropy(data: Any) -> float | None:
+    """Entropy (nats) of the training labels when they are class indices: the best loss without the inputs."""
+    pair = _tensor_pair(data)
+    if pair is None or pair[1].dim() != 1 or pair[1].dtype not in (torch.int64, torch.int32, torch.uint8):
+        return None
+    p = torch.bincount(pair[1].long().cpu()).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log()).sum())
 
 
 def _diverged_to_nan(nan_steps: list[tuple[int, float, str]], step: int, run: int = 5) -> bool:
@@ -409,6 +494,8 @@ def weight_decay_sweep(
     reason = (
         f"weight decay {choice.weight_decay:g} reached the lowest smoothed loss {scores[choice.weight_decay]:.4g}"
         f" (min at lr={choice.reading.min_loss_lr or float('nan'):.3g}); others within 2% would lose to a larger LR"
+        if len(decays) > 1
+        else f"one weight decay tried ({choice.weight_decay:g}): no sweep"
     )
     return WeightDecaySweep(results, choice.weight_decay, search_range, reason)
 
@@ -436,6 +523,7 @@ def _json_default(obj: Any) -> Any:
 
 __all__ = [
     "DEFAULT_WEIGHT_DECAYS",
+    "CurveConfig",
     "CurveReading",
     "RangeTestConfig",
     "RangeTestResult",
@@ -443,12 +531,13 @@ __all__ = [
     "WeightDecaySweep",
     "range_test",
     "read_curve",
+    "sweep_steps",
     "weight_decay_sweep",
 ]
 
 
 def run_range_test(
-    data: str = "digits",
+    data: str | TensorData = "digits",
     model: str = "mlp",
     optimizer: str = "sgdw",
     config: RangeTestConfig = RangeTestConfig(),
@@ -459,18 +548,25 @@ def run_range_test(
     model_kwargs: dict[str, Any] | None = None,
     device: str = "cpu",
     progress: bool = False,
-) -> WeightDecaySweep | RangeTestResult:
-    """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay (or not).
+    data_options: dict[str, Any] | None = None,
+) -> WeightDecaySweep:
+    """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay.
+
+    Always a `WeightDecaySweep`: `weight_decays=None` runs a sweep of one, at weight decay 0. `data` is a data
+    set's name (loaded with `data_root` and `data_options`, as `data.load_data` takes them) or a loaded
+    `TensorData`, as a study passes the data it has already loaded; either is moved to `device`.
 
     Example:
         >>> sweep = run_range_test("digits", "mlp", "adamw")
         >>> sweep.best.reading.suggested_max_lr
     """
-    from .data import load_data
     from .models import IMAGE_MODELS, build_model
-    from .train import build_optimizer
 
-    tensors = load_data(data, root=data_root, image=model in IMAGE_MODELS).to(device)
+    if isinstance(data, TensorData):
+        tensors = data
+    else:
+        tensors = load_data(data, root=data_root, image=model in IMAGE_MODELS, **(data_options or {}))
+    tensors = tensors.to(device)
     net = build_model(
         model, tensors.input_shape, tensors.num_classes, seed=config.seed, **(model_kwargs or {})
     )
@@ -478,8 +574,5 @@ def run_range_test(
     opt = build_optimizer(
         optimizer, net.parameters(), lr=config.start_lr, weight_decay=0.0, momentum=momentum
     )
-    if weight_decays is None:
-        return range_test(net, opt, tensors, config, batch_size=batch_size, progress=progress)
-    return weight_decay_sweep(
-        net, opt, tensors, weight_decays, config, progress=progress, batch_size=batch_size
-    )
+    decays = (0.0,) if weight_decays is None else weight_decays
+    return weight_decay_sweep(net, opt, tensors, decays, config, progress=progress, batch_size=batch_size)

@@ -28,6 +28,7 @@ import optuna
 
 from .arms import split_arm
 from .config import BASELINE_ARM, StudyConfig, load_study
+from .data import TensorData
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .runlock import run_lock
 from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
@@ -85,37 +86,57 @@ def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- stages
 
 
-def range_tests(cfg: StudyConfig, run_dir: Path, echo: Callable[[str], None]) -> dict[str, RangeSeed]:
-    """Stage 1: one range test with weight-decay sweep per optimizer family; reused when already in the folder."""
-    from .rangetest import RangeTestConfig, run_range_test
+def range_tests(
+    cfg: StudyConfig, run_dir: Path, echo: Callable[[str], None], data: TensorData | None = None
+) -> dict[str, RangeSeed]:
+    """Stage 1: a range test with weight-decay sweep per optimizer family; reused when already in the folder.
 
+    `data` is the study's loaded data (None loads it from `cfg.data`, options included); the sweep runs on
+    `cfg.train.device`. `[range_test] num_steps = 0` sweeps `rangetest.sweep_steps` of this data (15 epochs).
+    """
+    from .data import load_data, steps_per_epoch
+    from .models import IMAGE_MODELS
+    from .rangetest import RangeTestConfig, run_range_test, sweep_steps
+
+    if data is None:
+        image = cfg.model.name in IMAGE_MODELS
+        data = load_data(cfg.data.name, root=cfg.data.root, image=image, **cfg.data.options)
+    spe = steps_per_epoch(len(data.x_train), cfg.train.batch_size)
+    rt = cfg.range_test
+    num_steps = rt.num_steps or sweep_steps(spe)
     seeds: dict[str, RangeSeed] = {}
     families = sorted({split_arm(arm)[1] for arm in cfg.search.arms})
     for opt in families:
         path = run_dir / f"range_test_{opt}.json"
         if not path.exists():
-            rt = cfg.range_test
-            config = RangeTestConfig(start_lr=rt.start_lr, end_lr=rt.end_lr, num_steps=rt.num_steps)
+            config = RangeTestConfig(start_lr=rt.start_lr, end_lr=rt.end_lr, num_steps=num_steps)
             t0 = time.perf_counter()
             sweep = run_range_test(
-                cfg.data.name,
+                data,
                 cfg.model.name,
                 opt,
                 config,
                 rt.weight_decays,
                 cfg.train.batch_size,
-                data_root=cfg.data.root,
                 model_kwargs=dict(cfg.model.options),
                 device=cfg.train.device,
             )
             sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)
             sweep.plot(run_dir / f"range_test_{opt}.png")
-            sweep.to_json(path)
+            # What the sweep ran on: the data as the study loaded it (options included), for the record.
+            source = {
+                "name": cfg.data.name,
+                "options": dict(cfg.data.options),
+                "n_train": len(data.x_train),
+                "batch_size": cfg.train.batch_size,
+                "device": cfg.train.device,
+            }
+            sweep.to_json(path, extra={"data": source})
             s = sweep.summary()
             echo(
                 f"range test {opt}: {s['verdict']}, max_lr {s['suggested_max_lr'] or float('nan'):.3g}, "
                 f"min_lr {s['suggested_min_lr'] or float('nan'):.3g}, weight decay {s['weight_decay']['chosen']:g} "
-                f"({time.perf_counter() - t0:.1f} s)"
+                f"({num_steps} steps, {num_steps / spe:.3g} epochs; {time.perf_counter() - t0:.1f} s)"
             )
         summary = json.loads(path.read_text())
         if summary["verdict"] != "ok":
@@ -421,7 +442,7 @@ def _run_stages(
     # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a short
     # study; every second keeps a crash's loss to the trials in flight and those finished in the last second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    seeds = range_tests(cfg, run_dir, echo)
+    seeds = range_tests(cfg, run_dir, echo, data)
     spaces = build_spaces(cfg, seeds, run_dir, spe)
     t0 = time.perf_counter()
     started = _start_ray(cfg, address)

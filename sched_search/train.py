@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -17,25 +17,8 @@ from torch import nn
 from .arms import build_schedule
 from .data import TensorData, augment_batch, batches, steps_per_epoch
 from .models import build_model
-from .optim import SGDW, AdamW
+from .optim import build_optimizer
 from .schedules import at_lr_minimum, build_scheduler, lr_at
-
-OPTIMIZER_NAMES = ("sgdw", "adamw", "sgd", "adam")
-
-
-def build_optimizer(
-    name: str, params: Iterable[torch.Tensor], lr: float, weight_decay: float = 0.0, momentum: float = 0.9
-) -> torch.optim.Optimizer:
-    """`sgdw` and `adamw` are ours (decoupled, schedule-scaled decay); `sgd` and `adam` are torch's (L2 decay)."""
-    if name == "sgdw":
-        return SGDW(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adamw":
-        return AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}: expected one of {OPTIMIZER_NAMES}.")
 
 
 @torch.no_grad()

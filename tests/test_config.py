@@ -51,6 +51,7 @@ BAD = [
     ("[search]\ntrials_per_arm = 0\n", "[search] trials_per_arm", "in 1..10000"),
     ("[range_test]\nstart_lr = 1.0\nend_lr = 0.1\n", "[range_test] start_lr, end_lr", "0 < start_lr < end_lr"),
     ("[range_test]\nweight_decays = [-1e-4]\n", "[range_test] weight_decays", ">= 0"),
+    ("[range_test]\nnum_steps = 5\n", "[range_test] num_steps", "0 (15 epochs of the data's steps) or"),
     ("[early_stopping]\ngrace_period = 99\n", "[early_stopping] grace_period", "in 1..epochs"),
     ("[early_stopping]\nenabled = 1\n", "[early_stopping] enabled", "true or false"),
     ("[resources]\ncpus_per_trial = 4\n", "[resources] cpus_per_trial", "(0, num_cpus=2]"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -69,7 +70,7 @@ def test_adamw_lr_mode_is_torch_adamw(foreach: bool) -> None:
 
 
 @pytest.mark.parametrize("make", [lambda p: SGDW(p, lr=0.1, weight_decay=0.05, nesterov=True),
-                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.05)])
+                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.05, decay_mode="schedule")])
 def test_foreach_and_single_tensor_paths_agree(make) -> None:
     a, b = _mlp(), _mlp()
     batches = _batches(10)
@@ -125,7 +126,7 @@ def test_adamw_schedule_mode_halves_decay_with_half_lr(foreach: bool) -> None:
     for ratio in (1.0, 0.5):
         theta = start.clone().requires_grad_()
         opt = AdamW([{"params": [theta], "peak_lr": peak_lr}], lr=ratio * peak_lr, weight_decay=lam,
-                    foreach=foreach)
+                    decay_mode="schedule", foreach=foreach)
         for _ in range(2):
             theta.grad = torch.zeros_like(theta)
             opt.step()
@@ -163,7 +164,8 @@ def test_sgdw_buffer_holds_no_decay(decay_mode: str, nesterov: bool) -> None:
 
 def test_params_without_grad_are_skipped() -> None:
     used, unused = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
-    for opt in (SGDW([used, unused], lr=0.1, weight_decay=0.1), AdamW([used, unused], weight_decay=0.1)):
+    adamw = AdamW([used, unused], weight_decay=0.1, decay_mode="schedule")
+    for opt in (SGDW([used, unused], lr=0.1, weight_decay=0.1), adamw):
         used.grad = torch.ones(3)
         opt.step()
         assert torch.equal(unused, torch.ones(3))
@@ -181,7 +183,7 @@ def test_nesterov_leaves_grad_alone() -> None:
 
 def test_hyperparameters_are_read_from_the_group_each_step() -> None:
     p, q = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
-    sgd, adam = SGDW([p], lr=0.1, momentum=0.9), AdamW([q], lr=0.1, betas=(0.9, 0.999))
+    sgd, adam = SGDW([p], lr=0.1, momentum=0.9), AdamW([q], lr=0.1, betas=(0.9, 0.999), decay_mode="schedule")
     g1, g2 = torch.tensor([1.0, 2.0]), torch.tensor([-3.0, 0.5])
     for g in (g1, g2):
         p.grad, q.grad = g.clone(), g.clone()
@@ -197,7 +199,7 @@ def test_hyperparameters_are_read_from_the_group_each_step() -> None:
 
 
 @pytest.mark.parametrize("make", [lambda p: SGDW(p, lr=0.1, weight_decay=0.01, nesterov=True),
-                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.05)])
+                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.05, decay_mode="schedule")])
 def test_state_dict_round_trip(make) -> None:
     model = _mlp()
     opt = make(model.parameters())
@@ -232,7 +234,7 @@ def test_loads_a_torch_adamw_state_dict() -> None:
 
 
 @pytest.mark.parametrize("make", [lambda p: SGDW(p, lr=0.1, weight_decay=0.01),
-                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.01)])
+                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.01, decay_mode="schedule")])
 @pytest.mark.parametrize("scheduler", ["step", "one_cycle"])
 def test_torch_schedulers_drive_the_optimizers(make, scheduler: str) -> None:
     model = _mlp()
@@ -250,6 +252,70 @@ def test_torch_schedulers_drive_the_optimizers(make, scheduler: str) -> None:
     assert group["lr"] < group["peak_lr"]
     if scheduler == "one_cycle":
         assert min(momenta) == pytest.approx(0.85) and max(momenta) == pytest.approx(0.95)  # cycled
+
+
+def _decay_only(opt: torch.optim.Optimizer, sched, steps: int) -> tuple[torch.Tensor, float, list[float]]:
+    """Step with zero gradients, so only the decay moves theta; also the LRs stepped at and the last shrink."""
+    theta = opt.param_groups[0]["params"][0]
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        theta.grad = torch.zeros_like(theta)
+        opt.step()
+        sched.step()
+    return theta.detach(), lrs
+
+
+def test_torch_one_cycle_drives_the_decay_multiplier() -> None:
+    # SGDW built at lr 0.1, then torch's OneCycleLR up to max_lr 1.0: the multiplier eta_t = lr / peak must use the
+    # scheduler's peak (1.0, kept in group["max_lr"]), not the LR at construction, which made it up to 10.
+    theta = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = SGDW([theta], lr=0.1, momentum=0.9, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # following the scheduler is no cause for a warning
+        theta_t, lrs = _decay_only(opt, sched, 40)
+    assert max(lrs) == pytest.approx(1.0) and lrs[0] == pytest.approx(0.04)
+    expected = 1.0
+    for lr in lrs:
+        expected *= 1 - (lr / 1.0) * 0.01
+    assert theta_t.tolist() == [expected] * 3
+    stale = math.prod(1 - (lr / 0.1) * 0.01 for lr in lrs)  # the multiplier against the LR at construction
+    assert expected == pytest.approx(0.820, abs=1e-3) and stale == pytest.approx(0.128, abs=1e-3)
+
+
+def test_lr_above_the_peak_is_clamped_with_one_warning() -> None:
+    # torch's CyclicLR keeps no peak in the group: from SGDW(lr=0.01) it climbs to 0.05, past peak_lr.
+    theta = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = SGDW([theta], lr=0.01, momentum=0.9, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.005, max_lr=0.05, step_size_up=5)
+    with pytest.warns(UserWarning) as caught:
+        theta_t, lrs = _decay_only(opt, sched, 30)
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith(
+        "SGDW: lr=0.014 is above the param group's peak_lr=0.01, so the decay's schedule multiplier lr / peak_lr"
+        " would exceed 1; it is clamped to 1 (this warning is shown once)."
+    )
+    expected = 1.0
+    for lr in lrs:
+        expected *= 1 - min(lr / 0.01, 1.0) * 0.01
+    assert max(lrs) == pytest.approx(0.05)
+    assert theta_t.tolist() == pytest.approx([expected] * 3, rel=1e-15, abs=0)
+
+
+def test_adamw_has_no_default_decay_mode() -> None:
+    # torch.optim.AdamW's default weight_decay 1e-2 means lr * 1e-2 per step; in schedule mode it would mean 1e-2
+    # per step at the peak, 1000x harder at lr 1e-3. So swapping the import must be a choice, never silent.
+    with pytest.raises(TypeError, match="decay_mode"):
+        AdamW(_mlp().parameters(), lr=1e-3)
+    ours, theirs = _mlp(), _mlp()
+    batches = _batches(20)
+    _train(ours, AdamW(ours.parameters(), decay_mode="lr"), batches)  # every other default is torch's
+    _train(theirs, torch.optim.AdamW(theirs.parameters()), batches)
+    _assert_same_params(ours, theirs)
+    from sched_search.optim import build_optimizer
+
+    assert build_optimizer("adamw", _mlp().parameters(), lr=1e-3).param_groups[0]["decay_mode"] == "schedule"
 
 
 # --- arguments and normalized weight decay ----------------------------------------------------------------------
@@ -290,7 +356,7 @@ def test_sgdw_rejects_bad_arguments(kwargs: dict, message: str) -> None:
 )
 def test_adamw_rejects_bad_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError) as err:
-        AdamW([torch.zeros(1, requires_grad=True)], **kwargs)
+        AdamW([torch.zeros(1, requires_grad=True)], decay_mode="schedule", **kwargs)
     assert message in str(err.value)
 
 
@@ -311,8 +377,8 @@ def test_schedule_mode_needs_a_positive_peak_lr() -> None:
         pytest.param(lambda p: SGDW(p, lr=0.05, momentum=0.9, weight_decay=5e-4), id="sgdw"),
         # lambda_norm = 0.025, the low end of the paper's range: ~1.7e-3 per step. The spec's 1e-2 shrinks the
         # weights 1% a step at eta_t = 1 and costs ~2 points of test accuracy here (88.7%).
-        pytest.param(lambda p: AdamW(p, lr=3e-3, weight_decay=normalized_weight_decay(0.025, 64, 1400, 10)),
-                     id="adamw"),
+        pytest.param(lambda p: AdamW(p, lr=3e-3, weight_decay=normalized_weight_decay(0.025, 64, 1400, 10),
+                                     decay_mode="schedule"), id="adamw"),
     ],
 )
 def test_trains_on_digits(make) -> None:

@@ -14,14 +14,18 @@ import pytest
 import torch
 from torch import nn
 
-from sched_search.data import TensorData, batches, load_digits
+from sched_search.curve import CurveConfig
+from sched_search.data import TensorData, batches, load_data, load_digits, load_synthetic
 from sched_search.models import build_model
-from sched_search.optim import SGDW, AdamW
+from sched_search.optim import SGDW, AdamW, build_optimizer
 from sched_search.rangetest import (
     RangeTestConfig,
     RangeTestResult,
+    WeightDecaySweep,
     range_test,
     read_curve,
+    run_range_test,
+    sweep_steps,
     weight_decay_sweep,
 )
 
@@ -120,7 +124,7 @@ def test_read_curve_finds_constructed_knees(noise_seed: int) -> None:
     knee_min = 10 ** fine[i_min]  # ~0.036
     knee_div = 10 ** fine[i_min + np.nonzero(clean[i_min:] >= clean[i_min] + 0.1 * drop)[0][0]]  # ~0.28
 
-    r = read_curve(lrs, losses, RangeTestConfig())
+    r = read_curve(lrs, losses, CurveConfig())
     assert r.verdict == "ok", r.reasons
     assert r.regions.too_small is not None and r.regions.divergence is not None
     assert 1 / 1.5 < r.regions.too_small[1] / knee_descent < 1.5
@@ -130,6 +134,29 @@ def test_read_curve_finds_constructed_knees(noise_seed: int) -> None:
     assert r.suggested_max_lr == pytest.approx(r.min_loss_lr / 3)
 
 
+def _our_imports(module: Any) -> list[str]:
+    """The modules of ours that `module`'s source imports (relative imports, by name)."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    return sorted(
+        (node.module or "").removeprefix("sched_search.")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sched_search"))
+    )
+
+
+def test_curve_reading_imports_nothing_of_ours() -> None:
+    import sched_search.curve
+    import sched_search.rangetest
+
+    assert _our_imports(sched_search.curve) == []
+    # The runner sits below training: it builds optimizers from optim, never from train.
+    assert not {"train", "trial", "study"} & set(_our_imports(sched_search.rangetest))
+    assert RangeTestConfig(bandwidth=0.5, min_drop=0.3).curve_config == CurveConfig(0.5, 3.0, 0.3)
+
+
 def test_read_curve_flat_and_empty() -> None:
     lrs = np.logspace(-6, 1, 100)
     flat = read_curve(lrs, np.full(100, 2.3) + 0.001 * np.sin(np.arange(100)))
@@ -137,6 +164,74 @@ def test_read_curve_flat_and_empty() -> None:
     assert flat.suggested_max_lr is None
     nan = read_curve(lrs, np.full(100, np.nan), nan_steps=[(0, 1e-6, "nan")])
     assert nan.verdict == "failed" and nan.reasons[0].startswith("loss is NaN from lr=1e-06 (step 0)")
+
+
+# --- wild points -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("magnitude", [1e3, 1e5, 1e8])
+def test_one_wild_loss_after_the_minimum_moves_nothing(healthy: RangeTestResult, magnitude: float) -> None:
+    i_min = int(np.nanargmin(healthy.curve))
+    base = healthy.reading.suggested_max_lr
+    ratios = []
+    for j in range(i_min + 1, len(healthy.losses)):
+        losses = list(healthy.losses)
+        losses[j] = magnitude
+        reading = read_curve(healthy.lrs, losses, healthy.config.curve_config, stopped_early=True)
+        assert reading.verdict == "ok", (j, reading.reasons)
+        ratios.append(max(reading.suggested_max_lr / base, base / reading.suggested_max_lr))
+    # Measured: at most 1.064x (one step of the sweep, 8/300 decades), the same at every magnitude.
+    assert len(ratios) > 20 and max(ratios) < 1.2, ratios
+
+
+def test_a_sweep_left_to_run_far_into_divergence_reads_as_a_healthy_one(
+    digits: TensorData, healthy: RangeTestResult
+) -> None:
+    # diverge_factor 1e6 lets the loss reach ~1e7 before the stop: before the losses were capped at the early
+    # loss scale, the kernel dragged the whole curve up and the reading said "no descent region".
+    model = _mlp(digits)
+    config = RangeTestConfig(diverge_factor=1e6, end_lr=1e3)
+    result = range_test(model, _sgd(model), digits, config)
+    assert max(result.losses) > 1e5 and min(result.losses) < 0.2
+    assert result.verdict == "ok", result.reading.reasons
+    ratio = result.reading.suggested_max_lr / healthy.reading.suggested_max_lr
+    assert 1 / 1.5 < ratio < 1.5  # measured 1.18: a different sweep (5 more decades), the same minimum
+
+
+def _wild_at(step: int, value: float) -> Any:
+    """Cross-entropy whose value at one step is `value` times the loss; its gradient stays the loss's own."""
+    calls = iter(range(10**6))
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(out, y)
+        return loss + (value - 1) * loss.detach() if next(calls) == step else loss
+
+    return loss_fn
+
+
+@pytest.mark.parametrize("step", [200, 230])  # in the descent (up to step 226) and just past the minimum
+def test_one_wild_batch_neither_stops_the_sweep_nor_moves_the_suggestion(
+    digits: TensorData, healthy: RangeTestResult, step: int
+) -> None:
+    model = _mlp(digits)
+    result = range_test(model, _sgd(model), digits, loss_fn=_wild_at(step, 1e5))
+    assert result.losses[step] > 1e4
+    # The stop rule caps what it averages at 10x the average: the sweep runs on to the real divergence (at 230, one
+    # step further: the spike's trace in the average lifts its best, so the rise takes a step longer to clear it).
+    assert len(result.losses) == len(healthy.losses) + (step == 230) and result.stopped_early
+    assert result.verdict == "ok", result.reading.reasons
+    ratio = result.reading.suggested_max_lr / healthy.reading.suggested_max_lr
+    assert 1 / 1.2 < ratio < 1.2
+
+
+def test_clean_losses_drops_lone_spikes_and_caps_at_the_early_scale() -> None:
+    from sched_search.curve import clean_losses
+
+    losses = np.array([2.0, 2.1, 1.9, 2.0, 1.5, 1.0, 50, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 5.0, 9.0, np.nan, 30])
+    cleaned = clean_losses(losses)
+    # The spike at 50 is dropped; the steep rise stays up to twice the early loss (median 2.0); NaN stays NaN.
+    expected = [2.0, 2.1, 1.9, 2.0, 1.5, 1.0, np.nan, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 4.0, 4.0, np.nan, 4.0]
+    np.testing.assert_array_equal(cleaned, expected)
 
 
 # --- sanity verdicts on real training ---------------------------------------------------------------------------
@@ -149,14 +244,97 @@ def test_healthy_verdict_ok(healthy: RangeTestResult) -> None:
     assert all(math.isfinite(v) for v in healthy.losses)
 
 
-def test_shuffled_labels_fail_with_no_descent(digits: TensorData) -> None:
+def test_shuffled_labels_fail_as_nothing_learned(digits: TensorData) -> None:
     gen = torch.Generator().manual_seed(0)
     labels = digits.y_train[torch.randperm(len(digits.y_train), generator=gen)]
     model = _mlp(digits)
     result = range_test(model, _sgd(model), (digits.x_train, labels))
     assert result.verdict == "failed"
-    assert result.reading.reasons[0].startswith("no descent region"), result.reading.reasons
+    # The labels' entropy (nats) is the loss of a model that learned only the class frequencies: the loss falls
+    # to 2.27 at best, 1% below it (it was read as a plain "no descent region" before).
+    assert result.label_entropy == pytest.approx(2.3024, abs=1e-4)
+    reason = result.reading.reasons[0]
+    assert reason.startswith("nothing learned from the inputs: the loss (from 2.31, lowest 2.27)"), reason
+    assert "2.3 nats, the entropy of the labels" in reason and "shuffled labels" in reason
     assert result.reading.suggested_max_lr is None
+
+
+def test_constant_labels_carry_no_information(digits: TensorData) -> None:
+    # Every label the same class: the loss falls from 2.4 to ~1e-7 and never turns up, which was read as "loss never
+    # diverged ...; raise end_lr", advice that cannot help.
+    model = _mlp(digits)
+    result = range_test(model, _sgd(model), (digits.x_train, torch.full_like(digits.y_train, 3)))
+    assert result.label_entropy == 0.0
+    assert result.verdict == "failed"
+    assert result.reading.reasons == (
+        (
+            "targets carry no information: every training label is the same class, so the loss falls from 2.44"
+            " to 0 (here 1.3e-07) by predicting it whatever the inputs; check the labels"
+        ),
+    )
+
+
+def test_separable_task_has_no_lr_limit() -> None:
+    # Four clusters far apart (noise 0.05 around centres ~N(0, 1) in 32-D) under a linear model: linearly
+    # separable, so every larger LR only pushes the loss further toward 0, up to end_lr = 1e4.
+    data = load_synthetic(noise=0.05)
+    torch.manual_seed(0)
+    model = nn.Linear(32, 4)
+    result = range_test(model, _sgd(model), data, RangeTestConfig(end_lr=1e4))
+    assert result.verdict == "failed" and not result.stopped_early
+    (reason,) = result.reading.reasons
+    assert reason.startswith("no LR limit in this range: the loss fell from 2.56 to 0 by lr=0.0066"), reason
+    assert "raising end_lr will not find a limit" in reason and "linearly separable" in reason
+    assert result.reading.regions.divergence is None and result.reading.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("start_lr", "reason"),
+    [
+        # Before: "ok" with max_lr 0.091 and min_lr 0.030, both below the sweep's first LR, or "too noisy".
+        (0.1, "start_lr too high: the loss already falls at the first LR (lr=0.1), so the sweep has no"),
+        # Before: "curve too noisy to read", the wrong reason.
+        (1.0, "start_lr too high: the loss already falls at the first LR (lr=1), so the sweep has no"),
+        (10.0, "start_lr too high: the loss blew up within 3 steps of the first LR (lr=10), leaving no"),
+    ],
+)
+def test_start_lr_too_high(digits: TensorData, start_lr: float, reason: str) -> None:
+    model = _mlp(digits)
+    result = range_test(model, _sgd(model), digits, RangeTestConfig(start_lr=start_lr, end_lr=100.0))
+    assert result.verdict == "failed"
+    assert result.reading.reasons[0].startswith(reason), result.reading.reasons
+    assert f"lower start_lr by a few decades (e.g. to {start_lr * 1e-4:.0e})" in result.reading.reasons[0]
+    assert not any("noisy" in r or "raise end_lr" in r for r in result.reading.reasons)
+    assert result.reading.regions.too_small is None
+
+
+@pytest.fixture(scope="module")
+def mnist1d() -> TensorData:
+    return load_data("mnist1d")
+
+
+def _mnist1d_sweep(data: TensorData, num_steps: int) -> RangeTestResult:
+    model = build_model("cnn1d", data.input_shape, data.num_classes, seed=0)
+    optimizer = build_optimizer("sgdw", model.parameters(), lr=1e-7)
+    return range_test(model, optimizer, data, RangeTestConfig(num_steps=num_steps), batch_size=100)
+
+
+def test_sweep_too_short_for_mnist1d_names_num_steps(mnist1d: TensorData) -> None:
+    # The paper's 1-D CNN with SGDW, batch 100 (70 steps per epoch): 300 steps let the loss fall 13% before the LR
+    # outgrows it. It read as "no descent region ... check labels, data and model, or raise end_lr".
+    short = _mnist1d_sweep(mnist1d, 300)
+    assert short.verdict == "failed"
+    (reason,) = short.reading.reasons
+    assert reason.startswith("sweep too short for this task: the loss fell only 13% (from 2.3 to"), reason
+    assert "after 300 steps (4.29 epochs of 70 steps)" in reason
+    assert reason.endswith("raise num_steps (e.g. to 900)")
+    assert short.steps_per_epoch == 70 and short.epochs == pytest.approx(300 / 70)
+    sweep = {"num_steps": 300, "steps": 300, "steps_per_epoch": 70.0, "epochs": 300 / 70}
+    assert short.summary()["sweep"] == sweep
+    # The default sweep length for this data (15 epochs: 1050 steps) reads the curve; it stops on the rise.
+    full = _mnist1d_sweep(mnist1d, sweep_steps(70))
+    assert full.verdict == "ok", full.reading.reasons
+    assert 0.02 < full.reading.suggested_max_lr < 0.1  # one-cycle SGDW at max_lr 0.1 trains it to 95%
 
 
 def test_nan_in_every_batch_fails(digits: TensorData) -> None:
@@ -266,7 +444,7 @@ def _hooks(model: nn.Module) -> int:
         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
         lambda p: torch.optim.Adam(p, lr=2e-3, weight_decay=1e-4),
         lambda p: SGDW(p, lr=0.05, momentum=0.9, weight_decay=5e-4),
-        lambda p: AdamW(p, lr=2e-3, weight_decay=1e-2),
+        lambda p: AdamW(p, lr=2e-3, weight_decay=1e-2, decay_mode="schedule"),
     ],
     ids=["sgd", "adam", "sgdw", "adamw"],
 )
@@ -489,6 +667,9 @@ def test_exp_mode_is_geometric() -> None:
         ({"mode": "cosine"}, "'cosine'"),
         ({"diverge_factor": 1.0}, "but got 1.0"),
         ({"accumulation_steps": 0}, "but got 0"),
+        ({"bandwidth": 0.0}, "bandwidth must be > 0 decades, but got 0.0"),
+        ({"min_drop": 1.0}, r"min_drop must be in \(0, 1\), but got 1.0"),
+        ({"max_lr_divisor": 0.5}, "max_lr_divisor must be >= 1, but got 0.5"),
     ],
 )
 def test_config_validation(kwargs: dict[str, Any], message: str) -> None:
@@ -541,6 +722,18 @@ def test_sweep_to_json_and_frame(sweep, tmp_path) -> None:
         rows = frame[frame["weight_decay"] == r.weight_decay]
         assert list(rows["step"]) == list(range(len(r.lrs)))
         np.testing.assert_array_equal(rows["lr"].to_numpy(), np.array(r.lrs))
+
+
+def test_run_range_test_always_returns_a_sweep() -> None:
+    config = RangeTestConfig(num_steps=40, end_lr=0.1)
+    single = run_range_test("digits", "mlp", "sgdw", config, weight_decays=None)
+    assert isinstance(single, WeightDecaySweep)
+    assert [r.weight_decay for r in single.results] == [0.0] and single.chosen == 0.0
+    assert single.reason == "one weight decay tried (0): no sweep"
+    pair = run_range_test("digits", "mlp", "sgdw", config, weight_decays=(0.0, 1e-3))
+    assert isinstance(pair, WeightDecaySweep) and [r.weight_decay for r in pair.results] == [0.0, 1e-3]
+    # A sweep of one is the plain range test at that decay, loss for loss.
+    assert single.results[0].losses == pair.results[0].losses
 
 
 def test_result_to_json(healthy: RangeTestResult) -> None:

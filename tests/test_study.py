@@ -238,6 +238,47 @@ def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path
     assert len(lines) == len(trials) and all("error" in line for line in lines)
 
 
+def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path) -> None:
+    from sched_search.data import load_data
+    from sched_search.rangetest import sweep_steps
+    from sched_search.study import range_tests
+
+    # Synthetic data with a non-default n (600 examples, 420 to train: 6 batches of 64) and noise (overlapping
+    # clusters, else the MLP fits them perfectly: "no LR limit"). The stage used to load the data again by
+    # name, dropping both (it would have trained on 1,400 examples).
+    cfg = load_study(SMOKE)
+    cfg = replace(
+        cfg,
+        data=replace(cfg.data, name="synthetic", options={"n": 600, "noise": 2.0}),
+        search=replace(cfg.search, arms=("one_cycle-sgdw",)),
+        range_test=replace(cfg.range_test, num_steps=0, weight_decays=(0.0,)),
+    )
+    data = load_data("synthetic", n=600, noise=2.0)
+    lines: list[str] = []
+    seeds = range_tests(cfg, tmp_path, lines.append, data)
+    record = json.loads((tmp_path / "range_test_sgdw.json").read_text())
+    options = {"n": 600, "noise": 2.0}
+    assert record["data"] == {
+        "name": "synthetic",
+        "options": options,
+        "n_train": 420,
+        "batch_size": 64,
+        "device": "cpu",
+    }
+    # num_steps = 0: the sweep's length comes from the data, 15 epochs of 6 steps, raised to the 300 floor.
+    assert sweep_steps(6) == 300 and record["sweep"]["num_steps"] == 300
+    assert record["sweep"]["steps_per_epoch"] == 6
+    assert record["sweep"]["epochs"] == pytest.approx(record["sweep"]["steps"] / 6)
+    assert record["verdict"] == "ok", record["reasons"]
+    assert seeds["sgdw"].max_lr == record["suggested_max_lr"]
+    assert lines[0].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[0]
+    # Without the loaded data the stage loads it itself, options included.
+    other = tmp_path / "again"
+    other.mkdir()
+    range_tests(cfg, other, lines.append)
+    assert json.loads((other / "range_test_sgdw.json").read_text())["data"]["n_train"] == 420
+
+
 def test_failed_range_test_stops_the_study_before_any_trial(tmp_path: Path, monkeypatch) -> None:
     import ray
 
@@ -256,7 +297,7 @@ def test_failed_range_test_stops_the_study_before_any_trial(tmp_path: Path, monk
     cfg = load_study(SMOKE)
     cfg = replace(cfg, runs_dir=str(tmp_path / "runs"), data=replace(cfg.data, name="shuffled_digits:make"))
     was_running = ray.is_initialized()
-    with pytest.raises(StudyAborted, match="no descent region") as err:
+    with pytest.raises(StudyAborted, match="nothing learned from the inputs") as err:
         run_study(cfg)
     assert "No trial was run" in str(err.value)
     run_dir = next((tmp_path / "runs").glob("smoke-*"))

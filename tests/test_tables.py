@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 
 from sched_search.leaderboard import build_leaderboard
-from sched_search.verdict import decide
 from sched_search.tables import (
     append_tables,
     failed_arms,
@@ -19,6 +18,7 @@ from sched_search.tables import (
     short_reason,
     tables_from_rows,
 )
+from sched_search.verdict import decide
 
 TRACEBACK = (
     "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=123, ip=127.0.0.1)\n"
