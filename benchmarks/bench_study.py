@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from sched_search.config import load_study
 from sched_search.data import load_data
-from sched_search.study import run_study, trial_settings
+from sched_search.search import trial_settings
+from sched_search.study import run_study
 from sched_search.trial import train_trial
 
 

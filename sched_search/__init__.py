@@ -20,7 +20,21 @@ from .schedules import (
     one_cycle,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # 0.3: final runs record val_correct; run folders get verdict.json
+
+
+def __getattr__(name: str):
+    """`run_study` and `load_run` on first use: they import Ray, Optuna and pandas, which `import sched_search`
+    should not pay for."""
+    if name == "run_study":
+        from .study import run_study
+
+        return run_study
+    if name == "load_run":
+        from .results import load_run
+
+        return load_run
+    raise AttributeError(f"module 'sched_search' has no attribute {name!r}")
 
 __all__ = [
     "SGDW",
@@ -33,6 +47,7 @@ __all__ = [
     "SGDRConfig",
     "ScheduleLR",
     "build_scheduler",
+    "load_run",
     "lr_at",
     "momentum_at",
     "normalized_weight_decay",
@@ -40,5 +55,6 @@ __all__ = [
     "range_test",
     "read_curve",
     "run_range_test",
+    "run_study",
     "weight_decay_sweep",
 ]

@@ -138,7 +138,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def _print_report(run_dir: Path) -> int:
     """Print the leaderboard; 4 when every run of some arm failed (the study has no result for it), else 0."""
-    from .report import format_leaderboard, load_run, write_report
+    from .report import format_leaderboard, write_report
+    from .results import load_run
     from .tables import failed_arms, failure_lines
 
     run = load_run(run_dir)

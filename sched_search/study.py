@@ -6,13 +6,12 @@ Stages, each resumable from the run folder:
 3. search: `trials_per_arm` trials per arm, the same training seed, per-arm ASHA on cycle ends;
 4. final: each arm's best config re-run on the same seeds over the budget ladder, and the Adam baseline;
    3 and 4 share one Tuner: an arm's final re-runs start as soon as its own search is done;
-5. `trials.parquet` / `epochs.parquet`, merged as trials finish (`tables.Recorder`).
-What runs inside a trial is `trial.py`.
+5. `trials.parquet` / `epochs.parquet`, merged as trials finish (`tables.Recorder`), then `verdict.json`.
+Stages 3 and 4 (the Tuner) are `search.py`; what runs inside a trial is `trial.py`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -24,16 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import optuna
-
 from .arms import split_arm
-from .config import BASELINE_ARM, StudyConfig, load_study
+from .config import StudyConfig, load_study
 from .data import TensorData
-from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .runlock import run_lock
-from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, define_by_run, seed_from_summary
-from .tables import Recorder, append_tables, records_from_grid, tables_from_rows
-from .trial import asha_rungs, trial_trainable
+from .search import run_trials
+from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, seed_from_summary
+from .tables import append_tables, tables_from_rows, write_json
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +53,6 @@ def new_run_dir(cfg: StudyConfig) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{cfg.runs_dir}: 999 run folders named {cfg.name}-{stamp}-* already exist.")
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)  # atomic: a kill never leaves half a file
-
-
-def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
-    """The study's run settings, merged into every trial config (Tune's param_space)."""
-    return {
-        "epochs": cfg.train.epochs,
-        "batch_size": cfg.train.batch_size,
-        "model": cfg.model.name,
-        "model_options": dict(cfg.model.options),
-        "device": cfg.train.device,
-        "augment": cfg.train.augment,
-        "_threads": max(1, int(cfg.resources.cpus_per_trial)),
-        "_rungs": asha_rungs(
-            cfg.train.epochs, cfg.early_stopping.grace_period, cfg.early_stopping.reduction_factor
-        )
-        if cfg.early_stopping.enabled
-        else [],
-    }
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -160,159 +132,8 @@ def build_spaces(
         space = build_space(arm, seeds[split_arm(arm)[1]], cfg.train.epochs, spe)
         check_point_in_space(space, space.first_point())
         spaces[arm] = space
-    _write_json(run_dir / "spaces.json", {arm: s.to_dict() for arm, s in spaces.items()})
+    write_json(run_dir / "spaces.json", {arm: s.to_dict() for arm, s in spaces.items()})
     return spaces
-
-
-def _optuna_storage(run_dir: Path) -> optuna.storages.RDBStorage:
-    return optuna.storages.RDBStorage(f"sqlite:///{run_dir.resolve() / 'optuna.db'}")
-
-
-def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int) -> None:
-    """(Re)create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
-
-    Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in the
-    study it loads is asked first instead, and the define-by-run `suggest_*` calls return the enqueued values.
-    A study left by a run killed before Tune saved any state is dropped: its trials are not in Tune's record.
-    """
-    if arm in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
-        optuna.delete_study(study_name=arm, storage=storage)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=arm,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-    )
-    study.set_user_attr("first_point_source", "range test suggestion")
-    study.enqueue_trial(space.first_point())
-
-
-def _restorable(path: Path) -> bool:
-    """Tune saved its state there: `can_restore` alone also says yes for a folder killed before the first save."""
-    from ray import tune
-
-    return tune.Tuner.can_restore(str(path.resolve())) and any(path.glob("experiment_state-*.json"))
-
-
-def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: dict[str, Any]) -> list[dict]:
-    """An arm's final re-runs: its best search config (`best`, with its trial_id) on every seed, over the ladder."""
-    space = spaces[arm]
-    config = {p.name: best[p.name] for p in space.params}
-    config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
-    return [
-        {
-            **config,
-            "stage": "final",
-            "seed": s,
-            "budgets": list(cfg.search.budgets),
-            "source_trial": best["trial_id"],
-            "source_full_budget": best.get("full_budget", True),  # False: every search trial was stopped by ASHA
-        }
-        for s in cfg.search.seeds
-    ]
-
-
-def baseline_runs(cfg: StudyConfig) -> list[dict]:
-    """The constant-LR Adam baseline on every seed, full budget only."""
-    baseline = {
-        "arm": BASELINE_ARM,
-        "schedule": "constant",
-        "optimizer": "adam",
-        "lr": cfg.search.baseline_lr,
-        "weight_decay": 0.0,
-    }
-    return [{**baseline, "stage": "final", "seed": s, "budgets": [1.0]} for s in cfg.search.seeds]
-
-
-def run_trials(
-    cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
-) -> dict:
-    """Stages 3 and 4 in one Tuner: per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends; as soon
-    as an arm's search is done, its best config's final re-runs join the queue (with the baseline's from the start).
-
-    One Tuner keeps both worker slots busy across the stages: a second Tuner cost about 3 s of start-up (fresh
-    workers importing torch) plus the idle tail of the search, against about 12 s of work per slot.
-    """
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _optuna_storage(run_dir)
-    trainable = tune.with_resources(
-        tune.with_parameters(trial_trainable, data_ref=data_ref),
-        {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
-    )
-    recorder = Recorder(run_dir, echo)
-    n_search = cfg.search.trials_per_arm * len(spaces)
-    n_final = len(cfg.search.seeds) * (len(spaces) + 1)
-
-    def make() -> Any:
-        searchers = {
-            arm: ConcurrencyLimiter(
-                ResumableOptunaSearch(
-                    space=define_by_run(space),
-                    metric=METRIC,
-                    mode="max",
-                    storage=storage,
-                    study_name=arm,
-                    sampler=optuna.samplers.TPESampler(seed=cfg.search.search_seed),
-                ),
-                max_concurrent=cfg.search.max_concurrent_per_arm,
-            )
-            for arm, space in spaces.items()
-        }
-        scheduler = None
-        if cfg.early_stopping.enabled:
-            scheduler = PerArmASHA(
-                time_attr="cycle_epoch",
-                metric="cycle_val_accuracy",
-                mode="max",
-                max_t=cfg.train.epochs,
-                grace_period=cfg.early_stopping.grace_period,
-                reduction_factor=cfg.early_stopping.reduction_factor,
-            )
-        searcher = ArmsSearcher(
-            searchers,
-            cfg.search.trials_per_arm,
-            final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
-            first_runs=baseline_runs(cfg),
-            epochs=cfg.train.epochs,
-        )
-        return tune.Tuner(
-            trainable,
-            param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
-            tune_config=tune.TuneConfig(
-                num_samples=n_search + n_final,
-                search_alg=searcher,
-                scheduler=scheduler,
-                reuse_actors=True,
-                # Without a cap Tune keeps one trial pending for a custom searcher, which ran trials one at a time.
-                max_concurrent_trials=len(spaces) * cfg.search.max_concurrent_per_arm,
-            ),
-            run_config=tune.RunConfig(
-                name="study",
-                storage_path=str((run_dir / "ray").resolve()),
-                callbacks=[recorder.callback],
-                failure_config=tune.FailureConfig(max_failures=1),  # retry a trial once when its worker is lost
-                verbose=0,
-            ),
-        )
-
-    path = (run_dir / "ray" / "study").resolve()  # Ray reads a relative path as a URI without a scheme
-    if _restorable(path):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-        for arm, space in spaces.items():
-            _new_optuna_study(storage, arm, space, cfg.search.search_seed)
-        tuner = make()
-    try:
-        records = records_from_grid(tuner.fit())
-    finally:
-        recorder.write()
-    finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
-    _write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
-    return records
 
 
 def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
@@ -438,7 +259,7 @@ def _run_stages(
         "chance_accuracy": float(data.y_val.bincount().max()) / len(data.y_val),
         "version": _version(),
     }
-    _write_json(run_dir / "resolved_config.json", resolved)
+    write_json(run_dir / "resolved_config.json", resolved)
     # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a short
     # study; every second keeps a crash's loss to the trials in flight and those finished in the last second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -460,7 +281,7 @@ def _run_stages(
         path.unlink(missing_ok=True)  # the Ray results are the full record: rewrite without stale rows
     append_tables(run_dir, trials, epochs)
     end = time.perf_counter()
-    _write_json(
+    write_json(
         run_dir / "timing.json",
         {
             "range_tests_s": t0 - start,
@@ -470,7 +291,8 @@ def _run_stages(
             "study_wall_s": end - start,
         },
     )
-    from .report import load_run, write_verdict
+    from .report import write_verdict
+    from .results import load_run
 
     write_verdict(load_run(run_dir))
     echo(f"study done in {end - t0:.1f} s of trials; tables in {run_dir}")
@@ -483,4 +305,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["StudyAborted", "run_study", "run_trials", "trial_settings"]
+__all__ = ["StudyAborted", "run_study"]

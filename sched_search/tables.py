@@ -19,6 +19,13 @@ import numpy as np
 import pandas as pd
 
 
+def write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as JSON to `path` atomically: a kill never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
 def final_rows(trials: pd.DataFrame, full_only: bool = True) -> pd.DataFrame:
     """The final-stage rows of a table (trials or epochs), only the full budget unless `full_only` is False."""
     if trials.empty or not {"stage", "arm", "budget"} <= set(trials.columns):

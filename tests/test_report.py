@@ -15,16 +15,9 @@ import pandas as pd
 import pytest
 
 from sched_search import plots
-from sched_search.report import (
-    budget_ladder,
-    format_leaderboard,
-    learning_curves,
-    load_run,
-    param_importances,
-    schedule_curves,
-    write_plots,
-    write_report,
-)
+from sched_search.leaderboard import budget_ladder
+from sched_search.report import format_leaderboard, write_plots, write_report
+from sched_search.results import learning_curves, load_run, param_importances, schedule_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"

@@ -178,7 +178,7 @@ def _tiny_cfg(tmp_path: Path, **search):
 @pytest.mark.slow
 def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.study import run_trials
+    from sched_search.search import run_trials
     from sched_search.tables import tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=3)
@@ -200,7 +200,7 @@ def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) 
 @pytest.mark.slow
 def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.study import run_trials
+    from sched_search.search import run_trials
     from sched_search.tables import tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=8, max_concurrent_per_arm=2)
@@ -222,7 +222,7 @@ def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None
 @pytest.mark.slow
 def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
-    from sched_search.study import run_trials
+    from sched_search.search import run_trials
     from sched_search.tables import tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=2)
@@ -459,7 +459,7 @@ def _flaky_study(tmp_path: Path, name: str, mode: str) -> subprocess.CompletedPr
 
 @pytest.mark.slow
 def test_killed_trial_worker_leaves_no_duplicate_rows_and_the_same_leaderboard(tmp_path: Path) -> None:
-    from sched_search.report import load_run
+    from sched_search.results import load_run
 
     clean = _flaky_study(tmp_path, "clean", "none")
     killed = _flaky_study(tmp_path, "killed", "kill")

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sched_search.report import format_leaderboard, load_run, write_report
+from sched_search.report import format_leaderboard, write_report
+from sched_search.results import load_run
 from sched_search.verdict import correct_matrix, holm, paired_difference
 
 BASELINE = "constant-adam"

@@ -1,0 +1,226 @@
+"""A run folder's results, loaded: the tidy tables, the verdict, the leaderboard (`load_run`), and the tables
+the figures draw (learning curves, schedules, parameter importances).
+
+The statistics live in `verdict.py` and `leaderboard.py`; this module reads what `study.run_study` writes. A run
+that is still going or was interrupted loads too: what is not there yet is listed in `Run.missing`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .leaderboard import build_leaderboard
+from .tables import final_rows
+from .verdict import decide
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """One run folder, loaded: the tables, the leaderboard and its words, and what is not there yet."""
+
+    path: Path
+    config: dict  # resolved_config.json ({} when absent)
+    trials: pd.DataFrame  # one row per (trial_id, budget)
+    epochs: pd.DataFrame  # one row per (trial_id, budget, epoch)
+    leaderboard: pd.DataFrame  # one row per arm: the top group first, then by mean final val accuracy
+    range_test: pd.DataFrame  # the range_test_<opt>.csv curves with an `optimizer` column
+    target: float  # accuracy the epochs-to-target counts to (NaN when unknown)
+    summary: str  # the verdict's headline: winner or top group, calls against the baseline, speed-up
+    verdict: dict = field(default_factory=dict)  # verdict.decide(...): what verdict.json holds
+    missing: list[str] = field(default_factory=list)  # what is not there (yet), one line each
+    range_summaries: dict = field(default_factory=dict)  # optimizer -> range_test_<opt>.json
+    final_configs: list = field(default_factory=list)  # final_configs.json: one trial config per (arm, seed)
+    spaces: dict = field(default_factory=dict)  # spaces.json: arm -> searched params and their sources
+
+
+# --------------------------------------------------------------------------------------------- figure data
+
+
+def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Full-budget final runs per (arm, epoch): median, min and max over seeds of val accuracy and val loss.
+
+    Example:
+        >>> learning_curves(run.epochs).columns[:3].tolist()  # doctest: +SKIP
+        ['arm', 'epoch', 'val_accuracy_median']
+    """
+    rows = final_rows(epochs)
+    if rows.empty:
+        return pd.DataFrame(columns=["arm", "epoch"])
+    g = rows.groupby(["arm", "epoch"])[["val_accuracy", "val_loss"]].agg(["median", "min", "max"])
+    g.columns = [f"{m}_{s}" for m, s in g.columns]
+    return g.reset_index()
+
+
+def schedule_curves(
+    final_configs: list[dict], epochs: pd.DataFrame | None = None, steps_per_epoch: int = 100
+) -> pd.DataFrame:
+    """LR and momentum of each arm's best config over its full budget, per step, from the pure schedules.
+
+    `steps_per_epoch` is the run's (`resolved_config.json`; older folders lack it and get 100, the same shape up to
+    rounding of cycle lengths); `epochs` (the table) adds the LR and
+    momentum the runs recorded at epoch ends, and fills momentum for schedules that do not cycle it.
+
+    Returns:
+        Columns arm, epoch (fractional), lr, momentum, recorded (False: computed, True: from the table).
+
+    Example:
+        >>> schedule_curves(run.final_configs, run.epochs)  # doctest: +SKIP
+    """
+    from .arms import build_schedule
+    from .schedules import lr_at, momentum_at
+
+    out = []
+    seen = set()
+    for config in final_configs:
+        arm = config.get("arm", "?")
+        if arm in seen:
+            continue  # seeds share the config
+        seen.add(arm)
+        n_epochs = float(config["epochs"])
+        schedule = build_schedule(config, n_epochs, steps_per_epoch)
+        total = max(1, round(n_epochs * steps_per_epoch))
+        for step in range(total + 1):
+            m = momentum_at(schedule, step)
+            out.append(
+                (arm, step / steps_per_epoch, lr_at(schedule, step), math.nan if m is None else m, False)
+            )
+    frame = pd.DataFrame(out, columns=["arm", "epoch", "lr", "momentum", "recorded"])
+    rows = final_rows(epochs) if epochs is not None else pd.DataFrame()
+    if not rows.empty:
+        rec = rows.groupby(["arm", "epoch"])[["lr", "momentum"]].first().reset_index()
+        for arm, g in rec.groupby("arm"):
+            mask = (frame["arm"] == arm) & frame["momentum"].isna()
+            frame.loc[mask, "momentum"] = g["momentum"].iloc[0]  # not cycled: the optimizer's constant
+        frame = pd.concat([frame, rec.assign(recorded=True)], ignore_index=True)
+    return frame
+
+
+def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.DataFrame, list[str]]:
+    """Optuna's fANOVA parameter importances per arm from `optuna.db`, where an arm has >= `min_trials` complete
+    trials; the notes say which arms were skipped and why.
+
+    Returns:
+        (DataFrame with columns arm, param, importance; notes).
+
+    Example:
+        >>> importances, notes = param_importances("runs/digits-20260101-120000")  # doctest: +SKIP
+    """
+    db = Path(run_dir) / "optuna.db"
+    if not db.exists():
+        return pd.DataFrame(columns=["arm", "param", "importance"]), ["optuna.db: not there (yet)"]
+    import optuna
+
+    storage = f"sqlite:///{db.resolve()}"
+    out, notes = [], []
+    for summary in optuna.get_all_study_summaries(storage):
+        name = summary.study_name
+        study = optuna.load_study(study_name=name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if len(complete) < min_trials:
+            notes.append(f"importances for {name}: {len(complete)} complete trials, need >= {min_trials}")
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # fANOVA's experimental and single-value warnings
+                evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+                values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except Exception as err:  # noqa: BLE001 - importance needs >1 distinct value per param; any failure is a note
+            notes.append(f"importances for {name}: not computable ({type(err).__name__}: {err})")
+            continue
+        out += [(name, param, float(v)) for param, v in values.items()]
+    return pd.DataFrame(out, columns=["arm", "param", "importance"]), notes
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+_METRICS = {
+    "trials": ("budget_epochs", "final_val_accuracy", "final_val_loss", "test_accuracy", "wall_time"),
+    "epochs": ("epoch", "val_accuracy", "val_loss", "lr", "momentum"),
+}
+
+
+def _read_json(path: Path, missing: list[str], default: Any) -> Any:
+    if not path.exists():
+        missing.append(f"{path.name}: not there (yet)")
+        return default
+    return json.loads(path.read_text())
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run folder written by `run_study`, finished, still going or interrupted.
+
+    Missing files give empty tables and a line in `Run.missing`, never an error; only a folder that does not
+    exist raises.
+
+    Example:
+        >>> run = load_run("runs/smoke-20260101-120000")  # doctest: +SKIP
+        >>> run.leaderboard[["arm", "top_group", "mean_val_accuracy", "acc_ci_low", "speedup"]]  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a run folder: it does not exist.")
+    missing: list[str] = []
+    config = _read_json(path / "resolved_config.json", missing, {})
+    tables = {}
+    for name in ("trials", "epochs"):
+        file = path / f"{name}.parquet"
+        if file.exists():
+            tables[name] = pd.read_parquet(file)
+            # A table of failed trials only lacks the metric columns; NaN keeps the arithmetic uniform.
+            for col in _METRICS[name]:
+                if col not in tables[name].columns:
+                    tables[name][col] = math.nan
+        else:
+            tables[name] = pd.DataFrame()
+            missing.append(
+                f"{file.name}: not written yet (the run is still going, was interrupted, or failed)"
+            )
+    trials, epochs = tables["trials"], tables["epochs"]
+    curves, summaries = [], {}
+    for csv in sorted(path.glob("range_test_*.csv")):
+        opt = csv.stem.removeprefix("range_test_")
+        curves.append(pd.read_csv(csv).assign(optimizer=opt))
+        if csv.with_suffix(".json").exists():
+            summaries[opt] = json.loads(csv.with_suffix(".json").read_text())
+    if not curves:
+        missing.append("range_test_<optimizer>.csv: not there (yet)")
+    spaces = _read_json(path / "spaces.json", missing, {})
+    final_configs = _read_json(path / "final_configs.json", missing, [])
+    verdict = decide(
+        trials,
+        target_accuracy=(config.get("study") or {}).get("target_accuracy"),
+        chance_accuracy=config.get("chance_accuracy"),
+    )
+    target = math.nan if verdict["target_accuracy"] is None else verdict["target_accuracy"]
+    searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
+    board = build_leaderboard(trials, epochs, verdict, searched)
+    if board.empty:
+        missing.append("leaderboard: no final-stage rows at the full budget yet")
+    if not math.isfinite(target):
+        missing.append("target: no study target_accuracy and no baseline result yet")
+    return Run(
+        path=path,
+        config=config,
+        trials=trials,
+        epochs=epochs,
+        leaderboard=board,
+        range_test=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+        target=target,
+        summary=verdict["headline"],
+        verdict=verdict,
+        missing=missing,
+        range_summaries=summaries,
+        final_configs=final_configs,
+        spaces=spaces,
+    )
+
+
+__all__ = ["Run", "learning_curves", "load_run", "param_importances", "schedule_curves"]

@@ -1,0 +1,193 @@
+"""The study's one Ray Tune run: per-arm Optuna studies behind OptunaSearch, per-arm ASHA, and the final re-runs.
+
+Stages 3 and 4 of the study (`study.py` runs the others): `trials_per_arm` search trials per arm with the same
+training seed, then each arm's best config re-run on the study's seeds over the budget ladder, and the baseline.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .config import BASELINE_ARM, StudyConfig
+from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
+from .space import ArmSpace, define_by_run
+from .tables import Recorder, records_from_grid, write_json
+from .trial import asha_rungs, trial_trainable
+
+
+def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
+    """The study's run settings, merged into every trial config (Tune's param_space)."""
+    return {
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size,
+        "model": cfg.model.name,
+        "model_options": dict(cfg.model.options),
+        "device": cfg.train.device,
+        "augment": cfg.train.augment,
+        "_threads": max(1, int(cfg.resources.cpus_per_trial)),
+        "_rungs": asha_rungs(
+            cfg.train.epochs, cfg.early_stopping.grace_period, cfg.early_stopping.reduction_factor
+        )
+        if cfg.early_stopping.enabled
+        else [],
+    }
+
+
+def _optuna_storage(run_dir: Path) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(f"sqlite:///{run_dir.resolve() / 'optuna.db'}")
+
+
+def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int) -> None:
+    """(Re)create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
+
+    Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in the
+    study it loads is asked first instead, and the define-by-run `suggest_*` calls return the enqueued values.
+    A study left by a run killed before Tune saved any state is dropped: its trials are not in Tune's record.
+    """
+    if arm in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        optuna.delete_study(study_name=arm, storage=storage)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=arm,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+    )
+    study.set_user_attr("first_point_source", "range test suggestion")
+    study.enqueue_trial(space.first_point())
+
+
+def _restorable(path: Path) -> bool:
+    """Tune saved its state there: `can_restore` alone also says yes for a folder killed before the first save."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(path.resolve())) and any(path.glob("experiment_state-*.json"))
+
+
+def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: dict[str, Any]) -> list[dict]:
+    """An arm's final re-runs: its best search config (`best`, with its trial_id) on every seed, over the ladder."""
+    space = spaces[arm]
+    config = {p.name: best[p.name] for p in space.params}
+    config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
+    return [
+        {
+            **config,
+            "stage": "final",
+            "seed": s,
+            "budgets": list(cfg.search.budgets),
+            "source_trial": best["trial_id"],
+            "source_full_budget": best.get("full_budget", True),  # False: every search trial was stopped by ASHA
+        }
+        for s in cfg.search.seeds
+    ]
+
+
+def baseline_runs(cfg: StudyConfig) -> list[dict]:
+    """The constant-LR Adam baseline on every seed, full budget only."""
+    baseline = {
+        "arm": BASELINE_ARM,
+        "schedule": "constant",
+        "optimizer": "adam",
+        "lr": cfg.search.baseline_lr,
+        "weight_decay": 0.0,
+    }
+    return [{**baseline, "stage": "final", "seed": s, "budgets": [1.0]} for s in cfg.search.seeds]
+
+
+def run_trials(
+    cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
+) -> dict:
+    """Stages 3 and 4 in one Tuner: per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends; as soon
+    as an arm's search is done, its best config's final re-runs join the queue (with the baseline's from the start).
+
+    One Tuner keeps both worker slots busy across the stages: a second Tuner cost about 3 s of start-up (fresh
+    workers importing torch) plus the idle tail of the search, against about 12 s of work per slot.
+    """
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _optuna_storage(run_dir)
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_trainable, data_ref=data_ref),
+        {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
+    )
+    recorder = Recorder(run_dir, echo)
+    n_search = cfg.search.trials_per_arm * len(spaces)
+    n_final = len(cfg.search.seeds) * (len(spaces) + 1)
+
+    def make() -> Any:
+        searchers = {
+            arm: ConcurrencyLimiter(
+                ResumableOptunaSearch(
+                    space=define_by_run(space),
+                    metric=METRIC,
+                    mode="max",
+                    storage=storage,
+                    study_name=arm,
+                    sampler=optuna.samplers.TPESampler(seed=cfg.search.search_seed),
+                ),
+                max_concurrent=cfg.search.max_concurrent_per_arm,
+            )
+            for arm, space in spaces.items()
+        }
+        scheduler = None
+        if cfg.early_stopping.enabled:
+            scheduler = PerArmASHA(
+                time_attr="cycle_epoch",
+                metric="cycle_val_accuracy",
+                mode="max",
+                max_t=cfg.train.epochs,
+                grace_period=cfg.early_stopping.grace_period,
+                reduction_factor=cfg.early_stopping.reduction_factor,
+            )
+        searcher = ArmsSearcher(
+            searchers,
+            cfg.search.trials_per_arm,
+            final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
+            first_runs=baseline_runs(cfg),
+            epochs=cfg.train.epochs,
+        )
+        return tune.Tuner(
+            trainable,
+            param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
+            tune_config=tune.TuneConfig(
+                num_samples=n_search + n_final,
+                search_alg=searcher,
+                scheduler=scheduler,
+                reuse_actors=True,
+                # Without a cap Tune keeps one trial pending for a custom searcher, which ran trials one at a time.
+                max_concurrent_trials=len(spaces) * cfg.search.max_concurrent_per_arm,
+            ),
+            run_config=tune.RunConfig(
+                name="study",
+                storage_path=str((run_dir / "ray").resolve()),
+                callbacks=[recorder.callback],
+                failure_config=tune.FailureConfig(max_failures=1),  # retry a trial once when its worker is lost
+                verbose=0,
+            ),
+        )
+
+    path = (run_dir / "ray" / "study").resolve()  # Ray reads a relative path as a URI without a scheme
+    if _restorable(path):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        for arm, space in spaces.items():
+            _new_optuna_study(storage, arm, space, cfg.search.search_seed)
+        tuner = make()
+    try:
+        records = records_from_grid(tuner.fit())
+    finally:
+        recorder.write()
+    finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
+    write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
+    return records
+
+
+__all__ = ["baseline_runs", "final_runs", "run_trials", "trial_settings"]
