@@ -52,8 +52,10 @@ def main() -> None:
     step()  # warm-up
     aug = median_ms(lambda: augment_batch(x, "crop_flip", g), device=device)
     train = median_ms(step, device=device)
-    print(f"batch {batch} on {device}: crop_flip {aug:.2f} ms | ResNet-20 train step {train:.1f} ms | "
-          f"augmentation / step = {aug / train:.3f}")
+    print(
+        f"batch {batch} on {device}: crop_flip {aug:.2f} ms | ResNet-20 train step {train:.1f} ms | "
+        f"augmentation / step = {aug / train:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def main() -> None:
 
     n_params = sum(p.numel() for p in optimizers["SGDW"].param_groups[0]["params"])
     n_tensors = len(resnet56_shapes())
-    print(f"device {args.device}, torch {torch.__version__}, {n_params / 1e6:.2f}M params in {n_tensors} tensors")
+    print(
+        f"device {args.device}, torch {torch.__version__}, {n_params / 1e6:.2f}M params in {n_tensors} tensors"
+    )
     print(f"median over {args.rounds} rounds x {args.steps} steps, microseconds per step()")
     median = {name: statistics.median(ts) * 1e6 for name, ts in times.items()}
     for name, us in median.items():

@@ -77,12 +77,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, batch {BATCH_SIZE}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, batch {BATCH_SIZE}"
+    )
     print(f"{'model':<6} {'range test median/min (s)':>26} {'bare loop median/min (s)':>25} {'ratio':>6}")
     for name in args.models:
         rt, bare = bench(name, args.steps, args.rounds)
         rt_med, bare_med = statistics.median(rt), statistics.median(bare)
-        print(f"{name:<6} {rt_med:>17.4f} / {min(rt):.4f} {bare_med:>16.4f} / {min(bare):.4f} {rt_med / bare_med:>6.3f}")
+        print(
+            f"{name:<6} {rt_med:>17.4f} / {min(rt):.4f} {bare_med:>16.4f} / {min(bare):.4f} {rt_med / bare_med:>6.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ from sched_search.trial import train_trial
 
 def plain_loop(run_dir: Path, cfg) -> float:
     """Re-train every trial of the run sequentially, each for the epochs it ran; return the wall time."""
-    data = load_data(cfg.data.name, root=cfg.data.root, image=cfg.model.name in ("cnn", "resnet"), **cfg.data.options)
+    data = load_data(
+        cfg.data.name, root=cfg.data.root, image=cfg.model.name in ("cnn", "resnet"), **cfg.data.options
+    )
     trials = pd.read_parquet(run_dir / "trials.parquet")
     finals = {(c["arm"], c["seed"]): c for c in json.loads((run_dir / "final_configs.json").read_text())}
     torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
@@ -63,11 +65,15 @@ def main() -> None:
     slots = max(1, int(cfg.resources.num_cpus // cfg.resources.cpus_per_trial))
     n = len(pd.read_parquet(run_dir / "trials.parquet"))
     print(f"study: {study}  runs (trial x budget): {n}  parallel slots: {slots}")
-    print(f"study trials wall {study_s:.1f} s | plain sequential loop {plain_s:.1f} s | ideal parallel {plain_s / slots:.1f} s")
+    print(
+        f"study trials wall {study_s:.1f} s | plain sequential loop {plain_s:.1f} s | ideal parallel {plain_s / slots:.1f} s"
+    )
     print(f"overhead ratio (study / ideal): {study_s / (plain_s / slots):.2f}x   target <= 1.3x")
     fixed = timing["ray_start_s"] + timing["ray_stop_s"]
-    print(f"  of which Ray start {timing['ray_start_s']:.1f} s + stop {timing['ray_stop_s']:.1f} s; without them: "
-          f"{(study_s - fixed) / (plain_s / slots):.2f}x")
+    print(
+        f"  of which Ray start {timing['ray_start_s']:.1f} s + stop {timing['ray_stop_s']:.1f} s; without them: "
+        f"{(study_s - fixed) / (plain_s / slots):.2f}x"
+    )
     print(f"whole command: {timing['study_wall_s']:.1f} s (range tests {timing['range_tests_s']:.1f} s)")
 
 

@@ -36,6 +36,7 @@ def __getattr__(name: str):
         return load_run
     raise AttributeError(f"module 'sched_search' has no attribute {name!r}")
 
+
 __all__ = [
     "SGDW",
     "AdamW",

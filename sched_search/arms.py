@@ -13,7 +13,10 @@ from .schedules import ConstantConfig, CyclicalConfig, ScheduleConfig, SGDRConfi
 # Per schedule: the values a trial config carries. "searched" come from Optuna (space.build_space builds their
 # distributions); "constants" are fixed per arm by the space; the decay is every arm's and searched everywhere.
 SCHEDULE_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
-    "clr": {"searched": ("max_lr", "weight_decay", "base_div", "step_size_epochs", "mode"), "constants": ("gamma",)},
+    "clr": {
+        "searched": ("max_lr", "weight_decay", "base_div", "step_size_epochs", "mode"),
+        "constants": ("gamma",),
+    },
     "sgdr": {"searched": ("max_lr", "weight_decay", "t_0_epochs", "t_mult"), "constants": ("eta_min",)},
     "one_cycle": {
         "searched": ("max_lr", "weight_decay", "pct_start", "div_factor"),
@@ -31,7 +34,9 @@ def split_arm(arm: str) -> tuple[str, str]:
     """ "one_cycle-sgdw" -> ("one_cycle", "sgdw")."""
     schedule, _, optimizer = arm.partition("-")
     if schedule not in SCHEDULE_VALUES or not optimizer:
-        raise ValueError(f"arm {arm!r} is not 'schedule-optimizer' with a schedule in {list(SCHEDULE_VALUES)}.")
+        raise ValueError(
+            f"arm {arm!r} is not 'schedule-optimizer' with a schedule in {list(SCHEDULE_VALUES)}."
+        )
     return schedule, optimizer
 
 

@@ -34,7 +34,9 @@ class StudyFileError(ValueError):
 class DataSection:
     name: str = "mnist1d"  # mnist1d | digits | synthetic | cifar10 | package.module:factory
     root: str | None = None  # cifar10: folder holding cifar-10-batches-py
-    options: dict = field(default_factory=dict)  # passed to the loader (e.g. mnist1d num_samples, synthetic n)
+    options: dict = field(
+        default_factory=dict
+    )  # passed to the loader (e.g. mnist1d num_samples, synthetic n)
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,9 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     s = cfg.source
     _check(
         s,
-        bool(cfg.name) and len(cfg.name) <= MAX_NAME and cfg.name not in (".", "..")
+        bool(cfg.name)
+        and len(cfg.name) <= MAX_NAME
+        and cfg.name not in (".", "..")
         and not any(c in cfg.name for c in "/\\\0"),
         "name",
         f"a non-empty name of at most {MAX_NAME} characters without '/', '\\' or NUL",
@@ -257,10 +261,10 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         "fractions in (0, 1] that include 1.0",
         list(q.budgets),
     )
-    _check(s, len(set(q.budgets)) == len(q.budgets), "[search] budgets", "distinct fractions", list(q.budgets))
     _check(
-        s, 0 < q.baseline_lr < math.inf, "[search] baseline_lr", "a finite number > 0", q.baseline_lr
+        s, len(set(q.budgets)) == len(q.budgets), "[search] budgets", "distinct fractions", list(q.budgets)
     )
+    _check(s, 0 < q.baseline_lr < math.inf, "[search] baseline_lr", "a finite number > 0", q.baseline_lr)
     e = cfg.early_stopping
     _check(
         s,
@@ -355,7 +359,9 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
     except tomllib.TOMLDecodeError as e:
         raise StudyFileError(f"{source}: not valid TOML ({e}).") from None
     except UnicodeDecodeError as e:
-        raise StudyFileError(f"{source}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8.") from None
+        raise StudyFileError(
+            f"{source}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8."
+        ) from None
     except OSError as e:
         raise StudyFileError(f"{source}: cannot read the study file ({e.strerror}).") from None
     values: dict[str, Any] = {"source": source}

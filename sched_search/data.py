@@ -69,7 +69,9 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
     if kind != "crop_flip":
         raise ValueError(f"unknown augmentation {kind!r}: expected one of {AUGMENTATIONS}.")
     if x.dim() != 4:
-        raise ValueError(f"augmentation 'crop_flip' needs image batches (N, C, H, W), but got shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"augmentation 'crop_flip' needs image batches (N, C, H, W), but got shape {tuple(x.shape)}."
+        )
     n, _, h, w = x.shape
     pad = max(1, h // 8)
     shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)

@@ -150,7 +150,9 @@ def build_leaderboard(
                 "speedup_ci_low": _nan((sp or {}).get("ci_low")),
                 "speedup_ci_high": _nan((sp or {}).get("ci_high")),
                 "speedup_lower_bound": bool((sp or {}).get("lower_bound", False)),
-                "to_target": speedup_text(sp) if sp else ("reference" if arm == verdict.get("baseline") else ""),
+                "to_target": speedup_text(sp)
+                if sp
+                else ("reference" if arm == verdict.get("baseline") else ""),
                 "wall_time_s": ok["wall_time"].mean() if "wall_time" in ok else math.nan,
                 "best_config": _best_config(g.iloc[0], (searched or {}).get(arm)),
             }

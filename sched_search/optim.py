@@ -196,8 +196,13 @@ class SGDW(_Decoupled):
                 f"dampening={dampening!r}."
             )
         defaults = {
-            "lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov,
-            "weight_decay": weight_decay, "decay_mode": decay_mode, "foreach": foreach,
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "nesterov": nesterov,
+            "weight_decay": weight_decay,
+            "decay_mode": decay_mode,
+            "foreach": foreach,
         }
         super().__init__(params, defaults)
 
@@ -206,8 +211,14 @@ class SGDW(_Decoupled):
         bufs = [self.state[p].get("momentum_buffer") for p in params]
         update = _sgdw_foreach if _use_foreach(group["foreach"], params) else _sgdw_single
         update(
-            params, grads, bufs, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
-            nesterov=group["nesterov"], decay=self._decay_factor(group),
+            params,
+            grads,
+            bufs,
+            lr=group["lr"],
+            momentum=momentum,
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            decay=self._decay_factor(group),
         )
         if momentum != 0:
             for p, buf in zip(params, bufs):
@@ -215,8 +226,15 @@ class SGDW(_Decoupled):
 
 
 def _sgdw_single(
-    params: list[Tensor], grads: list[Tensor], bufs: list[Tensor | None], *, lr: float, momentum: float,
-    dampening: float, nesterov: bool, decay: float,
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor | None],
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    decay: float,
 ) -> None:
     for i, (p, g) in enumerate(zip(params, grads)):
         if decay != 1.0:
@@ -233,8 +251,15 @@ def _sgdw_single(
 
 
 def _sgdw_foreach(
-    params: list[Tensor], grads: list[Tensor], bufs: list[Tensor | None], *, lr: float, momentum: float,
-    dampening: float, nesterov: bool, decay: float,
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor | None],
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    decay: float,
 ) -> None:
     if decay != 1.0:
         torch._foreach_mul_(params, decay)
@@ -300,8 +325,12 @@ class AdamW(_Decoupled):
         _check("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two values in [0, 1)")
         _check("eps", eps, eps >= 0, ">= 0")
         defaults = {
-            "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-            "decay_mode": decay_mode, "foreach": foreach,
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "decay_mode": decay_mode,
+            "foreach": foreach,
         }
         super().__init__(params, defaults)
 
@@ -321,14 +350,31 @@ class AdamW(_Decoupled):
         beta1, beta2 = group["betas"]
         update = _adamw_foreach if _use_foreach(group["foreach"], params) else _adamw_single
         update(
-            params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"], beta1=beta1, beta2=beta2,
-            eps=group["eps"], decay=self._decay_factor(group),
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            steps,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            decay=self._decay_factor(group),
         )
 
 
 def _adamw_single(
-    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-    steps: list[float], *, lr: float, beta1: float, beta2: float, eps: float, decay: float,
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[float],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    decay: float,
 ) -> None:
     for p, g, exp_avg, exp_avg_sq, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
         if decay != 1.0:
@@ -341,8 +387,17 @@ def _adamw_single(
 
 
 def _adamw_foreach(
-    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-    steps: list[float], *, lr: float, beta1: float, beta2: float, eps: float, decay: float,
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[float],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    decay: float,
 ) -> None:
     if decay != 1.0:
         torch._foreach_mul_(params, decay)

@@ -17,9 +17,7 @@ def _pyplot():
     return plt
 
 
-def plot_range_test(
-    results: Sequence[Any], path: str | Path, highlight: float | None = None
-) -> Path:
+def plot_range_test(results: Sequence[Any], path: str | Path, highlight: float | None = None) -> Path:
     """Loss against LR (log x) per weight decay (`RangeTestResult`s): raw and smoothed curves, regions shaded,
     suggestions, NaN steps."""
     plt = _pyplot()
@@ -276,7 +274,11 @@ def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None)
         below = (mean - leaderboard["acc_ci_low"]).fillna(0.0).clip(lower=0)
         above = (leaderboard["acc_ci_high"] - mean).fillna(0.0).clip(lower=0)
         bars = ax.bar(
-            leaderboard["arm"], mean, yerr=[below, above], capsize=4, color=[colors[a] for a in leaderboard["arm"]]
+            leaderboard["arm"],
+            mean,
+            yerr=[below, above],
+            capsize=4,
+            color=[colors[a] for a in leaderboard["arm"]],
         )
         for bar, top in zip(bars, leaderboard["top_group"], strict=True):
             if top:
@@ -332,7 +334,10 @@ def plot_schedule_gallery(path: str | Path, total_steps: int = 1000, steps_per_e
         "CLR triangular2": (CyclicalConfig(**clr, mode="triangular2"), flat),
         "CLR exp_range (gamma 0.998)": (CyclicalConfig(**clr, mode="exp_range", gamma=0.998), flat),
         "SGDR (t_0 2 epochs, t_mult 2)": (SGDRConfig(max_lr=0.1, t_0=half, t_mult=2.0), flat),
-        "one-cycle (paper preset)": (one_cycle(0.1, total_steps, "paper"), "momentum cycled 0.95-0.85 (dashed)"),
+        "one-cycle (paper preset)": (
+            one_cycle(0.1, total_steps, "paper"),
+            "momentum cycled 0.95-0.85 (dashed)",
+        ),
         "constant (Adam 3e-4)": (ConstantConfig(lr=3e-4), "Adam's beta1 0.9, flat"),
     }
     plt = _pyplot()
@@ -340,7 +345,12 @@ def plot_schedule_gallery(path: str | Path, total_steps: int = 1000, steps_per_e
     steps = range(total_steps)
     for ax, (title, (cfg, momentum)) in zip(fig.subplots(2, 3).flat, panels.items(), strict=True):
         ax.plot(steps, [lr_at(cfg, s) for s in steps], color="tab:blue")
-        ax.set(title=f"{title}\n{momentum}", xlabel=f"step ({steps_per_epoch} per epoch)", ylabel="LR", ylim=(0, None))
+        ax.set(
+            title=f"{title}\n{momentum}",
+            xlabel=f"step ({steps_per_epoch} per epoch)",
+            ylabel="LR",
+            ylim=(0, None),
+        )
         if momentum_at(cfg, 0) is not None:
             ax2 = ax.twinx()
             ax2.plot(steps, [momentum_at(cfg, s) for s in steps], color="tab:orange", linestyle="--")

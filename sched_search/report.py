@@ -34,10 +34,14 @@ def _display(board: pd.DataFrame) -> pd.DataFrame:
             "seeds": board["n_seeds"],
             "failed": board["n_failed"],
             "val acc %": [num(100 * m, ".2f") for m in board["mean_val_accuracy"]],
-            "95% CI": [interval(lo, hi) for lo, hi in zip(board["acc_ci_low"], board["acc_ci_high"], strict=True)],
+            "95% CI": [
+                interval(lo, hi) for lo, hi in zip(board["acc_ci_low"], board["acc_ci_high"], strict=True)
+            ],
             "std %": [num(100 * s, ".2f") or "not estimable" for s in board["std_val_accuracy"]],
             "vs baseline (points, 95% CI)": [
-                call if call in ("baseline", "") or not math.isfinite(d) else f"{call} {100 * d:+.2f} {interval(lo, hi)}"
+                call
+                if call in ("baseline", "") or not math.isfinite(d)
+                else f"{call} {100 * d:+.2f} {interval(lo, hi)}"
                 for call, d, lo, hi in zip(
                     board["vs_baseline"],
                     board["diff_vs_baseline"],
@@ -50,7 +54,9 @@ def _display(board: pd.DataFrame) -> pd.DataFrame:
             "test acc %": [num(100 * v, ".2f") for v in board["mean_test_accuracy"]],
             "epochs to target": [num(v, "g") for v in board["epochs_to_target"]],
             "speed-up": board["to_target"].fillna(""),
-            "first epoch at target (full run)": [num(v, "g") for v in board["first_epoch_at_target_full_run"]],
+            "first epoch at target (full run)": [
+                num(v, "g") for v in board["first_epoch_at_target_full_run"]
+            ],
             "wall s/run": [num(v, ".3g") for v in board["wall_time_s"]],
             "best config": board["best_config"],
         }
@@ -208,7 +214,9 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         f"<p>Target accuracy: {target}.</p>",
         "<h2>Leaderboard</h2>",
         shown.to_html(index=False, border=0, classes="leaderboard"),
-        "<ul class=\"note\">", *[f"<li>{html.escape(n)}</li>" for n in decided], "</ul>",
+        '<ul class="note">',
+        *[f"<li>{html.escape(n)}</li>" for n in decided],
+        "</ul>",
         f'<p class="note">{html.escape(FULL_RUN_NOTE)}</p>',
     ]
     body += [f"<h2>{html.escape(captions[k])}</h2>{img(f)}" for k, f in figures.items()]

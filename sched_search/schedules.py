@@ -46,13 +46,21 @@ class CyclicalConfig:
     max_momentum: float = 0.95  # momentum at base_lr
 
     def __post_init__(self) -> None:
-        _check(0 <= self.base_lr <= self.max_lr and self.max_lr > 0, "base_lr, max_lr",
-               "0 <= base_lr <= max_lr with max_lr > 0", (self.base_lr, self.max_lr))
+        _check(
+            0 <= self.base_lr <= self.max_lr and self.max_lr > 0,
+            "base_lr, max_lr",
+            "0 <= base_lr <= max_lr with max_lr > 0",
+            (self.base_lr, self.max_lr),
+        )
         _check(_is_int(self.step_size) and self.step_size >= 1, "step_size", "an int >= 1", self.step_size)
         _check(self.mode in CLR_MODES, "mode", f"one of {CLR_MODES}", self.mode)
         _check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
-        _check(0 <= self.base_momentum <= self.max_momentum < 1, "base_momentum, max_momentum",
-               "0 <= base_momentum <= max_momentum < 1", (self.base_momentum, self.max_momentum))
+        _check(
+            0 <= self.base_momentum <= self.max_momentum < 1,
+            "base_momentum, max_momentum",
+            "0 <= base_momentum <= max_momentum < 1",
+            (self.base_momentum, self.max_momentum),
+        )
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,12 @@ class SGDRConfig:
     peak_decay: float = 1.0  # peak multiplier per restart, in (0, 1]; the peak never goes below eta_min
 
     def __post_init__(self) -> None:
-        _check(0 <= self.eta_min <= self.max_lr and self.max_lr > 0, "eta_min, max_lr",
-               "0 <= eta_min <= max_lr with max_lr > 0", (self.eta_min, self.max_lr))
+        _check(
+            0 <= self.eta_min <= self.max_lr and self.max_lr > 0,
+            "eta_min, max_lr",
+            "0 <= eta_min <= max_lr with max_lr > 0",
+            (self.eta_min, self.max_lr),
+        )
         _check(_is_int(self.t_0) and self.t_0 >= 1, "t_0", "an int >= 1", self.t_0)
         _check(self.t_mult >= 1, "t_mult", ">= 1", self.t_mult)
         _check(0 < self.peak_decay <= 1, "peak_decay", "in (0, 1]", self.peak_decay)
@@ -94,14 +106,23 @@ class OneCycleConfig:
 
     def __post_init__(self) -> None:
         _check(self.max_lr > 0, "max_lr", "> 0", self.max_lr)
-        _check(_is_int(self.total_steps) and self.total_steps >= 1, "total_steps", "an int >= 1", self.total_steps)
+        _check(
+            _is_int(self.total_steps) and self.total_steps >= 1,
+            "total_steps",
+            "an int >= 1",
+            self.total_steps,
+        )
         top = 0.5 if self.three_phase else 1.0
         _check(0 <= self.pct_start <= top, "pct_start", f"in [0, {top}]", self.pct_start)
         _check(self.div_factor >= 1, "div_factor", ">= 1", self.div_factor)
         _check(self.final_div_factor >= 1, "final_div_factor", ">= 1", self.final_div_factor)
         _check(self.anneal in ANNEALS, "anneal", f"one of {ANNEALS}", self.anneal)
-        _check(0 <= self.base_momentum <= self.max_momentum < 1, "base_momentum, max_momentum",
-               "0 <= base_momentum <= max_momentum < 1", (self.base_momentum, self.max_momentum))
+        _check(
+            0 <= self.base_momentum <= self.max_momentum < 1,
+            "base_momentum, max_momentum",
+            "0 <= base_momentum <= max_momentum < 1",
+            (self.base_momentum, self.max_momentum),
+        )
 
 
 @dataclass(frozen=True)
@@ -120,12 +141,29 @@ ScheduleConfig = CyclicalConfig | SGDRConfig | OneCycleConfig | ConstantConfig
 ONE_CYCLE_PRESETS: dict[str, dict[str, Any]] = {
     # Smith 2018: one linear cycle "smaller than the total number of iterations" from max_lr/10, then the LR
     # falls "several orders of magnitude" below the start; pct_start 0.45 leaves the last 10% to that fall.
-    "paper": {"pct_start": 0.45, "div_factor": 10.0, "final_div_factor": 1e4, "anneal": "linear",
-              "three_phase": True},
+    "paper": {
+        "pct_start": 0.45,
+        "div_factor": 10.0,
+        "final_div_factor": 1e4,
+        "anneal": "linear",
+        "three_phase": True,
+    },
     # fastai fit_one_cycle: div 25, div_final 1e5 relative to lr_max, i.e. 1e5 / 25 = 4000 relative to the start.
-    "fastai": {"pct_start": 0.25, "div_factor": 25.0, "final_div_factor": 4e3, "anneal": "cos", "three_phase": False},
+    "fastai": {
+        "pct_start": 0.25,
+        "div_factor": 25.0,
+        "final_div_factor": 4e3,
+        "anneal": "cos",
+        "three_phase": False,
+    },
     # torch OneCycleLR defaults.
-    "torch": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "anneal": "cos", "three_phase": False},
+    "torch": {
+        "pct_start": 0.3,
+        "div_factor": 25.0,
+        "final_div_factor": 1e4,
+        "anneal": "cos",
+        "three_phase": False,
+    },
 }
 
 
@@ -147,7 +185,9 @@ def one_cycle(max_lr: float, total_steps: int, preset: str = "paper", **override
     """
     if preset not in ONE_CYCLE_PRESETS:
         raise ValueError(f"preset must be one of {sorted(ONE_CYCLE_PRESETS)}, but got {preset!r}.")
-    return OneCycleConfig(max_lr=max_lr, total_steps=total_steps, **{**ONE_CYCLE_PRESETS[preset], **overrides})
+    return OneCycleConfig(
+        max_lr=max_lr, total_steps=total_steps, **{**ONE_CYCLE_PRESETS[preset], **overrides}
+    )
 
 
 def to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
@@ -157,16 +197,29 @@ def to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
         >>> to_steps(2.5, "epochs", steps_per_epoch=10)
         25
     """
-    _check(_is_int(steps_per_epoch) and steps_per_epoch >= 1, "steps_per_epoch", "an int >= 1", steps_per_epoch)
+    _check(
+        _is_int(steps_per_epoch) and steps_per_epoch >= 1, "steps_per_epoch", "an int >= 1", steps_per_epoch
+    )
     _check(unit in STEP_UNITS, "unit", f"one of {STEP_UNITS}", unit)
-    _check(isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0,
-           f"a duration in {unit}", "a finite number > 0", value)
+    _check(
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0,
+        f"a duration in {unit}",
+        "a finite number > 0",
+        value,
+    )
     if unit == "steps":
         _check(float(value).is_integer(), "a duration in steps", "a whole number", value)
         return int(value)
     steps = math.floor(value * steps_per_epoch + 0.5)
-    _check(steps >= 1, f"{value} epochs x {steps_per_epoch} steps per epoch", "at least 1 step",
-           value * steps_per_epoch)
+    _check(
+        steps >= 1,
+        f"{value} epochs x {steps_per_epoch} steps per epoch",
+        "at least 1 step",
+        value * steps_per_epoch,
+    )
     return steps
 
 
@@ -213,8 +266,11 @@ def _one_cycle_point(c: OneCycleConfig, step: int) -> tuple[float, float]:
     lo_m, hi_m = c.base_momentum, c.max_momentum
     up = (float(c.pct_start * c.total_steps) - 1, start_lr, c.max_lr, hi_m, lo_m)
     if c.three_phase:
-        phases = [up, (float(2 * c.pct_start * c.total_steps) - 2, c.max_lr, start_lr, lo_m, hi_m),
-                  (c.total_steps - 1, start_lr, final_lr, hi_m, hi_m)]
+        phases = [
+            up,
+            (float(2 * c.pct_start * c.total_steps) - 2, c.max_lr, start_lr, lo_m, hi_m),
+            (c.total_steps - 1, start_lr, final_lr, hi_m, hi_m),
+        ]
     else:
         phases = [up, (c.total_steps - 1, c.max_lr, final_lr, lo_m, hi_m)]
     step = min(step, c.total_steps - 1)  # hold the final value where torch would raise
@@ -284,13 +340,17 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         last_epoch: Index of the last batch seen; -1 starts at step 0.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, config: ScheduleConfig, last_epoch: int = -1) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, config: ScheduleConfig, last_epoch: int = -1
+    ) -> None:
         self.config = config
         cycles = momentum_at(config, 0) is not None
         for k, group in enumerate(optimizer.param_groups):
             if cycles and "momentum" not in group and "betas" not in group:
-                raise ValueError(f"{type(config).__name__} cycles momentum, but param group {k} of "
-                                 f"{type(optimizer).__name__} has neither 'momentum' nor 'betas'.")
+                raise ValueError(
+                    f"{type(config).__name__} cycles momentum, but param group {k} of "
+                    f"{type(optimizer).__name__} has neither 'momentum' nor 'betas'."
+                )
             group["peak_lr"] = peak_lr(config)
             # torch demands initial_lr to resume with last_epoch >= 0; we never read it, so any value will do.
             group.setdefault("initial_lr", group["lr"])
@@ -332,8 +392,10 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
                 group["lr"].fill_(lr)
             else:
                 group["lr"] = lr
-        self._last_lr = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]  # torch never aliases
-                         for g in self.optimizer.param_groups]
+        self._last_lr = [
+            g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]  # torch never aliases
+            for g in self.optimizer.param_groups
+        ]
         self._set_momentum()
 
 

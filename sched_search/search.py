@@ -81,7 +81,9 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
             "seed": s,
             "budgets": list(cfg.search.budgets),
             "source_trial": best["trial_id"],
-            "source_full_budget": best.get("full_budget", True),  # False: every search trial was stopped by ASHA
+            "source_full_budget": best.get(
+                "full_budget", True
+            ),  # False: every search trial was stopped by ASHA
         }
         for s in cfg.search.seeds
     ]
@@ -168,14 +170,18 @@ def run_trials(
                 name="study",
                 storage_path=str((run_dir / "ray").resolve()),
                 callbacks=[recorder.callback],
-                failure_config=tune.FailureConfig(max_failures=1),  # retry a trial once when its worker is lost
+                failure_config=tune.FailureConfig(
+                    max_failures=1
+                ),  # retry a trial once when its worker is lost
                 verbose=0,
             ),
         )
 
     path = (run_dir / "ray" / "study").resolve()  # Ray reads a relative path as a URI without a scheme
     if _restorable(path):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
     else:
         shutil.rmtree(path, ignore_errors=True)
         for arm, space in spaces.items():

@@ -37,7 +37,9 @@ class ArmSpace:
     optimizer: str
     params: tuple[Param, ...]
     fixed: dict  # constants of the arm (schedule values not searched), visible in every trial's config
-    sources: dict  # where each constant and the schedule's shape come from (kept beside the config, not in it)
+    sources: (
+        dict  # where each constant and the schedule's shape come from (kept beside the config, not in it)
+    )
 
     def first_point(self) -> dict[str, Any]:
         return {p.name: p.first for p in self.params}

@@ -150,7 +150,10 @@ def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
         probe_address(address)  # Ray retries a dead address for minutes
         try:
             ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError) as e:  # AuthenticationError arrives wrapped in a ConnectionError
+        except (
+            ConnectionError,
+            RuntimeError,
+        ) as e:  # AuthenticationError arrives wrapped in a ConnectionError
             raise auth_hint(address, e) from None
         try:
             check_cluster(cfg, address)
@@ -220,7 +223,9 @@ def _prepare(
     from .preflight import check_study
 
     if run_dir is not None:
-        if not (run_dir / "ray" / "study").exists() and any((run_dir / "ray" / s).exists() for s in ("search", "final")):
+        if not (run_dir / "ray" / "study").exists() and any(
+            (run_dir / "ray" / s).exists() for s in ("search", "final")
+        ):
             # sched_search 0.1 ran the search and the final re-runs as two Tune experiments; this one cannot
             # restore them, and starting afresh would overwrite their tables.
             raise ValueError(

@@ -273,7 +273,9 @@ class Recorder:
         config = trial.config
         stage = config.get("stage", "search")
         last = rows[-1] if rows else {}
-        final = last.get("val_accuracy", float("nan"))  # what selection and the leaderboard use, not the best epoch
+        final = last.get(
+            "val_accuracy", float("nan")
+        )  # what selection and the leaderboard use, not the best epoch
         status = f"error ({short_reason(error_text(error_file))})" if error_file else last.get("status", "ok")
         if status == "ok" and stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
             status = f"stopped by ASHA at epoch {last.get('epoch')}"
@@ -283,7 +285,9 @@ class Recorder:
             if k
             in ("max_lr", "weight_decay", "lr", "seed", "mode", "t_0_epochs", "pct_start", "step_size_epochs")
         }
-        self.echo(f"[{stage} {config.get('arm', '?')}] {trial.trial_id} {shown} final val_accuracy {final:.4f} {status}")
+        self.echo(
+            f"[{stage} {config.get('arm', '?')}] {trial.trial_id} {shown} final val_accuracy {final:.4f} {status}"
+        )
         self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
         if time.monotonic() - self.written_at >= self.write_every_s:
             self.write()

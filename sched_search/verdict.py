@@ -32,7 +32,9 @@ ORDER_RULE = (
 
 def correct_matrix(strings: list[str]) -> np.ndarray:
     """Seeds x examples 0/1 matrix from `val_correct` strings ("0110...", one character per example)."""
-    return np.stack([np.frombuffer(s.encode("ascii"), dtype=np.uint8) == ord("1") for s in strings]).astype(float)
+    return np.stack([np.frombuffer(s.encode("ascii"), dtype=np.uint8) == ord("1") for s in strings]).astype(
+        float
+    )
 
 
 def outcomes(trials: pd.DataFrame) -> tuple[dict[str, dict[float, np.ndarray]], list[int], dict[str, str]]:
@@ -127,7 +129,9 @@ def _resampled_means(matrix: np.ndarray, seed_w: np.ndarray, example_w: np.ndarr
 def bootstrap_weights(s: int, n: int, draws: int = DRAWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Counts of each seed and each example in `draws` resamples with replacement (the same for every arm)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(s, [1 / s] * s, size=draws), rng.multinomial(n, [1 / n] * n, size=draws).astype(float)
+    return rng.multinomial(s, [1 / s] * s, size=draws), rng.multinomial(n, [1 / n] * n, size=draws).astype(
+        float
+    )
 
 
 # --------------------------------------------------------------------------------------------- the decision
@@ -242,7 +246,9 @@ def decide(
             if estimable:
                 call = "equal" if adjusted[a] >= ALPHA else ("better" if c["diff"] > 0 else "worse")
             out["arms"][a]["vs_baseline"] = {**_clean(c), "p_holm": adjusted.get(a), "call": call}
-        out["better_than_baseline"] = [a for a in vs_base if out["arms"][a]["vs_baseline"]["call"] == "better"]
+        out["better_than_baseline"] = [
+            a for a in vs_base if out["arms"][a]["vs_baseline"]["call"] == "better"
+        ]
         out["worse_than_baseline"] = [a for a in vs_base if out["arms"][a]["vs_baseline"]["call"] == "worse"]
 
     _speedups(out, matrices, full, baseline, target_accuracy, chance_accuracy, seed_w, example_w)
@@ -302,7 +308,9 @@ def _speedups(
         if arm == baseline:
             continue
         point = float(_epochs_to_target({e: m.mean() for e, m in rungs.items()}, target))
-        boot = _epochs_to_target({e: _resampled_means(m, seed_w, example_w) for e, m in rungs.items()}, boot_target)
+        boot = _epochs_to_target(
+            {e: _resampled_means(m, seed_w, example_w) for e, m in rungs.items()}, boot_target
+        )
         ratio = np.where(np.isfinite(boot), base_boot / boot, 0.0)  # 0: not reached in that draw
         reached = math.isfinite(point)
         out["speedup"][arm] = {
@@ -355,7 +363,9 @@ def _words(out: dict[str, Any]) -> tuple[str, str]:
         head = f"Winner: {out['winner']} ({_pts(out['arms'][out['winner']]['mean'])}%), ahead of every other arm."
     else:
         group = ", ".join(out["top_group"])
-        head = f"No clear winner: {group} cannot be told apart ({len(out['top_group'])} arms in the top group)."
+        head = (
+            f"No clear winner: {group} cannot be told apart ({len(out['top_group'])} arms in the top group)."
+        )
     better = out["better_than_baseline"]
     if out["target_meaningful"] is False:
         head += f" The baseline {b} is not better than chance: its accuracy as a target means nothing."

@@ -16,7 +16,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Ray binds its node to the machine's address even when told 127.0.0.1; this (its switch for single-machine
 # clusters) keeps every Ray the tests start, in-process or by `ray start`, on loopback. Read when ray is imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # small models: one thread is as fast and is steady on a shared box
+os.environ.setdefault(
+    "OMP_NUM_THREADS", "1"
+)  # small models: one thread is as fast and is steady on a shared box
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
@@ -24,7 +26,13 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()
 

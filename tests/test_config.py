@@ -49,7 +49,11 @@ BAD = [
     ("[search]\nbudgets = [0, 1.0]\n", "[search] budgets", "fractions in (0, 1]"),
     ("[search]\nseeds = [1, 1]\n", "[search] seeds", "distinct"),
     ("[search]\ntrials_per_arm = 0\n", "[search] trials_per_arm", "in 1..10000"),
-    ("[range_test]\nstart_lr = 1.0\nend_lr = 0.1\n", "[range_test] start_lr, end_lr", "0 < start_lr < end_lr"),
+    (
+        "[range_test]\nstart_lr = 1.0\nend_lr = 0.1\n",
+        "[range_test] start_lr, end_lr",
+        "0 < start_lr < end_lr",
+    ),
     ("[range_test]\nweight_decays = [-1e-4]\n", "[range_test] weight_decays", ">= 0"),
     ("[range_test]\nnum_steps = 5\n", "[range_test] num_steps", "0 (15 epochs of the data's steps) or"),
     ("[early_stopping]\ngrace_period = 99\n", "[early_stopping] grace_period", "in 1..epochs"),
@@ -66,7 +70,11 @@ BAD = [
     ("[train]\nepochs = 1000000000000\n", "[train] epochs", "1..100000"),
     ("[range_test]\nend_lr = inf\n", "[range_test] end_lr", "a finite number"),
     ("[resources]\ngpus_per_trial = -1\n", "[resources] gpus_per_trial", "a fraction in [0, 1]"),
-    ("[train]\ndevice = \"cuda\"\n[resources]\nnum_gpus = 1\ngpus_per_trial = 2\n", "[resources] gpus_per_trial", "at most num_gpus=1"),
+    (
+        '[train]\ndevice = "cuda"\n[resources]\nnum_gpus = 1\ngpus_per_trial = 2\n',
+        "[resources] gpus_per_trial",
+        "at most num_gpus=1",
+    ),
     (f'name = "{"n" * 101}"\n', "name", "at most 100 characters"),
     ("[train\nepochs = 3\n", "not valid TOML", ""),
     ("train = 3\n", "[train]", "a table"),
@@ -74,7 +82,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("text", "key", "expected"), BAD, ids=[b[1] + ":" + b[2] for b in BAD])
-def test_bad_study_file_names_file_key_and_expectation(tmp_path: Path, text: str, key: str, expected: str) -> None:
+def test_bad_study_file_names_file_key_and_expectation(
+    tmp_path: Path, text: str, key: str, expected: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(StudyFileError) as err:

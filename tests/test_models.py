@@ -135,7 +135,10 @@ def test_cnn1d_is_the_mnist1d_papers_network() -> None:
     model = build_model("cnn1d", (40,), 10)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
-        (1, 25, 5, 2), (25, 25, 3, 2), (25, 25, 3, 2)]
+        (1, 25, 5, 2),
+        (25, 25, 3, 2),
+        (25, 25, 3, 2),
+    ]
     assert sum(p.numel() for p in model.parameters()) == 5210
     assert model(torch.randn(3, 40)).shape == (3, 10)
     assert build_model("cnn1d", (1, 40), 10)(torch.randn(3, 1, 40)).shape == (3, 10)

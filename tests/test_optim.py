@@ -69,8 +69,13 @@ def test_adamw_lr_mode_is_torch_adamw(foreach: bool) -> None:
     _assert_same_params(ours, theirs)  # same operations in the same order: equal to the bit, not just ~1e-6
 
 
-@pytest.mark.parametrize("make", [lambda p: SGDW(p, lr=0.1, weight_decay=0.05, nesterov=True),
-                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.05, decay_mode="schedule")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: SGDW(p, lr=0.1, weight_decay=0.05, nesterov=True),
+        lambda p: AdamW(p, lr=3e-3, weight_decay=0.05, decay_mode="schedule"),
+    ],
+)
 def test_foreach_and_single_tensor_paths_agree(make) -> None:
     a, b = _mlp(), _mlp()
     batches = _batches(10)
@@ -92,8 +97,14 @@ def test_foreach_and_single_tensor_paths_agree(make) -> None:
 def test_sgdw_two_steps_by_hand(foreach: bool, decay_mode: str) -> None:
     theta = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
     lr, peak_lr, lam, momentum = 0.1, 0.4, 0.2, 0.9
-    opt = SGDW([{"params": [theta], "peak_lr": peak_lr}], lr=lr, momentum=momentum, weight_decay=lam,
-               decay_mode=decay_mode, foreach=foreach)
+    opt = SGDW(
+        [{"params": [theta], "peak_lr": peak_lr}],
+        lr=lr,
+        momentum=momentum,
+        weight_decay=lam,
+        decay_mode=decay_mode,
+        foreach=foreach,
+    )
     # Per-step shrink d: eta_t * lambda = (0.1 / 0.4) * 0.2 = 0.05 (paper), or lr * lambda = 0.1 * 0.2 = 0.02.
     d = 0.05 if decay_mode == "schedule" else 0.02
     g1, g2 = 0.5, -1.0
@@ -125,15 +136,22 @@ def test_adamw_schedule_mode_halves_decay_with_half_lr(foreach: bool) -> None:
     shrink = {}
     for ratio in (1.0, 0.5):
         theta = start.clone().requires_grad_()
-        opt = AdamW([{"params": [theta], "peak_lr": peak_lr}], lr=ratio * peak_lr, weight_decay=lam,
-                    decay_mode="schedule", foreach=foreach)
+        opt = AdamW(
+            [{"params": [theta], "peak_lr": peak_lr}],
+            lr=ratio * peak_lr,
+            weight_decay=lam,
+            decay_mode="schedule",
+            foreach=foreach,
+        )
         for _ in range(2):
             theta.grad = torch.zeros_like(theta)
             opt.step()
         shrink[ratio] = theta.detach() / start
     # eta_t = 1: theta_2 = (1 - 0.1)^2 theta_0; eta_t = 0.5: (1 - 0.05)^2 theta_0, independent of lr's size.
     torch.testing.assert_close(shrink[1.0], torch.full((2,), 0.9**2, dtype=torch.float64), atol=1e-15, rtol=0)
-    torch.testing.assert_close(shrink[0.5], torch.full((2,), 0.95**2, dtype=torch.float64), atol=1e-15, rtol=0)
+    torch.testing.assert_close(
+        shrink[0.5], torch.full((2,), 0.95**2, dtype=torch.float64), atol=1e-15, rtol=0
+    )
 
 
 def test_adamw_lr_mode_decay_scales_with_lr() -> None:
@@ -198,8 +216,13 @@ def test_hyperparameters_are_read_from_the_group_each_step() -> None:
 # --- state dicts and schedulers ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [lambda p: SGDW(p, lr=0.1, weight_decay=0.01, nesterov=True),
-                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.05, decay_mode="schedule")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: SGDW(p, lr=0.1, weight_decay=0.01, nesterov=True),
+        lambda p: AdamW(p, lr=3e-3, weight_decay=0.05, decay_mode="schedule"),
+    ],
+)
 def test_state_dict_round_trip(make) -> None:
     model = _mlp()
     opt = make(model.parameters())
@@ -227,14 +250,21 @@ def test_loads_a_torch_adamw_state_dict() -> None:
     ours.load_state_dict(theirs.state_dict())
     opt = AdamW(ours.parameters(), lr=3e-3, weight_decay=0.1, decay_mode="lr")
     opt.load_state_dict(copy.deepcopy(ref.state_dict()))
-    assert opt.param_groups[0]["decay_mode"] == "lr"  # torch's groups lack it; this optimizer's argument fills in
+    assert (
+        opt.param_groups[0]["decay_mode"] == "lr"
+    )  # torch's groups lack it; this optimizer's argument fills in
     _train(ours, opt, batches[5:])
     _train(theirs, ref, batches[5:])
     _assert_same_params(ours, theirs)
 
 
-@pytest.mark.parametrize("make", [lambda p: SGDW(p, lr=0.1, weight_decay=0.01),
-                                  lambda p: AdamW(p, lr=3e-3, weight_decay=0.01, decay_mode="schedule")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: SGDW(p, lr=0.1, weight_decay=0.01),
+        lambda p: AdamW(p, lr=3e-3, weight_decay=0.01, decay_mode="schedule"),
+    ],
+)
 @pytest.mark.parametrize("scheduler", ["step", "one_cycle"])
 def test_torch_schedulers_drive_the_optimizers(make, scheduler: str) -> None:
     model = _mlp()
@@ -323,7 +353,9 @@ def test_adamw_has_no_default_decay_mode() -> None:
 
 def test_normalized_weight_decay() -> None:
     # Paper, Appendix B.1: lambda = lambda_norm * sqrt(b / (B * T)); 0.05 * sqrt(128 / (50000 * 100)).
-    assert normalized_weight_decay(0.05, 128, 50_000, 100) == pytest.approx(0.05 * math.sqrt(128 / 5e6), rel=1e-15)
+    assert normalized_weight_decay(0.05, 128, 50_000, 100) == pytest.approx(
+        0.05 * math.sqrt(128 / 5e6), rel=1e-15
+    )
     assert normalized_weight_decay(0.1, 100, 100, 1) == pytest.approx(0.1, rel=1e-15)
     with pytest.raises(ValueError, match="epochs must be > 0, but got 0."):
         normalized_weight_decay(0.05, 128, 50_000, 0)
@@ -334,10 +366,16 @@ def test_normalized_weight_decay() -> None:
     [
         ({"lr": -1.0}, "lr must be >= 0, but got -1.0."),
         ({"lr": 0.1, "weight_decay": -0.1}, "weight_decay must be >= 0, but got -0.1."),
-        ({"lr": 0.1, "decay_mode": "paper"}, "decay_mode must be one of ('schedule', 'lr'), but got 'paper'."),
+        (
+            {"lr": 0.1, "decay_mode": "paper"},
+            "decay_mode must be one of ('schedule', 'lr'), but got 'paper'.",
+        ),
         ({"lr": 0.1, "momentum": 1.0}, "momentum must be in [0, 1), but got 1.0."),
         ({"lr": 0.1, "dampening": 2.0}, "dampening must be in [0, 1], but got 2.0."),
-        ({"lr": 0.1, "nesterov": True, "dampening": 0.1}, "nesterov=True needs momentum > 0 and dampening == 0"),
+        (
+            {"lr": 0.1, "nesterov": True, "dampening": 0.1},
+            "nesterov=True needs momentum > 0 and dampening == 0",
+        ),
     ],
 )
 def test_sgdw_rejects_bad_arguments(kwargs: dict, message: str) -> None:
@@ -377,8 +415,12 @@ def test_schedule_mode_needs_a_positive_peak_lr() -> None:
         pytest.param(lambda p: SGDW(p, lr=0.05, momentum=0.9, weight_decay=5e-4), id="sgdw"),
         # lambda_norm = 0.025, the low end of the paper's range: ~1.7e-3 per step. The spec's 1e-2 shrinks the
         # weights 1% a step at eta_t = 1 and costs ~2 points of test accuracy here (88.7%).
-        pytest.param(lambda p: AdamW(p, lr=3e-3, weight_decay=normalized_weight_decay(0.025, 64, 1400, 10),
-                                     decay_mode="schedule"), id="adamw"),
+        pytest.param(
+            lambda p: AdamW(
+                p, lr=3e-3, weight_decay=normalized_weight_decay(0.025, 64, 1400, 10), decay_mode="schedule"
+            ),
+            id="adamw",
+        ),
     ],
 )
 def test_trains_on_digits(make) -> None:
@@ -402,4 +444,3 @@ def test_trains_on_digits(make) -> None:
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
     assert accuracy > 0.9
-

@@ -360,7 +360,9 @@ def test_nan_in_some_batches_leaves_gaps(digits: TensorData) -> None:
         assert lr == result.lrs[step] == pytest.approx(result.config.lr_at(step))
         assert math.isnan(result.losses[step])
         if step > 0:
-            assert result.smoothed[step] == result.smoothed[step - 1]  # the gap carries the last smoothed value
+            assert (
+                result.smoothed[step] == result.smoothed[step - 1]
+            )  # the gap carries the last smoothed value
     # The NaN batches were skipped, not stepped on: every other step has a finite loss, and the loss still fell.
     nan_set = {s for s, _, _ in result.nan_steps}
     i_min = int(np.nanargmin(result.losses))
@@ -425,7 +427,9 @@ def test_tiny_end_lr_asks_for_a_larger_end_lr(digits: TensorData) -> None:
 def test_batch_larger_than_data_raises(digits: TensorData) -> None:
     model = _mlp(digits)
     with pytest.raises(ValueError, match="batch_size=64"):
-        range_test(model, _sgd(model), (digits.x_train[:50], digits.y_train[:50]), RangeTestConfig(num_steps=10))
+        range_test(
+            model, _sgd(model), (digits.x_train[:50], digits.y_train[:50]), RangeTestConfig(num_steps=10)
+        )
 
 
 # --- exact state restore ----------------------------------------------------------------------------------------
@@ -433,7 +437,10 @@ def test_batch_larger_than_data_raises(digits: TensorData) -> None:
 
 def _hooks(model: nn.Module) -> int:
     return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + len(m._backward_pre_hooks)
         for m in model.modules()
     )
 
@@ -461,7 +468,9 @@ def test_state_restored_exactly(digits_image: TensorData, make_optimizer, traini
     rng_before = torch.get_rng_state()
     hooks_before = _hooks(model)
 
-    result = range_test(model, optimizer, digits_image, RangeTestConfig(num_steps=20, end_lr=1.0), weight_decay=0.1)
+    result = range_test(
+        model, optimizer, digits_image, RangeTestConfig(num_steps=20, end_lr=1.0), weight_decay=0.1
+    )
     assert len(result.losses) > 5 and result.weight_decay == 0.1
 
     _assert_equal_nested(model_before, model.state_dict(), "model")
@@ -494,7 +503,9 @@ def test_restored_after_an_error(digits: TensorData) -> None:
     model_before, optim_before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     good = list(batches(digits.x_train, digits.y_train, 64, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="no target key"):
-        range_test(model, optimizer, [*good[:3], {"inputs": digits.x_train[:64]}], RangeTestConfig(num_steps=20))
+        range_test(
+            model, optimizer, [*good[:3], {"inputs": digits.x_train[:64]}], RangeTestConfig(num_steps=20)
+        )
     _assert_equal_nested(model_before, model.state_dict())
     _assert_equal_nested(optim_before, optimizer.state_dict())
 
@@ -539,8 +550,12 @@ def test_suggested_max_lr_is_stable(digits: TensorData, make_optimizer) -> None:
     for seed in range(4):
         for num_steps in (200, 300, 400):
             model = _mlp(digits, seed=seed)
-            result = range_test(model, make_optimizer(model.parameters()), digits,
-                                RangeTestConfig(num_steps=num_steps, seed=seed))
+            result = range_test(
+                model,
+                make_optimizer(model.parameters()),
+                digits,
+                RangeTestConfig(num_steps=num_steps, seed=seed),
+            )
             assert result.verdict == "ok", (seed, num_steps, result.reading.reasons)
             suggestions.append(result.reading.suggested_max_lr)
     # Measured 1.39 (SGD) and 1.36 (AdamW); torch-lr-finder's steepest point moves ~8x over the same grid.
@@ -653,7 +668,7 @@ def test_linear_mode(digits: TensorData) -> None:
 def test_exp_mode_is_geometric() -> None:
     config = RangeTestConfig(start_lr=1e-6, end_lr=1.0, num_steps=61)
     lrs = np.array([config.lr_at(s) for s in range(61)])
-    np.testing.assert_allclose(lrs[1:] / lrs[:-1], 10 ** 0.1, rtol=1e-9)
+    np.testing.assert_allclose(lrs[1:] / lrs[:-1], 10**0.1, rtol=1e-9)
     assert lrs[0] == 1e-6 and lrs[-1] == pytest.approx(1.0)
 
 
@@ -709,8 +724,16 @@ def test_sweep_to_json_and_frame(sweep, tmp_path) -> None:
     text = result.to_json(tmp_path / "sweep.json")
     assert (tmp_path / "sweep.json").read_text() == text
     out = json.loads(text)
-    assert {"verdict", "reasons", "suggested_min_lr", "suggested_max_lr", "steepest_lr", "regions",
-            "weight_decay", "nan_steps"} <= out.keys()
+    assert {
+        "verdict",
+        "reasons",
+        "suggested_min_lr",
+        "suggested_max_lr",
+        "steepest_lr",
+        "regions",
+        "weight_decay",
+        "nan_steps",
+    } <= out.keys()
     assert out["weight_decay"]["chosen"] == result.chosen
     assert out["weight_decay"]["range"] == list(result.search_range)
     assert [d["weight_decay"] for d in out["weight_decay"]["per_decay"]] == list(grid)

@@ -28,17 +28,36 @@ BASELINE = "constant-adam"
 # budget 0.25 (2 epochs) -> speed-up 8 / 2 = 4; clr-sgdw never reaches it.
 ARMS = {
     BASELINE: {1.0: [0.89, 0.90, 0.91]},
-    "one_cycle-adamw": {0.125: [0.84, 0.85, 0.86], 0.25: [0.905, 0.91, 0.915], 0.5: [0.91, 0.915, 0.92],
-                        1.0: [0.90, 0.92, 0.94]},
-    "clr-sgdw": {0.125: [0.70, 0.71, 0.72], 0.25: [0.80, 0.81, 0.82], 0.5: [0.83, 0.84, 0.85],
-                 1.0: [0.85, 0.86, 0.87]},
+    "one_cycle-adamw": {
+        0.125: [0.84, 0.85, 0.86],
+        0.25: [0.905, 0.91, 0.915],
+        0.5: [0.91, 0.915, 0.92],
+        1.0: [0.90, 0.92, 0.94],
+    },
+    "clr-sgdw": {
+        0.125: [0.70, 0.71, 0.72],
+        0.25: [0.80, 0.81, 0.82],
+        0.5: [0.83, 0.84, 0.85],
+        1.0: [0.85, 0.86, 0.87],
+    },
 }
 CONFIGS = {
     BASELINE: {"lr": 3e-4, "weight_decay": 0.0},
-    "one_cycle-adamw": {"max_lr": 0.006, "weight_decay": 1e-4, "pct_start": 0.3, "div_factor": 25.0,
-                        "final_div_factor": 1e4},
-    "clr-sgdw": {"max_lr": 0.05, "weight_decay": 1e-5, "base_div": 4.0, "step_size_epochs": 2.0,
-                 "mode": "triangular", "gamma": 1.0},
+    "one_cycle-adamw": {
+        "max_lr": 0.006,
+        "weight_decay": 1e-4,
+        "pct_start": 0.3,
+        "div_factor": 25.0,
+        "final_div_factor": 1e4,
+    },
+    "clr-sgdw": {
+        "max_lr": 0.05,
+        "weight_decay": 1e-5,
+        "base_div": 4.0,
+        "step_size_epochs": 2.0,
+        "mode": "triangular",
+        "gamma": 1.0,
+    },
 }
 
 
@@ -49,12 +68,23 @@ def correct_string(accuracy: float, n: int, rng: np.random.Generator) -> str:
     return "".join("01"[int(v)] for v in right)
 
 
-def _fabricate(root: Path, arms: dict = ARMS, target: float | None = None, tables: tuple = ("trials", "epochs"),
-               extras: bool = True, n_val: int = N_VAL) -> Path:
+def _fabricate(
+    root: Path,
+    arms: dict = ARMS,
+    target: float | None = None,
+    tables: tuple = ("trials", "epochs"),
+    extras: bool = True,
+    n_val: int = N_VAL,
+) -> Path:
     """A run folder written by hand: known accuracies; full-budget curves rise 1 point per epoch to the final."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
-    study = {"name": "fab", "train": {"epochs": EPOCHS}, "search": {"seeds": [0, 1, 2]}, "target_accuracy": target}
+    study = {
+        "name": "fab",
+        "train": {"epochs": EPOCHS},
+        "search": {"seeds": [0, 1, 2]},
+        "target_accuracy": target,
+    }
     (root / "resolved_config.json").write_text(json.dumps({"study": study, "package_version": "0.1.0"}))
     trial_rows, epoch_rows, configs = [], [], []
     for arm, rungs in arms.items():
@@ -64,37 +94,91 @@ def _fabricate(root: Path, arms: dict = ARMS, target: float | None = None, table
             configs.append({**common, "seed": seed, "batch_size": 64})
         for budget, accs in rungs.items():
             for seed, acc in enumerate(accs):
-                ident = {"stage": "final", "trial_id": f"{arm}-{seed}", **common, "seed": seed, "budget": budget}
+                ident = {
+                    "stage": "final",
+                    "trial_id": f"{arm}-{seed}",
+                    **common,
+                    "seed": seed,
+                    "budget": budget,
+                }
                 n = int(budget * EPOCHS)
-                trial_rows.append({**ident, "budget_epochs": budget * EPOCHS, "epochs_run": n,
-                                   "final_val_accuracy": acc, "final_val_loss": 1 - acc, "best_val_accuracy": acc,
-                                      "test_accuracy": acc - 0.01, "wall_time": 1.0 + seed, "status": "ok",
-                                   "reason": "", "val_correct": correct_string(acc, n_val, rng)})
-                epoch_rows += [{**ident, "epoch": e, "train_loss": 1.0 / e, "val_loss": 1 - acc + (n - e) * 0.01,
-                                "val_accuracy": acc - (n - e) * 0.01, "lr": 0.01, "momentum": 0.9,
-                                "cycle_epoch": e, "wall_time": 0.1 * e} for e in range(1, n + 1)]
+                trial_rows.append(
+                    {
+                        **ident,
+                        "budget_epochs": budget * EPOCHS,
+                        "epochs_run": n,
+                        "final_val_accuracy": acc,
+                        "final_val_loss": 1 - acc,
+                        "best_val_accuracy": acc,
+                        "test_accuracy": acc - 0.01,
+                        "wall_time": 1.0 + seed,
+                        "status": "ok",
+                        "reason": "",
+                        "val_correct": correct_string(acc, n_val, rng),
+                    }
+                )
+                epoch_rows += [
+                    {
+                        **ident,
+                        "epoch": e,
+                        "train_loss": 1.0 / e,
+                        "val_loss": 1 - acc + (n - e) * 0.01,
+                        "val_accuracy": acc - (n - e) * 0.01,
+                        "lr": 0.01,
+                        "momentum": 0.9,
+                        "cycle_epoch": e,
+                        "wall_time": 0.1 * e,
+                    }
+                    for e in range(1, n + 1)
+                ]
     if "trials" in tables:
         pd.DataFrame(trial_rows).to_parquet(root / "trials.parquet", index=False)
     if "epochs" in tables:
         pd.DataFrame(epoch_rows).to_parquet(root / "epochs.parquet", index=False)
     if extras:
         (root / "final_configs.json").write_text(json.dumps(configs))
-        (root / "spaces.json").write_text(json.dumps({
-            arm: {"params": [{"name": k} for k in CONFIGS[arm] if k not in ("gamma", "final_div_factor")]}
-            for arm in arms if arm != BASELINE
-        }))
+        (root / "spaces.json").write_text(
+            json.dumps(
+                {
+                    arm: {
+                        "params": [
+                            {"name": k} for k in CONFIGS[arm] if k not in ("gamma", "final_div_factor")
+                        ]
+                    }
+                    for arm in arms
+                    if arm != BASELINE
+                }
+            )
+        )
         lr = np.geomspace(1e-6, 1.0, 40)
         for opt in ("adamw", "sgdw"):
             for wd in (0.0, 1e-4):
                 curve = 2.3 - np.clip(np.log10(lr / 1e-4), 0, None) + np.where(lr > 0.1, 50 * lr, 0)
-                frame = pd.DataFrame({"step": range(40), "lr": lr, "loss": curve, "smoothed_loss": curve,
-                                      "curve": curve, "val_loss": np.nan, "finite": True, "weight_decay": wd})
+                frame = pd.DataFrame(
+                    {
+                        "step": range(40),
+                        "lr": lr,
+                        "loss": curve,
+                        "smoothed_loss": curve,
+                        "curve": curve,
+                        "val_loss": np.nan,
+                        "finite": True,
+                        "weight_decay": wd,
+                    }
+                )
                 mode = "a" if wd else "w"
                 frame.to_csv(root / f"range_test_{opt}.csv", mode=mode, header=mode == "w", index=False)
-            (root / f"range_test_{opt}.json").write_text(json.dumps({
-                "verdict": "ok", "reasons": [], "suggested_min_lr": 1e-3, "suggested_max_lr": 1e-2,
-                "weight_decay": {"chosen": 1e-4},
-            }))
+            (root / f"range_test_{opt}.json").write_text(
+                json.dumps(
+                    {
+                        "verdict": "ok",
+                        "reasons": [],
+                        "suggested_min_lr": 1e-3,
+                        "suggested_max_lr": 1e-2,
+                        "weight_decay": {"chosen": 1e-4},
+                    }
+                )
+            )
     return root
 
 
@@ -199,8 +283,17 @@ def test_search_stage_only(tmp_path: Path) -> None:
 
 def test_only_failed_trials(tmp_path: Path) -> None:
     root = _fabricate(tmp_path / "f", extras=False)
-    rows = [{"stage": "final", "trial_id": "x", "arm": "clr-sgdw", "seed": 0, "budget": 1.0, "status": "error",
-             "reason": "worker died"}]
+    rows = [
+        {
+            "stage": "final",
+            "trial_id": "x",
+            "arm": "clr-sgdw",
+            "seed": 0,
+            "budget": 1.0,
+            "status": "error",
+            "reason": "worker died",
+        }
+    ]
     pd.DataFrame(rows).to_parquet(root / "trials.parquet")
     run = load_run(root)
     assert run.leaderboard["n_seeds"].tolist() == [0]
@@ -221,10 +314,19 @@ def _optuna_db(root: Path) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{root / 'optuna.db'}"
-    study = optuna.create_study(storage=storage, study_name="one_cycle-adamw", direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(lambda t: -((t.suggest_float("max_lr", 1e-3, 1e-1, log=True) - 0.01) ** 2)
-                   + 0.001 * t.suggest_float("pct_start", 0.2, 0.5), n_trials=8)
+    study = optuna.create_study(
+        storage=storage,
+        study_name="one_cycle-adamw",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    study.optimize(
+        lambda t: (
+            -((t.suggest_float("max_lr", 1e-3, 1e-1, log=True) - 0.01) ** 2)
+            + 0.001 * t.suggest_float("pct_start", 0.2, 0.5)
+        ),
+        n_trials=8,
+    )
     small = optuna.create_study(storage=storage, study_name="clr-sgdw", direction="maximize")
     small.optimize(lambda t: t.suggest_float("max_lr", 1e-3, 1e-1), n_trials=2)
 
@@ -247,11 +349,19 @@ def test_every_plot_is_written(fab: Path) -> None:
     run = load_run(fab)
     files, notes = write_plots(run, fab / "plots")
     assert notes == ["importances for clr-sgdw: 2 complete trials, need >= 4"]
-    assert set(files) == {"range_test", "schedules", "leaderboard", "budget_ladder", "learning_curves", "importances"}
+    assert set(files) == {
+        "range_test",
+        "schedules",
+        "leaderboard",
+        "budget_ladder",
+        "learning_curves",
+        "importances",
+    }
     for path in files.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
-    compare = plots.plot_arm_comparison(learning_curves(run.epochs), ["one_cycle-adamw", "clr-sgdw"],
-                                        fab / "compare.png", run.target)
+    compare = plots.plot_arm_comparison(
+        learning_curves(run.epochs), ["one_cycle-adamw", "clr-sgdw"], fab / "compare.png", run.target
+    )
     assert compare.stat().st_size > 5000
 
 
@@ -298,7 +408,13 @@ def test_smoke_report(smoke_report: tuple[Path, dict[str, Path]]) -> None:
     run_dir, written = smoke_report
     for name in ("report.md", "report.html", "leaderboard.csv", "trials.csv", "epochs.csv"):
         assert written[name].exists() and written[name].stat().st_size > 0, name
-    for key in ("plot:range_test", "plot:schedules", "plot:leaderboard", "plot:budget_ladder", "plot:learning_curves"):
+    for key in (
+        "plot:range_test",
+        "plot:schedules",
+        "plot:leaderboard",
+        "plot:budget_ladder",
+        "plot:learning_curves",
+    ):
         assert written[key].parent == run_dir / "plots" and written[key].stat().st_size > 5000, key
     page = written["report.html"].read_text()
     assert '<img src="data:image/png;base64,' in page
@@ -307,7 +423,9 @@ def test_smoke_report(smoke_report: tuple[Path, dict[str, Path]]) -> None:
     assert set(board["arm"]) == {"clr-sgdw", "one_cycle-adamw", BASELINE}
     assert (board["n_seeds"] == 2).all()
     for arm in board["arm"]:
-        assert f"<td>{arm} *</td>" in page and arm in written["report.md"].read_text()  # 2 seeds: all in the top group
+        assert (
+            f"<td>{arm} *</td>" in page and arm in written["report.md"].read_text()
+        )  # 2 seeds: all in the top group
     verdict = json.loads(written["verdict.json"].read_text())
     assert verdict["winner"] is None and verdict["n_seeds"] == 2 and "not estimable" in verdict["rule"]
     assert load_run(run_dir).summary in page.replace("&#x27;", "'")
@@ -316,15 +434,18 @@ def test_smoke_report(smoke_report: tuple[Path, dict[str, Path]]) -> None:
 
 
 @pytest.mark.slow
-def test_smoke_notebook_runs(smoke_report: tuple[Path, dict[str, Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smoke_notebook_runs(
+    smoke_report: tuple[Path, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import nbclient
     import nbformat
 
     run_dir, _ = smoke_report
     monkeypatch.setenv("SCHED_SEARCH_RUN", str(run_dir))
     nb = nbformat.read(ROOT / "docs" / "analysis.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6  # five figures and the comparison
@@ -345,10 +466,24 @@ def test_smoke_html_in_headless_chromium(smoke_report: tuple[Path, dict[str, Pat
         pytest.skip("no chromium on this machine (/usr/bin/chromium): the HTML was not opened in a browser")
     _, written = smoke_report
     done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
-         "--dump-dom", written["report.html"].resolve().as_uri()],
-        check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)},
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path}",
+            "--dump-dom",
+            written["report.html"].resolve().as_uri(),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout

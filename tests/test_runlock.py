@@ -20,7 +20,10 @@ def test_second_holder_is_refused_and_the_lock_is_released(tmp_path: Path) -> No
     with run_lock(tmp_path):
         holder = json.loads((tmp_path / LOCK_NAME).read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-        with pytest.raises(RunFolderLocked, match=rf"in use by a study \(pid {os.getpid()} on host"), run_lock(tmp_path):
+        with (
+            pytest.raises(RunFolderLocked, match=rf"in use by a study \(pid {os.getpid()} on host"),
+            run_lock(tmp_path),
+        ):
             pass
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # released, no temporary file left
 
@@ -28,7 +31,9 @@ def test_second_holder_is_refused_and_the_lock_is_released(tmp_path: Path) -> No
 def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "1"}))
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "1"})
+    )
     with run_lock(tmp_path):
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert not (tmp_path / LOCK_NAME).exists()
@@ -36,23 +41,33 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
 
 def test_reused_pid_is_not_taken_for_the_holder(tmp_path: Path) -> None:
     """A live pid with another start time is a different process: the lock is stale."""
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "1"}))
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "1"})
+    )
     with run_lock(tmp_path):
         pass
 
 
 def test_lock_from_another_host_is_refused_with_the_way_out(tmp_path: Path) -> None:
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "1"}))
-    with pytest.raises(RunFolderLocked, match=r"on host elsewhere .* delete .*study.lock"), run_lock(tmp_path):
+    with (
+        pytest.raises(RunFolderLocked, match=r"on host elsewhere .* delete .*study.lock"),
+        run_lock(tmp_path),
+    ):
         pass
 
 
 def test_resume_of_a_locked_folder_exits_2_in_seconds(tmp_path: Path) -> None:
     (tmp_path / "study.toml").write_text((ROOT / "studies" / "smoke.toml").read_text())
     with run_lock(tmp_path):
-        done = subprocess.run([sys.executable, "-m", "sched_search", "study", "--resume", str(tmp_path)],
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "sched_search", "study", "--resume", str(tmp_path)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is in use by a study" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "resolved_config.json").exists()

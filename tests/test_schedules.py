@@ -58,11 +58,18 @@ def _trace(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[
 
 
 @FAST
-@given(lrs, fractions, st.integers(1, 50), st.sampled_from(["triangular", "triangular2", "exp_range"]),
-       st.floats(0.9, 1.0), st.integers(0, 10_000))
+@given(
+    lrs,
+    fractions,
+    st.integers(1, 50),
+    st.sampled_from(["triangular", "triangular2", "exp_range"]),
+    st.floats(0.9, 1.0),
+    st.integers(0, 10_000),
+)
 def test_clr_within_bounds(max_lr, frac, step_size, mode, gamma, step):
-    cfg = CyclicalConfig(base_lr=max_lr * frac, max_lr=max_lr, step_size=step_size, mode=mode, gamma=gamma,
-                         cycle_momentum=True)
+    cfg = CyclicalConfig(
+        base_lr=max_lr * frac, max_lr=max_lr, step_size=step_size, mode=mode, gamma=gamma, cycle_momentum=True
+    )
     assert cfg.base_lr * (1 - 1e-12) <= lr_at(cfg, step) <= cfg.max_lr * (1 + 1e-12)
     assert cfg.base_momentum - 1e-12 <= momentum_at(cfg, step) <= cfg.max_momentum + 1e-12
 
@@ -110,7 +117,9 @@ def test_exp_range_scales_the_amplitude_by_gamma_per_step():
 @FAST
 @given(st.integers(1, 40), st.integers(0, 500))
 def test_clr_momentum_is_the_lr_mirrored(step_size, step):
-    cfg = CyclicalConfig(base_lr=0.01, max_lr=0.1, step_size=step_size, mode="triangular2", cycle_momentum=True)
+    cfg = CyclicalConfig(
+        base_lr=0.01, max_lr=0.1, step_size=step_size, mode="triangular2", cycle_momentum=True
+    )
     lr_pos = (lr_at(cfg, step) - 0.01) / 0.09
     assert (0.95 - momentum_at(cfg, step)) / 0.10 == pytest.approx(lr_pos, abs=1e-9)
 
@@ -174,14 +183,24 @@ def test_two_phase_presets_rise_then_fall_to_their_final_lr(preset, final):
     peak = math.ceil(cfg.pct_start * 400) - 1
     lr = [lr_at(cfg, s) for s in range(400)]
     assert _strictly(lr[: peak + 1], True) and _strictly(lr[peak:], False)
-    assert lr[0] == pytest.approx(0.1 / 25) and lr[peak] == pytest.approx(0.1) and lr[-1] == pytest.approx(final)
+    assert (
+        lr[0] == pytest.approx(0.1 / 25) and lr[peak] == pytest.approx(0.1) and lr[-1] == pytest.approx(final)
+    )
 
 
 def test_one_cycle_config_shows_every_resolved_value_and_takes_overrides():
     cfg = one_cycle(0.3, 500, "fastai", div_factor=20.0, base_momentum=0.8)
     assert dataclasses.asdict(cfg) == {
-        "max_lr": 0.3, "total_steps": 500, "pct_start": 0.25, "div_factor": 20.0, "final_div_factor": 4e3,
-        "anneal": "cos", "three_phase": False, "cycle_momentum": True, "base_momentum": 0.8, "max_momentum": 0.95,
+        "max_lr": 0.3,
+        "total_steps": 500,
+        "pct_start": 0.25,
+        "div_factor": 20.0,
+        "final_div_factor": 4e3,
+        "anneal": "cos",
+        "three_phase": False,
+        "cycle_momentum": True,
+        "base_momentum": 0.8,
+        "max_momentum": 0.95,
     }
     with pytest.raises(ValueError, match="'warmup'"):
         one_cycle(0.1, 100, "warmup")
@@ -220,10 +239,29 @@ T = torch.optim.lr_scheduler
 @pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_cyclical_matches_torch_cycliclr(mode, kind):
-    cfg = CyclicalConfig(base_lr=0.01, max_lr=0.1, step_size=13, mode=mode, gamma=0.995, cycle_momentum=True,
-                         base_momentum=0.8, max_momentum=0.9)
-    theirs = _trace(T.CyclicLR(_optimizer(kind), 0.01, 0.1, step_size_up=13, mode=mode, gamma=0.995,
-                               base_momentum=0.8, max_momentum=0.9), 300)
+    cfg = CyclicalConfig(
+        base_lr=0.01,
+        max_lr=0.1,
+        step_size=13,
+        mode=mode,
+        gamma=0.995,
+        cycle_momentum=True,
+        base_momentum=0.8,
+        max_momentum=0.9,
+    )
+    theirs = _trace(
+        T.CyclicLR(
+            _optimizer(kind),
+            0.01,
+            0.1,
+            step_size_up=13,
+            mode=mode,
+            gamma=0.995,
+            base_momentum=0.8,
+            max_momentum=0.9,
+        ),
+        300,
+    )
     ours = _trace(ScheduleLR(_optimizer(kind), cfg), 300)
     assert all(_close(a[0], b[0]) and _close(a[1], b[1]) for a, b in zip(ours, theirs, strict=True))
     assert all(_close(lr_at(cfg, s), ours[s][0]) for s in range(300))
@@ -237,13 +275,25 @@ def test_sgdr_matches_torch_warm_restarts_for_integer_t_mult(t_mult):
     assert all(_close(a[0], b[0]) for a, b in zip(ours, theirs, strict=True))
 
 
-@pytest.mark.parametrize(("preset", "kind"), [("paper", "sgd"), ("torch", "sgd"), ("paper", "adam"),
-                                              ("torch", "adam"), ("fastai", "sgd")])
+@pytest.mark.parametrize(
+    ("preset", "kind"),
+    [("paper", "sgd"), ("torch", "sgd"), ("paper", "adam"), ("torch", "adam"), ("fastai", "sgd")],
+)
 def test_one_cycle_matches_torch_onecyclelr(preset, kind):
     cfg = one_cycle(0.1, 300, preset)
-    theirs = _trace(T.OneCycleLR(_optimizer(kind), max_lr=0.1, total_steps=300, pct_start=cfg.pct_start,
-                                 anneal_strategy=cfg.anneal, div_factor=cfg.div_factor,
-                                 final_div_factor=cfg.final_div_factor, three_phase=cfg.three_phase), 300)
+    theirs = _trace(
+        T.OneCycleLR(
+            _optimizer(kind),
+            max_lr=0.1,
+            total_steps=300,
+            pct_start=cfg.pct_start,
+            anneal_strategy=cfg.anneal,
+            div_factor=cfg.div_factor,
+            final_div_factor=cfg.final_div_factor,
+            three_phase=cfg.three_phase,
+        ),
+        300,
+    )
     ours = _trace(ScheduleLR(_optimizer(kind), cfg), 300)
     assert all(_close(a[0], b[0]) and _close(a[1], b[1]) for a, b in zip(ours, theirs, strict=True))
 
@@ -275,8 +325,15 @@ def test_scheduler_refuses_to_cycle_momentum_an_optimizer_lacks():
         build_scheduler(opt, one_cycle(0.1, 10))
 
 
-@pytest.mark.parametrize("cfg", [one_cycle(0.1, 200), CyclicalConfig(0.01, 0.1, 17, "triangular2", cycle_momentum=True),
-                                 SGDRConfig(0.1, 9, 1.7, peak_decay=0.8)], ids=["one_cycle", "clr", "sgdr"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        one_cycle(0.1, 200),
+        CyclicalConfig(0.01, 0.1, 17, "triangular2", cycle_momentum=True),
+        SGDRConfig(0.1, 9, 1.7, peak_decay=0.8),
+    ],
+    ids=["one_cycle", "clr", "sgdr"],
+)
 def test_state_dict_round_trip_mid_cycle(cfg):
     first = ScheduleLR(_optimizer(), cfg)
     _trace(first, 77)
@@ -307,25 +364,37 @@ def test_to_steps_converts_epochs_and_steps():
     assert to_steps(0.02, "epochs", 50) == 1
 
 
-@pytest.mark.parametrize(("value", "unit", "spe", "bad"), [
-    (10, "epoch", 5, "'epoch'"), (0, "steps", 5, "0"), (-1.5, "epochs", 5, "-1.5"), (math.nan, "epochs", 5, "nan"),
-    (10.5, "steps", 5, "10.5"), (0.001, "epochs", 10, "0.01"), (1, "epochs", 0, "0"), (True, "steps", 5, "True"),
-])
+@pytest.mark.parametrize(
+    ("value", "unit", "spe", "bad"),
+    [
+        (10, "epoch", 5, "'epoch'"),
+        (0, "steps", 5, "0"),
+        (-1.5, "epochs", 5, "-1.5"),
+        (math.nan, "epochs", 5, "nan"),
+        (10.5, "steps", 5, "10.5"),
+        (0.001, "epochs", 10, "0.01"),
+        (1, "epochs", 0, "0"),
+        (True, "steps", 5, "True"),
+    ],
+)
 def test_to_steps_errors_name_the_bad_value(value, unit, spe, bad):
     with pytest.raises(ValueError, match=f"but got {bad}"):
         to_steps(value, unit, spe)
 
 
-@pytest.mark.parametrize(("make", "bad"), [
-    (lambda: CyclicalConfig(0.1, 0.01, 10), r"\(0.1, 0.01\)"),
-    (lambda: CyclicalConfig(0.01, 0.1, 10, mode="cosine"), "'cosine'"),
-    (lambda: SGDRConfig(0.1, 10, t_mult=0.5), "0.5"),
-    (lambda: SGDRConfig(0.1, 0), "0"),
-    (lambda: one_cycle(0.1, 100, "paper", pct_start=0.6), "0.6"),
-    (lambda: one_cycle(0.1, 100, anneal="cosine"), "'cosine'"),
-    (lambda: ConstantConfig(lr=0.0), "0.0"),
-    (lambda: lr_at(ConstantConfig(lr=0.1), -1), "-1"),
-])
+@pytest.mark.parametrize(
+    ("make", "bad"),
+    [
+        (lambda: CyclicalConfig(0.1, 0.01, 10), r"\(0.1, 0.01\)"),
+        (lambda: CyclicalConfig(0.01, 0.1, 10, mode="cosine"), "'cosine'"),
+        (lambda: SGDRConfig(0.1, 10, t_mult=0.5), "0.5"),
+        (lambda: SGDRConfig(0.1, 0), "0"),
+        (lambda: one_cycle(0.1, 100, "paper", pct_start=0.6), "0.6"),
+        (lambda: one_cycle(0.1, 100, anneal="cosine"), "'cosine'"),
+        (lambda: ConstantConfig(lr=0.0), "0.0"),
+        (lambda: lr_at(ConstantConfig(lr=0.1), -1), "-1"),
+    ],
+)
 def test_configs_reject_bad_values(make, bad):
     with pytest.raises(ValueError, match=f"but got {bad}"):
         make()

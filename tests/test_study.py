@@ -25,8 +25,9 @@ from sched_search.space import RangeSeed, build_space, check_point_in_space, see
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
-SEED = RangeSeed("sgdw", max_lr=0.06, min_lr=0.015, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3),
-                 min_loss_lr=0.18)
+SEED = RangeSeed(
+    "sgdw", max_lr=0.06, min_lr=0.015, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3), min_loss_lr=0.18
+)
 
 
 # ----------------------------------------------------------------------------------- spaces (no Ray)
@@ -64,12 +65,26 @@ def test_first_point_outside_space_is_refused() -> None:
 
 
 def test_lr_minimum_detection_on_clr_and_sgdr() -> None:
-    clr = build_schedule({"schedule": "clr", "max_lr": 0.1, "base_div": 4, "step_size_epochs": 1, "mode": "triangular",
-                          "gamma": 1.0, "epochs": 8}, 8, 10)
+    clr = build_schedule(
+        {
+            "schedule": "clr",
+            "max_lr": 0.1,
+            "base_div": 4,
+            "step_size_epochs": 1,
+            "mode": "triangular",
+            "gamma": 1.0,
+            "epochs": 8,
+        },
+        8,
+        10,
+    )
     ends = [e for e in range(1, 9) if at_lr_minimum(clr, e * 10)]
     assert ends == [2, 4, 6, 8]  # cycle = 2 x step_size = 2 epochs
-    sgdr = build_schedule({"schedule": "sgdr", "max_lr": 0.1, "t_0_epochs": 1, "t_mult": 2.0, "eta_min": 0.0,
-                           "epochs": 8}, 8, 10)
+    sgdr = build_schedule(
+        {"schedule": "sgdr", "max_lr": 0.1, "t_0_epochs": 1, "t_mult": 2.0, "eta_min": 0.0, "epochs": 8},
+        8,
+        10,
+    )
     assert [e for e in range(1, 8) if at_lr_minimum(sgdr, e * 10)] == [1, 3, 7]
 
 
@@ -78,8 +93,17 @@ def test_lr_minimum_detection_on_clr_and_sgdr() -> None:
 
 @pytest.mark.slow
 def test_smoke_run_folder(smoke_run: Path) -> None:
-    for name in ("study.toml", "resolved_config.json", "spaces.json", "optuna.db", "trials.parquet", "epochs.parquet",
-                 "range_test_sgdw.json", "range_test_adamw.png", "final_configs.json"):
+    for name in (
+        "study.toml",
+        "resolved_config.json",
+        "spaces.json",
+        "optuna.db",
+        "trials.parquet",
+        "epochs.parquet",
+        "range_test_sgdw.json",
+        "range_test_adamw.png",
+        "final_configs.json",
+    ):
         assert (smoke_run / name).exists(), name
     spaces = json.loads((smoke_run / "spaces.json").read_text())
     assert set(spaces) == {"clr-sgdw", "one_cycle-adamw"}
@@ -104,7 +128,9 @@ def test_smoke_equal_budgets_and_same_seeds(smoke_run: Path) -> None:
     cfg = load_study(SMOKE)
     trials = pd.read_parquet(smoke_run / "trials.parquet")
     search = trials[trials.stage == "search"]
-    assert search.groupby("arm").trial_id.nunique().to_dict() == {a: cfg.search.trials_per_arm for a in cfg.search.arms}
+    assert search.groupby("arm").trial_id.nunique().to_dict() == {
+        a: cfg.search.trials_per_arm for a in cfg.search.arms
+    }
     assert set(search.seed) == {cfg.search.search_seed}
     final = trials[trials.stage == "final"]
     for arm in cfg.search.arms:
@@ -133,8 +159,9 @@ def test_smoke_search_trials_use_both_worker_slots(smoke_run: Path) -> None:
     pids = {}
     for progress in (smoke_run / "ray" / "study").glob("*/progress.csv"):
         rows = pd.read_csv(progress)
-        pids.setdefault(json.loads((progress.parent / "params.json").read_text()).get("stage", "search"), set()).update(
-            rows.pid)
+        pids.setdefault(
+            json.loads((progress.parent / "params.json").read_text()).get("stage", "search"), set()
+        ).update(rows.pid)
     assert len(pids["search"]) == 2, pids
 
 
@@ -160,7 +187,17 @@ def test_smoke_first_trial_is_the_range_test_suggestion(smoke_run: Path) -> None
 @pytest.mark.slow
 def test_smoke_epochs_table_is_tidy(smoke_run: Path) -> None:
     epochs = pd.read_parquet(smoke_run / "epochs.parquet")
-    for col in ("arm", "schedule", "optimizer", "seed", "max_lr", "weight_decay", "epoch", "val_accuracy", "lr"):
+    for col in (
+        "arm",
+        "schedule",
+        "optimizer",
+        "seed",
+        "max_lr",
+        "weight_decay",
+        "epoch",
+        "val_accuracy",
+        "lr",
+    ):
         assert col in epochs.columns
     assert not epochs.duplicated(["stage", "trial_id", "budget", "epoch"]).any()
     full = epochs[(epochs.stage == "final") & (epochs.budget == 1.0)]
@@ -185,7 +222,9 @@ def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) 
     # LRs of 1e4..1e5 make SGDW's loss overflow at once.
     space = build_space("clr-sgdw", replace(SEED, max_lr=3e4, min_lr=1e3), cfg.train.epochs, 19)
     lines: list[str] = []
-    records = run_trials(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
+    records = run_trials(
+        cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append
+    )
     trials, _ = tables_from_rows(records)
     search = trials[trials.stage == "search"]
     assert len(search) == 3
@@ -204,10 +243,15 @@ def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None
     from sched_search.tables import tables_from_rows
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=8, max_concurrent_per_arm=2)
-    cfg = replace(cfg, train=replace(cfg.train, epochs=8),
-                  early_stopping=replace(cfg.early_stopping, grace_period=2, reduction_factor=2))
+    cfg = replace(
+        cfg,
+        train=replace(cfg.train, epochs=8),
+        early_stopping=replace(cfg.early_stopping, grace_period=2, reduction_factor=2),
+    )
     space = build_space("clr-sgdw", SEED, 8, 19)
-    records = run_trials(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lambda _: None)
+    records = run_trials(
+        cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lambda _: None
+    )
     trials, epochs = tables_from_rows(records)
     stopped = trials[(trials.stage == "search") & (trials.status == "stopped")]
     assert len(stopped) >= 1, "ASHA stopped nothing: the test would prove nothing"
@@ -216,7 +260,9 @@ def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None
         last = rows.iloc[-1]
         assert last.cycle_epoch == last.epoch, f"stopped mid-cycle at epoch {last.epoch}"
         base_lr = last.max_lr / last.base_div
-        assert last.lr == pytest.approx(base_lr, rel=1e-6), "the last LR of a stopped CLR trial is the cycle minimum"
+        assert last.lr == pytest.approx(base_lr, rel=1e-6), (
+            "the last LR of a stopped CLR trial is the cycle minimum"
+        )
 
 
 @pytest.mark.slow
@@ -230,7 +276,9 @@ def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path
     cfg = replace(cfg, model=replace(cfg.model, options={"hidden": -5}))
     space = build_space("clr-sgdw", SEED, cfg.train.epochs, 19)
     lines: list[str] = []
-    records = run_trials(cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append)
+    records = run_trials(
+        cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append
+    )
     trials, _ = tables_from_rows(records)
     assert len(trials) == 2 + len(cfg.search.seeds)  # and the baseline's re-runs, which raise too
     assert (trials.status == "error").all()
@@ -323,7 +371,9 @@ def _terminated_in_saved_state(run_dir: Path) -> dict[str, Path]:
         for trial_json, _ in trials:
             trial = json.loads(trial_json)
             if trial["status"] == "TERMINATED":
-                done[trial["trial_id"]] = run_dir / "ray" / "study" / trial["relative_logdir"] / "progress.csv"
+                done[trial["trial_id"]] = (
+                    run_dir / "ray" / "study" / trial["relative_logdir"] / "progress.csv"
+                )
     return done
 
 
@@ -332,8 +382,15 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
     study = tmp_path / "smoke.toml"
     study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())  # top-level keys go first
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(_study_cmd(str(study)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        _study_cmd(str(study)),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
     # The signal: Tune's saved state lists a finished trial. Kill -9 at once; what that state holds must be kept.
     deadline, saved = time.time() + 180, {}
     while time.time() < deadline and proc.poll() is None and not saved:
@@ -345,20 +402,33 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
     assert saved, f"no finished trial in Tune's saved state before the deadline: {proc.stdout.read()[-2000:]}"
     run_dir = runs[0]
     rows_at_kill = {tid: len(pd.read_csv(path)) for tid, path in saved.items()}
-    done = subprocess.run(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run(
+        _study_cmd("--resume", str(run_dir)),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming" in done.stdout
     after = pd.read_parquet(run_dir / "trials.parquet")
     cfg = load_study(SMOKE)
     assert not after.duplicated(["stage", "trial_id", "budget"]).any()
     search = after[after.stage == "search"]
-    assert search.groupby("arm").trial_id.nunique().to_dict() == {a: cfg.search.trials_per_arm for a in cfg.search.arms}
+    assert search.groupby("arm").trial_id.nunique().to_dict() == {
+        a: cfg.search.trials_per_arm for a in cfg.search.arms
+    }
     final = after[after.stage == "final"]
-    assert len(final) == len(cfg.search.arms) * len(cfg.search.seeds) * len(cfg.search.budgets) + len(cfg.search.seeds)
+    assert len(final) == len(cfg.search.arms) * len(cfg.search.seeds) * len(cfg.search.budgets) + len(
+        cfg.search.seeds
+    )
     for trial_id, path in saved.items():
         assert trial_id in set(after.trial_id), f"{trial_id} finished before the kill and is missing"
-        assert len(pd.read_csv(path)) == rows_at_kill[trial_id], f"{trial_id} finished before the kill and ran again"
+        assert len(pd.read_csv(path)) == rows_at_kill[trial_id], (
+            f"{trial_id} finished before the kill and ran again"
+        )
 
 
 @pytest.mark.slow
@@ -369,8 +439,14 @@ def test_two_resumes_at_once_one_is_refused(tmp_path: Path) -> None:
     study = tmp_path / "smoke.toml"
     study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen(_study_cmd(str(study)), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        _study_cmd(str(study)),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "runs").glob("smoke-*/range_test_*.json")):
         time.sleep(0.2)
@@ -378,13 +454,27 @@ def test_two_resumes_at_once_one_is_refused(tmp_path: Path) -> None:
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert (run_dir / "study.lock").exists(), "the killed study left no lock: the test would prove nothing"
-    a = subprocess.Popen(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    a = subprocess.Popen(
+        _study_cmd("--resume", str(run_dir)),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         while time.time() < deadline and f'"pid": {a.pid},' not in _read(run_dir / "study.lock"):
             time.sleep(0.1)
-        b = subprocess.run(_study_cmd("--resume", str(run_dir)), cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=60, check=False)
+        b = subprocess.run(
+            _study_cmd("--resume", str(run_dir)),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert a.poll() is None, "the first resume ended before the second started: nothing was concurrent"
         assert b.returncode == 2 and f"in use by a study (pid {a.pid}" in b.stderr, b.stdout + b.stderr
         assert "Traceback" not in b.stderr
@@ -449,12 +539,22 @@ def _flaky_study(tmp_path: Path, name: str, mode: str) -> subprocess.CompletedPr
     folder = tmp_path / name
     folder.mkdir()
     (folder / "flaky.py").write_text(FLAKY_WORKER)
-    text = SMOKE.read_text().replace('name = "mlp"', 'name = "flaky:Net"').replace(
-        "[early_stopping]", "[early_stopping]\nenabled = false")  # no ASHA: results independent of timing
+    text = (
+        SMOKE.read_text()
+        .replace('name = "mlp"', 'name = "flaky:Net"')
+        .replace("[early_stopping]", "[early_stopping]\nenabled = false")
+    )  # no ASHA: results independent of timing
     (folder / "smoke.toml").write_text(f'runs_dir = "{folder / "runs"}"\n' + text)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{folder}", "MODE": mode}
-    return subprocess.run(_study_cmd(str(folder / "smoke.toml")), cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        _study_cmd(str(folder / "smoke.toml")),
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -473,8 +573,10 @@ def test_killed_trial_worker_leaves_no_duplicate_rows_and_the_same_leaderboard(t
     assert max(p.pid.nunique() for p in progress) == 2, "Tune did not retry the killed trial in a new worker"
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert (trials.status.isin(["ok"])).all(), trials[["trial_id", "status", "reason"]]
-    boards = [load_run(next((tmp_path / n / "runs").glob("smoke-*"))).leaderboard.set_index("arm")
-              for n in ("clean", "killed")]
+    boards = [
+        load_run(next((tmp_path / n / "runs").glob("smoke-*"))).leaderboard.set_index("arm")
+        for n in ("clean", "killed")
+    ]
     columns = ["n_seeds", "n_failed", "mean_val_accuracy", "mean_val_loss", "mean_test_accuracy"]
     pd.testing.assert_frame_equal(boards[0][columns].sort_index(), boards[1][columns].sort_index())
 
@@ -484,14 +586,19 @@ def test_every_run_failing_exits_4_with_short_reasons_and_tracebacks_in_errors(t
     done = _flaky_study(tmp_path, "raise", "raise")
     assert done.returncode == 4, done.stdout + done.stderr
     assert "error: every run of clr-sgdw, constant-adam, one_cycle-adamw failed" in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error: every run of") and "study done" in done.stdout
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith("error: every run of") and "study done" in done.stdout
+    )
     recorded = [line for line in done.stdout.splitlines() if line.startswith(("[search", "[final"))]
-    assert recorded and all(line.endswith("error (ValueError: this layer has no kernel on this worker)")
-                            for line in recorded), recorded
+    assert recorded and all(
+        line.endswith("error (ValueError: this layer has no kernel on this worker)") for line in recorded
+    ), recorded
     run_dir = next((tmp_path / "raise" / "runs").glob("smoke-*"))
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert (trials.status == "error").all()
-    assert (trials.reason == "ValueError: this layer has no kernel on this worker").all(), trials.reason.tolist()
+    assert (trials.reason == "ValueError: this layer has no kernel on this worker").all(), (
+        trials.reason.tolist()
+    )
     logs = list((run_dir / "errors").glob("*.log"))
     text = logs[0].read_text()
     assert len(logs) == trials.trial_id.nunique() and 'raise ValueError("this layer has no kernel' in text
@@ -519,7 +626,10 @@ def test_resume_refuses_a_run_folder_of_the_two_experiment_layout(tmp_path: Path
     (tmp_path / "ray" / "search").mkdir(parents=True)
     with pytest.raises(ValueError, match="older sched_search"):
         run_study(resume=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ray", "study.toml"]  # nothing written, nothing lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ray",
+        "study.toml",
+    ]  # nothing written, nothing lost
 
 
 # ----------------------------------------------------------------------------------- a real Ray head
@@ -544,9 +654,15 @@ def test_dead_address_fails_in_seconds_naming_it(tmp_path: Path) -> None:
     study = tmp_path / "smoke.toml"
     study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
     start = time.perf_counter()
-    done = subprocess.run(_study_cmd(str(study), "--address", f"127.0.0.1:{port}"), cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        _study_cmd(str(study), "--address", f"127.0.0.1:{port}"),
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"cannot reach a Ray cluster at 127.0.0.1:{port}: nothing listens there" in done.stderr
     assert "Traceback" not in done.stderr and time.perf_counter() - start < 30
@@ -561,35 +677,78 @@ def test_study_joins_a_ray_head_with_token_auth(tmp_path: Path) -> None:
     port = _port_outside_ray_range()
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     env["PYTHONPATH"] = str(ROOT)
-    subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                   check=True, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env={**env, "RAY_AUTH_MODE": "token"},
+        capture_output=True,
+        timeout=120,
+    )
     try:
         address = f"127.0.0.1:{port}"
         study = tmp_path / "smoke.toml"
         study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
-        no_token = subprocess.run(_study_cmd(str(study), "--address", address), cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=120, check=False)
+        no_token = subprocess.run(
+            _study_cmd(str(study), "--address", address),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert no_token.returncode == 2, no_token.stdout + no_token.stderr
         last = no_token.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: cannot join the Ray cluster at {address}") and (
-            "requires token authentication (Ray 2.60's default): set RAY_AUTH_MODE=token" in last), last
+            "requires token authentication (Ray 2.60's default): set RAY_AUTH_MODE=token" in last
+        ), last
         env["RAY_AUTH_MODE"] = "token"
         big = tmp_path / "big.toml"
-        big.write_text(f'runs_dir = "{tmp_path / "runs"}"\nray_address = "{address}"\n'
-                       + SMOKE.read_text().replace("cpus_per_trial = 1", "cpus_per_trial = 3"))
-        too_big = subprocess.run(_study_cmd(str(big)), cwd=tmp_path, env=env, capture_output=True, text=True,
-                                 timeout=120, check=False)
+        big.write_text(
+            f'runs_dir = "{tmp_path / "runs"}"\nray_address = "{address}"\n'
+            + SMOKE.read_text().replace("cpus_per_trial = 1", "cpus_per_trial = 3")
+        )
+        too_big = subprocess.run(
+            _study_cmd(str(big)),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert too_big.returncode == 2, too_big.stdout + too_big.stderr
         assert "[resources] cpus_per_trial = 3, but the largest node of the cluster" in too_big.stderr
         assert "Traceback" not in no_token.stderr + too_big.stderr and not (tmp_path / "runs").exists()
-        done = subprocess.run(_study_cmd(str(study), "--address", address), cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            _study_cmd(str(study), "--address", address),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         run_dir = next((tmp_path / "runs").glob("smoke-*"))
         trials = pd.read_parquet(run_dir / "trials.parquet")
         assert set(trials.stage) == {"search", "final"}
-        assert _head_processes(port), "the head's processes were not found: _stop_head would leave them running"
+        assert _head_processes(port), (
+            "the head's processes were not found: _stop_head would leave them running"
+        )
     finally:
         _stop_head(port)
 
@@ -599,7 +758,11 @@ def _head_processes(port: int) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and int(proc.name) != os.getpid() and mark.search((proc / "cmdline").read_bytes()):
+            if (
+                proc.name.isdigit()
+                and int(proc.name) != os.getpid()
+                and mark.search((proc / "cmdline").read_bytes())
+            ):
                 pids.append(int(proc.name))
         except (OSError, ValueError):
             continue
@@ -625,14 +788,25 @@ def _stop_head(port: int) -> None:
 def test_default_study_end_to_end_gives_a_verdict_that_holds(tmp_path: Path) -> None:
     """`python -m sched_search study` with no file: MNIST-1D, every arm, 3 seeds, on real Ray (a few minutes)."""
     env = {**os.environ, "RAY_ADDRESS": "local"}
-    done = subprocess.run([sys.executable, "-m", "sched_search", "study"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=1200, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "sched_search", "study"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs").glob("mnist1d-*")
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert verdict["eval_examples"] == 1500 and verdict["n_seeds"] == 3 and verdict["target_meaningful"]
-    assert verdict["better_than_baseline"], verdict["headline"]  # constant Adam 3e-4 is far from converged at 20
-    assert max(s["ci_low"] for s in verdict["speedup"].values()) >= 2  # a speed-up whose lower end is well above 1
+    assert verdict["better_than_baseline"], verdict[
+        "headline"
+    ]  # constant Adam 3e-4 is far from converged at 20
+    assert (
+        max(s["ci_low"] for s in verdict["speedup"].values()) >= 2
+    )  # a speed-up whose lower end is well above 1
     assert verdict["headline"] in done.stdout and "report.html" in done.stdout
     timing = json.loads((run_dir / "timing.json").read_text())
     assert timing["study_wall_s"] > timing["trials_wall_s"] > 0

@@ -31,8 +31,18 @@ TRACEBACK = (
 
 
 def _epoch(epoch: int, acc: float, budget: float | None = None, **extra) -> dict:
-    row = {"epoch": epoch, "val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 1.0, "lr": 0.1,
-           "cycle_epoch": epoch, "wall_time": float(epoch), "status": "ok", "reason": "", **extra}
+    row = {
+        "epoch": epoch,
+        "val_accuracy": acc,
+        "val_loss": 1 - acc,
+        "train_loss": 1.0,
+        "lr": 0.1,
+        "cycle_epoch": epoch,
+        "wall_time": float(epoch),
+        "status": "ok",
+        "reason": "",
+        **extra,
+    }
     return row if budget is None else {**row, "budget": budget}
 
 
@@ -78,15 +88,31 @@ def test_reason_is_one_line_without_colours() -> None:
 
 
 def _finals(arm: str, statuses: list[str]) -> list[dict]:
-    return [{"stage": "final", "trial_id": f"{arm}-{i}", "arm": arm, "seed": i, "budget": 1.0, "budget_epochs": 4,
-             "final_val_accuracy": 0.9 if s == "ok" else math.nan, "final_val_loss": 0.1, "test_accuracy": 0.9,
-             "wall_time": 1.0, "status": s, "reason": "" if s == "ok" else "ValueError: bad seed"}
-            for i, s in enumerate(statuses)]
+    return [
+        {
+            "stage": "final",
+            "trial_id": f"{arm}-{i}",
+            "arm": arm,
+            "seed": i,
+            "budget": 1.0,
+            "budget_epochs": 4,
+            "final_val_accuracy": 0.9 if s == "ok" else math.nan,
+            "final_val_loss": 0.1,
+            "test_accuracy": 0.9,
+            "wall_time": 1.0,
+            "status": s,
+            "reason": "" if s == "ok" else "ValueError: bad seed",
+        }
+        for i, s in enumerate(statuses)
+    ]
 
 
 def test_failures_per_arm_in_the_leaderboard_and_the_exit() -> None:
-    trials = pd.DataFrame(_finals("clr-sgdw", ["ok", "error"]) + _finals("constant-adam", ["ok", "ok"])
-                          + _finals("sgdr-adamw", ["error", "error"]))
+    trials = pd.DataFrame(
+        _finals("clr-sgdw", ["ok", "error"])
+        + _finals("constant-adam", ["ok", "ok"])
+        + _finals("sgdr-adamw", ["error", "error"])
+    )
     board = build_leaderboard(trials, pd.DataFrame(), decide(trials)).set_index("arm")
     assert board.loc["clr-sgdw", ["n_seeds", "n_failed"]].tolist() == [1, 1]
     assert board.loc["constant-adam", "n_failed"] == 0 and board.loc["sgdr-adamw", "n_failed"] == 2

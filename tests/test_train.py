@@ -27,8 +27,15 @@ def digits():
 @pytest.mark.parametrize("optimizer", ["sgdw", "adamw"])
 @pytest.mark.parametrize("schedule", ["clr", "sgdr", "one_cycle"])
 def test_each_arm_trains_digits(digits, schedule: str, optimizer: str) -> None:
-    config = {**ARMS[schedule], "max_lr": MAX_LR[optimizer], "schedule": schedule, "optimizer": optimizer,
-              "weight_decay": 1e-5, "epochs": EPOCHS, "seed": 0}
+    config = {
+        **ARMS[schedule],
+        "max_lr": MAX_LR[optimizer],
+        "schedule": schedule,
+        "optimizer": optimizer,
+        "weight_decay": 1e-5,
+        "epochs": EPOCHS,
+        "seed": 0,
+    }
     rows = list(train_epochs(config, digits, EPOCHS, 64, "mlp", {"hidden": 64}))
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
     assert rows[-1]["status"] == "ok"
@@ -52,8 +59,14 @@ def test_nan_loss_ends_the_run_with_a_reason(digits) -> None:
 
 
 def test_same_seed_same_curve(digits) -> None:
-    config = {**ARMS["one_cycle"], "max_lr": 0.05, "schedule": "one_cycle", "optimizer": "sgdw", "epochs": 2,
-              "seed": 3}
+    config = {
+        **ARMS["one_cycle"],
+        "max_lr": 0.05,
+        "schedule": "one_cycle",
+        "optimizer": "sgdw",
+        "epochs": 2,
+        "seed": 3,
+    }
     a = [r["val_loss"] for r in train_epochs(config, digits, 2, 64)]
     b = [r["val_loss"] for r in train_epochs(config, digits, 2, 64)]
     assert a == b
@@ -72,8 +85,16 @@ def test_unknown_optimizer_is_refused() -> None:
 
 def test_augmented_training_runs_and_still_learns() -> None:
     images = load_digits(image=True)
-    config = {"schedule": "one_cycle", "optimizer": "adamw", "max_lr": 3e-3, "pct_start": 0.3, "div_factor": 10.0,
-              "weight_decay": 1e-5, "epochs": 6, "seed": 0}
+    config = {
+        "schedule": "one_cycle",
+        "optimizer": "adamw",
+        "max_lr": 3e-3,
+        "pct_start": 0.3,
+        "div_factor": 10.0,
+        "weight_decay": 1e-5,
+        "epochs": 6,
+        "seed": 0,
+    }
     plain = list(train_epochs(config, images, 6, 64, "mlp", {"hidden": 64}))
     augmented = list(train_epochs(config, images, 6, 64, "mlp", {"hidden": 64}, augment="crop_flip"))
     # mirrored digits are a harder task (2 and 5 swap looks): well above chance (10%) is what this checks

@@ -24,8 +24,12 @@ def _record(right: np.ndarray) -> str:
     return "".join("01"[int(v)] for v in right)
 
 
-def _run(root: Path, arms: dict[str, dict[float, list[np.ndarray]]], chance: float | None = 0.1,
-         target: float | None = None) -> Path:
+def _run(
+    root: Path,
+    arms: dict[str, dict[float, list[np.ndarray]]],
+    chance: float | None = 0.1,
+    target: float | None = None,
+) -> Path:
     """A run folder of final runs only: arm -> budget -> per-seed 0/1 correctness vectors."""
     root.mkdir(parents=True)
     study = {"name": "hand", "train": {"epochs": EPOCHS}, "target_accuracy": target}
@@ -34,11 +38,24 @@ def _run(root: Path, arms: dict[str, dict[float, list[np.ndarray]]], chance: flo
     for arm, rungs in arms.items():
         for budget, vectors in rungs.items():
             for seed, right in enumerate(vectors):
-                rows.append({"stage": "final", "trial_id": f"{arm}-{seed}", "arm": arm, "seed": seed,
-                             "budget": budget, "budget_epochs": budget * EPOCHS, "epochs_run": budget * EPOCHS,
-                             "final_val_accuracy": right.mean(), "final_val_loss": 1 - right.mean(),
-                             "test_accuracy": right.mean(), "wall_time": 1.0, "status": "ok", "reason": "",
-                             "val_correct": _record(right)})
+                rows.append(
+                    {
+                        "stage": "final",
+                        "trial_id": f"{arm}-{seed}",
+                        "arm": arm,
+                        "seed": seed,
+                        "budget": budget,
+                        "budget_epochs": budget * EPOCHS,
+                        "epochs_run": budget * EPOCHS,
+                        "final_val_accuracy": right.mean(),
+                        "final_val_loss": 1 - right.mean(),
+                        "test_accuracy": right.mean(),
+                        "wall_time": 1.0,
+                        "status": "ok",
+                        "reason": "",
+                        "val_correct": _record(right),
+                    }
+                )
     pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)
     return root
 
@@ -116,8 +133,16 @@ def test_clear_winner_over_three_seeds(tmp_path: Path) -> None:
     assert run.summary.startswith("Winner: one_cycle-sgdw")
     assert run.leaderboard["arm"].tolist()[0] == "one_cycle-sgdw"
     written = json.loads(write_report(run.path)["verdict.json"].read_text())
-    for key in ("winner", "top_group", "baseline", "target_accuracy", "eval_examples", "speedup",
-                "better_than_baseline", "rule"):
+    for key in (
+        "winner",
+        "top_group",
+        "baseline",
+        "target_accuracy",
+        "eval_examples",
+        "speedup",
+        "better_than_baseline",
+        "rule",
+    ):
         assert key in written, key
     assert written["winner"] == "one_cycle-sgdw" and written["baseline"] == BASELINE
 
@@ -156,11 +181,15 @@ def test_speedup_at_the_smallest_rung_is_a_lower_bound(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     n = 1000
     arms = {
-        "one_cycle-sgdw": {0.125: [_right(n, k, rng) for k in (700, 710, 705)],
-                           1.0: [_right(n, k, rng) for k in (900, 905, 910)]},
-        "sgdr-sgdw": {0.125: [_right(n, k, rng) for k in (400, 410, 405)],
-                      0.5: [_right(n, k, rng) for k in (640, 650, 660)],
-                      1.0: [_right(n, k, rng) for k in (800, 805, 810)]},
+        "one_cycle-sgdw": {
+            0.125: [_right(n, k, rng) for k in (700, 710, 705)],
+            1.0: [_right(n, k, rng) for k in (900, 905, 910)],
+        },
+        "sgdr-sgdw": {
+            0.125: [_right(n, k, rng) for k in (400, 410, 405)],
+            0.5: [_right(n, k, rng) for k in (640, 650, 660)],
+            1.0: [_right(n, k, rng) for k in (800, 805, 810)],
+        },
         BASELINE: {1.0: [_right(n, k, rng) for k in (595, 600, 605)]},
     }
     run = load_run(_run(tmp_path / "e", arms))
@@ -181,9 +210,11 @@ def test_speedup_interval_widens_when_the_rung_is_near_the_target(tmp_path: Path
     rng = np.random.default_rng(4)
     n = 500
     arms = {
-        "clr-adamw": {0.25: [_right(n, k, rng) for k in (300, 302, 304)],
-                      0.5: [_right(n, k, rng) for k in (350, 352, 354)],
-                      1.0: [_right(n, k, rng) for k in (400, 402, 404)]},
+        "clr-adamw": {
+            0.25: [_right(n, k, rng) for k in (300, 302, 304)],
+            0.5: [_right(n, k, rng) for k in (350, 352, 354)],
+            1.0: [_right(n, k, rng) for k in (400, 402, 404)],
+        },
         BASELINE: {1.0: [_right(n, k, rng) for k in (298, 300, 302)]},
     }
     sp = load_run(_run(tmp_path / "w", arms)).verdict["speedup"]["clr-adamw"]
@@ -197,8 +228,10 @@ def test_baseline_at_chance_makes_the_target_meaningless(tmp_path: Path) -> None
     rng = np.random.default_rng(5)
     n = 1000
     arms = {
-        "clr-adamw": {0.5: [_right(n, k, rng) for k in (500, 510, 505)],
-                      1.0: [_right(n, k, rng) for k in (800, 805, 810)]},
+        "clr-adamw": {
+            0.5: [_right(n, k, rng) for k in (500, 510, 505)],
+            1.0: [_right(n, k, rng) for k in (800, 805, 810)],
+        },
         BASELINE: {1.0: [_right(n, k, rng) for k in (100, 102, 98)]},
     }
     run = load_run(_run(tmp_path / "ch", arms, chance=0.1))
