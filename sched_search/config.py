@@ -46,6 +46,7 @@ class ModelSection:
 
 
 AUGMENTATIONS = ("none", "crop_flip")  # see data.augment_batch
+PRECISIONS = ("fp32", "bf16", "fp16")  # see precision.py
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class TrainSection:
     batch_size: int = 100
     device: str = "cpu"  # cpu | cuda
     augment: str = "none"  # "crop_flip": random crop + horizontal flip of each training batch (image data)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler, CUDA only)
+    channels_last: bool = False  # NHWC memory format for image models (faster on tensor cores)
+    compile: bool = False  # torch.compile the model (slow to start; for long GPU trials)
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,14 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         s, t.device == "cpu" or t.device.startswith("cuda"), "[train] device", "'cpu' or 'cuda[:n]'", t.device
     )
     _check(s, t.augment in AUGMENTATIONS, "[train] augment", " or ".join(map(repr, AUGMENTATIONS)), t.augment)
+    _check(s, t.precision in PRECISIONS, "[train] precision", " or ".join(map(repr, PRECISIONS)), t.precision)
+    _check(
+        s,
+        t.precision != "fp16" or t.device.startswith("cuda"),
+        "[train] precision",
+        "'bf16' or 'fp32' on a CPU ('fp16' needs device = \"cuda\")",
+        t.precision,
+    )
     q = cfg.search
     for arm in q.arms:
         _check(

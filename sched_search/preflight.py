@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import StudyConfig, StudyFileError
+from .precision import check_precision
 
 CONNECT_TIMEOUT_S = 10.0  # a TCP connect to a live head on a LAN takes milliseconds
 
@@ -86,6 +87,10 @@ def check_device(cfg: StudyConfig) -> None:
             "[train] device",
             f"is {device!r}, but this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..).",
         )
+    try:
+        check_precision(cfg.train.precision, device)
+    except ValueError as e:
+        raise _err(cfg, "[train] precision", str(e)) from None
 
 
 def _check_options(

@@ -18,6 +18,7 @@ from torch import nn
 from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve
 from .data import TensorData, batches, load_data
 from .optim import build_optimizer
+from .precision import autocast, check_precision, grad_scaler, to_memory_format
 from .rangeresult import RangeTestConfig, RangeTestResult, WeightDecaySweep, nanmin
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -104,6 +105,8 @@ def range_test(
     val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     weight_decay: float | None = None,
     progress: bool = False,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> RangeTestResult:
     """Run the LR range test and read its curve; the model and optimizer are restored exactly afterwards.
 
@@ -122,12 +125,18 @@ def range_test(
         val_data: optional (x, y) for a validation loss every `config.val_every` steps.
         weight_decay: if given, set on every param group for the sweep (restored afterwards).
         progress: show a tqdm bar.
+        precision: "fp32", "bf16" or "fp16" (autocast; fp16 with a gradient scaler), as the training will run:
+            where the loss diverges can depend on it.
+        channels_last: image inputs and model in NHWC, as the training will run.
 
     Example:
         >>> result = range_test(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), data)
         >>> result.reading.suggested_max_lr, result.verdict
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
+    device = next(model.parameters()).device
+    check_precision(precision, str(device))
+    scaler = grad_scaler(device, precision)
     model_state = copy.deepcopy(model.state_dict())
     optim_state = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
@@ -169,15 +178,18 @@ def range_test(
                 total = 0.0
                 for _ in range(config.accumulation_steps):
                     inputs, targets = batch_fn(next(stream))
-                    loss = loss_fn(_forward(model, inputs), targets)
+                    with autocast(device, precision):
+                        out = _forward(model, to_memory_format(inputs, channels_last))
+                    loss = loss_fn(out.float(), targets)
                     # A division by 1 would still cost a kernel and a backward node every step.
                     if config.accumulation_steps > 1:
                         loss = loss / config.accumulation_steps
-                    loss.backward()
+                    scaler.scale(loss).backward()
                     total += loss.item()
                 lrs.append(lr)
                 if math.isfinite(total):
-                    optimizer.step()
+                    scaler.step(optimizer)
+                    scaler.update()
                     losses.append(total)
                     # The stop rule sees a loss capped at 10x its running average: a lone wild batch lifts the
                     # average at most 1.9x (beta 0.9), short of a divergence, while a real one still climbs.
@@ -345,6 +357,8 @@ def run_range_test(
     device: str = "cpu",
     progress: bool = False,
     data_options: dict[str, Any] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> WeightDecaySweep:
     """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay.
 
@@ -366,9 +380,19 @@ def run_range_test(
     net = build_model(
         model, tensors.input_shape, tensors.num_classes, seed=config.seed, **(model_kwargs or {})
     )
-    net = net.to(device)
+    net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     opt = build_optimizer(
         optimizer, net.parameters(), lr=config.start_lr, weight_decay=0.0, momentum=momentum
     )
     decays = (0.0,) if weight_decays is None else weight_decays
-    return weight_decay_sweep(net, opt, tensors, decays, config, progress=progress, batch_size=batch_size)
+    return weight_decay_sweep(
+        net,
+        opt,
+        tensors,
+        decays,
+        config,
+        progress=progress,
+        batch_size=batch_size,
+        precision=precision,
+        channels_last=channels_last,
+    )

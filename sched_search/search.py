@@ -30,6 +30,9 @@ def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
         "model_options": dict(cfg.model.options),
         "device": cfg.train.device,
         "augment": cfg.train.augment,
+        "precision": cfg.train.precision,
+        "channels_last": cfg.train.channels_last,
+        "compile": cfg.train.compile,
         "_threads": max(1, int(cfg.resources.cpus_per_trial)),
         "_rungs": asha_rungs(
             cfg.train.epochs, cfg.early_stopping.grace_period, cfg.early_stopping.reduction_factor

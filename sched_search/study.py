@@ -92,6 +92,8 @@ def range_tests(
                 cfg.train.batch_size,
                 model_kwargs=dict(cfg.model.options),
                 device=cfg.train.device,
+                precision=cfg.train.precision,  # where the loss diverges can depend on it
+                channels_last=cfg.train.channels_last,
             )
             sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)
             sweep.plot(run_dir / f"range_test_{opt}.png")

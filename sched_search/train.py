@@ -18,19 +18,26 @@ from .arms import build_schedule
 from .data import TensorData, augment_batch, batches, steps_per_epoch
 from .models import build_model
 from .optim import build_optimizer
-from .schedules import at_lr_minimum, build_scheduler, lr_at
+from .precision import autocast, check_precision, grad_scaler, to_memory_format
+from .schedules import at_lr_minimum, build_scheduler, lr_at, peak_lr
 
 
 @torch.no_grad()
 def evaluate_examples(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1024,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> tuple[float, torch.Tensor]:
     """Mean cross-entropy over (x, y) and, per example, whether the prediction is right (a bool tensor)."""
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = []
     for i in range(0, len(x), batch_size):
-        out = model(x[i : i + batch_size])
+        with autocast(x.device, precision):
+            out = model(to_memory_format(x[i : i + batch_size], channels_last)).float()
         loss += nn.functional.cross_entropy(out, y[i : i + batch_size], reduction="sum")
         correct.append(out.argmax(1) == y[i : i + batch_size])
     model.train()
@@ -38,10 +45,10 @@ def evaluate_examples(
 
 
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, **speed: Any
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y)."""
-    loss, correct = evaluate_examples(model, x, y, batch_size)
+    """Mean cross-entropy and accuracy over (x, y); `speed`: precision, channels_last as in `evaluate_examples`."""
+    loss, correct = evaluate_examples(model, x, y, batch_size, **speed)
     return loss, float(correct.float().mean())
 
 
@@ -60,16 +67,22 @@ def train_epochs(
     device: str = "cpu",
     test: bool = False,
     augment: str = "none",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Train `config` for `epochs` (seeded by config["seed"]) and yield one metrics dict per epoch.
 
-    `augment` ("none" | "crop_flip") transforms each training batch (`data.augment_batch`).
+    `augment` ("none" | "crop_flip") transforms each training batch (`data.augment_batch`). `precision`
+    ("fp32" | "bf16" | "fp16", `precision.py`), `channels_last` and `compile` (torch.compile) trade exactness for
+    speed on a GPU; the defaults are the reference.
 
     Yields: epoch, train_loss, val_loss, val_accuracy, lr (at epoch end), momentum, cycle_epoch (the last epoch that
     ended at an LR minimum: what early stopping compares), wall_time, status ("ok" | "nan"), reason; with
     `test=True` (final runs), on the last epoch also test_loss, test_accuracy and val_correct (`correct_string`
     of the validation set, so a verdict can count examples). A non-finite training loss ends the run at once.
     """
+    check_precision(precision, device)
     seed = int(config.get("seed", 0))
     data = data.to(
         device
@@ -78,10 +91,18 @@ def train_epochs(
     n_epochs = max(1, math.ceil(epochs))
     schedule = build_schedule(config, epochs, spe)
     model = build_model(model_name, data.input_shape, data.num_classes, seed=seed, **(model_options or {}))
-    model = model.to(device)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     lr0 = lr_at(schedule, 0)
-    optimizer = build_optimizer(config["optimizer"], model.parameters(), lr0, config.get("weight_decay", 0.0))
+    optimizer = build_optimizer(
+        config["optimizer"],
+        model.parameters(),
+        lr0,
+        config.get("weight_decay", 0.0),
+        peak_lr=peak_lr(schedule),  # lets AdamW run as torch's fused kernel (optim.build_optimizer)
+    )
     scheduler = build_scheduler(optimizer, schedule)
+    scaler = grad_scaler(device, precision)
+    forward = torch.compile(model) if compile else model
     generator = torch.Generator().manual_seed(seed)
     # a stream of its own, so that augmenting leaves a seed's batch order unchanged
     augment_generator = torch.Generator().manual_seed(7919 * seed + 1)
@@ -94,11 +115,13 @@ def train_epochs(
         for x, y in batches(data.x_train, data.y_train, batch_size, generator):
             if step >= total_steps:
                 break
-            x = augment_batch(x, augment, augment_generator)
-            loss = nn.functional.cross_entropy(model(x), y)
+            x = to_memory_format(augment_batch(x, augment, augment_generator), channels_last)
+            with autocast(device, precision):
+                loss = nn.functional.cross_entropy(forward(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             loss_sum += loss.detach()
             n += 1
@@ -123,12 +146,13 @@ def train_epochs(
             )
             yield row
             return
-        row["val_loss"], val_correct = evaluate_examples(model, data.x_val, data.y_val)
+        speed = {"precision": precision, "channels_last": channels_last}
+        row["val_loss"], val_correct = evaluate_examples(forward, data.x_val, data.y_val, **speed)
         row["val_accuracy"] = float(val_correct.float().mean())
         if at_lr_minimum(schedule, step) or epoch == n_epochs:
             cycle_epoch = epoch
         row.update(cycle_epoch=cycle_epoch, status="ok", reason="", wall_time=time.perf_counter() - start)
         if test and epoch == n_epochs:
-            row["test_loss"], row["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+            row["test_loss"], row["test_accuracy"] = evaluate(forward, data.x_test, data.y_test, **speed)
             row["val_correct"] = correct_string(val_correct)
         yield row

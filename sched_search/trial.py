@@ -111,4 +111,7 @@ def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = F
         config["device"],
         test=test,
         augment=config.get("augment", "none"),
+        precision=config.get("precision", "fp32"),
+        channels_last=config.get("channels_last", False),
+        compile=config.get("compile", False),
     )

@@ -98,3 +98,13 @@ def test_bad_study_file_names_file_key_and_expectation(
 def test_missing_study_file(tmp_path: Path) -> None:
     with pytest.raises(StudyFileError, match="study file not found"):
         load_study(tmp_path / "nope.toml")
+
+
+def test_precision_is_checked_against_the_device(tmp_path: Path) -> None:
+    bad = tmp_path / "p.toml"
+    bad.write_text('[train]\nprecision = "fp16"\n')
+    with pytest.raises(StudyFileError, match=r"\[train\] precision must be 'bf16' or 'fp32' on a CPU"):
+        load_study(bad)
+    bad.write_text('[train]\nprecision = "int8"\n')
+    with pytest.raises(StudyFileError, match=r"\[train\] precision must be 'fp32' or 'bf16' or 'fp16'"):
+        load_study(bad)

@@ -444,3 +444,41 @@ def test_trains_on_digits(make) -> None:
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
     assert accuracy > 0.9
+
+
+def test_trainers_fused_adamw_is_our_adamw_in_schedule_mode() -> None:
+    """build_optimizer's AdamW with the schedule's peak is torch's fused AdamW(weight_decay / peak_lr): the same
+    update as Algorithm 2 (decay eta_t * lambda), beta1 cycled by one-cycle included."""
+    from sched_search.optim import build_optimizer
+    from sched_search.schedules import build_scheduler, one_cycle, peak_lr
+
+    def run(make) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
+        schedule = one_cycle(0.01, 60, "paper")
+        opt = make(model.parameters(), schedule)
+        scheduler = build_scheduler(opt, schedule)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(60):
+            x, y = torch.randn(16, 20, generator=g), torch.randint(0, 5, (16,), generator=g)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            scheduler.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    def fused(params, schedule):
+        opt = build_optimizer("adamw", params, 4e-4, 1e-2, peak_lr=peak_lr(schedule))
+        assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"]
+        assert opt.defaults["weight_decay"] == pytest.approx(1e-2 / 0.01)
+        return opt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "lr above peak" warning at the schedule's own peak
+        ours = run(lambda params, _: AdamW(params, lr=4e-4, weight_decay=1e-2, decay_mode="schedule"))
+    theirs = run(fused)
+    assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
+    assert not torch.equal(
+        ours, run(lambda params, _: AdamW(params, lr=4e-4, weight_decay=0.0, decay_mode="schedule"))
+    )

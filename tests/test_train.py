@@ -100,3 +100,45 @@ def test_augmented_training_runs_and_still_learns() -> None:
     # mirrored digits are a harder task (2 and 5 swap looks): well above chance (10%) is what this checks
     assert augmented[-1]["status"] == "ok" and augmented[-1]["val_accuracy"] > 0.5, augmented[-1]
     assert augmented[-1]["train_loss"] != plain[-1]["train_loss"]  # the augmentation really ran
+
+
+# ----------------------------------------------------------------------------------- speed as configuration
+
+ONE_CYCLE = {
+    "schedule": "one_cycle",
+    "optimizer": "adamw",
+    "max_lr": 3e-3,
+    "pct_start": 0.3,
+    "div_factor": 10.0,
+    "weight_decay": 1e-5,
+    "epochs": 4,
+    "seed": 0,
+}
+
+
+def test_bf16_autocast_trains_and_is_not_fp32(digits) -> None:
+    fp32 = list(train_epochs(ONE_CYCLE, digits, 4, 64, "mlp", {"hidden": 64}))
+    bf16 = list(train_epochs(ONE_CYCLE, digits, 4, 64, "mlp", {"hidden": 64}, precision="bf16"))
+    assert bf16[-1]["train_loss"] != fp32[-1]["train_loss"]  # autocast really ran in bfloat16
+    # 4 epochs of a 64-unit MLP: well above chance (10%), and within a few images of fp32 on 269
+    assert bf16[-1]["val_accuracy"] > 0.8 and abs(bf16[-1]["val_accuracy"] - fp32[-1]["val_accuracy"]) < 0.03
+
+
+def test_fp16_on_a_cpu_is_refused_with_the_fix(digits) -> None:
+    with pytest.raises(ValueError, match=r"'fp16' needs a CUDA device.*use 'bf16' or 'fp32'"):
+        next(train_epochs(ONE_CYCLE, digits, 1, 64, precision="fp16"))
+
+
+def test_channels_last_trains_an_image_model_as_well() -> None:
+    images = load_digits(image=True)
+    plain = list(train_epochs(ONE_CYCLE, images, 2, 64, "cnn", {"width": 8}))
+    nhwc = list(train_epochs(ONE_CYCLE, images, 2, 64, "cnn", {"width": 8}, channels_last=True))
+    assert nhwc[-1]["val_accuracy"] == pytest.approx(plain[-1]["val_accuracy"], abs=0.02)
+    assert nhwc[-1]["train_loss"] == pytest.approx(plain[-1]["train_loss"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_the_same(digits) -> None:
+    plain = list(train_epochs(ONE_CYCLE, digits, 1, 64, "mlp", {"hidden": 32}))
+    compiled = list(train_epochs(ONE_CYCLE, digits, 1, 64, "mlp", {"hidden": 32}, compile=True))
+    assert compiled[-1]["train_loss"] == pytest.approx(plain[-1]["train_loss"], rel=1e-4)
