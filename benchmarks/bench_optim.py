@@ -19,7 +19,8 @@ from sched_search.optim import SGDW, AdamW
 
 
 def resnet56_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
-    """Parameter shapes of He et al.'s CIFAR ResNet-56 (3 stages x 9 blocks, widths 16/32/64; 0.85M params)."""
+    """Parameter shapes of He et al.'s CIFAR ResNet-56 (3 stages x 9 blocks, widths 16/32/64; 0.85M
+    params)."""
     shapes: list[tuple[int, ...]] = [(16, 3, 3, 3), (16,), (16,)]  # stem conv + BN weight, bias
     c_in = 16
     for width in (16, 32, 64):
@@ -75,7 +76,8 @@ def main() -> None:
     n_params = sum(p.numel() for p in optimizers["SGDW"].param_groups[0]["params"])
     n_tensors = len(resnet56_shapes())
     print(
-        f"device {args.device}, torch {torch.__version__}, {n_params / 1e6:.2f}M params in {n_tensors} tensors"
+        f"device {args.device}, torch {torch.__version__}, "
+        f"{n_params / 1e6:.2f}M params in {n_tensors} tensors"
     )
     print(f"median over {args.rounds} rounds x {args.steps} steps, microseconds per step()")
     median = {name: statistics.median(ts) * 1e6 for name, ts in times.items()}

@@ -1,13 +1,15 @@
 """Wall time of `range_test` against a bare training loop of the same steps on the same model and data.
 
-Run on demand: ``python benchmarks/bench_rangetest.py [--models mlp cnn] [--steps 300] [--rounds 7] [--threads 1]``.
-Prints the median and the fastest time of each and the ratio range test / bare loop of the medians (target: <= 1.10).
+Run on demand:
+``python benchmarks/bench_rangetest.py [--models mlp cnn] [--steps 300] [--rounds 7] [--threads 1]``.
+Prints the median and the fastest time of each and the ratio range test / bare loop of the medians
+(target: <= 1.10).
 On a shared machine pass ``--threads 1``: intra-op threads that wait on a busy core make both timings erratic.
 
-The range test runs with `end_lr=1e-2`, below where the digits loss turns up, so it takes all `--steps` steps and
-the two sides do the same number of optimizer steps. The bare loop is what a user would write: seeded permutation
-batches (`sched_search.data.batches`), zero_grad, forward, backward, step, nothing else. The two alternate within
-each round, so drift in machine load hits both alike.
+The range test runs with `end_lr=1e-2`, below where the digits loss turns up, so it takes all `--steps` steps
+and the two sides do the same number of optimizer steps. The bare loop is what a user would write: seeded
+permutation batches (`sched_search.data.batches`), zero_grad, forward, backward, step, nothing else. The two
+alternate within each round, so drift in machine load hits both alike.
 """
 
 from __future__ import annotations
@@ -78,14 +80,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, batch {BATCH_SIZE}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.steps} steps, batch {BATCH_SIZE}"
     )
     print(f"{'model':<6} {'range test median/min (s)':>26} {'bare loop median/min (s)':>25} {'ratio':>6}")
     for name in args.models:
         rt, bare = bench(name, args.steps, args.rounds)
         rt_med, bare_med = statistics.median(rt), statistics.median(bare)
         print(
-            f"{name:<6} {rt_med:>17.4f} / {min(rt):.4f} {bare_med:>16.4f} / {min(bare):.4f} {rt_med / bare_med:>6.3f}"
+            f"{name:<6} {rt_med:>17.4f} / {min(rt):.4f} {bare_med:>16.4f} / {min(bare):.4f} "
+            f"{rt_med / bare_med:>6.3f}"
         )
 
 

@@ -6,9 +6,10 @@ Runs the study (range tests excluded from the timing), then re-trains exactly th
 same epochs, ASHA's early stops included) one after another in this process with `train_trial`, as each trial
 trains them, and prints
     ratio = study wall time / (plain wall time / parallel trial slots)
-i.e. how much slower each trial-core is under the study than the ideal split of the plain loop. Target: <= 1.3x.
-The study wall time runs from `ray.init` to the tables; the ratio without Ray's own start and stop (which a study
-joining a running cluster with `--address` does not pay) is printed too.
+i.e. how much slower each trial-core is under the study than the ideal split of the plain loop.
+Target: <= 1.3x.
+The study wall time runs from `ray.init` to the tables; the ratio without Ray's own start and stop (which a
+study joining a running cluster with `--address` does not pay) is printed too.
 """
 
 from __future__ import annotations
@@ -66,13 +67,14 @@ def main() -> None:
     n = len(pd.read_parquet(run_dir / "trials.parquet"))
     print(f"study: {study}  runs (trial x budget): {n}  parallel slots: {slots}")
     print(
-        f"study trials wall {study_s:.1f} s | plain sequential loop {plain_s:.1f} s | ideal parallel {plain_s / slots:.1f} s"
+        f"study trials wall {study_s:.1f} s | plain sequential loop {plain_s:.1f} s | "
+        f"ideal parallel {plain_s / slots:.1f} s"
     )
     print(f"overhead ratio (study / ideal): {study_s / (plain_s / slots):.2f}x   target <= 1.3x")
     fixed = timing["ray_start_s"] + timing["ray_stop_s"]
     print(
-        f"  of which Ray start {timing['ray_start_s']:.1f} s + stop {timing['ray_stop_s']:.1f} s; without them: "
-        f"{(study_s - fixed) / (plain_s / slots):.2f}x"
+        f"  of which Ray start {timing['ray_start_s']:.1f} s + stop {timing['ray_stop_s']:.1f} s; "
+        f"without them: {(study_s - fixed) / (plain_s / slots):.2f}x"
     )
     print(f"whole command: {timing['study_wall_s']:.1f} s (range tests {timing['range_tests_s']:.1f} s)")
 

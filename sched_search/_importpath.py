@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 
 def load_object(path: str, what: str) -> Callable:
-    """Import `"package.module:attribute"` and return the attribute, with an error naming the path on failure."""
+    """Import `"package.module:attribute"` and return the attribute, with an error naming the path on
+    failure."""
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"{what} import path must look like 'package.module:factory', but got {path!r}.")

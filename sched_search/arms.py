@@ -1,7 +1,7 @@
 """Arms: a schedule x optimizer pair, the values each schedule takes, and how they become a schedule config.
 
-One place for the names that the search space (`space.py`), the trial (`train.py`), the tables and the leaderboard
-share: a trial config is a flat dict at the Ray/Optuna boundary, and these are its schedule keys.
+One place for the names that the search space (`space.py`), the trial (`train.py`), the tables and the
+leaderboard share: a trial config is a flat dict at the Ray/Optuna boundary, and these are its schedule keys.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 from .schedules import ConstantConfig, CyclicalConfig, ScheduleConfig, SGDRConfig, one_cycle, to_steps
 
 # Per schedule: the values a trial config carries. "searched" come from Optuna (space.build_space builds their
-# distributions); "constants" are fixed per arm by the space; the decay is every arm's and searched everywhere.
+# distributions); "constants" are fixed per arm by the space; the decay is every arm's and searched
+# everywhere.
 SCHEDULE_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
     "clr": {
         "searched": ("max_lr", "weight_decay", "base_div", "step_size_epochs", "mode"),
@@ -49,8 +50,8 @@ def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
 def build_schedule(config: dict[str, Any], epochs: float, spe: int) -> ScheduleConfig:
     """The schedule of a trial config over `epochs` (possibly a compressed budget) of `spe` steps each.
 
-    Cycle lengths are stored in epochs of the full budget and scaled by `epochs / config["epochs"]`, so a budget
-    ladder compresses the whole schedule, not just its end.
+    Cycle lengths are stored in epochs of the full budget and scaled by `epochs / config["epochs"]`, so a
+    budget ladder compresses the whole schedule, not just its end.
     """
     scale = epochs / config.get("epochs", epochs)
     total = max(1, round(epochs * spe))

@@ -1,7 +1,7 @@
 """Reading a range-test curve: smoothing in log(lr), the three regions, the heuristics, the sanity verdict.
 
-A pure function of the recorded (lr, loss) pairs, apart from the run itself (`rangetest.range_test`), so it can be
-tested on built curves and re-run on a saved CSV without training.
+A pure function of the recorded (lr, loss) pairs, apart from the run itself (`rangetest.range_test`), so it
+can be tested on built curves and re-run on a saved CSV without training.
 """
 
 from __future__ import annotations
@@ -69,13 +69,14 @@ def clean_losses(losses: np.ndarray, half_window: int = 3, threshold: float = 3.
 
     The kernel smoother is a weighted mean, so one finite loss of 1e5 past the minimum outweighs the dozens of
     points around it and drags the minimum (a 5x move of the suggestion, measured on digits). Two steps:
-    - cap every loss at twice the early loss (`early_loss`): past the start the curve is in divergence anyway, and
-      a sweep left to run on (a large diverge_factor) would otherwise pull the whole curve up by orders of
+    - cap every loss at twice the early loss (`early_loss`): past the start the curve is in divergence anyway,
+      and a sweep left to run on (a large diverge_factor) would otherwise pull the whole curve up by orders of
       magnitude;
-    - a Hampel filter: a loss further than `threshold` scaled MADs from the median of its `2 * half_window + 1`
-      finite neighbours is dropped, leaving a gap as a non-finite step does. A smooth rise, however steep, stays;
-      a lone spike goes. (Dropping beat replacing by the median: that moved the suggestion up to 1.13x where the
-      gap moved it 1.06x, as the median stands in for a point whose own value is lost.)
+    - a Hampel filter: a loss further than `threshold` scaled MADs from the median of its
+      `2 * half_window + 1` finite neighbours is dropped, leaving a gap as a non-finite step does. A smooth
+      rise, however steep, stays; a lone spike goes. (Dropping beat replacing by the median: that moved the
+      suggestion up to 1.13x where the gap moved it 1.06x, as the median stands in for a point whose own value
+      is lost.)
     """
     out = np.array(losses, dtype=float)
     ok = np.isfinite(out)
@@ -95,7 +96,8 @@ def clean_losses(losses: np.ndarray, half_window: int = 3, threshold: float = 3.
 def smoothed_curve(
     lrs: Iterable[float], losses: Iterable[float], config: CurveConfig | None = None
 ) -> np.ndarray:
-    """The curve `read_curve` reads: the cleaned losses (`clean_losses`) smoothed in log(lr) (`smooth_in_log_lr`)."""
+    """The curve `read_curve` reads: the cleaned losses (`clean_losses`) smoothed in log(lr)
+    (`smooth_in_log_lr`)."""
     config = config or CurveConfig()
     lrs_a, loss_a = np.asarray(list(lrs), dtype=float), np.asarray(list(losses), dtype=float)
     return smooth_in_log_lr(lrs_a, clean_losses(loss_a), config.bandwidth)
@@ -105,9 +107,9 @@ def smooth_in_log_lr(lrs: np.ndarray, losses: np.ndarray, bandwidth: float) -> n
     """Local-linear Gaussian smoothing over log10(lr), skipping non-finite points.
 
     Why not the EMA: an EMA's width is in steps, so its lag and the curve it draws change with the sweep's
-    resolution, which is what moves torch-lr-finder's suggestion 8x between 100 and 300 steps. A kernel whose width
-    is in decades of LR draws the same curve at any resolution; local-linear (not plain averaging) keeps the ends
-    unbiased.
+    resolution, which is what moves torch-lr-finder's suggestion 8x between 100 and 300 steps. A kernel whose
+    width is in decades of LR draws the same curve at any resolution; local-linear (not plain averaging) keeps
+    the ends unbiased.
     """
     x = np.log10(lrs)
     ok = np.isfinite(losses)
@@ -183,29 +185,29 @@ def read_curve(
         config: smoothing width, minimum drop and max_lr divisor (default settings when None).
         nan_steps: (step, lr, "nan" | "inf") of every non-finite loss.
         stopped_early: the runner stopped the sweep on a rise (divergence) before its last step.
-        steps_per_epoch: optimizer steps per pass over the data, when known: the reasons then say how many epochs
-            the sweep covered.
-        label_entropy: entropy of the training labels in nats, when the loss is cross-entropy on class labels: the
-            loss of a model that learned only how often each class occurs, so a loss that never falls below it says
-            that the targets carry nothing the model could use.
+        steps_per_epoch: optimizer steps per pass over the data, when known: the reasons then say how many
+            epochs the sweep covered.
+        label_entropy: entropy of the training labels in nats, when the loss is cross-entropy on class labels:
+            the loss of a model that learned only how often each class occurs, so a loss that never falls
+            below it says that the targets carry nothing the model could use.
 
-    The curve is the cleaned losses (`clean_losses`) smoothed in log(lr) (`smooth_in_log_lr`). With L0 the loss at
-    the start and Lmin the curve's minimum, the drop D = L0 - Lmin:
+    The curve is the cleaned losses (`clean_losses`) smoothed in log(lr) (`smooth_in_log_lr`). With L0 the
+    loss at the start and Lmin the curve's minimum, the drop D = L0 - Lmin:
     - too small: from the first LR until the loss has fallen 10% of D;
     - descent: from there to the minimum;
     - divergence: from the first LR past the minimum where the loss is back up by 10% of D (or not finite).
-    Suggestions are anchored at the minimum, not the steepest point: the descent's position shifts with the number
-    of steps spent per decade of LR (progress ~ sum of LRs), so the steepest point moves ~3x between 200 and 400
-    steps, while the minimum, where instability overtakes progress, moves < 1.5x (measured on digits, see the
-    tests). `max_lr` is the minimum-loss LR / `max_lr_divisor` (3: Smith's "just before the loss turns up", made
-    cautious; fastai's /10 is the careful end, and the study searches max_lr/4 .. 2 max_lr around it). `min_lr` is
-    the start of the descent region, kept within [max_lr/25, max_lr/3] (Smith 2015: max_lr/3 to /4 for CLR;
-    one-cycle starts at max_lr/25 in fastai).
+    Suggestions are anchored at the minimum, not the steepest point: the descent's position shifts with the
+    number of steps spent per decade of LR (progress ~ sum of LRs), so the steepest point moves ~3x between
+    200 and 400 steps, while the minimum, where instability overtakes progress, moves < 1.5x (measured on
+    digits, see the tests). `max_lr` is the minimum-loss LR / `max_lr_divisor` (3: Smith's "just before the
+    loss turns up", made cautious; fastai's /10 is the careful end, and the study searches max_lr/4 ..
+    2 max_lr around it). `min_lr` is the start of the descent region, kept within [max_lr/25, max_lr/3]
+    (Smith 2015: max_lr/3 to /4 for CLR; one-cycle starts at max_lr/25 in fastai).
 
-    The verdict also checks the sweep itself: a descent that is under way at the first LR (start_lr too high), a
-    loss that turns up before it has fallen far enough (a sweep too short for the task: num_steps), a loss that
-    never falls below the labels' entropy (targets without information), and a loss that levels off near its floor
-    and never turns up (no LR limit in the range: raising end_lr cannot help).
+    The verdict also checks the sweep itself: a descent that is under way at the first LR (start_lr too high),
+    a loss that turns up before it has fallen far enough (a sweep too short for the task: num_steps), a loss
+    that never falls below the labels' entropy (targets without information), and a loss that levels off near
+    its floor and never turns up (no LR limit in the range: raising end_lr cannot help).
     """
     config = config or CurveConfig()
     lrs_a = np.asarray(list(lrs), dtype=float)
@@ -235,8 +237,8 @@ def read_curve(
             none,
             reasons=(
                 (
-                    f"loss is {_kind(first[2])} from lr={first[1]:.2g} (step {first[0]}): no finite curve to read;"
-                    " check inputs, labels, loss and the model's output scale"
+                    f"loss is {_kind(first[2])} from lr={first[1]:.2g} (step {first[0]}): no finite curve to"
+                    " read; check inputs, labels, loss and the model's output scale"
                 ),
             ),
         )
@@ -261,8 +263,9 @@ def read_curve(
             f"{len(late_nans)} non-finite losses from lr={late_nans[0][1]:.2g}, past the minimum (divergence)"
         )
 
-    # What the sweep shows beyond the drop: did the loss turn up, did it learn more than the label frequencies,
-    # and how far (in decades of LR) from the first LR did it start falling or reach its lowest point.
+    # What the sweep shows beyond the drop: did the loss turn up, did it learn more than the label
+    # frequencies, and how far (in decades of LR) from the first LR did it start falling or reach its lowest
+    # point.
     rose = stopped_early or bool(late_nans) or float(np.nanmax(curve[i_min:])) - lmin > 0.05 * abs(l0)
     learned = (
         lmin < label_entropy - _entropy_margin(label_entropy)
@@ -289,8 +292,8 @@ def read_curve(
             reasons.append(
                 f"sweep too short for this task: the loss fell only {100 * rel_drop:.0f}% (from {l0:.3g} to"
                 f" {lmin:.3g}; a descent needs {100 * config.min_drop:.0f}%) before it turned up at"
-                f" lr={lrs_a[i_min]:.3g}, after {sweep}: the model learns, but too little at each LR before the"
-                f" LR outgrows it; raise num_steps (e.g. to {3 * len(lrs_a)})"
+                f" lr={lrs_a[i_min]:.3g}, after {sweep}: the model learns, but too little at each LR before"
+                f" the LR outgrows it; raise num_steps (e.g. to {3 * len(lrs_a)})"
             )
         else:
             advice = (
@@ -299,8 +302,8 @@ def read_curve(
                 else "check labels, data and model, or raise end_lr"
             )
             reasons.append(
-                f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from {l0:.3g} to"
-                f" {lmin:.3g}, {100 * rel_drop:.1f}%, in {sweep}); {advice}"
+                f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from"
+                f" {l0:.3g} to {lmin:.3g}, {100 * rel_drop:.1f}%, in {sweep}); {advice}"
             )
         regions = Regions((float(lrs_a[0]), float(lrs_a[-1])), None, None)
         return CurveReading(
@@ -324,9 +327,9 @@ def read_curve(
     start_too_high = decades_in(i_desc) < config.bandwidth
     if start_too_high:
         reasons.append(
-            f"start_lr too high: the loss already falls at the first LR (lr={lrs_a[0]:.3g}), so the sweep has no"
-            " region of LRs too small to move it and the curve's start is cut off (its suggestions may lie below"
-            f" start_lr); {_lower_start(lrs_a[0])}"
+            f"start_lr too high: the loss already falls at the first LR (lr={lrs_a[0]:.3g}), so the sweep has"
+            " no region of LRs too small to move it and the curve's start is cut off (its suggestions may lie"
+            f" below start_lr); {_lower_start(lrs_a[0])}"
         )
     levelled_at = None
     if uninformative:
@@ -336,37 +339,38 @@ def read_curve(
         if float(np.log10(lrs_a[-1] / lrs_a[i_level])) >= 1.0:
             levelled_at = float(lrs_a[i_level])
             reasons.append(
-                f"no LR limit in this range: the loss fell from {l0:.3g} to {np.nanmin(loss_a[i_level:]):.3g} by"
-                f" lr={levelled_at:.3g} and stayed there up to end_lr={lrs_a[-1]:.3g} without turning up, so"
-                " raising end_lr will not find a limit either. The task may be too easy for this model (e.g."
-                " linearly separable data, where larger LRs only push the loss toward 0) or the labels may leak"
-                " into the inputs; if the task is as meant, set max_lr by hand from where the loss levels off"
-                f" (lr={levelled_at:.3g})"
+                f"no LR limit in this range: the loss fell from {l0:.3g} to {np.nanmin(loss_a[i_level:]):.3g}"
+                f" by lr={levelled_at:.3g} and stayed there up to end_lr={lrs_a[-1]:.3g} without turning up,"
+                " so raising end_lr will not find a limit either. The task may be too easy for this model"
+                " (e.g. linearly separable data, where larger LRs only push the loss toward 0) or the labels"
+                " may leak into the inputs; if the task is as meant, set max_lr by hand from where the loss"
+                f" levels off (lr={levelled_at:.3g})"
             )
         else:
             reasons.append(
-                f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+                f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise"
+                " end_lr"
             )
 
     # Heuristics side by side.
     grad = np.gradient(curve, np.log10(lrs_a))
     window = slice(i_desc, i_min + 1)
     i_steep = i_desc + int(np.nanargmin(grad[window])) if i_min > i_desc else i_min
-    # fastai runs `valley` on its own EMA (beta 0.98) of the raw losses, not on our kernel curve, whose plateau is
-    # smooth enough to count as one long descent.
+    # fastai runs `valley` on its own EMA (beta 0.98) of the raw losses, not on our kernel curve, whose
+    # plateau is smooth enough to count as one long descent.
     v = valley(np.where(np.isfinite(loss_a), ema(loss_a, 0.98), np.inf)[: (i_div or len(curve)) + 1])
     min_loss_lr = float(lrs_a[i_min])
     max_lr = min_loss_lr / config.max_lr_divisor
     min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))
 
-    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show. A sweep that
-    # starts too high scatters most where it starts; that reason already says what to do.
+    # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show. A sweep
+    # that starts too high scatters most where it starts; that reason already says what to do.
     resid = np.abs(loss_a[: i_min + 1] - curve[: i_min + 1])
     noise = float(np.nanmedian(resid)) if np.isfinite(resid).any() else 0.0
     if noise > 0.25 * drop and not start_too_high:
         reasons.append(
-            f"curve too noisy to read: median scatter {noise:.3g} against a drop of {drop:.3g}; raise batch_size or"
-            " num_steps, or use accumulation_steps"
+            f"curve too noisy to read: median scatter {noise:.3g} against a drop of {drop:.3g}; raise"
+            " batch_size or num_steps, or use accumulation_steps"
         )
     if i_min >= len(curve) - 2 and divergence is None and levelled_at is None:
         notes.append("the loss was still falling at the last LR")
@@ -397,8 +401,8 @@ def _sweep_words(steps: int, steps_per_epoch: float | None) -> str:
 def _entropy_margin(label_entropy: float) -> float:
     """How far below the labels' entropy the curve must reach to count as learning from the inputs (nats).
 
-    3% covers the scatter of the smoothed minimum of a model that learned nothing (shuffled digits labels: 1% below);
-    MNIST-1D's 300-step sweep, too short but learning, reached 15% below.
+    3% covers the scatter of the smoothed minimum of a model that learned nothing (shuffled digits labels: 1%
+    below); MNIST-1D's 300-step sweep, too short but learning, reached 15% below.
     """
     return 0.03 * label_entropy + 0.01
 
@@ -410,12 +414,14 @@ def _lower_start(start_lr: float) -> str:
 def _uninformative(lmin: float, label_entropy: float, l0: float) -> str:
     if label_entropy < 1e-9:
         return (
-            f"targets carry no information: every training label is the same class, so the loss falls from {l0:.3g}"
-            f" to 0 (here {max(lmin, 0.0):.2g}) by predicting it whatever the inputs; check the labels"
+            "targets carry no information: every training label is the same class, so the loss falls from"
+            f" {l0:.3g} to 0 (here {max(lmin, 0.0):.2g}) by predicting it whatever the inputs; check the"
+            " labels"
         )
     return (
-        f"nothing learned from the inputs: the loss (from {l0:.3g}, lowest {lmin:.3g}) never fell clearly below"
-        f" {label_entropy:.3g} nats, the entropy of the labels, which a model reaches by learning only how often"
-        " each class occurs; the targets may carry no information (shuffled labels, or labels not aligned with the"
-        " inputs), or something keeps the model from learning (e.g. a weight decay too strong)"
+        f"nothing learned from the inputs: the loss (from {l0:.3g}, lowest {lmin:.3g}) never fell clearly"
+        f" below {label_entropy:.3g} nats, the entropy of the labels, which a model reaches by learning only"
+        " how often each class occurs; the targets may carry no information (shuffled labels, or labels not"
+        " aligned with the inputs), or something keeps the model from learning (e.g. a weight decay too"
+        " strong)"
     )

@@ -1,7 +1,7 @@
 """The leaderboard: one row per arm, its accuracy interval, its standing in the verdict, its speed-up.
 
-Pure calculation on the tidy tables (`trials.parquet`: one row per (trial, budget); `epochs.parquet`: one row per
-(trial, budget, epoch)) and the verdict (`verdict.decide`), which decides every call; `report.load_run`
+Pure calculation on the tidy tables (`trials.parquet`: one row per (trial, budget); `epochs.parquet`: one row
+per (trial, budget, epoch)) and the verdict (`verdict.decide`), which decides every call; `report.load_run`
 assembles it for a run folder.
 """
 
@@ -19,10 +19,11 @@ from .tables import final_rows
 from .verdict import speedup_text
 
 FULL_RUN_NOTE = (
-    "'First epoch at target (full run)' is for reference only: one-cycle and SGDR anneal the LR at the end of "
-    "their own budget, so epoch k of a full-length run is mid-schedule (LR still high), not the end of a k-epoch "
-    "run; 'to target' comes from the budget ladder, where every run completes its compressed schedule, and a "
-    "budget counts as reached when the mean val accuracy over seeds at that budget is at least the target."
+    "'First epoch at target (full run)' is for reference only: one-cycle and SGDR anneal the LR at the end "
+    "of their own budget, so epoch k of a full-length run is mid-schedule (LR still high), not the end of a "
+    "k-epoch run; 'to target' comes from the budget ladder, where every run completes its compressed "
+    "schedule, and a budget counts as reached when the mean val accuracy over seeds at that budget is at "
+    "least the target."
 )
 COLUMNS = [
     "arm",
@@ -69,8 +70,8 @@ def budget_ladder(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def first_epoch_at_target(epochs: pd.DataFrame, target: float) -> pd.Series:
-    """Per arm, the first epoch of the full-budget final runs at which the mean val accuracy over seeds reaches
-    `target` (NaN: never). For reference only, see `FULL_RUN_NOTE`.
+    """Per arm, the first epoch of the full-budget final runs at which the mean val accuracy over seeds
+    reaches `target` (NaN: never). For reference only, see `FULL_RUN_NOTE`.
 
     Example:
         >>> first_epoch_at_target(run.epochs, run.target)  # doctest: +SKIP
@@ -105,9 +106,9 @@ def build_leaderboard(
     """One row per arm from the final runs at the full budget, the baseline included, in the verdict's order:
     the top group first (ordered by `verdict.ORDER_RULE`), then the other arms by mean accuracy.
 
-    Intervals and calls come from the verdict (bootstrap over seeds and examples; paired tests); with fewer than
-    three seeds the spread and intervals are NaN ("not estimable"). `n_failed` counts the seeds whose run errored
-    or diverged.
+    Intervals and calls come from the verdict (bootstrap over seeds and examples; paired tests); with fewer
+    than three seeds the spread and intervals are NaN ("not estimable"). `n_failed` counts the seeds whose run
+    errored or diverged.
 
     Args:
         trials: the trials table.

@@ -1,4 +1,5 @@
-"""Reference models (MLP, MNIST-1D's 1-D CNN, small CNN, CIFAR ResNet-20/56) and a user model by import path."""
+"""Reference models (MLP, MNIST-1D's 1-D CNN, small CNN, CIFAR ResNet-20/56) and a user model by import
+path."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128, depth
 
 def cnn1d(input_shape: tuple[int, ...], num_classes: int, channels: int = 25) -> nn.Module:
     """The 1-D CNN of MNIST-1D (Greydanus 2020): three Conv1d layers (kernel 5, 3, 3; stride 2; padding 1) of
-    `channels` with ReLU, then a linear head; 5,210 parameters on 40-point signals (the paper: 94% test accuracy).
+    `channels` with ReLU, then a linear head; 5,210 parameters on 40-point signals (the paper: 94% test
+    accuracy).
 
     Inputs are (N, L) signals for `input_shape` (L,), or (N, 1, L) for (1, L).
     """
@@ -77,7 +79,8 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            # He et al.'s option B (1x1 projection) rather than zero-padding option A: same depth, simpler code.
+            # He et al.'s option B (1x1 projection) rather than zero-padding option A: same depth, simpler
+            # code.
             self.shortcut = nn.Sequential(
                 nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
             )
@@ -113,9 +116,11 @@ def resnet(input_shape: tuple[int, ...], num_classes: int, depth: int = 20, widt
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0, **kwargs
 ) -> nn.Module:
-    """Build a reference model (`mlp`, `cnn1d`, `cnn`, `resnet`) or a user's `"pkg.mod:factory"`, initialised from `seed`.
+    """Build a reference model (`mlp`, `cnn1d`, `cnn`, `resnet`) or a user's `"pkg.mod:factory"`, initialised
+    from `seed`.
 
-    A user factory is called as `factory(input_shape=..., num_classes=..., **kwargs)` and must return an nn.Module.
+    A user factory is called as `factory(input_shape=..., num_classes=..., **kwargs)` and must return an
+    nn.Module.
 
     Example:
         >>> model = build_model("mlp", (64,), 10, hidden=64)

@@ -2,8 +2,9 @@
 
 `config.validate` checks a study file on its own; these check it against the world: the runs folder can be
 written, the device exists, the data and model factories accept their options and build, the labels fit the
-classes, a joined cluster is reachable and has the resources a trial asks for. Every error is a `StudyFileError`
-naming the file, the key, the value and what was expected, so the CLI prints one line and exits 2.
+classes, a joined cluster is reachable and has the resources a trial asks for. Every error is a
+`StudyFileError` naming the file, the key, the value and what was expected, so the CLI prints one line and
+exits 2.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def _check_tensors(cfg: StudyConfig, data: Any) -> None:
 
 
 def check_model(cfg: StudyConfig, data: Any) -> None:
-    """The model factory accepts its options, builds, and maps two examples to num_classes outputs (on CPU)."""
+    """The model factory accepts its options, builds, and maps two examples to num_classes outputs (on
+    CPU)."""
     import torch
 
     from . import models
@@ -249,20 +251,20 @@ def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     except OSError as e:
         why = "nothing listens there" if isinstance(e, ConnectionRefusedError) else (e.strerror or str(e))
         raise ClusterError(
-            f"cannot reach a Ray cluster at {address}: {why}. Start one there (ray start --head --port {port}) or "
-            "check the address."
+            f"cannot reach a Ray cluster at {address}: {why}. Start one there (ray start --head --port "
+            f"{port}) or check the address."
         ) from None
 
 
 def auth_hint(address: str, error: BaseException) -> ClusterError:
-    """The error for a failed `ray.init(address=...)`, telling the likely cause. Ray 2.60 reports a missing token
-    only in its C++ log ("InvalidAuthToken"); the exception says just "Failed to connect"."""
+    """The error for a failed `ray.init(address=...)`, telling the likely cause. Ray 2.60 reports a missing
+    token only in its C++ log ("InvalidAuthToken"); the exception says just "Failed to connect"."""
     text = str(error)
     if "uthenticat" in text or os.environ.get("RAY_AUTH_MODE", "") != "token":
         return ClusterError(
             f"cannot join the Ray cluster at {address} ({_one_line(error)}); it probably requires token "
-            "authentication (Ray 2.60's default): set RAY_AUTH_MODE=token in this shell (the token is read from "
-            "~/.ray/auth_token, or RAY_AUTH_TOKEN)."
+            "authentication (Ray 2.60's default): set RAY_AUTH_MODE=token in this shell (the token is read "
+            "from ~/.ray/auth_token, or RAY_AUTH_TOKEN)."
         )
     return ClusterError(f"cannot join the Ray cluster at {address}: {_one_line(error)}")
 

@@ -89,11 +89,13 @@ class RangeTestResult:
 
     @cached_property
     def curve(self) -> np.ndarray:
-        """The loss smoothed in log(lr) as `read_curve` reads it; computed once for the plots, tables and sweep."""
+        """The loss smoothed in log(lr) as `read_curve` reads it; computed once for the plots, tables and
+        sweep."""
         return smoothed_curve(self.lrs, self.losses, self.config.curve_config)
 
     def to_frame(self):
-        """One row per step: step, lr, loss, smoothed_loss, curve (the reading's smoothing), val_loss, finite."""
+        """One row per step: step, lr, loss, smoothed_loss, curve (the reading's smoothing), val_loss,
+        finite."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -150,7 +152,8 @@ class RangeTestResult:
 
 @dataclass(frozen=True)
 class WeightDecaySweep:
-    """The range test repeated per weight decay (Smith 2018, Sec. 4.3); `best` is the chosen decay's result."""
+    """The range test repeated per weight decay (Smith 2018, Sec. 4.3); `best` is the chosen decay's
+    result."""
 
     results: tuple[RangeTestResult, ...]
     chosen: float

@@ -1,8 +1,8 @@
 """A run folder's results, loaded: the tidy tables, the verdict, the leaderboard (`load_run`), and the tables
 the figures draw (learning curves, schedules, parameter importances).
 
-The statistics live in `verdict.py` and `leaderboard.py`; this module reads what `study.run_study` writes. A run
-that is still going or was interrupted loads too: what is not there yet is listed in `Run.missing`.
+The statistics live in `verdict.py` and `leaderboard.py`; this module reads what `study.run_study` writes. A
+run that is still going or was interrupted loads too: what is not there yet is listed in `Run.missing`.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def schedule_curves(
 ) -> pd.DataFrame:
     """LR and momentum of each arm's best config over its full budget, per step, from the pure schedules.
 
-    `steps_per_epoch` is the run's (`resolved_config.json`; older folders lack it and get 100, the same shape up to
-    rounding of cycle lengths); `epochs` (the table) adds the LR and
+    `steps_per_epoch` is the run's (`resolved_config.json`; older folders lack it and get 100, the same shape
+    up to rounding of cycle lengths); `epochs` (the table) adds the LR and
     momentum the runs recorded at epoch ends, and fills momentum for schedules that do not cycle it.
 
     Returns:
@@ -103,8 +103,8 @@ def schedule_curves(
 
 
 def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.DataFrame, list[str]]:
-    """Optuna's fANOVA parameter importances per arm from `optuna.db`, where an arm has >= `min_trials` complete
-    trials; the notes say which arms were skipped and why.
+    """Optuna's fANOVA parameter importances per arm from `optuna.db`, where an arm has >= `min_trials`
+    complete trials; the notes say which arms were skipped and why.
 
     Returns:
         (DataFrame with columns arm, param, importance; notes).
@@ -162,7 +162,9 @@ def load_run(path: str | Path) -> Run:
 
     Example:
         >>> run = load_run("runs/smoke-20260101-120000")  # doctest: +SKIP
-        >>> run.leaderboard[["arm", "top_group", "mean_val_accuracy", "acc_ci_low", "speedup"]]  # doctest: +SKIP
+        >>> run.leaderboard[
+        ...     ["arm", "top_group", "mean_val_accuracy", "acc_ci_low", "speedup"]
+        ... ]  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_dir():

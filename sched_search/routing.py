@@ -1,7 +1,7 @@
 """One Ray Tune run for all arms: a searcher that routes trials to per-arm OptunaSearch, and ASHA per arm.
 
-Tune takes one search algorithm and one scheduler per Tuner; these small adapters keep each arm's Optuna study and
-early stopping separate inside that one Tuner. Nothing else wraps Ray or Optuna.
+Tune takes one search algorithm and one scheduler per Tuner; these small adapters keep each arm's Optuna study
+and early stopping separate inside that one Tuner. Nothing else wraps Ray or Optuna.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ METRIC = "val_accuracy"  # what Optuna maximises: the final val accuracy of a tr
 class ResumableOptunaSearch(OptunaSearch):
     """`OptunaSearch` that tolerates a resumed trial which Optuna has already finished.
 
-    After a kill -9, Tune's experiment checkpoint can lag Optuna's database: Tune re-runs a trial Optuna was already
-    told about, and `OptunaSearch.on_trial_result` (`ot_trial.report`) raises UpdateFinishedTrialError; its
-    `on_trial_complete` already only logs such errors. The first outcome stays in Optuna; the tables take Tune's.
+    After a kill -9, Tune's experiment checkpoint can lag Optuna's database: Tune re-runs a trial Optuna was
+    already told about, and `OptunaSearch.on_trial_result` (`ot_trial.report`) raises
+    UpdateFinishedTrialError; its `on_trial_complete` already only logs such errors. The first outcome stays
+    in Optuna; the tables take Tune's.
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -36,14 +37,14 @@ class ResumableOptunaSearch(OptunaSearch):
 class ArmsSearcher(Searcher):
     """Round-robin over per-arm searchers, then each arm's final re-runs: the whole study in one Tuner.
 
-    Tune takes one search algorithm per Tuner, and a Tuner cost about 3-4 s of start-up (fresh worker processes
-    importing torch), against about 2 s of training per arm on the digits study. This routes each new search trial
-    to the next arm with budget left (equal trials per arm) and every result back to that arm's searcher; when an
-    arm's last search trial ends, `final_runs(arm, best_config)` queues its re-runs. Fixed runs (`first_runs`, the
-    baseline, and the finals) go before new search trials, longest work first.
+    Tune takes one search algorithm per Tuner, and a Tuner cost about 3-4 s of start-up (fresh worker
+    processes importing torch), against about 2 s of training per arm on the digits study. This routes each
+    new search trial to the next arm with budget left (equal trials per arm) and every result back to that
+    arm's searcher; when an arm's last search trial ends, `final_runs(arm, best_config)` queues its re-runs.
+    Fixed runs (`first_runs`, the baseline, and the finals) go before new search trials, longest work first.
 
-    The best config is the highest final val accuracy among trials that ran all `epochs` (ASHA-stopped trials are
-    judged on a shorter run and are eligible only when none completed), ties to the lower val loss.
+    The best config is the highest final val accuracy among trials that ran all `epochs` (ASHA-stopped trials
+    are judged on a shorter run and are eligible only when none completed), ties to the lower val loss.
     """
 
     def __init__(
@@ -117,7 +118,8 @@ class ArmsSearcher(Searcher):
 
 
 class PerArmASHA(FIFOScheduler):
-    """ASHA per arm: a trial is only ever compared with trials of its own schedule x optimizer; finals run out."""
+    """ASHA per arm: a trial is only ever compared with trials of its own schedule x optimizer; finals run
+    out."""
 
     def __init__(self, **asha: Any):
         super().__init__()

@@ -1,8 +1,9 @@
 """One study at a time per run folder: a lock file naming the holder (pid, host, process start time).
 
 Two `--resume` of one folder would both run every unfinished trial and both write optuna.db. A lock left by a
-killed study is stale and taken over when its holder is provably gone: same host, and no process with that pid and
-start time. A lock from another host cannot be checked from here, so it is refused with the way to clear it.
+killed study is stale and taken over when its holder is provably gone: same host, and no process with that pid
+and start time. A lock from another host cannot be checked from here, so it is refused with the way to clear
+it.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                 )
                 if holder.get("host") != mine["host"] or live:
                     raise RunFolderLocked(
-                        f"run folder {run_dir} is in use by a study ({_describe(holder)}; lock file {path}). Wait for "
-                        f"it to finish; if that process is gone (e.g. on another host), delete {path}."
+                        f"run folder {run_dir} is in use by a study ({_describe(holder)}; lock file {path}). "
+                        "Wait for it to finish; if that process is gone (e.g. on another host), delete "
+                        f"{path}."
                     ) from None
                 log.warning("taking over the stale lock of %s: %s is gone", run_dir, _describe(holder))
                 with contextlib.suppress(FileNotFoundError):

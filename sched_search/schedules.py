@@ -148,7 +148,8 @@ ONE_CYCLE_PRESETS: dict[str, dict[str, Any]] = {
         "anneal": "linear",
         "three_phase": True,
     },
-    # fastai fit_one_cycle: div 25, div_final 1e5 relative to lr_max, i.e. 1e5 / 25 = 4000 relative to the start.
+    # fastai fit_one_cycle: div 25, div_final 1e5 relative to lr_max, i.e. 1e5 / 25 = 4000 relative to the
+    # start.
     "fastai": {
         "pct_start": 0.25,
         "div_factor": 25.0,
@@ -289,9 +290,9 @@ def _one_cycle_point(c: OneCycleConfig, step: int) -> tuple[float, float]:
 def lr_at(config: ScheduleConfig, step: int) -> float:
     """The LR for batch `step` (0 = first batch); past a schedule's end it holds the last value.
 
-    Implements Smith 2015's triangle with the triangular2/exp_range amplitude scales, SGDR (Loshchilov & Hutter
-    2017, eq. 5) with restarts at integer steps and the peak times peak_decay**restart, and one-cycle in
-    torch's OneCycleLR phase layout.
+    Implements Smith 2015's triangle with the triangular2/exp_range amplitude scales, SGDR
+    (Loshchilov & Hutter 2017, eq. 5) with restarts at integer steps and the peak times peak_decay**restart,
+    and one-cycle in torch's OneCycleLR phase layout.
 
     Example:
         >>> lr_at(CyclicalConfig(base_lr=0.01, max_lr=0.1, step_size=10), 10)

@@ -1,7 +1,9 @@
-"""The study's one Ray Tune run: per-arm Optuna studies behind OptunaSearch, per-arm ASHA, and the final re-runs.
+"""The study's one Ray Tune run: per-arm Optuna studies behind OptunaSearch, per-arm ASHA, and the final
+re-runs.
 
 Stages 3 and 4 of the study (`study.py` runs the others): `trials_per_arm` search trials per arm with the same
-training seed, then each arm's best config re-run on the study's seeds over the budget ladder, and the baseline.
+training seed, then each arm's best config re-run on the study's seeds over the budget ladder, and the
+baseline.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ def _optuna_storage(run_dir: Path) -> optuna.storages.RDBStorage:
 def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int) -> None:
     """(Re)create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
 
-    Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in the
-    study it loads is asked first instead, and the define-by-run `suggest_*` calls return the enqueued values.
-    A study left by a run killed before Tune saved any state is dropped: its trials are not in Tune's record.
+    Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in
+    the study it loads is asked first instead, and the define-by-run `suggest_*` calls return the enqueued
+    values. A study left by a run killed before Tune saved any state is dropped: its trials are not in Tune's
+    record.
     """
     if arm in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
         optuna.delete_study(study_name=arm, storage=storage)
@@ -66,14 +69,16 @@ def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int
 
 
 def _restorable(path: Path) -> bool:
-    """Tune saved its state there: `can_restore` alone also says yes for a folder killed before the first save."""
+    """Tune saved its state there: `can_restore` alone also says yes for a folder killed before the first
+    save."""
     from ray import tune
 
     return tune.Tuner.can_restore(str(path.resolve())) and any(path.glob("experiment_state-*.json"))
 
 
 def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: dict[str, Any]) -> list[dict]:
-    """An arm's final re-runs: its best search config (`best`, with its trial_id) on every seed, over the ladder."""
+    """An arm's final re-runs: its best search config (`best`, with its trial_id) on every seed, over the
+    ladder."""
     space = spaces[arm]
     config = {p.name: best[p.name] for p in space.params}
     config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
@@ -107,8 +112,9 @@ def baseline_runs(cfg: StudyConfig) -> list[dict]:
 def run_trials(
     cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
 ) -> dict:
-    """Stages 3 and 4 in one Tuner: per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends; as soon
-    as an arm's search is done, its best config's final re-runs join the queue (with the baseline's from the start).
+    """Stages 3 and 4 in one Tuner: per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends; as
+    soon as an arm's search is done, its best config's final re-runs join the queue (with the baseline's from
+    the start).
 
     One Tuner keeps both worker slots busy across the stages: a second Tuner cost about 3 s of start-up (fresh
     workers importing torch) plus the idle tail of the search, against about 12 s of work per slot.
@@ -166,7 +172,8 @@ def run_trials(
                 search_alg=searcher,
                 scheduler=scheduler,
                 reuse_actors=True,
-                # Without a cap Tune keeps one trial pending for a custom searcher, which ran trials one at a time.
+                # Without a cap Tune keeps one trial pending for a custom searcher, which ran trials one at a
+                # time.
                 max_concurrent_trials=len(spaces) * cfg.search.max_concurrent_per_arm,
             ),
             run_config=tune.RunConfig(

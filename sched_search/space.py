@@ -1,4 +1,5 @@
-"""Search spaces seeded by the range test: per arm, Optuna distributions and a first point, each bound sourced.
+"""Search spaces seeded by the range test: per arm, Optuna distributions and a first point, each bound
+sourced.
 
 The bounds come from the range-test result of the arm's optimizer family (AdamW and SGDW live at different LR
 scales), never from constants alone, and `spaces.json` records where each came from.
@@ -18,7 +19,8 @@ from .arms import split_arm
 
 @dataclass(frozen=True)
 class Param:
-    """One searched hyperparameter: a float range (log or linear) or a categorical, and why it is what it is."""
+    """One searched hyperparameter: a float range (log or linear) or a categorical, and why it is what it
+    is."""
 
     name: str
     low: float | None = None
@@ -80,15 +82,17 @@ def _clip(x: float, low: float, high: float) -> float:
 def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) -> ArmSpace:
     """The define-by-run space for one arm (`schedule-optimizer`) from its optimizer's range test.
 
-    - max_lr: log-uniform in [max_lr/4, 2 max_lr] around the suggestion (2 max_lr stays below the min-loss LR for
-      the default divisor 3, past which the curve diverges).
-    - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0 maps to the range's low).
+    - max_lr: log-uniform in [max_lr/4, 2 max_lr] around the suggestion (2 max_lr stays below the min-loss LR
+      for the default divisor 3, past which the curve diverges).
+    - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0 maps to the range's
+      low).
     - clr: base_lr as max_lr / div with div in [3, 25] (Smith: 3-4; one-cycle practice: 25), first point the
-      curve's min_lr; step_size in epochs in Smith's 2-10 range, capped at epochs/4 so at least two cycles fit.
+      curve's min_lr; step_size in epochs in Smith's 2-10 range, capped at epochs/4 so at least two cycles
+      fit.
     - sgdr: t_0 in [1, epochs/3] whole epochs, t_mult in {1, 2}; eta_min the curve's
       min_lr / 10.
-    - one_cycle: pct_start (warm-up fraction; the cycle is 2 pct_start, the rest is annihilation) in [0.25, 0.45];
-      div_factor in [5, 25].
+    - one_cycle: pct_start (warm-up fraction; the cycle is 2 pct_start, the rest is annihilation)
+      in [0.25, 0.45]; div_factor in [5, 25].
     """
     schedule, optimizer = split_arm(arm)
     src = f"range test ({optimizer})"
@@ -102,7 +106,10 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             hi,
             True,
             first=seed.max_lr,
-            source=f"{src}: suggested max_lr {seed.max_lr:.3g} (min-loss lr {seed.min_loss_lr:.3g} / 3); x1/4..x2",
+            source=(
+                f"{src}: suggested max_lr {seed.max_lr:.3g} (min-loss lr {seed.min_loss_lr:.3g} / 3);"
+                " x1/4..x2"
+            ),
         ),
         Param(
             "weight_decay",
@@ -157,8 +164,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
                 first=_clip(max(1, epochs // 6), 1, t_hi),
                 source="Loshchilov & Hutter 2017: T_0 of 1-10 epochs; capped at epochs/3",
             ),
-            # The schedule takes any float T_mult; the search keeps the paper's 1 and 2 so that, with whole-epoch
-            # T_0, every restart falls on an epoch end, where ASHA compares trials.
+            # The schedule takes any float T_mult; the search keeps the paper's 1 and 2 so that, with
+            # whole-epoch T_0, every restart falls on an epoch end, where ASHA compares trials.
             Param("t_mult", choices=(1.0, 2.0), first=2.0, source="Loshchilov & Hutter 2017: T_mult 1 or 2"),
         ]
         fixed["eta_min"] = seed.min_lr / 10
@@ -191,7 +198,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
-    """Define-by-run: ask Optuna for each parameter of `space` (an `ArmSpace.to_dict()`); return the constants."""
+    """Define-by-run: ask Optuna for each parameter of `space` (an `ArmSpace.to_dict()`); return the
+    constants."""
     for p in space["params"]:
         if p["choices"] is not None:
             trial.suggest_categorical(p["name"], list(p["choices"]))
@@ -208,7 +216,8 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
 
 
 def define_by_run(space: ArmSpace) -> functools.partial:
-    """A picklable define-by-run function for `OptunaSearch(space=...)` (Ray pickles the searcher to resume)."""
+    """A picklable define-by-run function for `OptunaSearch(space=...)` (Ray pickles the searcher to
+    resume)."""
     return functools.partial(suggest, space=space.to_dict())
 
 

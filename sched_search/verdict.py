@@ -70,11 +70,12 @@ def outcomes(trials: pd.DataFrame) -> tuple[dict[str, dict[float, np.ndarray]], 
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> dict[str, float]:
-    """Mean accuracy of `a` minus `b` (seeds x examples, paired on both), a (1 - alpha) interval and a p-value.
+    """Mean accuracy of `a` minus `b` (seeds x examples, paired on both), a (1 - alpha) interval and a
+    p-value.
 
-    The variance of the mean difference is the seed part, var_s(d_s) / S (d_s: the per-seed accuracy gap), plus
-    the evaluation-set part, var_i(delta_i) / n (delta_i: the per-example gap averaged over seeds). Each part also
-    holds the seed x example interaction once, so the sum is slightly conservative. Student t with
+    The variance of the mean difference is the seed part, var_s(d_s) / S (d_s: the per-seed accuracy gap),
+    plus the evaluation-set part, var_i(delta_i) / n (delta_i: the per-example gap averaged over seeds). Each
+    part also holds the seed x example interaction once, so the sum is slightly conservative. Student t with
     Welch-Satterthwaite degrees of freedom: with 3 seeds and a seed-dominated gap that is close to 2 df.
 
     Example:
@@ -142,7 +143,8 @@ def _none_if_nan(x: float) -> float | None:
 
 
 def _epochs_to_target(rung_means: dict[float, Any], target: Any) -> Any:
-    """Smallest budget (epochs) whose mean reaches `target`; works per bootstrap draw on arrays (inf: never)."""
+    """Smallest budget (epochs) whose mean reaches `target`; works per bootstrap draw on arrays (inf:
+    never)."""
     reached = np.full(np.shape(target), np.inf)
     for epochs in sorted(rung_means, reverse=True):
         # the tolerance lets the baseline reach its own mean, computed the same way on the same numbers
@@ -159,13 +161,13 @@ def decide(
     """The verdict of a study from its trials table: top group, winner, calls against the baseline, speed-ups.
 
     - Top group: the leader (highest mean final val accuracy at the full budget) and every arm whose paired
-      difference to it is not significant at `ALPHA` after Holm's correction over those comparisons. A winner is
-      named only when the group has one arm; fewer than `MIN_SEEDS` seeds name none.
+      difference to it is not significant at `ALPHA` after Holm's correction over those comparisons. A winner
+      is named only when the group has one arm; fewer than `MIN_SEEDS` seeds name none.
     - Against the baseline: each arm is "better", "worse" or "equal" (not told apart), Holm-corrected.
     - Speed-up: the baseline's epochs to the target over the arm's, from the budget ladder (each rung a full,
-      compressed schedule); the target is the study's, else the baseline's own mean at its full budget. The 95%
-      interval resamples seeds and validation examples together (`DRAWS` draws, paired across arms). Reached at the
-      smallest rung, the estimate is a lower bound.
+      compressed schedule); the target is the study's, else the baseline's own mean at its full budget. The
+      95% interval resamples seeds and validation examples together (`DRAWS` draws, paired across arms).
+      Reached at the smallest rung, the estimate is a lower bound.
 
     Args:
         trials: the trials table (final runs carry `val_correct`).
@@ -297,7 +299,8 @@ def _speedups(
     base_rungs = matrices[baseline]
     full_epochs = max(base_rungs)
     base_point = _epochs_to_target({e: m.mean() for e, m in base_rungs.items()}, target)
-    # a study target the baseline never reaches: its full budget is the reference, every speed-up a lower bound
+    # a study target the baseline never reaches: its full budget is the reference, every speed-up a lower
+    # bound
     base_reached = bool(np.isfinite(base_point))
     reference = float(base_point) if base_reached else full_epochs
     base_boot = _epochs_to_target(
@@ -337,7 +340,8 @@ def _pts(x: float) -> str:
 
 
 def speedup_text(sp: dict[str, Any] | None) -> str:
-    """A speed-up in words: "4.0x (95% CI 2.0-8.0x)", ">= 8x (reached at the smallest budget)", "not reached"."""
+    """A speed-up in words: "4.0x (95% CI 2.0-8.0x)", ">= 8x (reached at the smallest budget)",
+    "not reached"."""
     if not sp or sp.get("estimate") is None:
         return "not reached"
     interval = f"95% CI {sp['ci_low']:.2g}-{sp['ci_high']:.2g}x"
@@ -350,17 +354,24 @@ def _words(out: dict[str, Any]) -> tuple[str, str]:
     """The decision rule as printed, and the headline sentence."""
     n, s, b = out["eval_examples"], out["n_seeds"], out["baseline"]
     rule = (
-        f"Final val accuracy at the full budget over {s} seed{'s' if s != 1 else ''} x {n} validation examples "
-        f"(one example = {100 / n:.3g} points). An arm joins the top group unless a paired test (by seed and by "
-        f"example, Student t with Welch-Satterthwaite df) shows it below the leader at {100 * (1 - ALPHA):.0f}% "
-        f"after Holm's correction; a winner is named only when the top group has one arm. The same test against "
-        f"{b} calls each arm better, equal or worse; intervals of differences are simultaneous (Bonferroni). "
-        "Intervals of accuracies and speed-ups: bootstrap over seeds and examples."
+        f"Final val accuracy at the full budget over {s} seed{'s' if s != 1 else ''} x {n} validation "
+        f"examples (one example = {100 / n:.3g} points). An arm joins the top group unless a paired test (by "
+        "seed and by example, Student t with Welch-Satterthwaite df) shows it below the leader at "
+        f"{100 * (1 - ALPHA):.0f}% after Holm's correction; a winner is named only when the top group has "
+        f"one arm. The same test against {b} calls each arm better, equal or worse; intervals of differences "
+        "are simultaneous (Bonferroni). Intervals of accuracies and speed-ups: bootstrap over seeds and "
+        "examples."
     )
     if s < MIN_SEEDS:
-        rule += f" With {s} seed{'s' if s != 1 else ''} the seed-to-seed spread is not estimable: no winner is named."
+        rule += (
+            f" With {s} seed{'s' if s != 1 else ''} the seed-to-seed spread is not estimable:"
+            " no winner is named."
+        )
     if out["winner"]:
-        head = f"Winner: {out['winner']} ({_pts(out['arms'][out['winner']]['mean'])}%), ahead of every other arm."
+        head = (
+            f"Winner: {out['winner']} ({_pts(out['arms'][out['winner']]['mean'])}%),"
+            " ahead of every other arm."
+        )
     else:
         group = ", ".join(out["top_group"])
         head = (

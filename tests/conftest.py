@@ -14,7 +14,8 @@ torch.set_num_threads(1)
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Ray binds its node to the machine's address even when told 127.0.0.1; this (its switch for single-machine
-# clusters) keeps every Ray the tests start, in-process or by `ray start`, on loopback. Read when ray is imported.
+# clusters) keeps every Ray the tests start, in-process or by `ray start`, on loopback. Read when ray is
+# imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault(
     "OMP_NUM_THREADS", "1"

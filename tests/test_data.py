@@ -1,4 +1,5 @@
-"""Tests for sched_search.data: splits, standardisation, batching, the CIFAR-10 folder reader, import paths."""
+"""Tests for sched_search.data: splits, standardisation, batching, the CIFAR-10 folder reader, import
+paths."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def digits() -> TensorData:
     return load_digits()
 
 
-# --- digits -----------------------------------------------------------------------------------------------------
+# --- digits -------------------------------------------------------------------------------------------------
 
 
 def test_digits_split_sizes(digits: TensorData) -> None:
@@ -51,7 +52,8 @@ def test_digits_splits_are_disjoint_and_seeded() -> None:
     a, b, c = load_digits(split_seed=0), load_digits(split_seed=0), load_digits(split_seed=1)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     assert not torch.equal(a.y_train, c.y_train)
-    # No test image appears in train (digits has a few exact duplicates, so compare by raw-row count, loosely).
+    # No test image appears in train (digits has a few exact duplicates, so compare by raw-row count,
+    # loosely).
     train_rows = {tuple(r.tolist()) for r in a.x_train}
     overlap = sum(tuple(r.tolist()) in train_rows for r in a.x_test)
     assert overlap <= 5
@@ -62,7 +64,8 @@ def test_digits_standardised(digits: TensorData) -> None:
     assert mean.abs().max() < 1e-5
     std = digits.x_train.std(0)
     varying = std > 0
-    # Features with std >= 1 before scaling end at std 1; the std floor keeps near-constant pixels small, not huge.
+    # Features with std >= 1 before scaling end at std 1; the std floor keeps near-constant pixels small, not
+    # huge.
     assert (std[varying] <= 1 + 1e-4).all() and (std > 0.99).sum() > 40
     assert digits.x_train.abs().max() < 50
     # Val/test use the training statistics: their means are near, not exactly, zero.
@@ -82,7 +85,7 @@ def test_to_device_keeps_everything(digits: TensorData) -> None:
     assert torch.equal(moved.x_val, digits.x_val)
 
 
-# --- synthetic --------------------------------------------------------------------------------------------------
+# --- synthetic ----------------------------------------------------------------------------------------------
 
 
 def test_synthetic_sizes() -> None:
@@ -100,7 +103,7 @@ def test_synthetic_too_small() -> None:
         load_synthetic(n=39, num_classes=4)
 
 
-# --- batching ---------------------------------------------------------------------------------------------------
+# --- batching -----------------------------------------------------------------------------------------------
 
 
 def test_batches_cover_each_index_once() -> None:
@@ -140,7 +143,7 @@ def test_batches_deterministic_per_generator() -> None:
     assert first[0] != first[1]  # a new order every epoch from the same generator
 
 
-# --- CIFAR-10 folder --------------------------------------------------------------------------------------------
+# --- CIFAR-10 folder ----------------------------------------------------------------------------------------
 
 
 def _fake_cifar(root: Path, per_batch: int = 20, n_test: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +202,7 @@ def test_cifar10_needs_root() -> None:
         load_data("cifar10")
 
 
-# --- load_data by name and import path --------------------------------------------------------------------------
+# --- load_data by name and import path ----------------------------------------------------------------------
 
 
 @pytest.fixture

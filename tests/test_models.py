@@ -83,7 +83,7 @@ def test_same_seed_same_weights_and_global_rng_untouched(name: str) -> None:
     assert torch.equal(torch.get_rng_state(), state)
 
 
-# --- user models by import path ---------------------------------------------------------------------------------
+# --- user models by import path -----------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def _assert_same_params(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(pa, pb), (pa - pb).abs().max().item()
 
 
-# --- equivalence with torch -------------------------------------------------------------------------------------
+# --- equivalence with torch ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("foreach", [True, False])
@@ -89,7 +89,7 @@ def test_foreach_and_single_tensor_paths_agree(make) -> None:
     _assert_same_params(a, b)
 
 
-# --- the decay itself, by hand ----------------------------------------------------------------------------------
+# --- the decay itself, by hand ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("foreach", [True, False])
@@ -213,7 +213,7 @@ def test_hyperparameters_are_read_from_the_group_each_step() -> None:
     assert torch.equal(adam.state[q]["exp_avg"], g2)  # beta1 = 0: the first moment is the last gradient
 
 
-# --- state dicts and schedulers ---------------------------------------------------------------------------------
+# --- state dicts and schedulers -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -231,7 +231,8 @@ def test_state_dict_round_trip(make) -> None:
     _train(model, opt, batches[:5])
     copy_model = copy.deepcopy(model)
     copy_opt = make(copy_model.parameters())
-    # Through bytes, as a checkpoint would: torch's load_state_dict keeps the saved tensors, not copies of them.
+    # Through bytes, as a checkpoint would: torch's load_state_dict keeps the saved tensors, not copies of
+    # them.
     saved = io.BytesIO()
     torch.save(opt.state_dict(), saved)
     saved.seek(0)
@@ -285,7 +286,8 @@ def test_torch_schedulers_drive_the_optimizers(make, scheduler: str) -> None:
 
 
 def _decay_only(opt: torch.optim.Optimizer, sched, steps: int) -> tuple[torch.Tensor, float, list[float]]:
-    """Step with zero gradients, so only the decay moves theta; also the LRs stepped at and the last shrink."""
+    """Step with zero gradients, so only the decay moves theta; also the LRs stepped at and the last
+    shrink."""
     theta = opt.param_groups[0]["params"][0]
     lrs = []
     for _ in range(steps):
@@ -297,8 +299,9 @@ def _decay_only(opt: torch.optim.Optimizer, sched, steps: int) -> tuple[torch.Te
 
 
 def test_torch_one_cycle_drives_the_decay_multiplier() -> None:
-    # SGDW built at lr 0.1, then torch's OneCycleLR up to max_lr 1.0: the multiplier eta_t = lr / peak must use the
-    # scheduler's peak (1.0, kept in group["max_lr"]), not the LR at construction, which made it up to 10.
+    # SGDW built at lr 0.1, then torch's OneCycleLR up to max_lr 1.0: the multiplier eta_t = lr / peak must
+    # use the scheduler's peak (1.0, kept in group["max_lr"]), not the LR at construction, which made it
+    # up to 10.
     theta = torch.ones(3, dtype=torch.float64, requires_grad=True)
     opt = SGDW([theta], lr=0.1, momentum=0.9, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=40)
@@ -323,8 +326,8 @@ def test_lr_above_the_peak_is_clamped_with_one_warning() -> None:
         theta_t, lrs = _decay_only(opt, sched, 30)
     assert len(caught) == 1
     assert str(caught[0].message).startswith(
-        "SGDW: lr=0.014 is above the param group's peak_lr=0.01, so the decay's schedule multiplier lr / peak_lr"
-        " would exceed 1; it is clamped to 1 (this warning is shown once)."
+        "SGDW: lr=0.014 is above the param group's peak_lr=0.01, so the decay's schedule multiplier lr /"
+        " peak_lr would exceed 1; it is clamped to 1 (this warning is shown once)."
     )
     expected = 1.0
     for lr in lrs:
@@ -334,8 +337,9 @@ def test_lr_above_the_peak_is_clamped_with_one_warning() -> None:
 
 
 def test_adamw_has_no_default_decay_mode() -> None:
-    # torch.optim.AdamW's default weight_decay 1e-2 means lr * 1e-2 per step; in schedule mode it would mean 1e-2
-    # per step at the peak, 1000x harder at lr 1e-3. So swapping the import must be a choice, never silent.
+    # torch.optim.AdamW's default weight_decay 1e-2 means lr * 1e-2 per step; in schedule mode it would mean
+    # 1e-2 per step at the peak, 1000x harder at lr 1e-3. So swapping the import must be a choice, never
+    # silent.
     with pytest.raises(TypeError, match="decay_mode"):
         AdamW(_mlp().parameters(), lr=1e-3)
     ours, theirs = _mlp(), _mlp()
@@ -348,7 +352,7 @@ def test_adamw_has_no_default_decay_mode() -> None:
     assert build_optimizer("adamw", _mlp().parameters(), lr=1e-3).param_groups[0]["decay_mode"] == "schedule"
 
 
-# --- arguments and normalized weight decay ----------------------------------------------------------------------
+# --- arguments and normalized weight decay ------------------------------------------------------------------
 
 
 def test_normalized_weight_decay() -> None:
@@ -406,7 +410,7 @@ def test_schedule_mode_needs_a_positive_peak_lr() -> None:
         opt.step()
 
 
-# --- training ---------------------------------------------------------------------------------------------------
+# --- training -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

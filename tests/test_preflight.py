@@ -1,5 +1,5 @@
-"""Every input is checked before any work: a bad study exits 2 with one line naming the file, the key, the value
-and the expectation, no traceback, no run folder, no range test and no Ray."""
+"""Every input is checked before any work: a bad study exits 2 with one line naming the file, the key, the
+value and the expectation, no traceback, no run folder, no range test and no Ray."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ SMOKE = ROOT / "studies" / "smoke.toml"
 def _study(
     tmp_path: Path, top: str = "", replace: dict[str, str] | None = None, runs_dir: str | None = None
 ) -> Path:
-    """The smoke study with lines replaced (`old line -> new lines`), top-level keys first, runs under tmp_path."""
+    """The smoke study with lines replaced (`old line -> new lines`), top-level keys first, runs under
+    tmp_path."""
     text = SMOKE.read_text()
     for old, new in (replace or {}).items():
         assert old in text, old
@@ -54,7 +55,9 @@ def broken(size=10):
     raise RuntimeError("disk on fire")
 
 def net(input_shape, num_classes, width=8):
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Linear(width, num_classes))
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Linear(width, num_classes)
+    )
 """
 
 CASES = [

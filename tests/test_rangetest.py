@@ -1,5 +1,6 @@
 """Tests for sched_search.rangetest: regions on real training, read_curve on a built curve, sanity verdicts,
-exact state restore, determinism, suggestion stability, batch formats, the weight-decay sweep and its outputs."""
+exact state restore, determinism, suggestion stability, batch formats, the weight-decay sweep and its
+outputs."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def _train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tenso
                 return
 
 
-# --- regions on real training -----------------------------------------------------------------------------------
+# --- regions on real training -------------------------------------------------------------------------------
 
 
 def test_regions_on_digits_mlp(healthy: RangeTestResult) -> None:
@@ -99,7 +100,8 @@ def test_regions_on_digits_mlp(healthy: RangeTestResult) -> None:
     assert r.suggested_min_lr < r.suggested_max_lr < r.min_loss_lr
     assert r.suggested_max_lr == pytest.approx(r.min_loss_lr / healthy.config.max_lr_divisor)
     assert descent[0] <= r.steepest_lr <= descent[1]
-    # Plausible values for SGD momentum 0.9 on standardised digits (measured: max_lr ~0.04, min-loss LR ~0.11).
+    # Plausible values for SGD momentum 0.9 on standardised digits (measured: max_lr ~0.04, min-loss LR
+    # ~0.11).
     assert 0.01 < r.suggested_max_lr < 0.2
     # The loss really fell through the descent region and the sweep stopped once it rose.
     assert min(healthy.losses) < 0.5 * healthy.losses[0]
@@ -166,7 +168,7 @@ def test_read_curve_flat_and_empty() -> None:
     assert nan.verdict == "failed" and nan.reasons[0].startswith("loss is NaN from lr=1e-06 (step 0)")
 
 
-# --- wild points -------------------------------------------------------------------------------------------------
+# --- wild points --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("magnitude", [1e3, 1e5, 1e8])
@@ -216,8 +218,9 @@ def test_one_wild_batch_neither_stops_the_sweep_nor_moves_the_suggestion(
     model = _mlp(digits)
     result = range_test(model, _sgd(model), digits, loss_fn=_wild_at(step, 1e5))
     assert result.losses[step] > 1e4
-    # The stop rule caps what it averages at 10x the average: the sweep runs on to the real divergence (at 230, one
-    # step further: the spike's trace in the average lifts its best, so the rise takes a step longer to clear it).
+    # The stop rule caps what it averages at 10x the average: the sweep runs on to the real divergence (at
+    # 230, one step further: the spike's trace in the average lifts its best, so the rise takes a step longer
+    # to clear it).
     assert len(result.losses) == len(healthy.losses) + (step == 230) and result.stopped_early
     assert result.verdict == "ok", result.reading.reasons
     ratio = result.reading.suggested_max_lr / healthy.reading.suggested_max_lr
@@ -234,7 +237,7 @@ def test_clean_losses_drops_lone_spikes_and_caps_at_the_early_scale() -> None:
     np.testing.assert_array_equal(cleaned, expected)
 
 
-# --- sanity verdicts on real training ---------------------------------------------------------------------------
+# --- sanity verdicts on real training -----------------------------------------------------------------------
 
 
 def test_healthy_verdict_ok(healthy: RangeTestResult) -> None:
@@ -250,8 +253,8 @@ def test_shuffled_labels_fail_as_nothing_learned(digits: TensorData) -> None:
     model = _mlp(digits)
     result = range_test(model, _sgd(model), (digits.x_train, labels))
     assert result.verdict == "failed"
-    # The labels' entropy (nats) is the loss of a model that learned only the class frequencies: the loss falls
-    # to 2.27 at best, 1% below it (it was read as a plain "no descent region" before).
+    # The labels' entropy (nats) is the loss of a model that learned only the class frequencies: the loss
+    # falls to 2.27 at best, 1% below it (it was read as a plain "no descent region" before).
     assert result.label_entropy == pytest.approx(2.3024, abs=1e-4)
     reason = result.reading.reasons[0]
     assert reason.startswith("nothing learned from the inputs: the loss (from 2.31, lowest 2.27)"), reason
@@ -260,16 +263,16 @@ def test_shuffled_labels_fail_as_nothing_learned(digits: TensorData) -> None:
 
 
 def test_constant_labels_carry_no_information(digits: TensorData) -> None:
-    # Every label the same class: the loss falls from 2.4 to ~1e-7 and never turns up, which was read as "loss never
-    # diverged ...; raise end_lr", advice that cannot help.
+    # Every label the same class: the loss falls from 2.4 to ~1e-7 and never turns up, which was read as "loss
+    # never diverged ...; raise end_lr", advice that cannot help.
     model = _mlp(digits)
     result = range_test(model, _sgd(model), (digits.x_train, torch.full_like(digits.y_train, 3)))
     assert result.label_entropy == 0.0
     assert result.verdict == "failed"
     assert result.reading.reasons == (
         (
-            "targets carry no information: every training label is the same class, so the loss falls from 2.44"
-            " to 0 (here 1.3e-07) by predicting it whatever the inputs; check the labels"
+            "targets carry no information: every training label is the same class, so the loss falls from"
+            " 2.44 to 0 (here 1.3e-07) by predicting it whatever the inputs; check the labels"
         ),
     )
 
@@ -320,8 +323,8 @@ def _mnist1d_sweep(data: TensorData, num_steps: int) -> RangeTestResult:
 
 
 def test_sweep_too_short_for_mnist1d_names_num_steps(mnist1d: TensorData) -> None:
-    # The paper's 1-D CNN with SGDW, batch 100 (70 steps per epoch): 300 steps let the loss fall 13% before the LR
-    # outgrows it. It read as "no descent region ... check labels, data and model, or raise end_lr".
+    # The paper's 1-D CNN with SGDW, batch 100 (70 steps per epoch): 300 steps let the loss fall 13% before
+    # the LR outgrows it. It read as "no descent region ... check labels, data and model, or raise end_lr".
     short = _mnist1d_sweep(mnist1d, 300)
     assert short.verdict == "failed"
     (reason,) = short.reading.reasons
@@ -363,7 +366,8 @@ def test_nan_in_some_batches_leaves_gaps(digits: TensorData) -> None:
             assert (
                 result.smoothed[step] == result.smoothed[step - 1]
             )  # the gap carries the last smoothed value
-    # The NaN batches were skipped, not stepped on: every other step has a finite loss, and the loss still fell.
+    # The NaN batches were skipped, not stepped on: every other step has a finite loss, and the loss still
+    # fell.
     nan_set = {s for s, _, _ in result.nan_steps}
     i_min = int(np.nanargmin(result.losses))
     assert all(math.isfinite(v) for i, v in enumerate(result.losses[:i_min]) if i not in nan_set)
@@ -381,8 +385,8 @@ def test_nan_first_batch_still_stops_on_the_rise(digits: TensorData) -> None:
     model = _mlp(digits)
     result = range_test(model, _sgd(model), (x, digits.y_train))
     assert result.nan_steps[0][:2] == (0, 1e-7)
-    # The rise rule compares against the first finite loss; a NaN at step 0 must not switch it off, leaving only
-    # the five-NaNs-in-a-row rule to stop a sweep whose loss has already exploded.
+    # The rise rule compares against the first finite loss; a NaN at step 0 must not switch it off, leaving
+    # only the five-NaNs-in-a-row rule to stop a sweep whose loss has already exploded.
     assert result.stopped_early and math.isfinite(result.losses[-1])
     assert result.losses[-1] < 100
 
@@ -432,7 +436,7 @@ def test_batch_larger_than_data_raises(digits: TensorData) -> None:
         )
 
 
-# --- exact state restore ----------------------------------------------------------------------------------------
+# --- exact state restore ------------------------------------------------------------------------------------
 
 
 def _hooks(model: nn.Module) -> int:
@@ -525,7 +529,7 @@ def test_on_a_trained_model(digits: TensorData) -> None:
     _assert_equal_nested(trained, model.state_dict())
 
 
-# --- determinism and stability ----------------------------------------------------------------------------------
+# --- determinism and stability ------------------------------------------------------------------------------
 
 
 def test_same_seed_same_losses(digits: TensorData, healthy: RangeTestResult) -> None:
@@ -562,7 +566,7 @@ def test_suggested_max_lr_is_stable(digits: TensorData, make_optimizer) -> None:
     assert max(suggestions) / min(suggestions) <= 1.5, suggestions
 
 
-# --- batch formats, accumulation, validation --------------------------------------------------------------------
+# --- batch formats, accumulation, validation ----------------------------------------------------------------
 
 
 class _TwoInput(nn.Module):
@@ -650,7 +654,7 @@ def test_validation_losses(digits: TensorData) -> None:
     assert bare.losses == result.losses  # validation draws nothing and changes nothing
 
 
-# --- modes and config validation --------------------------------------------------------------------------------
+# --- modes and config validation ----------------------------------------------------------------------------
 
 
 def test_linear_mode(digits: TensorData) -> None:
@@ -692,7 +696,7 @@ def test_config_validation(kwargs: dict[str, Any], message: str) -> None:
         RangeTestConfig(**kwargs)
 
 
-# --- weight-decay sweep and outputs -----------------------------------------------------------------------------
+# --- weight-decay sweep and outputs -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""Reports: the leaderboard's arithmetic on a fabricated run with known numbers (CI, epochs-to-target, speed-up,
-the words), runs with missing pieces, every figure, and the real smoke study end to end (report, notebook, HTML)."""
+"""Reports: the leaderboard's arithmetic on a fabricated run with known numbers (CI, epochs-to-target,
+speed-up, the words), runs with missing pieces, every figure, and the real smoke study end to end (report,
+notebook, HTML)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def _fabricate(
     extras: bool = True,
     n_val: int = N_VAL,
 ) -> Path:
-    """A run folder written by hand: known accuracies; full-budget curves rise 1 point per epoch to the final."""
+    """A run folder written by hand: known accuracies; full-budget curves rise 1 point per epoch to the
+    final."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
     study = {
@@ -212,8 +214,8 @@ def test_leaderboard_numbers(fab: Path) -> None:
     b = board.loc["clr-sgdw"]
     assert math.isnan(b["epochs_to_target"]) and math.isnan(b["speedup"]) and b["to_target"] == "not reached"
     assert math.isnan(b["first_epoch_at_target_full_run"])
-    # 4 points below on every seed, but on 200 examples with independent errors that is ~2 standard errors, and
-    # Holm over the two arms compared with the baseline leaves it undecided
+    # 4 points below on every seed, but on 200 examples with independent errors that is ~2 standard errors,
+    # and Holm over the two arms compared with the baseline leaves it undecided
     assert b["vs_baseline"] == "equal" and b["diff_vs_baseline"] == pytest.approx(-0.04)
     assert b["diff_ci_low"] < 0 < b["diff_ci_high"]
     base = board.loc[BASELINE]
@@ -392,7 +394,7 @@ def test_schedule_curves_match_the_recorded_lr(fab: Path) -> None:
     assert computed[computed["arm"] == "clr-sgdw"]["momentum"].eq(0.9).all()  # not cycled: recorded constant
 
 
-# ----------------------------------------------------------------------------------- the real study, end to end
+# --------------------------------------------------------------------------------- the real study, end to end
 
 
 @pytest.fixture(scope="module")

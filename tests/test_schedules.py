@@ -54,7 +54,7 @@ def _trace(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[
     return out
 
 
-# Bounds -------------------------------------------------------------------------------------------------------
+# Bounds -----------------------------------------------------------------------------------------------------
 
 
 @FAST
@@ -91,7 +91,7 @@ def test_one_cycle_within_bounds(max_lr, total, preset, step):
     assert cfg.base_momentum - 1e-12 <= momentum_at(cfg, step) <= cfg.max_momentum + 1e-12
 
 
-# Cyclical LR (Smith 2015) -------------------------------------------------------------------------------------
+# Cyclical LR (Smith 2015) -----------------------------------------------------------------------------------
 
 
 @FAST
@@ -124,7 +124,7 @@ def test_clr_momentum_is_the_lr_mirrored(step_size, step):
     assert (0.95 - momentum_at(cfg, step)) / 0.10 == pytest.approx(lr_pos, abs=1e-9)
 
 
-# SGDR (Loshchilov & Hutter 2017) ------------------------------------------------------------------------------
+# SGDR (Loshchilov & Hutter 2017) ----------------------------------------------------------------------------
 
 
 def _restarts(cfg: SGDRConfig, steps: int) -> list[int]:
@@ -159,7 +159,7 @@ def test_sgdr_peak_never_falls_below_eta_min():
     assert lr_at(cfg, 2) == pytest.approx(0.01) and lr_at(cfg, 101) == pytest.approx(0.01)
 
 
-# One-cycle (Smith & Topin) ------------------------------------------------------------------------------------
+# One-cycle (Smith & Topin) ----------------------------------------------------------------------------------
 
 
 def _strictly(values: list[float], increasing: bool) -> bool:
@@ -231,7 +231,7 @@ def test_constant_is_constant_without_momentum():
     assert momentum_at(cfg, 5) is None and peak_lr(cfg) == 3e-4
 
 
-# Agreement with torch -----------------------------------------------------------------------------------------
+# Agreement with torch ---------------------------------------------------------------------------------------
 
 T = torch.optim.lr_scheduler
 
@@ -298,7 +298,7 @@ def test_one_cycle_matches_torch_onecyclelr(preset, kind):
     assert all(_close(a[0], b[0]) and _close(a[1], b[1]) for a, b in zip(ours, theirs, strict=True))
 
 
-# The torch scheduler ------------------------------------------------------------------------------------------
+# The torch scheduler ----------------------------------------------------------------------------------------
 
 
 def test_scheduler_drives_sgd_momentum_and_adam_beta1():
@@ -354,7 +354,7 @@ def test_resume_with_last_epoch_on_a_fresh_optimizer():
     assert opt.param_groups[0]["lr"] == lr_at(cfg, 42)
 
 
-# Units and validation -----------------------------------------------------------------------------------------
+# Units and validation ---------------------------------------------------------------------------------------
 
 
 def test_to_steps_converts_epochs_and_steps():

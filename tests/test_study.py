@@ -88,7 +88,7 @@ def test_lr_minimum_detection_on_clr_and_sgdr() -> None:
     assert [e for e in range(1, 8) if at_lr_minimum(sgdr, e * 10)] == [1, 3, 7]
 
 
-# ----------------------------------------------------------------------------------- the smoke study, end to end
+# -------------------------------------------------------------------------------- the smoke study, end to end
 
 
 @pytest.mark.slow
@@ -155,7 +155,8 @@ def test_smoke_finals_rerun_each_arms_best_search_trial(smoke_run: Path) -> None
 
 @pytest.mark.slow
 def test_smoke_search_trials_use_both_worker_slots(smoke_run: Path) -> None:
-    """Tune keeps a single trial pending for a custom searcher unless capped: the search then ran one at a time."""
+    """Tune keeps a single trial pending for a custom searcher unless capped: the search then ran one at a
+    time."""
     pids = {}
     for progress in (smoke_run / "ray" / "study").glob("*/progress.csv"):
         rows = pd.read_csv(progress)
@@ -391,7 +392,8 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
         start_new_session=True,
         text=True,
     )
-    # The signal: Tune's saved state lists a finished trial. Kill -9 at once; what that state holds must be kept.
+    # The signal: Tune's saved state lists a finished trial. Kill -9 at once; what that state holds must be
+    # kept.
     deadline, saved = time.time() + 180, {}
     while time.time() < deadline and proc.poll() is None and not saved:
         runs = list((tmp_path / "runs").glob("smoke-*"))
@@ -433,7 +435,8 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_resumes_at_once_one_is_refused(tmp_path: Path) -> None:
-    """The killed study's lock is stale and taken over by the first resume; a second resume meanwhile is refused."""
+    """The killed study's lock is stale and taken over by the first resume; a second resume meanwhile is
+    refused."""
     import optuna
 
     study = tmp_path / "smoke.toml"
@@ -508,8 +511,9 @@ BUILT = {}  # trial id -> models built in this worker: a final re-run builds one
 
 class Net(torch.nn.Module):
     \"\"\"The smoke study's MLP (same weights from the same seed). With MODE 'kill', the first final re-run to
-    reach the 20th step of its second budget kills its Ray worker with SIGKILL, as an OOM killer or an operator
-    would, after it reported its first budget. With MODE 'raise' every trial in a worker raises.\"\"\"
+    reach the 20th step of its second budget kills its Ray worker with SIGKILL, as an OOM killer or an
+    operator would, after it reported its first budget. With MODE 'raise' every trial in a worker
+    raises.\"\"\"
 
     def __init__(self, input_shape, num_classes, hidden=64):
         super().__init__()
@@ -671,8 +675,8 @@ def test_dead_address_fails_in_seconds_naming_it(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_study_joins_a_ray_head_with_token_auth(tmp_path: Path) -> None:
-    """A head as Ray 2.60 starts it (token authentication on): refused with the fix without RAY_AUTH_MODE=token,
-    refused when no node can hold a trial, and run end to end with it."""
+    """A head as Ray 2.60 starts it (token authentication on): refused with the fix without
+    RAY_AUTH_MODE=token, refused when no node can hold a trial, and run end to end with it."""
     ray_bin = Path(sys.executable).with_name("ray")
     port = _port_outside_ray_range()
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
@@ -770,7 +774,8 @@ def _head_processes(port: int) -> list[int]:
 
 
 def _stop_head(port: int) -> None:
-    """Stop only this head's processes: `ray stop` would also kill the session's own Ray (and pytest with it)."""
+    """Stop only this head's processes: `ray stop` would also kill the session's own Ray (and pytest with
+    it)."""
     pids = _head_processes(port)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
@@ -786,7 +791,8 @@ def _stop_head(port: int) -> None:
 
 @pytest.mark.slow
 def test_default_study_end_to_end_gives_a_verdict_that_holds(tmp_path: Path) -> None:
-    """`python -m sched_search study` with no file: MNIST-1D, every arm, 3 seeds, on real Ray (a few minutes)."""
+    """`python -m sched_search study` with no file: MNIST-1D, every arm, 3 seeds, on real Ray (a few
+    minutes)."""
     env = {**os.environ, "RAY_ADDRESS": "local"}
     done = subprocess.run(
         [sys.executable, "-m", "sched_search", "study"],

@@ -1,5 +1,5 @@
-"""Tables are a function of what finished: one row per (trial, budget, epoch), the last attempt winning; failed
-runs keep their epochs, a one-line reason and their full traceback in errors/."""
+"""Tables are a function of what finished: one row per (trial, budget, epoch), the last attempt winning;
+failed runs keep their epochs, a one-line reason and their full traceback in errors/."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The verdict on hand-built run folders (no training): ties inside the evaluation noise, clear winners, too few
-seeds, intervals inside [0, 100]%, speed-ups reached at the smallest budget, a baseline at chance."""
+"""The verdict on hand-built run folders (no training): ties inside the evaluation noise, clear winners, too
+few seeds, intervals inside [0, 100]%, speed-ups reached at the smallest budget, a baseline at chance."""
 
 from __future__ import annotations
 
@@ -206,7 +206,8 @@ def test_speedup_at_the_smallest_rung_is_a_lower_bound(tmp_path: Path) -> None:
 
 
 def test_speedup_interval_widens_when_the_rung_is_near_the_target(tmp_path: Path) -> None:
-    """A rung whose mean sits just above the target is reached in only some resamples: the interval says so."""
+    """A rung whose mean sits just above the target is reached in only some resamples: the interval says
+    so."""
     rng = np.random.default_rng(4)
     n = 500
     arms = {
