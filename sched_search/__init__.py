@@ -1,4 +1,5 @@
-"""sched_search: Leslie Smith's workflow (range test -> search spaces -> schedule x optimizer trials -> report).
+"""sched_search: Leslie Smith's workflow (range test -> search spaces -> schedule x optimizer trials ->
+report).
 
 The public API; heavy parts (Ray, matplotlib) are imported only where used.
 """
@@ -24,8 +25,8 @@ __version__ = "0.3.0"  # 0.3: final runs record val_correct; run folders get ver
 
 
 def __getattr__(name: str):
-    """`run_study` and `load_run` on first use: they import Ray, Optuna and pandas, which `import sched_search`
-    should not pay for."""
+    """`run_study` and `load_run` on first use: they import Ray, Optuna and pandas, which `import
+    sched_search` should not pay for."""
     if name == "run_study":
         from .study import run_study
 

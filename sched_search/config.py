@@ -19,7 +19,8 @@ DEFAULT_ARMS = tuple(f"{s}-{o}" for s in SCHEDULES for o in OPTIMIZERS)
 # Built-in data sets (data.load_data) and models (models.build_model).
 DATASETS = ("mnist1d", "digits", "synthetic", "cifar10")
 MODELS = ("mlp", "cnn1d", "cnn", "resnet")
-# Upper bounds that catch a typo (epochs = 1e12) before it runs for ever; far above any study this tool is for.
+# Upper bounds that catch a typo (epochs = 1e12) before it runs for ever; far above any study this tool is
+# for.
 MAX_EPOCHS = 100_000
 MAX_TRIALS_PER_ARM = 10_000
 MAX_NAME = 100  # the run folder is <name>-<timestamp>; file systems allow 255 bytes per name
@@ -329,8 +330,8 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     )
     if res.gpus_per_trial > 0:
         _check(s, t.device.startswith("cuda"), "[train] device", "'cuda' when gpus_per_trial > 0", t.device)
-    # Tune waits for ever for resources no node has: a local Ray has exactly num_cpus/num_gpus (a joined cluster is
-    # checked after connecting, in preflight.check_cluster).
+    # Tune waits for ever for resources no node has: a local Ray has exactly num_cpus/num_gpus (a joined
+    # cluster is checked after connecting, in preflight.check_cluster).
     if cfg.ray_address is None:
         _check(
             s,

@@ -59,10 +59,12 @@ def batches(
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """Augment an image batch (N, C, H, W) on its own device: "crop_flip" is the standard CIFAR recipe (a random
-    crop after zero-padding by H/8, 4 pixels on CIFAR, and a horizontal flip with probability 1/2); "none" is x.
+    """Augment an image batch (N, C, H, W) on its own device: "crop_flip" is the standard CIFAR recipe (a
+    random crop after zero-padding by H/8, 4 pixels on CIFAR, and a horizontal flip with probability 1/2);
+    "none" is x.
 
-    torchvision's transforms work per image; this does the whole batch in a few tensor ops, so GPU trials stay fast.
+    torchvision's transforms work per image; this does the whole batch in a few tensor ops, so GPU trials stay
+    fast.
     """
     if kind == "none":
         return x
@@ -137,11 +139,12 @@ def load_digits(split_seed: int = 0, image: bool = False) -> TensorData:
 
 def load_mnist1d(num_samples: int = 10_000, seed: int = 42, split_seed: int = 0) -> TensorData:
     """MNIST-1D (Greydanus 2020, "Scaling down deep learning"): 10 classes of 40-point 1-D signals, generated
-    offline and deterministically by the `mnist1d` package; 70/15/15 stratified split (1,500 val and test examples
-    at the default 10,000 samples), so one validation example is worth 0.067 accuracy points.
+    offline and deterministically by the `mnist1d` package; 70/15/15 stratified split (1,500 val and test
+    examples at the default 10,000 samples), so one validation example is worth 0.067 accuracy points.
 
-    `seed` is the generator's (the paper's data uses 42); `split_seed` the split's. The package's `get_dataset`
-    would download a pickle: it is never called. Inputs are (N, 40), already centred and scaled by the generator.
+    `seed` is the generator's (the paper's data uses 42); `split_seed` the split's. The package's
+    `get_dataset` would download a pickle: it is never called. Inputs are (N, 40), already centred and scaled
+    by the generator.
     """
     import numpy as np
 
@@ -189,10 +192,11 @@ def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_cifar10(root: str | Path, val_size: int = 5000, split_seed: int = 0) -> TensorData:
-    """CIFAR-10 from a local `cifar-10-batches-py` folder (data_batch_1..5, test_batch); per-channel standardised.
+    """CIFAR-10 from a local `cifar-10-batches-py` folder (data_batch_1..5, test_batch); per-channel
+    standardised.
 
-    `root` may be the `cifar-10-batches-py` folder itself or its parent. The last `val_size` training images (after a
-    seeded shuffle) form the validation split.
+    `root` may be the `cifar-10-batches-py` folder itself or its parent. The last `val_size` training images
+    (after a seeded shuffle) form the validation split.
     """
     root = Path(root).expanduser()
     folder = root if root.name == "cifar-10-batches-py" else root / "cifar-10-batches-py"
@@ -200,8 +204,8 @@ def load_cifar10(root: str | Path, val_size: int = 5000, split_seed: int = 0) ->
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download {CIFAR10_URL}, unpack it so that "
-            f"{folder}/data_batch_1 exists, and point the study's data.root at {folder.parent}."
+            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download {CIFAR10_URL}, unpack it so "
+            f"that {folder}/data_batch_1 exists, and point the study's data.root at {folder.parent}."
         )
     parts = [_read_cifar_batch(folder / n) for n in names[:5]]
     x = torch.cat([p[0] for p in parts]).float() / 255
@@ -217,7 +221,8 @@ def load_cifar10(root: str | Path, val_size: int = 5000, split_seed: int = 0) ->
 
 
 def load_data(name: str, root: str | None = None, image: bool = False, **kwargs) -> TensorData:
-    """Load a data set by name (`mnist1d`, `digits`, `synthetic`, `cifar10`) or by import path `"pkg.mod:factory"`.
+    """Load a data set by name (`mnist1d`, `digits`, `synthetic`, `cifar10`) or by import path
+    `"pkg.mod:factory"`.
 
     A factory is called with `**kwargs` and must return a `TensorData`.
 
@@ -245,6 +250,7 @@ def load_data(name: str, root: str | None = None, image: bool = False, **kwargs)
     data = load_object(name, "data")(**kwargs)
     if not isinstance(data, TensorData):
         raise TypeError(
-            f"data factory {name!r} returned {type(data).__name__}; it must return sched_search.data.TensorData."
+            f"data factory {name!r} returned {type(data).__name__}; it must return "
+            "sched_search.data.TensorData."
         )
     return data

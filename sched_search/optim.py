@@ -7,23 +7,23 @@ Adam's second-moment normalisation.
 
 Two readings of the decay's step size, chosen per optimizer with ``decay_mode``:
 
-* ``"schedule"`` (the paper's): ``eta_t * lambda`` with ``eta_t = group["lr"] / group["peak_lr"]``, the schedule
-  multiplier in [0, 1]. Weight decay follows the LR *schedule* but not the LR's *size*, so ``lambda`` and the
-  peak LR can be tuned independently (the paper's Fig. 2). ``lambda`` is then a per-step shrink at peak LR:
-  roughly ``lr * lambda_torch``.
+* ``"schedule"`` (the paper's): ``eta_t * lambda`` with ``eta_t = group["lr"] / group["peak_lr"]``, the
+  schedule multiplier in [0, 1]. Weight decay follows the LR *schedule* but not the LR's *size*, so
+  ``lambda`` and the peak LR can be tuned independently (the paper's Fig. 2). ``lambda`` is then a per-step
+  shrink at peak LR: roughly ``lr * lambda_torch``.
 * ``"lr"`` (torch's ``AdamW``): ``lr * lambda``. Decay scales with the LR itself, which couples the two
   hyperparameters again (pytorch/pytorch#38853).
 
-The schedule's peak follows the scheduler in use: ``ScheduleLR`` (``schedules.py``) sets ``group["peak_lr"]`` to
-its max LR; torch's ``OneCycleLR`` keeps its own in ``group["max_lr"]``, which then takes precedence; otherwise
-``peak_lr`` is the group's LR at construction. Should the LR rise above that peak (another torch scheduler, such as
-``CyclicLR``), the multiplier is clamped to 1 with a one-time warning instead of decaying harder than at the peak.
-Every hyperparameter (``lr``, ``momentum``, ``betas``) is read from the group at each step, so any torch LR
-scheduler, including ``OneCycleLR`` with momentum cycling, drives these optimizers.
+The schedule's peak follows the scheduler in use: ``ScheduleLR`` (``schedules.py``) sets ``group["peak_lr"]``
+to its max LR; torch's ``OneCycleLR`` keeps its own in ``group["max_lr"]``, which then takes precedence;
+otherwise ``peak_lr`` is the group's LR at construction. Should the LR rise above that peak (another torch
+scheduler, such as ``CyclicLR``), the multiplier is clamped to 1 with a one-time warning instead of decaying
+harder than at the peak. Every hyperparameter (``lr``, ``momentum``, ``betas``) is read from the group at each
+step, so any torch LR scheduler, including ``OneCycleLR`` with momentum cycling, drives these optimizers.
 
 ``AdamW`` shares ``torch.optim.AdamW``'s name and defaults but has no default ``decay_mode``: the same
-``weight_decay`` decays about ``1 / lr`` times harder in schedule mode (1000x at lr 1e-3), so a swapped import must
-not change training silently. ``docs/optimizers.md`` maps torch's ``weight_decay`` onto ours.
+``weight_decay`` decays about ``1 / lr`` times harder in schedule mode (1000x at lr 1e-3), so a swapped import
+must not change training silently. ``docs/optimizers.md`` maps torch's ``weight_decay`` onto ours.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ class _Decoupled(torch.optim.Optimizer):
             return 1.0
         if group["decay_mode"] == "lr":
             return 1 - lr * lam  # the exact expression torch.optim.AdamW uses, so the two agree bit for bit
-        # torch's OneCycleLR keeps its peak in the group as "max_lr"; any other scheduler sets "peak_lr" (ours) or
-        # leaves the LR at construction there.
+        # torch's OneCycleLR keeps its peak in the group as "max_lr"; any other scheduler sets "peak_lr"
+        # (ours) or leaves the LR at construction there.
         key = "max_lr" if "max_lr" in group else "peak_lr"
         peak = group[key]
         _check(f'group["{key}"]', peak, peak > 0, '> 0 with decay_mode="schedule"')
@@ -115,17 +115,18 @@ class _Decoupled(torch.optim.Optimizer):
         if not getattr(self, "_warned_above_peak", False):
             self._warned_above_peak = True
             warnings.warn(
-                f"{type(self).__name__}: lr={lr:.4g} is above the param group's {key}={peak:.4g}, so the decay's"
-                " schedule multiplier lr / peak_lr would exceed 1; it is clamped to 1 (this warning is shown once)."
-                " A scheduler other than sched_search's ScheduleLR or torch's OneCycleLR drives this optimizer: set"
-                ' each param group\'s "peak_lr" to its largest LR.',
+                f"{type(self).__name__}: lr={lr:.4g} is above the param group's {key}={peak:.4g}, so the "
+                "decay's schedule multiplier lr / peak_lr would exceed 1; it is clamped to 1 (this warning "
+                "is shown once). A scheduler other than sched_search's ScheduleLR or torch's OneCycleLR drives "
+                'this optimizer: set each param group\'s "peak_lr" to its largest LR.',
                 stacklevel=4,
             )
         return 1 - lam
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        # A state dict saved by torch's SGD or AdamW lacks our keys: take them from this optimizer's arguments.
+        # A state dict saved by torch's SGD or AdamW lacks our keys: take them from this optimizer's
+        # arguments.
         for group in self.param_groups:
             group.setdefault("peak_lr", group["lr"])
             for key in ("decay_mode", "foreach"):
@@ -152,9 +153,9 @@ class _Decoupled(torch.optim.Optimizer):
 class SGDW(_Decoupled):
     """SGD with momentum and decoupled weight decay (Loshchilov & Hutter 2019, Algorithm 1).
 
-    The momentum is ``torch.optim.SGD``'s (``buf = momentum * buf + (1 - dampening) * g`` from ``buf = g_1``; step
-    ``lr * buf``, or ``lr * (g + momentum * buf)`` with Nesterov), so with ``weight_decay=0`` this *is* torch's
-    SGD. The decay acts on the weights, ``theta_t = theta_{t-1} - step - d_t * theta_{t-1}``, with
+    The momentum is ``torch.optim.SGD``'s (``buf = momentum * buf + (1 - dampening) * g`` from ``buf = g_1``;
+    step ``lr * buf``, or ``lr * (g + momentum * buf)`` with Nesterov), so with ``weight_decay=0`` this *is*
+    torch's SGD. The decay acts on the weights, ``theta_t = theta_{t-1} - step - d_t * theta_{t-1}``, with
     ``d_t = eta_t * lambda`` (``decay_mode="schedule"``, ``eta_t = lr / peak_lr``) or ``d_t = lr * lambda``
     (``decay_mode="lr"``); unlike torch's SGD, which adds ``lambda * theta`` to the gradient, it never enters
     the momentum buffer.
@@ -238,7 +239,8 @@ def _sgdw_single(
 ) -> None:
     for i, (p, g) in enumerate(zip(params, grads)):
         if decay != 1.0:
-            # Shrinking theta_{t-1} before adding the step equals Algorithm 1's line 9: the step ignores theta.
+            # Shrinking theta_{t-1} before adding the step equals Algorithm 1's line 9: the step ignores
+            # theta.
             p.mul_(decay)
         if momentum != 0:
             buf = bufs[i]
@@ -426,8 +428,9 @@ def build_optimizer(
     """`sgdw` and `adamw` decay decoupled and schedule-scaled; `sgd` and `adam` are torch's (L2 decay).
 
     With the schedule's `peak_lr` known, `adamw` is torch's fused `AdamW` with `weight_decay / peak_lr`: torch
-    decays by `lr * weight_decay`, which is then `(lr / peak_lr) * lambda = eta_t * lambda`, Algorithm 2's decay,
-    on its fastest kernel (about 3x our foreach step on CPU, `benchmarks/bench_optim.py`). Without it, our `AdamW`.
+    decays by `lr * weight_decay`, which is then `(lr / peak_lr) * lambda = eta_t * lambda`, Algorithm 2's
+    decay, on its fastest kernel (about 3x our foreach step on CPU, `benchmarks/bench_optim.py`). Without it,
+    our `AdamW`.
     """
     params = list(params)
     if name == "sgdw":

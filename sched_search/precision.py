@@ -1,8 +1,8 @@
 """Mixed precision and memory format as configuration: what `[train] precision` and `channels_last` mean.
 
 fp32 is the reference. bf16 runs the forward pass under autocast in bfloat16 (same range as fp32, no scaling
-needed); fp16 also needs a gradient scaler against underflow, and a CUDA device. channels_last stores 4-D image
-tensors NHWC, which tensor cores prefer; other tensors are left as they are.
+needed); fp16 also needs a gradient scaler against underflow, and a CUDA device. channels_last stores 4-D
+image tensors NHWC, which tensor cores prefer; other tensors are left as they are.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Train one config for N epochs, reporting per epoch: the plain loop that the range test's users and Ray Tune share.
+"""Train one config for N epochs, reporting per epoch: the plain loop that the range test's users and Ray Tune
+share.
 
 A trial config is a flat dict (the Ray/Optuna boundary): arm, schedule, optimizer, seed, the searched values
 (max_lr, weight_decay, ...) and the arm's constants. `arms.build_schedule` turns it into a schedule config.
@@ -47,7 +48,7 @@ def evaluate_examples(
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, **speed: Any
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y); `speed`: precision, channels_last as in `evaluate_examples`."""
+    """Mean cross-entropy and accuracy over (x, y); `speed` as in `evaluate_examples`."""
     loss, correct = evaluate_examples(model, x, y, batch_size, **speed)
     return loss, float(correct.float().mean())
 
@@ -74,13 +75,14 @@ def train_epochs(
     """Train `config` for `epochs` (seeded by config["seed"]) and yield one metrics dict per epoch.
 
     `augment` ("none" | "crop_flip") transforms each training batch (`data.augment_batch`). `precision`
-    ("fp32" | "bf16" | "fp16", `precision.py`), `channels_last` and `compile` (torch.compile) trade exactness for
-    speed on a GPU; the defaults are the reference.
+    ("fp32" | "bf16" | "fp16", `precision.py`), `channels_last` and `compile` (torch.compile) trade exactness
+    for speed on a GPU; the defaults are the reference.
 
-    Yields: epoch, train_loss, val_loss, val_accuracy, lr (at epoch end), momentum, cycle_epoch (the last epoch that
-    ended at an LR minimum: what early stopping compares), wall_time, status ("ok" | "nan"), reason; with
-    `test=True` (final runs), on the last epoch also test_loss, test_accuracy and val_correct (`correct_string`
-    of the validation set, so a verdict can count examples). A non-finite training loss ends the run at once.
+    Yields: epoch, train_loss, val_loss, val_accuracy, lr (at epoch end), momentum, cycle_epoch (the last
+    epoch that ended at an LR minimum: what early stopping compares), wall_time, status ("ok" | "nan"),
+    reason; with `test=True` (final runs), on the last epoch also test_loss, test_accuracy and val_correct
+    (`correct_string` of the validation set, so a verdict can count examples). A non-finite training loss ends
+    the run at once.
     """
     check_precision(precision, device)
     seed = int(config.get("seed", 0))

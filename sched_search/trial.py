@@ -1,7 +1,7 @@
 """What runs inside a Ray trial: train a trial config, report to Tune at ASHA's rungs and at the end.
 
-The worker side of the study: a search trial trains for the study's epochs, a final re-run trains one seed over
-the budget ladder. Everything here runs in a Tune worker process; the driver side is `study.py`.
+The worker side of the study: a search trial trains for the study's epochs, a final re-run trains one seed
+over the budget ladder. Everything here runs in a Tune worker process; the driver side is `study.py`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def asha_rungs(epochs: int, grace_period: int, reduction_factor: int) -> list[in
 def _report(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
     """One Tune result carrying every epoch since the last one (as JSON, so progress.csv keeps it intact).
 
-    Each `tune.report` costs about 6 ms of driver time (measured: 8 trials x 30 reports), which dwarfs an epoch of
-    a small model; reporting only where ASHA decides and at the end keeps the driver out of the way.
+    Each `tune.report` costs about 6 ms of driver time (measured: 8 trials x 30 reports), which dwarfs an
+    epoch of a small model; reporting only where ASHA decides and at the end keeps the driver out of the way.
     """
     from ray import tune
 
@@ -49,7 +49,8 @@ def trial_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
 
 
 def _report_failure(history: list[dict[str, Any]], error: Exception) -> None:
-    """Report the epochs finished since the last report before the error propagates: a failed run keeps them."""
+    """Report the epochs finished since the last report before the error propagates, so a failed run keeps
+    them."""
     if history:
         reason = f"{type(error).__name__}: {' '.join(str(error).split())}"[:300]
         _report({**history[-1], "status": "error", "reason": reason}, history)
@@ -98,7 +99,8 @@ def _final_run(config: dict[str, Any], data: Any) -> None:
 
 
 def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = False) -> Any:
-    """`train_epochs` with the run settings a trial config carries (`trial_settings`): what every trial trains."""
+    """`train_epochs` with the run settings a trial config carries (`search.trial_settings`): what every trial
+    trains."""
     from .train import train_epochs
 
     return train_epochs(

@@ -451,8 +451,8 @@ def test_trains_on_digits(make) -> None:
 
 
 def test_trainers_fused_adamw_is_our_adamw_in_schedule_mode() -> None:
-    """build_optimizer's AdamW with the schedule's peak is torch's fused AdamW(weight_decay / peak_lr): the same
-    update as Algorithm 2 (decay eta_t * lambda), beta1 cycled by one-cycle included."""
+    """build_optimizer's AdamW with the schedule's peak is torch's fused AdamW(weight_decay / peak_lr): the
+    same update as Algorithm 2 (decay eta_t * lambda), beta1 cycled by one-cycle included."""
     from sched_search.optim import build_optimizer
     from sched_search.schedules import build_scheduler, one_cycle, peak_lr
 
