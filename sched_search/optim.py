@@ -117,8 +117,8 @@ class _Decoupled(torch.optim.Optimizer):
             warnings.warn(
                 f"{type(self).__name__}: lr={lr:.4g} is above the param group's {key}={peak:.4g}, so the "
                 "decay's schedule multiplier lr / peak_lr would exceed 1; it is clamped to 1 (this warning "
-                "is shown once). A scheduler other than sched_search's ScheduleLR or torch's OneCycleLR drives "
-                'this optimizer: set each param group\'s "peak_lr" to its largest LR.',
+                "is shown once). A scheduler other than sched_search's ScheduleLR or torch's OneCycleLR "
+                'drives this optimizer: set each param group\'s "peak_lr" to its largest LR.',
                 stacklevel=4,
             )
         return 1 - lam
