@@ -757,6 +757,46 @@ def test_study_joins_a_ray_head_with_token_auth(tmp_path: Path) -> None:
         _stop_head(port)
 
 
+@pytest.mark.slow
+def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Path) -> None:
+    """docs/gpu_and_cluster.md's `ray job submit` on a loopback head with token authentication: the entrypoint
+    names the interpreter that has sched_search, `runs_dir` is an absolute path, and `--resume` of the run folder
+    it wrote works from the submitting machine."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    port, dashboard = _port_outside_ray_range(), _port_outside_ray_range()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(ROOT)}
+    head = [str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
+    head += ["--num-cpus", "2", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1"]
+    head += ["--dashboard-port", str(dashboard), "--disable-usage-stats"]
+    subprocess.run(head, check=True, env=env, capture_output=True, timeout=180)
+    try:
+        runs = tmp_path / "shared" / "runs"
+        study = tmp_path / "smoke.toml"
+        study.write_text(f'runs_dir = "{runs}"\n' + SMOKE.read_text())
+        submit = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--"]
+        submit += [sys.executable, "-m", "sched_search", "study", str(study), "--address", "auto"]
+        job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "succeeded" in job.stdout
+        (run_dir,) = runs.glob("smoke-*")
+        assert (run_dir / "verdict.json").exists() and (run_dir / "trials.parquet").exists()
+        before = pd.read_parquet(run_dir / "trials.parquet")
+        again = subprocess.run(
+            _study_cmd("--resume", str(run_dir), "--address", f"127.0.0.1:{port}"),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        after = pd.read_parquet(run_dir / "trials.parquet")
+        assert sorted(after.trial_id) == sorted(before.trial_id)  # finished: nothing ran again
+    finally:
+        _stop_head(port)
+
+
 def _head_processes(port: int) -> list[int]:
     mark = re.compile(rb"(--gcs[-_]address=[^\x00 ]*:%d|--gcs_server_port=%d)(\x00| |$)" % (port, port))
     pids = []
