@@ -6,6 +6,7 @@ The public API; heavy parts (Ray, matplotlib) are imported only where used.
 
 from __future__ import annotations
 
+from .arms import build_schedule, optimizer_and_scheduler
 from .curve import CurveConfig
 from .optim import SGDW, AdamW, normalized_weight_decay
 from .rangetest import RangeTestConfig, range_test, read_curve, run_range_test, weight_decay_sweep
@@ -15,6 +16,7 @@ from .schedules import (
     OneCycleConfig,
     ScheduleLR,
     SGDRConfig,
+    at_lr_minimum,
     build_scheduler,
     lr_at,
     momentum_at,
@@ -24,17 +26,20 @@ from .schedules import (
 __version__ = "0.3.0"  # 0.3: final runs record val_correct; run folders get verdict.json
 
 
+# Imported on first use: these pull in Ray, Optuna or pandas, which `import sched_search` should not pay for.
+_LAZY = {
+    "run_study": "study",
+    "load_run": "results",
+    "search_space": "space",
+    "cycle_asha": "routing",
+}
+
+
 def __getattr__(name: str):
-    """`run_study` and `load_run` on first use: they import Ray, Optuna and pandas, which `import
-    sched_search` should not pay for."""
-    if name == "run_study":
-        from .study import run_study
+    if name in _LAZY:
+        import importlib
 
-        return run_study
-    if name == "load_run":
-        from .results import load_run
-
-        return load_run
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'sched_search' has no attribute {name!r}")
 
 
@@ -48,15 +53,20 @@ __all__ = [
     "RangeTestConfig",
     "SGDRConfig",
     "ScheduleLR",
+    "at_lr_minimum",
+    "build_schedule",
     "build_scheduler",
+    "cycle_asha",
     "load_run",
     "lr_at",
     "momentum_at",
     "normalized_weight_decay",
     "one_cycle",
+    "optimizer_and_scheduler",
     "range_test",
     "read_curve",
     "run_range_test",
     "run_study",
+    "search_space",
     "weight_decay_sweep",
 ]

@@ -8,7 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schedules import ConstantConfig, CyclicalConfig, ScheduleConfig, SGDRConfig, one_cycle, to_steps
+import torch
+
+from .optim import build_optimizer
+from .schedules import (
+    ConstantConfig,
+    CyclicalConfig,
+    ScheduleConfig,
+    ScheduleLR,
+    SGDRConfig,
+    build_scheduler,
+    lr_at,
+    one_cycle,
+    peak_lr,
+    to_steps,
+)
 
 # Per schedule: the values a trial config carries. "searched" come from Optuna (space.build_space builds their
 # distributions); "constants" are fixed per arm by the space; the decay is every arm's and searched
@@ -84,3 +98,27 @@ def build_schedule(config: dict[str, Any], epochs: float, spe: int) -> ScheduleC
             final_div_factor=config.get("final_div_factor", 1e4),
         )
     raise ValueError(f"unknown schedule {schedule!r}: expected one of {list(SCHEDULE_VALUES)}.")
+
+
+def optimizer_and_scheduler(
+    config: dict[str, Any], params: Any, epochs: float, steps_per_epoch: int, momentum: float = 0.9
+) -> tuple[torch.optim.Optimizer, ScheduleLR]:
+    """The optimizer and the per-step LR scheduler of a trial config, on your model's parameters.
+
+    What every trial of a study trains with: `build_schedule` over `epochs`, the optimizer at the schedule's
+    first LR, its decay scaled by the schedule (AdamW as torch's fused kernel with `weight_decay / peak_lr`).
+    Call `scheduler.step()` after every `optimizer.step()`.
+
+    Example:
+        >>> opt, sched = optimizer_and_scheduler(config, model.parameters(), 20, 70)  # doctest: +SKIP
+    """
+    schedule = build_schedule(config, epochs, steps_per_epoch)
+    optimizer = build_optimizer(
+        config["optimizer"],
+        params,
+        lr_at(schedule, 0),
+        config.get("weight_decay", 0.0),
+        momentum=momentum,
+        peak_lr=peak_lr(schedule),
+    )
+    return optimizer, build_scheduler(optimizer, schedule)

@@ -117,6 +117,28 @@ class ArmsSearcher(Searcher):
             self.__dict__.update(pickle.load(f))
 
 
+def cycle_asha(
+    metric: str, mode: str, max_t: int, grace_period: int = 4, reduction_factor: int = 3
+) -> ASHAScheduler:
+    """ASHA that judges cyclical schedules only at cycle ends, for your own `Tuner`.
+
+    Mid-cycle the LR peaks and the accuracy dips, so comparing trials there stops good CLR/SGDR trials. Report
+    `cycle_epoch` (the last epoch that ended at an LR minimum: `schedules.at_lr_minimum`, or every epoch for a
+    schedule without cycles) and the metric as it was at that epoch; ASHA counts time in `cycle_epoch`.
+
+    Example:
+        >>> tune.TuneConfig(scheduler=cycle_asha("cycle_val_accuracy", "max", max_t=20))  # doctest: +SKIP
+    """
+    return ASHAScheduler(
+        time_attr="cycle_epoch",
+        metric=metric,
+        mode=mode,
+        max_t=max_t,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+    )
+
+
 class PerArmASHA(FIFOScheduler):
     """ASHA per arm: a trial is only ever compared with trials of its own schedule x optimizer; finals run
     out."""
@@ -132,7 +154,7 @@ class PerArmASHA(FIFOScheduler):
             return self.final  # final re-runs are never stopped early
         arm = trial.config.get("arm", "?")
         if arm not in self.by_arm:
-            self.by_arm[arm] = ASHAScheduler(**self.asha)
+            self.by_arm[arm] = cycle_asha(**self.asha)
         return self.by_arm[arm]
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:

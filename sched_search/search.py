@@ -150,7 +150,6 @@ def run_trials(
         scheduler = None
         if cfg.early_stopping.enabled:
             scheduler = PerArmASHA(
-                time_attr="cycle_epoch",
                 metric="cycle_val_accuracy",
                 mode="max",
                 max_t=cfg.train.epochs,

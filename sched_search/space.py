@@ -44,7 +44,25 @@ class ArmSpace:
     )
 
     def first_point(self) -> dict[str, Any]:
+        """The range test's own suggestion: the arm's first trial."""
         return {p.name: p.first for p in self.params}
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """The searched parameters as Optuna distributions: `OptunaSearch(space=...)` takes them with
+        `points_to_evaluate=[first_point()]` (which Ray ignores for define-by-run spaces, ray #35319)."""
+        out: dict[str, optuna.distributions.BaseDistribution] = {}
+        for p in self.params:
+            if p.choices is not None:
+                out[p.name] = optuna.distributions.CategoricalDistribution(list(p.choices))
+            elif p.integer:
+                out[p.name] = optuna.distributions.IntDistribution(int(p.low), int(p.high))
+            else:
+                out[p.name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log)
+        return out
+
+    def constants(self) -> dict[str, Any]:
+        """What every trial of the arm carries besides the searched values: for Tune's `param_space`."""
+        return {"arm": self.arm, "schedule": self.schedule, "optimizer": self.optimizer, **self.fixed}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +91,34 @@ def seed_from_summary(optimizer: str, summary: dict[str, Any]) -> RangeSeed:
         weight_decay_range=(float(wd["range"][0]), float(wd["range"][1])),
         min_loss_lr=float(summary["min_loss_lr"]),
     )
+
+
+def search_space(
+    arm: str, range_test: Any, epochs: int, steps_per_epoch: int, allow_failed: bool = False
+) -> ArmSpace:
+    """An arm's search space from a range test of its optimizer: what `build_space` makes for a study.
+
+    Args:
+        arm: "schedule-optimizer", e.g. "one_cycle-sgdw".
+        range_test: a `WeightDecaySweep` (or its `summary()` dict) of the arm's optimizer family.
+        epochs: the full training budget of a trial.
+        steps_per_epoch: optimizer steps per epoch.
+        allow_failed: build a space from a range test whose sanity check failed (as a study's allow_failed).
+
+    Example:
+        >>> sweep = weight_decay_sweep(model, SGDW(model.parameters(), lr=1e-7), (x, y))  # doctest: +SKIP
+        >>> space = search_space("one_cycle-sgdw", sweep, epochs=20, steps_per_epoch=70)  # doctest: +SKIP
+        >>> space.distributions(), space.first_point(), space.constants()  # doctest: +SKIP
+    """
+    optimizer = split_arm(arm)[1]
+    summary = range_test if isinstance(range_test, dict) else range_test.summary()
+    reasons = "; ".join(summary.get("reasons", []))
+    if summary.get("suggested_max_lr") is None or (summary.get("verdict") != "ok" and not allow_failed):
+        raise ValueError(
+            f"the range test's sanity check failed ({reasons}): no space built from it; fix what it says, or "
+            "pass allow_failed=True to use its suggestion anyway."
+        )
+    return build_space(arm, seed_from_summary(optimizer, summary), epochs, steps_per_epoch)
 
 
 def _clip(x: float, low: float, high: float) -> float:

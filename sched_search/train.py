@@ -15,12 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .arms import build_schedule
+from .arms import build_schedule, optimizer_and_scheduler
 from .data import TensorData, augment_batch, batches, steps_per_epoch
 from .models import build_model
-from .optim import build_optimizer
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
-from .schedules import at_lr_minimum, build_scheduler, lr_at, peak_lr
+from .schedules import at_lr_minimum
 
 
 @torch.no_grad()
@@ -94,15 +93,7 @@ def train_epochs(
     schedule = build_schedule(config, epochs, spe)
     model = build_model(model_name, data.input_shape, data.num_classes, seed=seed, **(model_options or {}))
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    lr0 = lr_at(schedule, 0)
-    optimizer = build_optimizer(
-        config["optimizer"],
-        model.parameters(),
-        lr0,
-        config.get("weight_decay", 0.0),
-        peak_lr=peak_lr(schedule),  # lets AdamW run as torch's fused kernel (optim.build_optimizer)
-    )
-    scheduler = build_scheduler(optimizer, schedule)
+    optimizer, scheduler = optimizer_and_scheduler(config, model.parameters(), epochs, spe)
     scaler = grad_scaler(device, precision)
     forward = torch.compile(model) if compile else model
     generator = torch.Generator().manual_seed(seed)

@@ -871,3 +871,30 @@ def test_space_and_arms_agree_on_the_names(arm: str) -> None:
     from sched_search.schedules import lr_at
 
     assert lr_at(build_schedule(config, 30, 19), 0) > 0  # every name the schedule needs is there
+
+
+def test_search_space_from_a_range_test_for_your_own_tuner() -> None:
+    from sched_search import search_space
+
+    summary = {
+        "verdict": "ok",
+        "reasons": [],
+        "suggested_max_lr": 0.06,
+        "suggested_min_lr": 0.015,
+        "min_loss_lr": 0.18,
+        "weight_decay": {"chosen": 1e-4, "range": [1e-5, 1e-3]},
+    }
+    space = search_space("one_cycle-sgdw", summary, epochs=20, steps_per_epoch=70)
+    dists = space.distributions()
+    assert set(dists) == {"max_lr", "weight_decay", "pct_start", "div_factor"}
+    assert dists["max_lr"].log and (dists["max_lr"].low, dists["max_lr"].high) == pytest.approx((0.015, 0.12))
+    assert all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in space.first_point().items())
+    assert space.constants() == {
+        "arm": "one_cycle-sgdw",
+        "schedule": "one_cycle",
+        "optimizer": "sgdw",
+        "final_div_factor": 1e4,
+    }
+    with pytest.raises(ValueError, match=r"sanity check failed \(no descent\).*allow_failed=True"):
+        search_space("clr-sgdw", {**summary, "verdict": "failed", "reasons": ["no descent"]}, 20, 70)
+    assert search_space("clr-sgdw", {**summary, "verdict": "failed"}, 20, 70, allow_failed=True).params
