@@ -8,7 +8,8 @@ import pytest
 
 from sched_search.arms import build_schedule
 from sched_search.data import load_digits
-from sched_search.train import build_optimizer, train_epochs
+from sched_search.optim import build_optimizer
+from sched_search.train import train_epochs
 
 EPOCHS = 8
 ARMS = {
