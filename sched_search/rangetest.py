@@ -104,6 +104,7 @@ def range_test(
     val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     weight_decay: float | None = None,
     progress: bool = False,
+    desc: str | None = None,
 ) -> RangeTestResult:
     """Run the LR range test and read its curve; the model and optimizer are restored exactly afterwards.
 
@@ -121,7 +122,8 @@ def range_test(
         batch_fn: maps a batch to (inputs, targets); inputs may be a tensor, a tuple (several inputs) or a dict.
         val_data: optional (x, y) for a validation loss every `config.val_every` steps.
         weight_decay: if given, set on every param group for the sweep (restored afterwards).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (on stderr), labelled `desc`; it stays, with "stopped" where the loss
+            diverged before the last step.
 
     Example:
         >>> result = range_test(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), data)
@@ -138,6 +140,7 @@ def range_test(
     val_losses: list[float | None] = []
     nan_steps: list[tuple[int, float, str]] = []
     stopped_early = False
+    bar = None  # the tqdm bar, with `progress`
     # Dropout and friends draw from the global RNG: fork it so the caller's stream is untouched too.
     devices = (
         [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
@@ -151,12 +154,13 @@ def range_test(
             stream = _batch_stream(data, batch_size, generator)
             model.train()
             avg, best = 0.0, math.inf
-            steps = range(config.num_steps)
             if progress:
                 from tqdm.auto import tqdm
 
-                steps = tqdm(steps, desc=f"range test wd={weight_decay or 0:g}", leave=False)
-            for step in steps:
+                bar = tqdm(total=config.num_steps, desc=desc or f"range test wd={weight_decay or 0:g}")
+            for step in range(config.num_steps):
+                if bar is not None:
+                    bar.update()
                 lr = config.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -201,8 +205,12 @@ def range_test(
                 diverged = smooth > config.diverge_factor * best and smooth > (first + best) / 2
                 if diverged or _diverged_to_nan(nan_steps, step):
                     stopped_early = step < config.num_steps - 1
+                    if bar is not None and stopped_early:
+                        bar.set_postfix_str("stopped: the loss diverged", refresh=False)
                     break
     finally:
+        if bar is not None:
+            bar.close()
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
         model.train(was_training)
@@ -278,6 +286,8 @@ def weight_decay_sweep(
     weight_decays: Iterable[float] = DEFAULT_WEIGHT_DECAYS,
     config: RangeTestConfig = RangeTestConfig(),
     progress: bool = False,
+    on_sweep: Callable[[int, int, float], None] | None = None,
+    desc: str = "range test",
     **kwargs: Any,
 ) -> WeightDecaySweep:
     """Repeat the range test per weight decay from the same start; choose the decay with the lowest loss.
@@ -286,6 +296,9 @@ def weight_decay_sweep(
     larger LR. Ties on loss (within 2%) go to the decay whose minimum sits at the larger LR. The search range spans
     the chosen decay's neighbours in the grid (a decade either side when it is at the end of the grid).
 
+    `progress` shows a tqdm bar per sweep, labelled "<desc>: sweep i of n, wd ..."; `on_sweep(i, n,
+    weight_decay)` is called as sweep i (from 1) of n starts, for a caller that reports progress its own way.
+
     Example:
         >>> sweep = weight_decay_sweep(model, optimizer, data)
         >>> sweep.chosen, sweep.search_range
@@ -293,10 +306,16 @@ def weight_decay_sweep(
     decays = sorted({float(w) for w in weight_decays})
     if not decays or any(w < 0 for w in decays):
         raise ValueError(f"weight_decays must be a non-empty list of values >= 0, but got {decays}.")
-    results = tuple(
-        range_test(model, optimizer, data, config, weight_decay=wd, progress=progress, **kwargs)
-        for wd in decays
-    )
+    results = []
+    for i, wd in enumerate(decays, 1):
+        if on_sweep is not None:
+            on_sweep(i, len(decays), wd)
+        label = f"{desc}: sweep {i} of {len(decays)}, wd {wd:g}"
+        results.append(
+            range_test(
+                model, optimizer, data, config, weight_decay=wd, progress=progress, desc=label, **kwargs
+            )
+        )
     usable = [r for r in results if r.reading.min_loss_lr is not None] or list(results)
     scores = {r.weight_decay: nanmin(r.curve) for r in usable}
     lowest = min(scores.values())
@@ -314,7 +333,7 @@ def weight_decay_sweep(
         if len(decays) > 1
         else f"one weight decay tried ({choice.weight_decay:g}): no sweep"
     )
-    return WeightDecaySweep(results, choice.weight_decay, search_range, reason)
+    return WeightDecaySweep(tuple(results), choice.weight_decay, search_range, reason)
 
 
 __all__ = [
@@ -345,12 +364,14 @@ def run_range_test(
     device: str = "cpu",
     progress: bool = False,
     data_options: dict[str, Any] | None = None,
+    on_sweep: Callable[[int, int, float], None] | None = None,
 ) -> WeightDecaySweep:
     """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay.
 
     Always a `WeightDecaySweep`: `weight_decays=None` runs a sweep of one, at weight decay 0. `data` is a data
     set's name (loaded with `data_root` and `data_options`, as `data.load_data` takes them) or a loaded
-    `TensorData`, as a study passes the data it has already loaded; either is moved to `device`.
+    `TensorData`, as a study passes the data it has already loaded; either is moved to `device`. `progress`
+    and `on_sweep` report each sweep as `weight_decay_sweep` does.
 
     Example:
         >>> sweep = run_range_test("digits", "mlp", "adamw")
@@ -371,4 +392,14 @@ def run_range_test(
         optimizer, net.parameters(), lr=config.start_lr, weight_decay=0.0, momentum=momentum
     )
     decays = (0.0,) if weight_decays is None else weight_decays
-    return weight_decay_sweep(net, opt, tensors, decays, config, progress=progress, batch_size=batch_size)
+    return weight_decay_sweep(
+        net,
+        opt,
+        tensors,
+        decays,
+        config,
+        progress=progress,
+        on_sweep=on_sweep,
+        desc=f"range test {optimizer}",
+        batch_size=batch_size,
+    )

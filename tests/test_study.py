@@ -319,7 +319,8 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
     assert record["sweep"]["epochs"] == pytest.approx(record["sweep"]["steps"] / 6)
     assert record["verdict"] == "ok", record["reasons"]
     assert seeds["sgdw"].max_lr == record["suggested_max_lr"]
-    assert lines[0].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[0]
+    assert lines[0] == "range test sgdw: sweep 1 of 1 (weight decay 0, 300 steps)"
+    assert lines[1].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[1]
     # Without the loaded data the stage loads it itself, options included.
     other = tmp_path / "again"
     other.mkdir()
