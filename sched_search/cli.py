@@ -8,32 +8,132 @@ import sys
 import time
 from pathlib import Path
 
+from . import __version__
+
+DESCRIPTION = """\
+Leslie Smith's workflow in one command: an LR range test seeds the search spaces, Ray Tune runs
+schedule x optimizer trials (CLR, SGDR, one-cycle with SGDW and AdamW) against a constant-LR Adam
+baseline, and the report gives a statistical verdict and the torch code of the config to use."""
+
+EPILOG = """\
+examples:
+  python -m sched_search study                      # the default study: MNIST-1D, ~4 min on 2 CPUs
+  python -m sched_search study studies/smoke.toml   # a tiny study, under a minute
+  python -m sched_search report runs/<name>-<date>-<time>
+  python -m sched_search range-test --model cnn --steps 400
+  python -m sched_search COMMAND --help             # a command's options and examples
+
+docs: docs/quickstart.md (a first run), docs/study_file.md (study files), docs/errors.md (failures)"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after every option's help (but "not set" ones: None, False); descriptions and epilogs as
+    written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, description: str, examples: str):
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=_HelpFormatter,
+    )
+
+
+def _weight_decays(text: str) -> list[float] | None:
+    if text == "none":
+        return None
+    try:
+        decays = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers; write e.g. 0,1e-4,1e-3 (or 'none')"
+        ) from None
+    if any(w < 0 for w in decays):
+        raise argparse.ArgumentTypeError(f"{text!r} has a negative weight decay; use values >= 0")
+    return decays
+
 
 def _add_range_test(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "range-test", help="LR range test with a weight-decay sweep on named data/model/optimizer"
+    p = _command(
+        sub,
+        "range-test",
+        "LR range test with a weight-decay sweep on named data, model and optimizer",
+        "Leslie Smith's LR range test: the LR rises every step from --start-lr to --end-lr while the\n"
+        "loss is recorded, once per weight decay. Prints the suggested min/max LR, the regions of the\n"
+        "curve and a sanity verdict; writes range_test.json/.csv/.png. Exit status 1 when the sanity\n"
+        "check fails. A bar per sweep on a terminal, a line per sweep otherwise (both on stderr).",
+        "  python -m sched_search range-test                     # digits, MLP, SGDW\n"
+        "  python -m sched_search range-test --optimizer adamw --model cnn --steps 400 --out out/rt\n"
+        "  python -m sched_search range-test --data mnist1d --model cnn1d --weight-decays none",
     )
-    p.add_argument("--data", default="digits", help="digits | synthetic | cifar10 | package.module:factory")
-    p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py (cifar10 only)")
-    p.add_argument("--model", default="mlp", help="mlp | cnn | resnet | package.module:factory")
-    p.add_argument("--optimizer", default="sgdw", help="sgdw | adamw | sgd | adam")
-    p.add_argument("--steps", type=int, default=300, help="optimizer steps in each sweep")
-    p.add_argument("--start-lr", type=float, default=1e-7)
-    p.add_argument("--end-lr", type=float, default=10.0)
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
-        "--weight-decays", default="0,1e-5,1e-4,1e-3,1e-2", help="comma-separated; 'none' for no sweep"
+        "--data",
+        metavar="NAME",
+        default="digits",
+        help="data set: digits | mnist1d | synthetic | cifar10 | package.module:factory",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="out/range_test", help="output folder")
+    p.add_argument(
+        "--data-root", metavar="DIR", default=None, help="folder holding cifar-10-batches-py (cifar10 only)"
+    )
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        default="mlp",
+        help="model: mlp | cnn1d | cnn | resnet | package.module:factory",
+    )
+    p.add_argument(
+        "--optimizer",
+        metavar="NAME",
+        default="sgdw",
+        help="sgdw | adamw (ours, decoupled decay) | sgd | adam (torch's)",
+    )
+    p.add_argument("--steps", type=int, default=300, metavar="N", help="optimizer steps in each sweep")
+    p.add_argument("--start-lr", metavar="LR", type=float, default=1e-7, help="the LR of the first step")
+    p.add_argument(
+        "--end-lr",
+        metavar="LR",
+        type=float,
+        default=10.0,
+        help="the LR of the last step (the sweep is log-spaced)",
+    )
+    p.add_argument("--batch-size", metavar="N", type=int, default=64, help="examples per optimizer step")
+    p.add_argument(
+        "--weight-decays",
+        metavar="LIST",
+        type=_weight_decays,
+        default="0,1e-5,1e-4,1e-3,1e-2",
+        help="comma-separated weight decays, one sweep each; 'none' for a single sweep without decay",
+    )
+    p.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="seeds the model's weights and the batch order"
+    )
+    p.add_argument(
+        "--device", metavar="DEVICE", default="cpu", help="torch device: cpu | cuda | cuda:1 | mps"
+    )
+    p.add_argument(
+        "--out", default="out/range_test", metavar="DIR", help="output folder for range_test.json/.csv/.png"
+    )
 
 
 def cmd_range_test(args: argparse.Namespace) -> int:
     from .rangetest import RangeTestConfig, run_range_test
 
     config = RangeTestConfig(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps, seed=args.seed)
-    decays = None if args.weight_decays == "none" else [float(w) for w in args.weight_decays.split(",")]
+    decays = args.weight_decays
+    bars = sys.stderr.isatty()
+
+    def sweep_line(i: int, n: int, weight_decay: float) -> None:
+        print(
+            f"range test {args.optimizer}: sweep {i} of {n} (weight decay {weight_decay:g})", file=sys.stderr
+        )
+
     start = time.perf_counter()
     result = run_range_test(
         args.data,
@@ -44,7 +144,8 @@ def cmd_range_test(args: argparse.Namespace) -> int:
         args.batch_size,
         data_root=args.data_root,
         device=args.device,
-        progress=sys.stderr.isatty(),
+        progress=bars,
+        on_sweep=None if bars else sweep_line,
     )
     elapsed = time.perf_counter() - start
     out = Path(args.out)
@@ -85,12 +186,33 @@ def format_range_test(summary: dict) -> str:
 
 
 def _add_study(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("study", help="range test -> spaces -> Ray Tune trials -> tables and report")
-    p.add_argument(
-        "study_file", nargs="?", default=None, help="studies/<name>.toml (default: the MNIST-1D study)"
+    p = _command(
+        sub,
+        "study",
+        "range test -> search spaces -> Ray Tune trials -> verdict, report and the torch code to use",
+        "Run a study file: a range test per optimizer family seeds each arm's search space; one Ray\n"
+        "Tune run searches every schedule x optimizer arm, then re-runs each arm's best config on\n"
+        "several seeds beside a constant-LR Adam baseline. Prints a line per finished trial (with\n"
+        "counts and time left), the leaderboard, the verdict and the recommended arm as torch code;\n"
+        "writes runs/<name>-<date>-<time>/. Exit status: 2 for a bad study file or cluster, 3 when the\n"
+        "range test fails its sanity check, 4 when every run of some arm failed.",
+        "  python -m sched_search study                            # studies/mnist1d.toml\n"
+        "  python -m sched_search study studies/smoke.toml         # a tiny study, under a minute\n"
+        "  python -m sched_search study --resume runs/mnist1d-20260101-120000   # after Ctrl-C or a crash\n"
+        "  python -m sched_search study studies/cifar10_resnet.toml --address auto   # on a Ray cluster",
     )
-    p.add_argument("--resume", default=None, help="a run folder to finish after an interruption")
-    p.add_argument("--address", default=None, help="join an existing Ray cluster (host:port or auto)")
+    p.add_argument(
+        "study_file",
+        nargs="?",
+        default=None,
+        help="a study file, studies/<name>.toml (docs/study_file.md); without one, studies/mnist1d.toml",
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", default=None, help="a run folder to finish after an interruption"
+    )
+    p.add_argument(
+        "--address", metavar="ADDRESS", default=None, help="join an existing Ray cluster (host:port or auto)"
+    )
     p.add_argument(
         "--allow-failed", action="store_true", help="go on when the range test's sanity check fails"
     )
@@ -126,6 +248,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             address=args.address,
             allow_failed=args.allow_failed,
             echo=lambda line: print(line, flush=True),
+            progress=sys.stderr.isatty(),
         )
     except StudyAborted as e:
         print(f"study stopped before any trial: {e}", file=sys.stderr)
@@ -137,8 +260,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def _print_report(run_dir: Path) -> int:
-    """Print the leaderboard; 4 when every run of some arm failed (the study has no result for it), else 0."""
-    from .report import format_leaderboard, write_report
+    """Print the leaderboard and the closing block; 4 when every run of some arm failed, else 0."""
+    from .report import format_closing, format_leaderboard, write_report
     from .results import load_run
     from .tables import failed_arms, failure_lines
 
@@ -147,8 +270,7 @@ def _print_report(run_dir: Path) -> int:
     print(format_leaderboard(run))
     for line in failure_lines(run.trials):
         print(f"failed runs: {line}")
-    print(f"report: {paths['report.html']}")
-    print(f"run folder: {run_dir}")
+    print(format_closing(run, paths["report.html"]))
     failed = failed_arms(run.trials)
     if failed:
         print(f"error: every run of {', '.join(failed)} failed; see {run_dir}/errors/", file=sys.stderr)
@@ -157,22 +279,43 @@ def _print_report(run_dir: Path) -> int:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="tables, plots, report.md and report.html for a run folder")
-    p.add_argument("run_dir", help="runs/<id>")
+    p = _command(
+        sub,
+        "report",
+        "rebuild tables, plots, report.md and report.html of a run folder",
+        "Read a run folder (finished, still going or interrupted) and (re)write its leaderboard.csv,\n"
+        "trials.csv, epochs.csv, verdict.json, plots/, report.md and report.html; print the\n"
+        "leaderboard, the verdict and the recommended arm as torch code. A folder that is not a run\n"
+        "is refused (exit status 2) and nothing is written into it.",
+        "  python -m sched_search report runs/mnist1d-20260101-120000\n"
+        '  python -m sched_search report "$(ls -d runs/*/ | tail -1)"    # the latest run',
+    )
+    p.add_argument("run_dir", help="a run folder that `study` wrote: runs/<name>-<date>-<time>")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report import check_run_folder
+
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist.")
+    check_run_folder(run_dir)  # before anything is written into it
     return _print_report(run_dir)
 
 
 def _add_plot_schedules(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot-schedules", help="draw the six schedules' LR and momentum curves to one PNG")
-    p.add_argument("--out", default="out/schedules.png")
-    p.add_argument("--steps", type=int, default=1000, help="steps in the drawn run")
-    p.add_argument("--steps-per-epoch", type=int, default=50)
+    p = _command(
+        sub,
+        "plot-schedules",
+        "draw the six schedules' LR and momentum curves to one PNG",
+        "Draw representative CLR, SGDR and one-cycle schedules (LR, and momentum where the schedule\n"
+        "drives it) as the study runs them, into one PNG.",
+        "  python -m sched_search plot-schedules\n"
+        "  python -m sched_search plot-schedules --steps 2000 --steps-per-epoch 100 --out docs/schedules.png",
+    )
+    p.add_argument("--out", default="out/schedules.png", metavar="PNG", help="the PNG to write")
+    p.add_argument("--steps", type=int, default=1000, metavar="N", help="steps in the drawn run")
+    p.add_argument(
+        "--steps-per-epoch", metavar="N", type=int, default=50, help="steps per epoch, for the epoch axis"
+    )
 
 
 def cmd_plot_schedules(args: argparse.Namespace) -> int:
@@ -182,14 +325,22 @@ def cmd_plot_schedules(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sched_search", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_range_test(sub)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per stage a user runs on its own."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sched_search", description=DESCRIPTION, epilog=EPILOG, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"sched_search {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_study(sub)
     _add_report(sub)
+    _add_range_test(sub)
     _add_plot_schedules(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return {
             "range-test": cmd_range_test,

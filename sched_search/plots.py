@@ -294,19 +294,33 @@ def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None)
 
 
 def plot_importances(importances, path: str | Path) -> Path:
-    """Optuna parameter importances as horizontal bars, one panel per arm (`report.param_importances`)."""
+    """Optuna parameter importances as horizontal bars, one panel per arm in rows of three
+    (`results.param_importances`), each titled with its count of trials, the figure with a caveat: fANOVA
+    on a handful of trials ranks parameters roughly at best."""
     plt = _pyplot()
     arms = list(dict.fromkeys(importances["arm"])) if len(importances) else []
-    fig, axes = plt.subplots(1, max(1, len(arms)), figsize=(4.5 * max(1, len(arms)), 3.5), squeeze=False)
+    cols = min(3, max(1, len(arms)))
+    rows = max(1, math.ceil(len(arms) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 0.6 + 2.6 * rows), squeeze=False)
     if not arms:
         _no_data(axes[0][0], "importances")
-    for ax, arm in zip(axes[0], arms, strict=False):
+    counts = {}
+    for ax, arm in zip(axes.flat, arms, strict=False):
         g = importances[importances["arm"] == arm].sort_values("importance")
+        n = int(g["n_trials"].iloc[0]) if "n_trials" in g else None
+        counts[arm] = n
         ax.barh(g["param"], g["importance"], color="C0")
         ax.set_xlim(0, 1)
-        ax.set_xlabel("importance (fANOVA, sums to 1)")
-        ax.set_title(arm)
-    axes[0][0].set_ylabel("hyperparameter")
+        ax.tick_params(labelsize=9)
+        ax.set_title(arm + (f" ({n} trials)" if n else ""), fontsize=10)
+    for ax in axes.flat[max(1, len(arms)) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("importance (fANOVA, sums to 1)", fontsize=9)
+    known = sorted({n for n in counts.values() if n})
+    if known:
+        span = f"{known[0]}" if len(known) == 1 else f"{known[0]}-{known[-1]}"
+        fig.suptitle(f"{span} complete trials per arm: importances are rough, a hint rather than a ranking")
     return _save(fig, path)
 
 

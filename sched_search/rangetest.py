@@ -107,6 +107,7 @@ def range_test(
     progress: bool = False,
     precision: str = "fp32",
     channels_last: bool = False,
+    desc: str | None = None,
 ) -> RangeTestResult:
     """Run the LR range test and read its curve; the model and optimizer are restored exactly afterwards.
 
@@ -124,7 +125,8 @@ def range_test(
         batch_fn: maps a batch to (inputs, targets); inputs may be a tensor, a tuple (several inputs) or a dict.
         val_data: optional (x, y) for a validation loss every `config.val_every` steps.
         weight_decay: if given, set on every param group for the sweep (restored afterwards).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (on stderr), labelled `desc`; it stays, with "stopped" where the loss
+            diverged before the last step.
         precision: "fp32", "bf16" or "fp16" (autocast; fp16 with a gradient scaler), as the training will run:
             where the loss diverges can depend on it.
         channels_last: image inputs and model in NHWC, as the training will run.
@@ -147,6 +149,7 @@ def range_test(
     val_losses: list[float | None] = []
     nan_steps: list[tuple[int, float, str]] = []
     stopped_early = False
+    bar = None  # the tqdm bar, with `progress`
     # Dropout and friends draw from the global RNG: fork it so the caller's stream is untouched too.
     devices = (
         [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
@@ -160,12 +163,13 @@ def range_test(
             stream = _batch_stream(data, batch_size, generator)
             model.train()
             avg, best = 0.0, math.inf
-            steps = range(config.num_steps)
             if progress:
                 from tqdm.auto import tqdm
 
-                steps = tqdm(steps, desc=f"range test wd={weight_decay or 0:g}", leave=False)
-            for step in steps:
+                bar = tqdm(total=config.num_steps, desc=desc or f"range test wd={weight_decay or 0:g}")
+            for step in range(config.num_steps):
+                if bar is not None:
+                    bar.update()
                 lr = config.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -213,8 +217,12 @@ def range_test(
                 diverged = smooth > config.diverge_factor * best and smooth > (first + best) / 2
                 if diverged or _diverged_to_nan(nan_steps, step):
                     stopped_early = step < config.num_steps - 1
+                    if bar is not None and stopped_early:
+                        bar.set_postfix_str("stopped: the loss diverged", refresh=False)
                     break
     finally:
+        if bar is not None:
+            bar.close()
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
         model.train(was_training)
@@ -290,6 +298,8 @@ def weight_decay_sweep(
     weight_decays: Iterable[float] = DEFAULT_WEIGHT_DECAYS,
     config: RangeTestConfig = RangeTestConfig(),
     progress: bool = False,
+    on_sweep: Callable[[int, int, float], None] | None = None,
+    desc: str = "range test",
     **kwargs: Any,
 ) -> WeightDecaySweep:
     """Repeat the range test per weight decay from the same start; choose the decay with the lowest loss.
@@ -298,6 +308,9 @@ def weight_decay_sweep(
     larger LR. Ties on loss (within 2%) go to the decay whose minimum sits at the larger LR. The search range spans
     the chosen decay's neighbours in the grid (a decade either side when it is at the end of the grid).
 
+    `progress` shows a tqdm bar per sweep, labelled "<desc>: sweep i of n, wd ..."; `on_sweep(i, n,
+    weight_decay)` is called as sweep i (from 1) of n starts, for a caller that reports progress its own way.
+
     Example:
         >>> sweep = weight_decay_sweep(model, optimizer, data)
         >>> sweep.chosen, sweep.search_range
@@ -305,10 +318,16 @@ def weight_decay_sweep(
     decays = sorted({float(w) for w in weight_decays})
     if not decays or any(w < 0 for w in decays):
         raise ValueError(f"weight_decays must be a non-empty list of values >= 0, but got {decays}.")
-    results = tuple(
-        range_test(model, optimizer, data, config, weight_decay=wd, progress=progress, **kwargs)
-        for wd in decays
-    )
+    results = []
+    for i, wd in enumerate(decays, 1):
+        if on_sweep is not None:
+            on_sweep(i, len(decays), wd)
+        label = f"{desc}: sweep {i} of {len(decays)}, wd {wd:g}"
+        results.append(
+            range_test(
+                model, optimizer, data, config, weight_decay=wd, progress=progress, desc=label, **kwargs
+            )
+        )
     usable = [r for r in results if r.reading.min_loss_lr is not None] or list(results)
     scores = {r.weight_decay: nanmin(r.curve) for r in usable}
     lowest = min(scores.values())
@@ -326,7 +345,7 @@ def weight_decay_sweep(
         if len(decays) > 1
         else f"one weight decay tried ({choice.weight_decay:g}): no sweep"
     )
-    return WeightDecaySweep(results, choice.weight_decay, search_range, reason)
+    return WeightDecaySweep(tuple(results), choice.weight_decay, search_range, reason)
 
 
 __all__ = [
@@ -359,12 +378,14 @@ def run_range_test(
     data_options: dict[str, Any] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    on_sweep: Callable[[int, int, float], None] | None = None,
 ) -> WeightDecaySweep:
     """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay.
 
     Always a `WeightDecaySweep`: `weight_decays=None` runs a sweep of one, at weight decay 0. `data` is a data
     set's name (loaded with `data_root` and `data_options`, as `data.load_data` takes them) or a loaded
-    `TensorData`, as a study passes the data it has already loaded; either is moved to `device`.
+    `TensorData`, as a study passes the data it has already loaded; either is moved to `device`. `progress`
+    and `on_sweep` report each sweep as `weight_decay_sweep` does.
 
     Example:
         >>> sweep = run_range_test("digits", "mlp", "adamw")
@@ -395,4 +416,6 @@ def run_range_test(
         batch_size=batch_size,
         precision=precision,
         channels_last=channels_last,
+        on_sweep=on_sweep,
+        desc=f"range test {optimizer}",
     )

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from .leaderboard import FULL_RUN_NOTE, budget_ladder
 from .results import Run, learning_curves, load_run, param_importances, schedule_curves
+from .snippet import Recommendation, recommend
 from .tables import failure_lines, write_json
 
 # --------------------------------------------------------------------------------------------- output
@@ -82,8 +84,31 @@ def _verdict_notes(run: Run) -> list[str]:
     return notes
 
 
+# The terminal table in two blocks that each fit a 125-column terminal; text columns left, numbers right.
+_TERMINAL_BLOCKS = (
+    ("arm", "seeds", "failed", "val acc %", "95% CI", "std %", "vs baseline (points, 95% CI)", "val loss",
+     "test acc %"),
+    ("arm", "epochs to target", "speed-up", "first epoch at target (full run)", "wall s/run"),
+)  # fmt: skip
+_TEXT_COLUMNS = {"arm", "95% CI", "vs baseline (points, 95% CI)", "speed-up", "best config"}
+
+
+def _text_table(df: pd.DataFrame) -> str:
+    """A plain-text table whose headers line up with their cells: text left-aligned, numbers right-aligned."""
+    cells = [[str(c), *(str(v) for v in df[c])] for c in df.columns]
+    widths = [max(len(v) for v in col) for col in cells]
+    rows = []
+    for i in range(len(df) + 1):
+        parts = [
+            col[i].ljust(w) if name in _TEXT_COLUMNS else col[i].rjust(w)
+            for name, col, w in zip(df.columns, cells, widths, strict=True)
+        ]
+        rows.append("  ".join(parts).rstrip())
+    return "\n".join(rows)
+
+
 def format_leaderboard(run: Run) -> str:
-    """The leaderboard as a plain-text table for the terminal, with the target and the words under it.
+    """The leaderboard as plain-text tables for the terminal, with the target and the words under it.
 
     Example:
         >>> print(format_leaderboard(load_run(run_dir)))  # doctest: +SKIP
@@ -92,16 +117,55 @@ def format_leaderboard(run: Run) -> str:
         return f"{run.path}: no leaderboard yet.\n" + "\n".join(f"  missing: {m}" for m in run.missing)
     target = f"{100 * run.target:.2f}%" if math.isfinite(run.target) else "none"
     shown = _display(run.leaderboard)
-    table = shown.drop(columns="best config").to_string(index=False)
+    tables = "\n\n".join(_text_table(shown[list(block)]) for block in _TERMINAL_BLOCKS)
     width = max(len(a) for a in shown["arm"])
     configs = "\n".join(
         f"  {a:<{width}}  {c}" for a, c in zip(shown["arm"], shown["best config"], strict=True)
     )
     notes = "\n".join(f"  {n}" for n in _verdict_notes(run))
     return (
-        f"{run.path}  (target {target})\n{table}\n\nbest configs:\n{configs}\n\n{run.summary}\n\n"
+        f"{run.path}  (target {target})\n{tables}\n\nbest configs:\n{configs}\n\n{run.summary}\n\n"
         f"how this was decided:\n{notes}\n"
     )
+
+
+def recommendation(run: Run) -> Recommendation | None:
+    """The arm to use and its torch code (`snippet.recommend` on the run's verdict and final configs)."""
+    return recommend(
+        run.verdict,
+        run.final_configs,
+        run.config.get("steps_per_epoch"),
+        run.config.get("n_train"),
+        run.path.name,
+    )
+
+
+def _first_sentence(text: str) -> str:
+    match = re.match(r"(.*?[.!?])(\s|$)", text)
+    return match.group(1) if match else text
+
+
+def format_closing(run: Run, report_html: Path) -> str:
+    """The last words of a study in the terminal: the verdict in a sentence, the arm to use with its torch
+    code, and where the report is.
+
+    Example:
+        >>> print(format_closing(run, run.path / "report.html"))  # doctest: +SKIP
+    """
+    rec = recommendation(run)
+    lines = [f"answer: {_first_sentence(run.summary)}"]
+    if rec is None:
+        lines.append("recommended: none yet (no final runs with a verdict in this folder)")
+    else:
+        lines += [
+            f"recommended: {rec.arm} ({rec.why})",
+            "",
+            f"--- {rec.arm} in your own training loop (runs as written; replace the '# your ...' lines) ---",
+            rec.code.rstrip("\n"),
+            "---",
+        ]
+    lines += ["", f"report: {report_html.resolve()}  (open it in a browser)", f"run folder: {run.path}"]
+    return "\n".join(lines)
 
 
 def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[str]]:
@@ -140,6 +204,21 @@ def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[st
     return files, notes
 
 
+def _html_table(df: pd.DataFrame, css_class: str) -> str:
+    """An HTML table whose text columns (header and cells) are left-aligned, numbers right-aligned."""
+
+    def row(tag: str, values: list) -> str:
+        cells = (
+            f"<{tag}{' class=l' if c in _TEXT_COLUMNS else ''}>{html.escape(str(v))}</{tag}>"
+            for c, v in zip(df.columns, values, strict=True)
+        )
+        return f"<tr>{''.join(cells)}</tr>"
+
+    body = "".join(row("td", list(r)) for r in df.itertuples(index=False))
+    head = row("th", list(df.columns))
+    return f'<table class="{css_class}"><thead>{head}</thead><tbody>{body}</tbody></table>'
+
+
 def _md_table(df: pd.DataFrame) -> str:
     cells = [[str(c) for c in df.columns]] + [
         [str(v).replace("|", "\\|") for v in r] for r in df.itertuples(False)
@@ -149,12 +228,29 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# Headers align with their cells (text columns left); leaderboard cells keep to one line (the table scrolls
+# sideways in a narrow window).
 _CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;"
-    "text-align:right}th{background:#f0f0f0}td:first-child,td:last-child{text-align:left}"
+    "text-align:right}th{background:#f0f0f0;vertical-align:bottom}td:first-child{text-align:left}"
+    ".l{text-align:left}.wide{overflow-x:auto}.leaderboard td{white-space:nowrap}"
     "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}.note{color:#555;font-size:13px}"
+    "pre{background:#f6f8fa;border:1px solid #ddd;padding:0.8em 1em;overflow-x:auto;font-size:13px}"
 )
+
+
+RUN_FILES = ("resolved_config.json", "study.toml")  # what `run_study` writes first into every run folder
+
+
+def check_run_folder(path: str | Path) -> None:
+    """Raise FileNotFoundError, saying what to pass instead, unless `path` is a folder `run_study` wrote."""
+    path = Path(path)
+    fix = "pass a folder that `python -m sched_search study` wrote, such as runs/<name>-<date>-<time>"
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {path} does not exist; {fix}.")
+    if not any((path / name).exists() for name in RUN_FILES):
+        raise FileNotFoundError(f"{path} is not a run folder (it has no {' or '.join(RUN_FILES)}); {fix}.")
 
 
 def write_verdict(run: Run) -> Path:
@@ -173,6 +269,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     Example:
         >>> write_report("runs/smoke-20260101-120000")["report.html"]  # doctest: +SKIP
     """
+    check_run_folder(run_dir)
     run = run if run is not None else load_run(run_dir)
     path = run.path
     written: dict[str, Path] = {}
@@ -195,12 +292,35 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         "range_test": "LR range test (smoothed loss per weight decay)",
         "importances": "Optuna fANOVA parameter importances per arm",
     }
+    below = {
+        "importances": "Search trials only, a handful per arm (the panel titles give each count): "
+        "importances from so few trials are rough, a hint of which values mattered rather than a ranking."
+    }
     decided = _verdict_notes(run) if run.verdict.get("arms") else []
+    rec = recommendation(run)
+    use = (
+        f"{rec.arm}: {rec.why}. The code runs as written on random data; replace the lines marked "
+        f"'# your ...' with your model and DataLoader. It assumes the study's {rec.steps_per_epoch} steps "
+        "per epoch; the cycle lengths are written in epochs times steps_per_epoch, so they follow yours."
+        if rec
+        else ""
+    )
     md = [f"# {title}", "", f"**{run.summary}**", "", f"Target accuracy: {target}.", "", "## Leaderboard", ""]
     md += [_md_table(shown), "", *[f"- {n}" for n in decided], "", f"_{FULL_RUN_NOTE}_", ""]
-    md += [
-        line for k, f in figures.items() for line in (f"## {captions[k]}", "", f"![{k}](plots/{f.name})", "")
-    ]
+    if rec:
+        md += [
+            "## Use it in your own training loop",
+            "",
+            use,
+            "",
+            "```python",
+            rec.code.rstrip("\n"),
+            "```",
+            "",
+        ]
+    for k, f in figures.items():
+        md += [f"## {captions[k]}", "", f"![{k}](plots/{f.name})", ""]
+        md += [f"_{below[k]}_", ""] if k in below else []
     md += ["## Notes", ""] + [f"- {n}" for n in notes] if notes else []
     written["report.md"] = path / "report.md"
     written["report.md"].write_text("\n".join(md) + "\n")
@@ -213,17 +333,29 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         f"<p><strong>{html.escape(run.summary)}</strong></p>",
         f"<p>Target accuracy: {target}.</p>",
         "<h2>Leaderboard</h2>",
-        shown.to_html(index=False, border=0, classes="leaderboard"),
+        f'<div class="wide">{_html_table(shown.drop(columns="best config"), "leaderboard")}</div>',
         '<ul class="note">',
         *[f"<li>{html.escape(n)}</li>" for n in decided],
         "</ul>",
         f'<p class="note">{html.escape(FULL_RUN_NOTE)}</p>',
+        "<h3>Best config per arm</h3>",
+        _html_table(shown[["arm", "best config"]], "configs"),
     ]
-    body += [f"<h2>{html.escape(captions[k])}</h2>{img(f)}" for k, f in figures.items()]
+    if rec:
+        body += [
+            "<h2>Use it in your own training loop</h2>",
+            f"<p>{html.escape(use)}</p>",
+            f"<pre><code>{html.escape(rec.code)}</code></pre>",
+        ]
+    for k, f in figures.items():
+        body.append(f"<h2>{html.escape(captions[k])}</h2>{img(f)}")
+        body += [f'<p class="note">{html.escape(below[k])}</p>'] if k in below else []
     if not run.trials.empty:
         body += [
             "<details><summary>All trials</summary>",
+            '<div class="wide">',
             run.trials.drop(columns="val_correct", errors="ignore").to_html(index=False, border=0),
+            "</div>",
             "</details>",
         ]
     if notes:
@@ -237,4 +369,13 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     return written
 
 
-__all__ = ["format_leaderboard", "write_plots", "write_report", "write_verdict"]
+__all__ = [
+    "RUN_FILES",
+    "check_run_folder",
+    "format_closing",
+    "format_leaderboard",
+    "recommendation",
+    "write_plots",
+    "write_report",
+    "write_verdict",
+]

@@ -102,19 +102,22 @@ def schedule_curves(
     return frame
 
 
+_IMPORTANCE_COLUMNS = ["arm", "param", "importance", "n_trials"]
+
+
 def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.DataFrame, list[str]]:
     """Optuna's fANOVA parameter importances per arm from `optuna.db`, where an arm has >= `min_trials`
     complete trials; the notes say which arms were skipped and why.
 
     Returns:
-        (DataFrame with columns arm, param, importance; notes).
+        (DataFrame with columns arm, param, importance, n_trials (the arm's complete trials); notes).
 
     Example:
         >>> importances, notes = param_importances("runs/digits-20260101-120000")  # doctest: +SKIP
     """
     db = Path(run_dir) / "optuna.db"
     if not db.exists():
-        return pd.DataFrame(columns=["arm", "param", "importance"]), ["optuna.db: not there (yet)"]
+        return pd.DataFrame(columns=_IMPORTANCE_COLUMNS), ["optuna.db: not there (yet)"]
     import optuna
 
     storage = f"sqlite:///{db.resolve()}"
@@ -134,8 +137,8 @@ def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.Data
         except Exception as err:  # noqa: BLE001 - importance needs >1 distinct value per param; any failure is a note
             notes.append(f"importances for {name}: not computable ({type(err).__name__}: {err})")
             continue
-        out += [(name, param, float(v)) for param, v in values.items()]
-    return pd.DataFrame(out, columns=["arm", "param", "importance"]), notes
+        out += [(name, param, float(v), len(complete)) for param, v in values.items()]
+    return pd.DataFrame(out, columns=_IMPORTANCE_COLUMNS), notes
 
 
 # --------------------------------------------------------------------------------------------- loading

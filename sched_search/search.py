@@ -128,9 +128,13 @@ def run_trials(
         tune.with_parameters(trial_trainable, data_ref=data_ref),
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
     )
-    recorder = Recorder(run_dir, echo)
     n_search = cfg.search.trials_per_arm * len(spaces)
     n_final = len(cfg.search.seeds) * (len(spaces) + 1)
+    recorder = Recorder(run_dir, echo, total=n_search + n_final)
+    echo(
+        f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and {n_final} "
+        f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and the baseline)"
+    )
 
     def make() -> Any:
         searchers = {

@@ -125,6 +125,12 @@ def _clip(x: float, low: float, high: float) -> float:
     return min(max(x, low), high)
 
 
+def first_weight_decay(chosen: float, low: float, high: float) -> float:
+    """The first trial's weight decay: the sweep's choice, or the low end of its range when it chose 0 (the
+    search is log-uniform, which has no 0)."""
+    return _clip(chosen if chosen > 0 else low, low, high)
+
+
 def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) -> ArmSpace:
     """The define-by-run space for one arm (`schedule-optimizer`) from its optimizer's range test.
 
@@ -144,7 +150,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     src = f"range test ({optimizer})"
     lo, hi = seed.max_lr / 4, seed.max_lr * 2
     wd_lo, wd_hi = seed.weight_decay_range
-    wd_first = _clip(seed.weight_decay if seed.weight_decay > 0 else wd_lo, wd_lo, wd_hi)
+    wd_first = first_weight_decay(seed.weight_decay, wd_lo, wd_hi)
     params = [
         Param(
             "max_lr",

@@ -28,7 +28,14 @@ from .config import StudyConfig, load_study
 from .data import TensorData
 from .runlock import run_lock
 from .search import run_trials
-from .space import ArmSpace, RangeSeed, build_space, check_point_in_space, seed_from_summary
+from .space import (
+    ArmSpace,
+    RangeSeed,
+    build_space,
+    check_point_in_space,
+    first_weight_decay,
+    seed_from_summary,
+)
 from .tables import append_tables, tables_from_rows, write_json
 
 log = logging.getLogger(__name__)
@@ -59,12 +66,17 @@ def new_run_dir(cfg: StudyConfig) -> Path:
 
 
 def range_tests(
-    cfg: StudyConfig, run_dir: Path, echo: Callable[[str], None], data: TensorData | None = None
+    cfg: StudyConfig,
+    run_dir: Path,
+    echo: Callable[[str], None],
+    data: TensorData | None = None,
+    progress: bool = False,
 ) -> dict[str, RangeSeed]:
     """Stage 1: a range test with weight-decay sweep per optimizer family; reused when already in the folder.
 
     `data` is the study's loaded data (None loads it from `cfg.data`, options included); the sweep runs on
     `cfg.train.device`. `[range_test] num_steps = 0` sweeps `rangetest.sweep_steps` of this data (15 epochs).
+    `progress`: a tqdm bar per sweep (on stderr); otherwise `echo` gets a line as each sweep starts.
     """
     from .data import load_data, steps_per_epoch
     from .models import IMAGE_MODELS
@@ -83,6 +95,10 @@ def range_tests(
         if not path.exists():
             config = RangeTestConfig(start_lr=rt.start_lr, end_lr=rt.end_lr, num_steps=num_steps)
             t0 = time.perf_counter()
+
+            def sweep_line(i: int, n: int, weight_decay: float, opt: str = opt) -> None:
+                echo(f"range test {opt}: sweep {i} of {n} (weight decay {weight_decay:g}, {num_steps} steps)")
+
             sweep = run_range_test(
                 data,
                 cfg.model.name,
@@ -94,6 +110,8 @@ def range_tests(
                 device=cfg.train.device,
                 precision=cfg.train.precision,  # where the loss diverges can depend on it
                 channels_last=cfg.train.channels_last,
+                progress=progress,
+                on_sweep=None if progress else sweep_line,
             )
             sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)
             sweep.plot(run_dir / f"range_test_{opt}.png")
@@ -109,9 +127,10 @@ def range_tests(
             s = sweep.summary()
             echo(
                 f"range test {opt}: {s['verdict']}, max_lr {s['suggested_max_lr'] or float('nan'):.3g}, "
-                f"min_lr {s['suggested_min_lr'] or float('nan'):.3g}, weight decay {s['weight_decay']['chosen']:g} "
+                f"min_lr {s['suggested_min_lr'] or float('nan'):.3g} "
                 f"({num_steps} steps, {num_steps / spe:.3g} epochs; {time.perf_counter() - t0:.1f} s)"
             )
+            echo(f"range test {opt}: {_weight_decay_words(s)}")
         summary = json.loads(path.read_text())
         if summary["verdict"] != "ok":
             reasons = "; ".join(summary["reasons"])
@@ -123,6 +142,15 @@ def range_tests(
             echo(f"range test {opt} failed ({reasons}); going on because allow_failed is set")
         seeds[opt] = seed_from_summary(opt, summary)
     return seeds
+
+
+def _weight_decay_words(summary: dict[str, Any]) -> str:
+    """What the search does with the sweep's weight decay: 0 is never searched (the range is log-uniform)."""
+    wd = summary["weight_decay"]
+    low, high = wd["range"]
+    first = first_weight_decay(wd["chosen"], low, high)
+    searched = f"searched log-uniform in [{low:.3g}, {high:.3g}], first trial {first:.3g}"
+    return f"weight decay {wd['chosen']:g}; {searched}"
 
 
 def build_spaces(
@@ -180,6 +208,7 @@ def run_study(
     address: str | None = None,
     allow_failed: bool = False,
     echo: Callable[[str], None] = log.info,
+    progress: bool = False,
 ) -> Path:
     """Run (or resume) a study and return its run folder.
 
@@ -188,7 +217,9 @@ def run_study(
         resume: a run folder from an earlier, interrupted call: finished trials are kept, the rest run.
         address: join an existing Ray cluster ("host:port" or "auto") instead of starting a local Ray.
         allow_failed: go on when the range test's sanity check fails.
-        echo: where progress lines go (the CLI passes print).
+        echo: where progress lines go (the CLI passes print): a line per range-test sweep, per range test,
+            per finished trial (with counts and time left) and at the end.
+        progress: tqdm bars for the range-test sweeps instead of their lines (the CLI: when on a terminal).
 
     Example:
         >>> run_dir = run_study("studies/smoke.toml")
@@ -201,7 +232,7 @@ def run_study(
             raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
         with run_lock(run_dir):
             cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
-            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
+            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
     cfg, data = _prepare(None, study, allow_failed, address, echo)
     run_dir = new_run_dir(cfg)
     with run_lock(run_dir):
@@ -210,7 +241,7 @@ def run_study(
         else:
             (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
         echo(f"run folder {run_dir}")
-        return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start)
+        return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
 
 
 def _prepare(
@@ -249,7 +280,13 @@ def _prepare(
 
 
 def _run_stages(
-    cfg: StudyConfig, run_dir: Path, data: Any, address: str | None, echo: Callable[[str], None], start: float
+    cfg: StudyConfig,
+    run_dir: Path,
+    data: Any,
+    address: str | None,
+    echo: Callable[[str], None],
+    start: float,
+    progress: bool = False,
 ) -> Path:
     """The stages of `run_study` in order, in a locked run folder."""
     import ray
@@ -270,7 +307,7 @@ def _run_stages(
     # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a short
     # study; every second keeps a crash's loss to the trials in flight and those finished in the last second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    seeds = range_tests(cfg, run_dir, echo, data)
+    seeds = range_tests(cfg, run_dir, echo, data, progress)
     spaces = build_spaces(cfg, seeds, run_dir, spe)
     t0 = time.perf_counter()
     started = _start_ray(cfg, address)

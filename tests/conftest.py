@@ -39,11 +39,19 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
-    """studies/smoke.toml run once on the session's Ray; tests must not write into its folder."""
+def smoke_study(tmp_path_factory: pytest.TempPathFactory, ray_local) -> tuple[Path, list[str]]:
+    """studies/smoke.toml run once on the session's Ray: its run folder and the lines it echoed (as the CLI
+    prints them when not on a terminal); tests must not write into its folder."""
     from sched_search.config import load_study
     from sched_search.study import run_study
 
     study = Path(__file__).resolve().parents[1] / "studies" / "smoke.toml"
     cfg = replace(load_study(study), runs_dir=str(tmp_path_factory.mktemp("runs")))
-    return run_study(cfg)
+    lines: list[str] = []
+    return run_study(cfg, echo=lines.append), lines
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_study: tuple[Path, list[str]]) -> Path:
+    """The session's smoke study's run folder; tests must not write into it."""
+    return smoke_study[0]

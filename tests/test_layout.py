@@ -17,7 +17,7 @@ FLOORS = {
     "routing": 0,
     # the parts
     "data": 1, "models": 1, "arms": 1, "plots": 1, "verdict": 1, "precision": 1,
-    "rangeresult": 2, "space": 2, "train": 2, "preflight": 2, "leaderboard": 2,
+    "rangeresult": 2, "space": 2, "train": 2, "preflight": 2, "leaderboard": 2, "snippet": 2,
     "rangetest": 3, "trial": 3, "results": 3,
     # the answer and the Tuner
     "report": 4, "search": 4,

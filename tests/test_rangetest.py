@@ -777,3 +777,16 @@ def test_plot_writes_png(healthy: RangeTestResult, sweep, tmp_path) -> None:
         path = obj.plot(tmp_path / name)
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_sweep_progress_a_bar_or_a_line_per_sweep(digits: TensorData, capsys: pytest.CaptureFixture) -> None:
+    model = _mlp(digits)
+    config = RangeTestConfig(num_steps=20)
+    seen: list[tuple[int, int, float]] = []
+    weight_decay_sweep(model, _sgd(model), digits, (0.0, 1e-4), config, on_sweep=lambda *a: seen.append(a))
+    assert seen == [(1, 2, 0.0), (2, 2, 1e-4)]
+    assert capsys.readouterr().err == ""  # quiet without progress
+    weight_decay_sweep(model, _sgd(model), digits, (0.0, 1e-4), config, progress=True, desc="range test sgd")
+    err = capsys.readouterr().err
+    assert "range test sgd: sweep 1 of 2, wd 0:" in err and "range test sgd: sweep 2 of 2, wd 0.0001:" in err
+    assert err.count("20/20") >= 2  # each bar ran to the end and stays

@@ -110,6 +110,35 @@ def test_smoke_run_folder(smoke_run: Path) -> None:
     assert all(p["source"] for s in spaces.values() for p in s["params"])
 
 
+TRIAL_LINE = re.compile(
+    r"^\[(\d+)/(\d+) \| (\d+) running \| (\d+) failed \| [0-9hms]+, (?:~[0-9hms]+ left|all done)\] "
+    r"\[(search|final) ([\w-]+)\] \w+ val_accuracy [\d.]+ "
+)
+
+
+@pytest.mark.slow
+def test_smoke_progress_lines_count_every_trial(smoke_study: tuple[Path, list[str]]) -> None:
+    _, lines = smoke_study
+    # a line as each range-test sweep starts (no terminal: no bars), two decays per optimizer family
+    for opt in ("adamw", "sgdw"):
+        for i, wd in ((1, "0"), (2, "0.0001")):
+            assert f"range test {opt}: sweep {i} of 2 (weight decay {wd}, 100 steps)" in lines
+    # the range test's lines say what the search does with the chosen decay (0 is never searched)
+    number = r"[\d.e+-]+"
+    decays = [line for line in lines if re.match(rf"range test \w+: weight decay {number}; searched", line)]
+    assert len(decays) == 2
+    assert all(re.search(rf"log-uniform in \[{number}, {number}\], first trial {number}$", d) for d in decays)
+    # a line per finished trial: done counts 1..total once each; total = 2 arms x 2 trials + 2 seeds x 3 arms
+    trials = [TRIAL_LINE.match(line) for line in lines if line.startswith("[") and "running" in line]
+    assert trials and all(trials), [line for line in lines if line.startswith("[")]
+    assert {int(m[2]) for m in trials} == {10}
+    assert sorted(int(m[1]) for m in trials) == list(range(1, 11))
+    assert all(int(m[3]) <= 2 and int(m[4]) == 0 for m in trials)  # 2 CPUs, nothing failed
+    assert {m[5] for m in trials} == {"search", "final"} and lines[-1].startswith("study done")
+    assert "all done" in next(line for line in lines if line.startswith("[10/10"))
+    assert any(line.startswith("trials: 4 search (2 per arm x 2 arms) and 6 final re-runs") for line in lines)
+
+
 @pytest.mark.slow
 def test_smoke_spaces_come_from_its_range_tests(smoke_run: Path) -> None:
     spaces = json.loads((smoke_run / "spaces.json").read_text())
@@ -231,7 +260,7 @@ def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) 
     assert len(search) == 3
     assert (search.status == "nan").all()
     assert search.reason.str.contains("training loss is").all()
-    search_lines = [line for line in lines if line.startswith("[search")]
+    search_lines = [line for line in lines if "[search clr-sgdw]" in line]
     assert len(search_lines) == 3 and all("nan" in line for line in search_lines)
     # no config of the arm is usable, so it gets no final re-run; the baseline's still run
     assert set(trials[trials.stage == "final"].arm) == {BASELINE_ARM}
@@ -320,7 +349,8 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
     assert record["sweep"]["epochs"] == pytest.approx(record["sweep"]["steps"] / 6)
     assert record["verdict"] == "ok", record["reasons"]
     assert seeds["sgdw"].max_lr == record["suggested_max_lr"]
-    assert lines[0].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[0]
+    assert lines[0] == "range test sgdw: sweep 1 of 1 (weight decay 0, 300 steps)"
+    assert lines[1].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[1]
     # Without the loaded data the stage loads it itself, options included.
     other = tmp_path / "again"
     other.mkdir()

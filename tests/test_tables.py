@@ -15,6 +15,7 @@ from sched_search.tables import (
     failed_arms,
     failure_lines,
     failures,
+    progress_text,
     short_reason,
     tables_from_rows,
 )
@@ -120,3 +121,12 @@ def test_failures_per_arm_in_the_leaderboard_and_the_exit() -> None:
     assert failed_arms(trials) == ["sgdr-adamw"]
     lines = failure_lines(trials)
     assert len(lines) == 2 and lines[0].startswith("clr-sgdw: 1 of 2 runs failed (ValueError: bad seed)")
+
+
+def test_progress_text_counts_and_time_left() -> None:
+    # 12 of 48 done in 65 s: 36 left at 65/12 s each
+    assert progress_text(12, 48, 2, 1, 65.0, 12) == "[12/48 | 2 running | 1 failed | 1m05s, ~3m15s left]"
+    # after a resume the pace comes from this session's trials only (3 in 30 s), not the 40 done before
+    assert progress_text(43, 48, 2, 0, 30.0, 3) == "[43/48 | 2 running | 0 failed | 30s, ~50s left]"
+    assert progress_text(48, 48, 0, 0, 4000.0, 48) == "[48/48 | 0 running | 0 failed | 1h06m, all done]"
+    assert progress_text(0, 48, 2, 0, 5.0, 0) == "[0/48 | 2 running | 0 failed | 5s]"

@@ -1,0 +1,185 @@
+"""The study's answer as torch code: the recommended arm's optimizer and scheduler, to paste into a loop.
+
+A user came for a config to train with; the report and the CLI's closing block print it as code that runs as
+written (placeholder model and data, marked "# your ..."). The code comes from the schedule config the final
+re-runs trained with (`arms.build_schedule`), so it is that config, not a description of it; cycle lengths are
+written as epochs times `steps_per_epoch`, so a user's own loader length carries them over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .arms import build_schedule
+from .schedules import ConstantConfig, ScheduleConfig, momentum_at
+
+NO_WINNER = "no clear winner; first of the top group by the tie-break rule"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The arm to use, why it was picked, its final re-run config, and that config as torch code."""
+
+    arm: str
+    why: str  # "the winner", NO_WINNER, or why the baseline is the answer
+    config: dict  # the arm's final re-run config (seeds differ only in `seed`)
+    steps_per_epoch: int  # the study's optimizer steps per epoch, which the code assumes
+    code: str  # a runnable Python snippet
+
+
+def recommend(
+    verdict: dict[str, Any],
+    final_configs: list[dict],
+    steps_per_epoch: int | None,
+    n_train: int | None = None,
+    source: str = "",
+) -> Recommendation | None:
+    """The verdict's winner, else the first arm of its top group that is not the baseline; None without one.
+
+    Args:
+        verdict: `verdict.decide(...)` (verdict.json).
+        final_configs: the run's final re-run configs (final_configs.json).
+        steps_per_epoch: the study's (resolved_config.json); None (an older run folder): no recommendation.
+        n_train: the study's training examples, said beside the steps per epoch.
+        source: the run folder's name, for the code's first comment.
+
+    Example:
+        >>> rec = recommend(run.verdict, run.final_configs, run.config["steps_per_epoch"])  # doctest: +SKIP
+        >>> print(rec.code)  # doctest: +SKIP
+    """
+    baseline = verdict.get("baseline")
+    group = list(verdict.get("top_group") or [])
+    schedules = [a for a in group if a != baseline]
+    if verdict.get("winner"):
+        arm, why = verdict["winner"], "the winner"
+    elif schedules:
+        arm, why = schedules[0], NO_WINNER
+    elif group:
+        arm, why = group[0], "the baseline leads: no schedule did better than its constant LR"
+    else:
+        return None
+    configs = sorted((c for c in final_configs if c.get("arm") == arm), key=lambda c: c.get("seed", 0))
+    if not configs or not steps_per_epoch:
+        return None
+    spe = int(steps_per_epoch)
+    title = f"{arm} as sched_search chose it" + (f" (run {source})" if source else "")
+    return Recommendation(arm, why, configs[0], spe, torch_code(configs[0], spe, n_train, title))
+
+
+# --------------------------------------------------------------------------------------------- the code
+
+
+def _num(value: float) -> str:
+    """A float literal to 6 significant digits: the config to well below any seed-to-seed difference."""
+    return repr(float(f"{float(value):.6g}"))
+
+
+def _steps(steps: int, epochs: int, spe: int) -> str:
+    """A step count as epochs x steps_per_epoch where it is whole epochs (it then follows a user's loader)."""
+    if steps == epochs * spe:
+        return "epochs * steps_per_epoch"
+    if steps == spe:
+        return "steps_per_epoch"
+    if steps % spe == 0:
+        return f"{steps // spe} * steps_per_epoch"
+    return f"round({_num(steps / spe)} * steps_per_epoch)"
+
+
+def _schedule_args(schedule: ScheduleConfig, epochs: int, spe: int) -> list[str]:
+    """`name=value` for each field of the schedule config that differs from its default."""
+    args = []
+    for f in dataclasses.fields(schedule):
+        value = getattr(schedule, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        if f.name in ("step_size", "t_0", "total_steps"):
+            text = _steps(value, epochs, spe)
+        elif f.name == "gamma" and math.isclose(value, 0.5 ** (1 / (epochs * spe)), rel_tol=1e-12):
+            text = "0.5 ** (1 / (epochs * steps_per_epoch))"  # space.build_space: halves over the run
+        elif isinstance(value, str):
+            text = f'"{value}"'
+        elif isinstance(value, bool):
+            text = str(value)
+        else:
+            text = _num(value)
+        args.append(f"{f.name}={text}")
+    return args
+
+
+def _optimizer(name: str, lr: float, weight_decay: float) -> tuple[str, str]:
+    """(what to import from sched_search, the constructor) as `optim.build_optimizer` builds the optimizer."""
+    lr_s, wd_s = _num(lr), _num(weight_decay)
+    if name == "sgdw":
+        return "SGDW", f"SGDW(model.parameters(), lr={lr_s}, momentum=0.9, weight_decay={wd_s})"
+    if name == "adamw":
+        return "AdamW", f'AdamW(model.parameters(), lr={lr_s}, weight_decay={wd_s}, decay_mode="schedule")'
+    if name == "sgd":
+        return "", f"torch.optim.SGD(model.parameters(), lr={lr_s}, momentum=0.9, weight_decay={wd_s})"
+    if name == "adam":
+        return "", f"torch.optim.Adam(model.parameters(), lr={lr_s}, weight_decay={wd_s})"
+    raise ValueError(f"unknown optimizer {name!r}: expected sgdw, adamw, sgd or adam.")
+
+
+def torch_code(
+    config: dict[str, Any], steps_per_epoch: int, n_train: int | None = None, title: str = ""
+) -> str:
+    """A runnable snippet that trains with a trial config's optimizer and schedule over its full budget.
+
+    Placeholder model and data (a linear layer on random batches) make it run as written; the lines marked
+    "# your model" and "# your DataLoader" are the ones to replace.
+
+    Args:
+        config: a trial config (schedule, optimizer, epochs, batch_size and the schedule's values).
+        steps_per_epoch: the optimizer steps per epoch the config was trained with; the code states it.
+        n_train: the training examples behind those steps, said in the comment.
+        title: the first comment line (what this config is).
+
+    Example:
+        >>> print(torch_code(run.final_configs[0], 70))  # doctest: +SKIP
+    """
+    epochs = int(config["epochs"])
+    schedule = build_schedule(config, epochs, steps_per_epoch)
+    kind = type(schedule).__name__
+    lr = schedule.lr if isinstance(schedule, ConstantConfig) else schedule.max_lr
+    ours, optimizer = _optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0))
+    batch = int(config.get("batch_size", 64))
+    batch_xy = f"(torch.randn({batch}, 40), torch.randint(0, 10, ({batch},)))"
+    study = f"{n_train} examples / batch {batch}" if n_train else f"batch {batch}"
+    driven = "LR" if momentum_at(schedule, 0) is None else "LR and the momentum"
+    lines = [
+        f"# {title or 'The optimizer and schedule sched_search chose'}.",
+        "# Runs as is on random data: replace the lines marked '# your ...' with your model and DataLoader.",
+        "import torch",
+        "",
+        f"from sched_search import {', '.join(x for x in (ours, kind, 'build_scheduler') if x)}",
+        "",
+        f"epochs = {epochs}",
+        f"steps_per_epoch = {steps_per_epoch}  # the study's ({study}); len(loader) for yours",
+        "model = torch.nn.Linear(40, 10)  # your model",
+        f"loader = [{batch_xy}] * steps_per_epoch  # your DataLoader",
+        "",
+    ]
+    if ours:
+        lines.append(
+            "# decoupled weight decay, scaled by lr / peak lr: not torch's scale (docs/optimizers.md)"
+        )
+    lines += [f"optimizer = {optimizer}", f"schedule = {kind}("]
+    lines += [f"    {a}," for a in _schedule_args(schedule, epochs, steps_per_epoch)] + [")"]
+    lines += [
+        f"scheduler = build_scheduler(optimizer, schedule)  # sets the {driven} every batch",
+        "for epoch in range(epochs):",
+        "    for x, y in loader:",
+        "        loss = torch.nn.functional.cross_entropy(model(x), y)",
+        "        optimizer.zero_grad()",
+        "        loss.backward()",
+        "        optimizer.step()",
+        "        scheduler.step()",
+        'print(f"{scheduler.last_epoch} steps, last loss {loss.item():.4f}")',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["NO_WINNER", "Recommendation", "recommend", "torch_code"]

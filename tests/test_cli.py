@@ -1,0 +1,142 @@
+"""The command line as a user meets it: help for every option, --version, one-line errors, `report` refusing a
+folder that is not a run, progress lines when not on a terminal, and a closing block whose torch code runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_report import _fabricate
+
+from sched_search import __version__
+from sched_search.cli import build_parser, main
+from sched_search.snippet import NO_WINNER
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_every_option_has_help_and_shows_its_default(command: str) -> None:
+    parser = _commands()[command]
+    text = " ".join(parser.format_help().split())
+    assert parser.description and "examples: python -m sched_search " + command in text
+    for action in parser._actions:
+        assert action.help and action.help != argparse.SUPPRESS, f"{command} {action.dest}: no help"
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in text, f"{command} {action.dest}"
+
+
+def test_top_level_help_and_version(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "Command line:" not in out  # a description, not the module's docstring
+    assert "Leslie Smith's workflow" in out and "python -m sched_search study studies/smoke.toml" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"sched_search {__version__}"
+
+
+def test_bad_option_value_is_one_line_with_the_fix(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["range-test", "--weight-decays", "0,1e-4x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and "write e.g. 0,1e-4,1e-3" in err[-1]
+
+
+@pytest.mark.parametrize("make", ["empty", "other files", "missing"])
+def test_report_refuses_a_folder_that_is_not_a_run(
+    make: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = tmp_path / "not-a-run"
+    if make != "missing":
+        folder.mkdir()
+    if make == "other files":
+        (folder / "notes.txt").write_text("mine")
+        (folder / "data").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["report", str(folder)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("error: ")
+    assert "runs/<name>-<date>-<time>" in captured.err  # the fix, in the same line
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_report_closing_block_code_runs_in_a_fresh_interpreter(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = _fabricate(tmp_path / "fab")
+    resolved = json.loads((run_dir / "resolved_config.json").read_text())
+    (run_dir / "resolved_config.json").write_text(
+        json.dumps({**resolved, "steps_per_epoch": 4, "n_train": 256})
+    )
+    assert main(["report", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    answer = re.search(r"^answer: (.*)$", out, re.MULTILINE)[1]
+    assert (
+        answer
+        == re.match(r"(.*?\.)(\s|$)", json.loads((run_dir / "verdict.json").read_text())["headline"])[1]
+    )
+    arm, why = re.search(r"^recommended: (\S+) \((.*)\)$", out, re.MULTILINE).groups()
+    assert arm == "one_cycle-adamw" and why in ("the winner", NO_WINNER)
+    assert f"report: {(run_dir / 'report.html').resolve()}" in out
+    code = re.search(r"^--- .* ---\n(.*?)\n---$", out, re.MULTILINE | re.DOTALL)[1]
+    assert "# your model" in code and "# your DataLoader" in code and "steps_per_epoch = 4 " in code
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    steps, loss = re.fullmatch(r"(\d+) steps, last loss (\S+)\n", done.stdout).groups()
+    assert int(steps) == 8 * 4 and math.isfinite(float(loss))
+    # the same code in report.md and report.html
+    assert code in (run_dir / "report.md").read_text()
+    assert "<h2>Use it in your own training loop</h2>" in (run_dir / "report.html").read_text()
+
+
+def test_range_test_off_a_terminal_prints_a_line_per_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "rt"
+    rc = main(["range-test", "--steps", "40", "--weight-decays", "0,1e-4", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc in (0, 1) and (out / "range_test.json").exists()
+    assert captured.err.splitlines() == [
+        "range test sgdw: sweep 1 of 2 (weight decay 0)",
+        "range test sgdw: sweep 2 of 2 (weight decay 0.0001)",
+    ]
+    assert "suggested max_lr" in captured.out
+
+
+@pytest.mark.slow
+def test_smoke_report_closing_block(smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, run_dir)
+    assert main(["report", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"^recommended: (clr-sgdw|one_cycle-adamw) \(no clear winner; first of the top group",
+        out,
+        re.MULTILINE,
+    )
+    code = re.search(r"^--- .* ---\n(.*?)\n---$", out, re.MULTILINE | re.DOTALL)[1]
+    assert "steps_per_epoch = 19 " in code  # digits: 1,212 examples / batch 64
+    exec(compile(code, "<closing block>", "exec"), {})  # noqa: S102 - the printed code, run as a user would
+    assert capsys.readouterr().out.startswith(f"{4 * 19} steps, last loss ")

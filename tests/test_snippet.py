@@ -1,0 +1,89 @@
+"""The recommended arm's torch code: it runs as written, trains with exactly the schedule and optimizer the
+final re-runs used, and its cycle lengths follow a user's own steps per epoch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sched_search.arms import build_schedule
+from sched_search.optim import SGDW, AdamW
+from sched_search.schedules import lr_at, momentum_at
+from sched_search.snippet import NO_WINNER, recommend, torch_code
+from sched_search.space import RangeSeed, build_space
+
+EPOCHS, SPE = 6, 5
+SEED = RangeSeed("sgdw", 0.06, 0.015, 0.0, (1e-6, 1e-4), 0.18)
+
+
+def _config(arm: str, **values) -> dict:
+    """A final re-run config as search.final_runs builds it: the space's first point and its constants."""
+    if arm == "constant-adam":
+        config = {"arm": arm, "schedule": "constant", "optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0}
+    else:
+        space = build_space(arm, SEED, EPOCHS, SPE)
+        config = {"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed}
+        config.update(space.first_point())
+    return {**config, **values, "epochs": EPOCHS, "batch_size": 8, "seed": 0, "stage": "final"}
+
+
+def _run(code: str) -> dict:
+    namespace: dict = {}
+    exec(compile(code, "<snippet>", "exec"), namespace)  # noqa: S102 - the code as printed, nothing added
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "arm, values",
+    [
+        ("clr-sgdw", {"mode": "exp_range", "step_size_epochs": 2}),
+        ("clr-adamw", {"mode": "triangular2", "step_size_epochs": 1}),
+        ("sgdr-adamw", {"t_0_epochs": 1, "t_mult": 2.0}),
+        ("one_cycle-sgdw", {}),
+        ("constant-adam", {}),
+    ],
+)
+def test_code_trains_with_the_final_runs_schedule_and_optimizer(
+    arm: str, values: dict, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config(arm, **values)
+    ns = _run(torch_code(config, SPE, n_train=40, title=f"{arm} test"))
+    steps = EPOCHS * SPE
+    assert capsys.readouterr().out.startswith(f"{steps} steps, last loss ")
+    assert ns["scheduler"].last_epoch == steps and math.isfinite(ns["loss"].item())
+    expected = build_schedule(config, EPOCHS, SPE)
+    assert type(ns["schedule"]) is type(expected)
+    for step in range(steps + 3):  # values to 6 significant digits, step counts exactly
+        assert lr_at(ns["schedule"], step) == pytest.approx(lr_at(expected, step), rel=1e-5), step
+        assert momentum_at(ns["schedule"], step) == momentum_at(expected, step)
+    group = ns["optimizer"].param_groups[0]
+    assert (
+        type(ns["optimizer"]) is {"sgdw": SGDW, "adamw": AdamW, "adam": torch.optim.Adam}[config["optimizer"]]
+    )
+    assert group["weight_decay"] == pytest.approx(config["weight_decay"], rel=1e-5)
+    if config["optimizer"] in ("sgdw", "adamw"):
+        assert group["decay_mode"] == "schedule"  # as optim.build_optimizer builds it for the trials
+    if config["optimizer"] == "sgdw" and momentum_at(expected, 0) is None:
+        assert group["momentum"] == 0.9
+
+
+def test_cycle_lengths_follow_the_users_steps_per_epoch() -> None:
+    config = _config("sgdr-sgdw", t_0_epochs=2, t_mult=1.0)
+    code = torch_code(config, SPE)
+    assert f"steps_per_epoch = {SPE}  # the study's (batch 8)" in code
+    ns = _run(code.replace(f"steps_per_epoch = {SPE} ", f"steps_per_epoch = {2 * SPE} "))
+    assert ns["schedule"].t_0 == 2 * 2 * SPE and ns["scheduler"].last_epoch == EPOCHS * 2 * SPE
+
+
+def test_recommend_takes_the_winner_else_the_first_non_baseline_of_the_top_group() -> None:
+    configs = [_config("clr-sgdw", seed=s) for s in (1, 0)] + [_config("constant-adam")]
+    verdict = {"winner": None, "top_group": ["constant-adam", "clr-sgdw"], "baseline": "constant-adam"}
+    rec = recommend(verdict, configs, SPE, source="runs/x")
+    assert rec.arm == "clr-sgdw" and rec.why == NO_WINNER and rec.config["seed"] == 0
+    assert rec.code.startswith("# clr-sgdw as sched_search chose it (run runs/x).")
+    assert recommend({**verdict, "winner": "constant-adam"}, configs, SPE).why == "the winner"
+    assert recommend({**verdict, "top_group": ["constant-adam"]}, configs, SPE).arm == "constant-adam"
+    assert recommend({"top_group": [], "winner": None}, configs, SPE) is None
+    assert recommend(verdict, configs, None) is None  # an older run folder: steps per epoch unknown
