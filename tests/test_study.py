@@ -313,7 +313,8 @@ def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path
     assert len(trials) == 2 + len(cfg.search.seeds)  # and the baseline's re-runs, which raise too
     assert (trials.status == "error").all()
     assert trials.reason.str.len().gt(0).all()
-    assert len(lines) == len(trials) and all("error" in line for line in lines)
+    recorded = [line for line in lines if line.startswith("[") and "] [" in line]  # one per finished trial
+    assert len(recorded) == len(trials) and all(" error (" in line for line in recorded), lines
 
 
 def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path) -> None:
@@ -623,9 +624,10 @@ def test_every_run_failing_exits_4_with_short_reasons_and_tracebacks_in_errors(t
     assert (
         done.stderr.strip().splitlines()[-1].startswith("error: every run of") and "study done" in done.stdout
     )
-    recorded = [line for line in done.stdout.splitlines() if line.startswith(("[search", "[final"))]
+    # "[done/total | ...] [stage arm] id val_accuracy x error (reason) (config)"
+    recorded = [line for line in done.stdout.splitlines() if "] [search " in line or "] [final " in line]
     assert recorded and all(
-        line.endswith("error (ValueError: this layer has no kernel on this worker)") for line in recorded
+        " error (ValueError: this layer has no kernel on this worker) (" in line for line in recorded
     ), recorded
     run_dir = next((tmp_path / "raise" / "runs").glob("smoke-*"))
     trials = pd.read_parquet(run_dir / "trials.parquet")
@@ -805,7 +807,11 @@ def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Pat
         study.write_text(f'runs_dir = "{runs}"\n' + SMOKE.read_text())
         submit = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--"]
         submit += [sys.executable, "-m", "sched_search", "study", str(study), "--address", "auto"]
-        job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, check=False)
+        for _ in range(30):  # the head's job agent comes up some seconds after `ray start` returns
+            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, check=False)
+            if "No available agent to submit job" not in job.stderr:
+                break
+            time.sleep(2)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout
         (run_dir,) = runs.glob("smoke-*")
@@ -828,19 +834,27 @@ def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Pat
 
 
 def _head_processes(port: int) -> list[int]:
+    """The head's processes: by their GCS port on the command line, and every process with a file open in
+    that head's session folder (the dashboard and runtime-env agents rename themselves and daemonise)."""
     mark = re.compile(rb"(--gcs[-_]address=[^\x00 ]*:%d|--gcs_server_port=%d)(\x00| |$)" % (port, port))
-    pids = []
-    for proc in Path("/proc").iterdir():
+    procs = [p for p in Path("/proc").iterdir() if p.name.isdigit() and int(p.name) != os.getpid()]
+    pids, sessions = set(), set()
+    for proc in procs:
         try:
-            if (
-                proc.name.isdigit()
-                and int(proc.name) != os.getpid()
-                and mark.search((proc / "cmdline").read_bytes())
-            ):
-                pids.append(int(proc.name))
-        except (OSError, ValueError):
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
             continue
-    return pids
+        if mark.search(cmdline):
+            pids.add(int(proc.name))
+            sessions |= set(re.findall(rb"/tmp/ray/session_[0-9_-]+", cmdline))
+    for proc in procs if sessions else []:
+        try:
+            opened = [os.readlink(fd).encode() for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(f.startswith(s) for f in opened for s in sessions):
+            pids.add(int(proc.name))
+    return sorted(pids)
 
 
 def _stop_head(port: int) -> None:
