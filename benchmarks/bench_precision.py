@@ -3,10 +3,10 @@
     python benchmarks/bench_precision.py [device] [epochs] [rounds]
 
 CIFAR-shaped stand-in data (no download), ResNet-20, one-cycle SGDW, batch 512 on a GPU (128 on a CPU). Each
-round times, per precision, `train.train_epochs` (the study's trainer: evaluation per epoch included) and a bare
-loop doing the same steps (autocast, channels_last on a GPU, the same optimizer and scheduler, one evaluation per
-epoch). Rounds alternate the order; medians are printed with the ratios trainer / bare loop (target <= 1.05x)
-and bf16 / fp32. fp16 runs on CUDA only.
+round times, per precision, `train.train_epochs` (the study's trainer: evaluation per epoch included) and a
+bare loop doing the same steps (autocast, channels_last on a GPU, the same optimizer and scheduler, one
+evaluation per epoch). Rounds alternate the order; medians are printed with the ratios trainer / bare loop
+(target <= 1.05x) and bf16 / fp32. fp16 runs on CUDA only.
 """
 
 from __future__ import annotations

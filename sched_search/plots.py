@@ -116,13 +116,15 @@ def _target_line(ax, target: float | None) -> None:
 
 
 def plot_range_curves(range_test, path: str | Path, summaries: dict | None = None) -> Path:
-    """Range-test curves from the run folder's CSVs: smoothed loss against LR (log x), one panel per optimizer,
-    one line per weight decay (the chosen one bold), suggested min/max LR from the JSON summaries as lines.
+    """Range-test curves from the run folder's CSVs: smoothed loss against LR (log x), one panel per
+    optimizer, one line per weight decay (the chosen one bold), suggested min/max LR from the JSON summaries
+    as lines.
 
     Args:
         range_test: `Run.range_test` (columns lr, curve, weight_decay, optimizer).
         path: the PNG to write.
-        summaries: optimizer -> range_test_<opt>.json (suggested_min_lr, suggested_max_lr, weight_decay.chosen).
+        summaries: optimizer -> range_test_<opt>.json (suggested_min_lr, suggested_max_lr,
+            weight_decay.chosen).
     """
     plt = _pyplot()
     opts = sorted(range_test["optimizer"].unique()) if len(range_test) else []
@@ -209,8 +211,8 @@ def plot_budget_ladder(ladder, path: str | Path, target: float | None = None) ->
 def plot_learning_curves(
     curves, path: str | Path, target: float | None = None, arms: Sequence[str] | None = None
 ) -> Path:
-    """Val accuracy and val loss (log y) against epoch of the full-budget runs: median over seeds with a min-max
-    band per arm (`report.learning_curves`); `arms` picks some."""
+    """Val accuracy and val loss (log y) against epoch of the full-budget runs: median over seeds with a
+    min-max band per arm (`report.learning_curves`); `arms` picks some."""
     plt = _pyplot()
     fig, (ax_a, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
     if len(curves) == 0:
@@ -261,8 +263,8 @@ def plot_arm_comparison(curves, arms: Sequence[str], path: str | Path, target: f
 
 
 def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None) -> Path:
-    """Mean final val accuracy per arm as bars with the verdict's 95% interval (none when not estimable); the top
-    group's bars are hatched."""
+    """Mean final val accuracy per arm as bars with the verdict's 95% interval (none when not estimable); the
+    top group's bars are hatched."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(leaderboard) + 2), 4.5))
     if len(leaderboard) == 0:
@@ -325,9 +327,9 @@ def plot_importances(importances, path: str | Path) -> Path:
 
 
 def plot_schedule_gallery(path: str | Path, total_steps: int = 1000, steps_per_epoch: int = 50) -> Path:
-    """Draw six representative schedules (LR, and momentum where the schedule drives it) into one PNG at `path`,
-    as the study runs them: CLR and SGDR keep the optimizer's momentum (SGDW 0.9, AdamW beta1 0.9) flat, one-cycle
-    cycles it 0.95 -> 0.85 -> 0.95 (the paper preset). Each panel says which.
+    """Draw six representative schedules (LR, and momentum where the schedule drives it) into one PNG at
+    `path`, as the study runs them: CLR and SGDR keep the optimizer's momentum (SGDW 0.9, AdamW beta1 0.9)
+    flat, one-cycle cycles it 0.95 -> 0.85 -> 0.95 (the paper preset). Each panel says which.
     """
     from .schedules import (
         ConstantConfig,

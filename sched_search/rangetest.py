@@ -1,8 +1,8 @@
 """Leslie Smith's LR range test: sweep the LR over a short run, read the curve, suggest min_lr / max_lr.
 
 Smith, "Cyclical Learning Rates for Training Neural Networks" (2015), Sec. 3.3, and "A disciplined approach to
-neural network hyper-parameters" (2018), Sec. 4 (weight decay). The run (`range_test`) only records; reading the
-curve (`read_curve`) is a pure function of the record, so it can be tested and re-run without training.
+neural network hyper-parameters" (2018), Sec. 4 (weight decay). The run (`range_test`) only records; reading
+the curve (`read_curve`) is a pure function of the record, so it can be tested and re-run without training.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ SWEEP_STEPS = (300, 3000)  # bounds on that default, in optimizer steps
 def sweep_steps(steps_per_epoch: float, epochs: float = SWEEP_EPOCHS) -> int:
     """A sweep length for data of `steps_per_epoch` optimizer steps: `epochs` passes, within `SWEEP_STEPS`.
 
-    Why passes over the data and not a fixed count: the descent shows once the model has seen enough of the data at
-    LRs that move it. The paper's 1-D CNN on MNIST-1D (70 steps per epoch) reads as "sweep too short" at 300 steps
-    (4.3 epochs) and is ok at 900 (12.9) and 1050; the digits MLP (19 steps) is ok at 300 (15.8). At least 300 steps:
-    the smoother wants ~35 points per decade of LR; at most 3000: a range test, not a training run (CIFAR-10 at
-    batch 128, 352 steps per epoch, gets 8.5 epochs).
+    Why passes over the data and not a fixed count: the descent shows once the model has seen enough of the
+    data at LRs that move it. The paper's 1-D CNN on MNIST-1D (70 steps per epoch) reads as "sweep too short"
+    at 300 steps (4.3 epochs) and is ok at 900 (12.9) and 1050; the digits MLP (19 steps) is ok at 300 (15.8).
+    At least 300 steps: the smoother wants ~35 points per decade of LR; at most 3000: a range test, not a
+    training run (CIFAR-10 at batch 128, 352 steps per epoch, gets 8.5 epochs).
 
     Example:
         >>> sweep_steps(70), sweep_steps(19), sweep_steps(352)
@@ -44,7 +44,7 @@ def sweep_steps(steps_per_epoch: float, epochs: float = SWEEP_EPOCHS) -> int:
     return int(min(max(round(epochs * steps_per_epoch), SWEEP_STEPS[0]), SWEEP_STEPS[1]))
 
 
-# --------------------------------------------------------------------------------------------- running the sweep
+# ------------------------------------------------------------------------------------------ running the sweep
 
 
 def _default_batch_fn(batch: Any) -> tuple[Any, torch.Tensor]:
@@ -112,8 +112,8 @@ def range_test(
     """Run the LR range test and read its curve; the model and optimizer are restored exactly afterwards.
 
     The LR rises every optimizer step from `start_lr` to `end_lr` (Smith 2015, Sec. 3.3) by setting each param
-    group's "lr" directly: no scheduler or hook is attached. A step whose loss is not finite is recorded and skipped
-    (no update), so one bad batch leaves a gap instead of poisoning the weights.
+    group's "lr" directly: no scheduler or hook is attached. A step whose loss is not finite is recorded and
+    skipped (no update), so one bad batch leaves a gap instead of poisoning the weights.
 
     Args:
         model: any nn.Module, fresh or already trained.
@@ -122,7 +122,8 @@ def range_test(
             batches (a DataLoader), cycled as needed.
         config: sweep and reading settings.
         loss_fn: defaults to cross-entropy.
-        batch_fn: maps a batch to (inputs, targets); inputs may be a tensor, a tuple (several inputs) or a dict.
+        batch_fn: maps a batch to (inputs, targets); inputs may be a tensor, a tuple (several inputs) or a
+            dict.
         val_data: optional (x, y) for a validation loss every `config.val_every` steps.
         weight_decay: if given, set on every param group for the sweep (restored afterwards).
         progress: show a tqdm bar (on stderr), labelled `desc`; it stays, with "stopped" where the loss
@@ -173,8 +174,9 @@ def range_test(
                 lr = config.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                    # Our SGDW/AdamW scale decay by lr / peak (torch's OneCycleLR keeps its peak as max_lr): at the
-                    # LR under test act as at a schedule's peak. Restored with the optimizer's state afterwards.
+                    # Our SGDW/AdamW scale decay by lr / peak (torch's OneCycleLR keeps its peak as max_lr):
+                    # at the LR under test act as at a schedule's peak. Restored with the optimizer's state
+                    # afterwards.
                     for key in ("peak_lr", "max_lr"):
                         if key in group:
                             group[key] = lr
@@ -212,8 +214,8 @@ def range_test(
                 else:
                     val_losses.append(None)
                 first = next((s for s in smoothed if not math.isnan(s)), smooth)  # step 0 may have been NaN
-                # Stop on a clear rise: a multiple of the best loss and above halfway back to the start, so a loss
-                # that fell near zero is not stopped by noise (4 x 0.01 is no divergence).
+                # Stop on a clear rise: a multiple of the best loss and above halfway back to the start, so a
+                # loss that fell near zero is not stopped by noise (4 x 0.01 is no divergence).
                 diverged = smooth > config.diverge_factor * best and smooth > (first + best) / 2
                 if diverged or _diverged_to_nan(nan_steps, step):
                     stopped_early = step < config.num_steps - 1
@@ -304,9 +306,10 @@ def weight_decay_sweep(
 ) -> WeightDecaySweep:
     """Repeat the range test per weight decay from the same start; choose the decay with the lowest loss.
 
-    Smith (2018, Sec. 4.3): compare the curves of a few decays; the best decay reaches a lower loss and tolerates a
-    larger LR. Ties on loss (within 2%) go to the decay whose minimum sits at the larger LR. The search range spans
-    the chosen decay's neighbours in the grid (a decade either side when it is at the end of the grid).
+    Smith (2018, Sec. 4.3): compare the curves of a few decays; the best decay reaches a lower loss and
+    tolerates a larger LR. Ties on loss (within 2%) go to the decay whose minimum sits at the larger LR. The
+    search range spans the chosen decay's neighbours in the grid (a decade either side when it is at the end
+    of the grid).
 
     `progress` shows a tqdm bar per sweep, labelled "<desc>: sweep i of n, wd ..."; `on_sweep(i, n,
     weight_decay)` is called as sweep i (from 1) of n starts, for a caller that reports progress its own way.
@@ -340,8 +343,9 @@ def weight_decay_sweep(
     centre = choice.weight_decay if choice.weight_decay > 0 else (min(positive) / 10 if positive else 1e-5)
     search_range = (below or centre / 10, above or centre * 10)
     reason = (
-        f"weight decay {choice.weight_decay:g} reached the lowest smoothed loss {scores[choice.weight_decay]:.4g}"
-        f" (min at lr={choice.reading.min_loss_lr or float('nan'):.3g}); others within 2% would lose to a larger LR"
+        f"weight decay {choice.weight_decay:g} reached the lowest smoothed loss "
+        f"{scores[choice.weight_decay]:.4g} (min at lr={choice.reading.min_loss_lr or float('nan'):.3g}); "
+        "others within 2% would lose to a larger LR"
         if len(decays) > 1
         else f"one weight decay tried ({choice.weight_decay:g}): no sweep"
     )

@@ -20,7 +20,8 @@ from .tables import failure_lines, write_json
 
 
 def _display(board: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard for people: accuracies in %, intervals beside the means, "not estimable" with < 3 seeds."""
+    """The leaderboard for people: accuracies in %, intervals beside the means, "not estimable" with < 3
+    seeds."""
 
     def num(x: float, fmt: str) -> str:
         return "" if x is None or not math.isfinite(x) else format(x, fmt)
@@ -79,7 +80,8 @@ def _verdict_notes(run: Run) -> list[str]:
     stopped = {c.get("arm") for c in run.final_configs if c.get("source_full_budget") is False}
     for arm in sorted(a for a in stopped if a):
         notes.append(
-            f"{arm}: every search trial was stopped early by ASHA, so its best config was chosen on a shorter run."
+            f"{arm}: every search trial was stopped early by ASHA, "
+            "so its best config was chosen on a shorter run."
         )
     return notes
 
@@ -254,17 +256,20 @@ def check_run_folder(path: str | Path) -> None:
 
 
 def write_verdict(run: Run) -> Path:
-    """Write `verdict.json` (the machine-readable answer: winner, top group, calls, speed-ups) into the run folder."""
+    """Write `verdict.json` (the machine-readable answer: winner, top group, calls, speed-ups) into the run
+    folder."""
     write_json(run.path / "verdict.json", run.verdict)
     return run.path / "verdict.json"
 
 
 def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]:
-    """Write the report of a run folder: report.md, a self-contained report.html (figures inlined as base64 PNG),
-    leaderboard.csv, trials.csv, epochs.csv and the figures under plots/. `run`: that folder already loaded.
+    """Write the report of a run folder: report.md, a self-contained report.html (figures inlined as base64
+    PNG), leaderboard.csv, trials.csv, epochs.csv and the figures under plots/. `run`: that folder already
+    loaded.
 
     Returns:
-        name -> path of every file written ("report.md", "report.html", "leaderboard.csv", ..., "plot:<name>").
+        name -> path of every file written ("report.md", "report.html", "leaderboard.csv", ...,
+            "plot:<name>").
 
     Example:
         >>> write_report("runs/smoke-20260101-120000")["report.html"]  # doctest: +SKIP
@@ -326,7 +331,10 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     written["report.md"].write_text("\n".join(md) + "\n")
 
     def img(f: Path) -> str:
-        return f'<img src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode("ascii")}" alt="{f.stem}">'
+        return (
+            f'<img src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode("ascii")}" '
+            f'alt="{f.stem}">'
+        )
 
     body = [
         f"<h1>{html.escape(title)}</h1>",

@@ -1,4 +1,5 @@
-"""The study, driver side: range tests seed per-arm Optuna spaces; one Ray Tune run (OptunaSearch + ASHA); tables.
+"""The study, driver side: range tests seed per-arm Optuna spaces; one Ray Tune run (OptunaSearch + ASHA);
+tables.
 
 Stages, each resumable from the run folder:
 1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`;
@@ -49,7 +50,8 @@ class StudyAborted(RuntimeError):
 
 
 def new_run_dir(cfg: StudyConfig) -> Path:
-    """A new folder `<runs_dir>/<name>-<timestamp>`; `-2`, `-3`, ... when studies start within the same second."""
+    """A new folder `<runs_dir>/<name>-<timestamp>`; `-2`, `-3`, ... when studies start within the same
+    second."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     Path(cfg.runs_dir).mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
@@ -156,7 +158,8 @@ def _weight_decay_words(summary: dict[str, Any]) -> str:
 def build_spaces(
     cfg: StudyConfig, seeds: dict[str, RangeSeed], run_dir: Path, spe: int
 ) -> dict[str, ArmSpace]:
-    """Stage 2: per-arm spaces from the range tests, written to `spaces.json` with the source of every bound."""
+    """Stage 2: per-arm spaces from the range tests, written to `spaces.json` with the source of every
+    bound."""
     spaces = {}
     for arm in cfg.search.arms:
         space = build_space(arm, seeds[split_arm(arm)[1]], cfg.train.epochs, spe)
@@ -167,7 +170,8 @@ def build_spaces(
 
 
 def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
-    """Join `address`, or start a quiet local Ray on 127.0.0.1; True if this call started it (and must stop it)."""
+    """Join `address`, or start a quiet local Ray on 127.0.0.1; True if this call started it (and must stop
+    it)."""
     import ray
 
     from .preflight import auth_hint, check_cluster, probe_address
@@ -262,8 +266,9 @@ def _prepare(
             # sched_search 0.1 ran the search and the final re-runs as two Tune experiments; this one cannot
             # restore them, and starting afresh would overwrite their tables.
             raise ValueError(
-                f"{run_dir} was written by an older sched_search (ray/search and ray/final experiments), which this "
-                "version cannot resume without losing its finished trials; start a new study instead."
+                f"{run_dir} was written by an older sched_search (ray/search and ray/final experiments), "
+                "which this version cannot resume without losing its finished trials; "
+                "start a new study instead."
             )
         cfg = load_study(run_dir / "study.toml")
         cfg = replace(cfg, source=str(run_dir / "study.toml"))
@@ -304,8 +309,9 @@ def _run_stages(
         "version": _version(),
     }
     write_json(run_dir / "resolved_config.json", resolved)
-    # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a short
-    # study; every second keeps a crash's loss to the trials in flight and those finished in the last second.
+    # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a
+    # short study; every second keeps a crash's loss to the trials in flight and those finished in the last
+    # second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     seeds = range_tests(cfg, run_dir, echo, data, progress)
     spaces = build_spaces(cfg, seeds, run_dir, spe)

@@ -1,7 +1,7 @@
 """Tidy tables from Ray Tune results: one row per trial (and budget), one per trial-epoch, kept as parquet.
 
-Trials report to Tune sparsely (see `trial._report`): each result carries the epochs since the previous one as JSON
-in `history`, so the per-epoch rows are rebuilt here from either the live results or Ray's saved ones.
+Trials report to Tune sparsely (see `trial._report`): each result carries the epochs since the previous one as
+JSON in `history`, so the per-epoch rows are rebuilt here from either the live results or Ray's saved ones.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def final_rows(trials: pd.DataFrame, full_only: bool = True) -> pd.DataFrame:
-    """The final-stage rows of a table (trials or epochs), only the full budget unless `full_only` is False."""
+    """The final-stage rows of a table (trials or epochs), only the full budget unless `full_only` is
+    False."""
     if trials.empty or not {"stage", "arm", "budget"} <= set(trials.columns):
         return trials.iloc[0:0]
     rows = trials[trials["stage"] == "final"]
@@ -47,9 +48,9 @@ def expand_history(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def last_attempt(rows: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:
-    """Per budget, the epochs of the last attempt only: Tune retries a trial whose worker died, from epoch 1 (no
-    checkpoint), and keeps every attempt's results; an epoch that does not follow the previous one starts a new
-    attempt, which replaces what came before it."""
+    """Per budget, the epochs of the last attempt only: Tune retries a trial whose worker died, from epoch 1
+    (no checkpoint), and keeps every attempt's results; an epoch that does not follow the previous one starts
+    a new attempt, which replaces what came before it."""
     by_budget: dict[float, list[dict[str, Any]]] = {}
     for r in rows:
         kept = by_budget.setdefault(float(r.get("budget", 1.0)), [])
@@ -64,7 +65,8 @@ _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)
 
 
 def error_text(error: Any) -> str:
-    """The full text of a trial's error: Tune's error file (a path, from the callback) or the exception itself."""
+    """The full text of a trial's error: Tune's error file (a path, from the callback) or the exception
+    itself."""
     if error is None:
         return ""
     if isinstance(error, str | os.PathLike) and len(str(error)) < 4096 and Path(error).is_file():
@@ -73,7 +75,8 @@ def error_text(error: Any) -> str:
 
 
 def short_reason(text: str) -> str:
-    """One line for the tables: the last `SomeError: message` line of a traceback, without terminal colours."""
+    """One line for the tables: the last `SomeError: message` line of a traceback, without terminal
+    colours."""
     lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
     found = [line for line in lines if _EXCEPTION_LINE.match(line)]
     line = found[-1] if found else (lines[-1] if lines else "")
@@ -175,8 +178,9 @@ def tables_from_rows(
 
 
 def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
-    """Merge new rows into trials.parquet / epochs.parquet; a re-run trial replaces its earlier rows. The full text
-    of each failed run's error goes to `errors/<stage>-<trial_id>.log` (the table keeps a one-line reason)."""
+    """Merge new rows into trials.parquet / epochs.parquet; a re-run trial replaces its earlier rows. The full
+    text of each failed run's error goes to `errors/<stage>-<trial_id>.log` (the table keeps a one-line
+    reason)."""
     if "error_text" in trials:
         for row in trials[trials["error_text"].fillna("") != ""].itertuples():
             (run_dir / "errors").mkdir(exist_ok=True)
@@ -208,8 +212,8 @@ def records_from_grid(grid: Any) -> dict:
 def failures(trials: pd.DataFrame) -> pd.DataFrame:
     """Per arm, the final runs at the full budget that failed (status error or nan) and the first reason.
 
-    Columns: arm, n_runs, n_failed, reason. An arm whose search found no usable config has no final runs: it counts
-    its search trials instead, all failed.
+    Columns: arm, n_runs, n_failed, reason. An arm whose search found no usable config has no final runs: it
+    counts its search trials instead, all failed.
     """
     columns = ["arm", "n_runs", "n_failed", "reason"]
     if trials.empty or not {"stage", "arm", "status", "budget"} <= set(trials.columns):
@@ -233,8 +237,8 @@ def failed_arms(trials: pd.DataFrame) -> list[str]:
 def failure_lines(trials: pd.DataFrame) -> list[str]:
     """One line per arm with failed runs, for the report and the terminal."""
     return [
-        f"{r.arm}: {r.n_failed} of {r.n_runs} runs failed ({r.reason or 'no reason recorded'}); full tracebacks "
-        "in errors/ of the run folder"
+        f"{r.arm}: {r.n_failed} of {r.n_runs} runs failed ({r.reason or 'no reason recorded'}); "
+        "full tracebacks in errors/ of the run folder"
         for r in failures(trials).itertuples()
         if r.n_failed
     ]
@@ -269,9 +273,10 @@ def progress_text(done: int, total: int, running: int, failed: int, elapsed: flo
 
 
 class Recorder:
-    """A Tune callback: keeps every reported row, prints one line per finished trial, merges finished trials into the
-    tables at most every `write_every_s`. (A merge rewrites both parquet files, about 30 ms of driver CPU; merging
-    after every trial took 2.2 s of the driver's 8.2 s of CPU in the default study, on the cores the trials use.)
+    """A Tune callback: keeps every reported row, prints one line per finished trial, merges finished trials
+    into the tables at most every `write_every_s`. (A merge rewrites both parquet files, about 30 ms of driver
+    CPU; merging after every trial took 2.2 s of the driver's 8.2 s of CPU in the default study, on the cores
+    the trials use.)
 
     Each line starts with the counts of `progress_text`: `total` is the trials the Tuner will run (search
     trials and final re-runs); trials finished before a resume count as done, from Tune's own record.

@@ -1,5 +1,5 @@
-"""docs/own_tuner.md's program, run as written: our range test, space, optimizer, scheduler and cycle-aware ASHA
-inside a user's own Ray Tune Tuner (real Ray on 127.0.0.1, real Optuna)."""
+"""docs/own_tuner.md's program, run as written: our range test, space, optimizer, scheduler and cycle-aware
+ASHA inside a user's own Ray Tune Tuner (real Ray on 127.0.0.1, real Optuna)."""
 
 from __future__ import annotations
 

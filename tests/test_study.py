@@ -792,8 +792,8 @@ def test_study_joins_a_ray_head_with_token_auth(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Path) -> None:
     """docs/gpu_and_cluster.md's `ray job submit` on a loopback head with token authentication: the entrypoint
-    names the interpreter that has sched_search, `runs_dir` is an absolute path, and `--resume` of the run folder
-    it wrote works from the submitting machine."""
+    names the interpreter that has sched_search, `runs_dir` is an absolute path, and `--resume` of the run
+    folder it wrote works from the submitting machine."""
     ray_bin = Path(sys.executable).with_name("ray")
     port, dashboard = _port_outside_ray_range(), _port_outside_ray_range()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(ROOT)}
