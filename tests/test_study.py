@@ -800,6 +800,15 @@ def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Pat
     head = [str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
     head += ["--num-cpus", "2", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1"]
     head += ["--dashboard-port", str(dashboard), "--disable-usage-stats"]
+    # The session's own Ray holds the agents' default ports: this head's agents get free ones of their own.
+    for flag in (
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+        "--metrics-export-port",
+        "--ray-client-server-port",
+    ):
+        head += [flag, str(_port_outside_ray_range())]
     subprocess.run(head, check=True, env=env, capture_output=True, timeout=180)
     try:
         runs = tmp_path / "shared" / "runs"
@@ -807,7 +816,7 @@ def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Pat
         study.write_text(f'runs_dir = "{runs}"\n' + SMOKE.read_text())
         submit = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--"]
         submit += [sys.executable, "-m", "sched_search", "study", str(study), "--address", "auto"]
-        for _ in range(30):  # the head's job agent comes up some seconds after `ray start` returns
+        for _ in range(10):  # the head's job agent comes up some seconds after `ray start` returns
             job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, check=False)
             if "No available agent to submit job" not in job.stderr:
                 break
