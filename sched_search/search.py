@@ -80,8 +80,7 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
     """An arm's final re-runs: its best search config (`best`, with its trial_id) on every seed, over the
     ladder."""
     space = spaces[arm]
-    config = {p.name: best[p.name] for p in space.params}
-    config.update({"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed})
+    config = {**{p.name: best[p.name] for p in space.params}, **space.constants()}
     return [
         {
             **config,
@@ -89,9 +88,8 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
             "seed": s,
             "budgets": list(cfg.search.budgets),
             "source_trial": best["trial_id"],
-            "source_full_budget": best.get(
-                "full_budget", True
-            ),  # False: every search trial was stopped by ASHA
+            # False: every search trial was stopped by ASHA, and the best config comes from a shorter run
+            "source_full_budget": best.get("full_budget", True),
         }
         for s in cfg.search.seeds
     ]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .arms import build_schedule, optimizer_and_scheduler
+from .arms import optimizer_and_scheduler
 from .data import TensorData, augment_batch, batches, steps_per_epoch
 from .models import build_model
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
@@ -85,15 +85,14 @@ def train_epochs(
     """
     check_precision(precision, device)
     seed = int(config.get("seed", 0))
-    data = data.to(
-        device
-    )  # whole tensors on the trial's device (a GPU trial gets its data once from the store)
+    # whole tensors on the trial's device (a GPU trial gets its data once from the store)
+    data = data.to(device)
     spe = steps_per_epoch(len(data.x_train), batch_size)
     n_epochs = max(1, math.ceil(epochs))
-    schedule = build_schedule(config, epochs, spe)
     model = build_model(model_name, data.input_shape, data.num_classes, seed=seed, **(model_options or {}))
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer, scheduler = optimizer_and_scheduler(config, model.parameters(), epochs, spe)
+    schedule = scheduler.config  # arms.build_schedule's, built once
     scaler = grad_scaler(device, precision)
     forward = torch.compile(model) if compile else model
     generator = torch.Generator().manual_seed(seed)
