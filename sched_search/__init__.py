@@ -23,7 +23,7 @@ from .schedules import (
     one_cycle,
 )
 
-__version__ = "0.3.0"  # 0.3: final runs record val_correct; run folders get verdict.json
+__version__ = "0.3.0"  # 0.3: final runs record val_examples; run folders get verdict.json
 
 
 # Imported on first use: these pull in Ray, Optuna or pandas, which `import sched_search` should not pay for.

@@ -30,16 +30,16 @@ COLUMNS = [
     "n_seeds",
     "n_failed",
     "top_group",
-    "mean_val_accuracy",
-    "acc_ci_low",
-    "acc_ci_high",
-    "std_val_accuracy",
+    "mean_val_metric",
+    "ci_low",
+    "ci_high",
+    "std_val_metric",
     "vs_baseline",
     "diff_vs_baseline",
     "diff_ci_low",
     "diff_ci_high",
     "mean_val_loss",
-    "mean_test_accuracy",
+    "mean_test_metric",
     "epochs_to_target",
     "speedup",
     "speedup_ci_low",
@@ -64,7 +64,7 @@ def budget_ladder(trials: pd.DataFrame) -> pd.DataFrame:
     rows = final_rows(trials, full_only=False)
     if rows.empty:
         return pd.DataFrame(columns=["arm", "budget", "budget_epochs", "mean", "std", "min", "max", "n"])
-    g = rows.groupby(["arm", "budget", "budget_epochs"])["final_val_accuracy"]
+    g = rows.groupby(["arm", "budget", "budget_epochs"])["final_val_metric"]
     out = g.agg(["mean", "std", "min", "max", "count"]).rename(columns={"count": "n"})
     return out.reset_index().sort_values(["arm", "budget_epochs"], ignore_index=True)
 
@@ -79,8 +79,8 @@ def first_epoch_at_target(epochs: pd.DataFrame, target: float) -> pd.Series:
     if epochs.empty or not math.isfinite(target) or "stage" not in epochs.columns:
         return pd.Series(dtype=float, name="first_epoch_at_target_full_run")
     rows = final_rows(epochs)
-    curve = rows.groupby(["arm", "epoch"])["val_accuracy"].mean().reset_index()
-    hits = curve[curve["val_accuracy"] >= target - 1e-12].groupby("arm")["epoch"].min()
+    curve = rows.groupby(["arm", "epoch"])["val_metric"].mean().reset_index()
+    hits = curve[curve["val_metric"] >= target - 1e-12].groupby("arm")["epoch"].min()
     return hits.reindex(curve["arm"].unique()).astype(float).rename("first_epoch_at_target_full_run")
 
 
@@ -133,19 +133,19 @@ def build_leaderboard(
         out.append(
             {
                 "arm": arm,
-                "n_seeds": int(ok["final_val_accuracy"].notna().sum()),
+                "n_seeds": int(ok["final_val_metric"].notna().sum()),
                 "n_failed": int((g["status"] != "ok").sum()) if "status" in g else 0,  # errored or diverged
                 "top_group": arm in verdict.get("top_group", []),
-                "mean_val_accuracy": v.get("mean", ok["final_val_accuracy"].mean()),
-                "acc_ci_low": _nan(v.get("ci_low")),
-                "acc_ci_high": _nan(v.get("ci_high")),
-                "std_val_accuracy": _nan(v.get("std_over_seeds")),
+                "mean_val_metric": v.get("mean", ok["final_val_metric"].mean()),
+                "ci_low": _nan(v.get("ci_low")),
+                "ci_high": _nan(v.get("ci_high")),
+                "std_val_metric": _nan(v.get("std_over_seeds")),
                 "vs_baseline": base.get("call", "baseline" if arm == verdict.get("baseline") else ""),
                 "diff_vs_baseline": _nan(base.get("diff")),
                 "diff_ci_low": _nan(base.get("ci_low")),
                 "diff_ci_high": _nan(base.get("ci_high")),
                 "mean_val_loss": ok["final_val_loss"].mean(),
-                "mean_test_accuracy": ok["test_accuracy"].mean() if "test_accuracy" in ok else math.nan,
+                "mean_test_metric": ok["test_metric"].mean() if "test_metric" in ok else math.nan,
                 "epochs_to_target": _nan((sp or {}).get("epochs_to_target")),
                 "speedup": _nan((sp or {}).get("estimate")),
                 "speedup_ci_low": _nan((sp or {}).get("ci_low")),
@@ -167,7 +167,7 @@ def build_leaderboard(
     )
     order = {arm: i for i, arm in enumerate(verdict.get("top_group", []))}
     board["_group"] = [order.get(a, len(order)) for a in board["arm"]]
-    board = board.sort_values(["_group", "mean_val_accuracy"], ascending=[True, False], na_position="last")
+    board = board.sort_values(["_group", "mean_val_metric"], ascending=[True, False], na_position="last")
     return board.reset_index(drop=True)[COLUMNS]
 
 

@@ -221,7 +221,7 @@ def plot_learning_curves(
     for arm, g in curves.groupby("arm") if len(curves) else []:
         if arms is not None and arm not in arms:
             continue
-        for ax, metric in ((ax_a, "val_accuracy"), (ax_l, "val_loss")):
+        for ax, metric in ((ax_a, "val_metric"), (ax_l, "val_loss")):
             ax.plot(g["epoch"], g[f"{metric}_median"], color=colors[arm], label=arm)
             ax.fill_between(g["epoch"], g[f"{metric}_min"], g[f"{metric}_max"], color=colors[arm], alpha=0.2)
     _target_line(ax_a, target)
@@ -245,11 +245,11 @@ def plot_arm_comparison(curves, arms: Sequence[str], path: str | Path, target: f
         if len(g) == 0:
             _no_data(ax, f"{arm} runs")
         else:
-            ax.plot(g["epoch"], g["val_accuracy_median"], color=colors[arm], label="median")
+            ax.plot(g["epoch"], g["val_metric_median"], color=colors[arm], label="median")
             ax.fill_between(
                 g["epoch"],
-                g["val_accuracy_min"],
-                g["val_accuracy_max"],
+                g["val_metric_min"],
+                g["val_metric_max"],
                 color=colors[arm],
                 alpha=0.2,
                 label="min-max over seeds",
@@ -271,10 +271,10 @@ def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None)
         _no_data(ax, "leaderboard")
     else:
         colors = _colors(leaderboard["arm"])
-        mean = leaderboard["mean_val_accuracy"]
+        mean = leaderboard["mean_val_metric"]
         # asymmetric: bootstrap intervals need not be centred on the mean, and stay inside [0, 1]
-        below = (mean - leaderboard["acc_ci_low"]).fillna(0.0).clip(lower=0)
-        above = (leaderboard["acc_ci_high"] - mean).fillna(0.0).clip(lower=0)
+        below = (mean - leaderboard["ci_low"]).fillna(0.0).clip(lower=0)
+        above = (leaderboard["ci_high"] - mean).fillna(0.0).clip(lower=0)
         bars = ax.bar(
             leaderboard["arm"],
             mean,

@@ -36,11 +36,9 @@ def _display(board: pd.DataFrame) -> pd.DataFrame:
             "arm": [f"{a} *" if top else a for a, top in zip(board["arm"], board["top_group"], strict=True)],
             "seeds": board["n_seeds"],
             "failed": board["n_failed"],
-            "val acc %": [num(100 * m, ".2f") for m in board["mean_val_accuracy"]],
-            "95% CI": [
-                interval(lo, hi) for lo, hi in zip(board["acc_ci_low"], board["acc_ci_high"], strict=True)
-            ],
-            "std %": [num(100 * s, ".2f") or "not estimable" for s in board["std_val_accuracy"]],
+            "val acc %": [num(100 * m, ".2f") for m in board["mean_val_metric"]],
+            "95% CI": [interval(lo, hi) for lo, hi in zip(board["ci_low"], board["ci_high"], strict=True)],
+            "std %": [num(100 * s, ".2f") or "not estimable" for s in board["std_val_metric"]],
             "vs baseline (points, 95% CI)": [
                 call
                 if call in ("baseline", "") or not math.isfinite(d)
@@ -54,7 +52,7 @@ def _display(board: pd.DataFrame) -> pd.DataFrame:
                 )
             ],
             "val loss": [num(v, ".4f") for v in board["mean_val_loss"]],
-            "test acc %": [num(100 * v, ".2f") for v in board["mean_test_accuracy"]],
+            "test acc %": [num(100 * v, ".2f") for v in board["mean_test_metric"]],
             "epochs to target": [num(v, "g") for v in board["epochs_to_target"]],
             "speed-up": board["to_target"].fillna(""),
             "first epoch at target (full run)": [
@@ -280,7 +278,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     written: dict[str, Path] = {}
     for name, table in (("leaderboard", run.leaderboard), ("trials", run.trials), ("epochs", run.epochs)):
         written[f"{name}.csv"] = path / f"{name}.csv"
-        table.drop(columns="val_correct", errors="ignore").to_csv(written[f"{name}.csv"], index=False)
+        table.drop(columns="val_examples", errors="ignore").to_csv(written[f"{name}.csv"], index=False)
     written["verdict.json"] = write_verdict(run)
     figures, notes = write_plots(run, path / "plots")
     written.update({f"plot:{k}": v for k, v in figures.items()})
@@ -362,7 +360,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         body += [
             "<details><summary>All trials</summary>",
             '<div class="wide">',
-            run.trials.drop(columns="val_correct", errors="ignore").to_html(index=False, border=0),
+            run.trials.drop(columns="val_examples", errors="ignore").to_html(index=False, border=0),
             "</div>",
             "</details>",
         ]

@@ -48,12 +48,12 @@ def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
 
     Example:
         >>> learning_curves(run.epochs).columns[:3].tolist()  # doctest: +SKIP
-        ['arm', 'epoch', 'val_accuracy_median']
+        ['arm', 'epoch', 'val_metric_median']
     """
     rows = final_rows(epochs)
     if rows.empty:
         return pd.DataFrame(columns=["arm", "epoch"])
-    g = rows.groupby(["arm", "epoch"])[["val_accuracy", "val_loss"]].agg(["median", "min", "max"])
+    g = rows.groupby(["arm", "epoch"])[["val_metric", "val_loss"]].agg(["median", "min", "max"])
     g.columns = [f"{m}_{s}" for m, s in g.columns]
     return g.reset_index()
 
@@ -145,8 +145,8 @@ def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.Data
 
 
 _METRICS = {
-    "trials": ("budget_epochs", "final_val_accuracy", "final_val_loss", "test_accuracy", "wall_time"),
-    "epochs": ("epoch", "val_accuracy", "val_loss", "lr", "momentum"),
+    "trials": ("budget_epochs", "final_val_metric", "final_val_loss", "test_metric", "wall_time"),
+    "epochs": ("epoch", "val_metric", "val_loss", "lr", "momentum"),
 }
 
 
@@ -166,7 +166,7 @@ def load_run(path: str | Path) -> Run:
     Example:
         >>> run = load_run("runs/smoke-20260101-120000")  # doctest: +SKIP
         >>> run.leaderboard[
-        ...     ["arm", "top_group", "mean_val_accuracy", "acc_ci_low", "speedup"]
+        ...     ["arm", "top_group", "mean_val_metric", "ci_low", "speedup"]
         ... ]  # doctest: +SKIP
     """
     path = Path(path)

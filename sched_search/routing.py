@@ -15,7 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-METRIC = "val_accuracy"  # what Optuna maximises: the final val accuracy of a trial
+METRIC = "val_metric"  # what Optuna maximises: the final val accuracy of a trial
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -127,7 +127,7 @@ def cycle_asha(
     schedule without cycles) and the metric as it was at that epoch; ASHA counts time in `cycle_epoch`.
 
     Example:
-        >>> tune.TuneConfig(scheduler=cycle_asha("cycle_val_accuracy", "max", max_t=20))  # doctest: +SKIP
+        >>> tune.TuneConfig(scheduler=cycle_asha("cycle_val_metric", "max", max_t=20))  # doctest: +SKIP
     """
     return ASHAScheduler(
         time_attr="cycle_epoch",

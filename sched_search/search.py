@@ -152,7 +152,7 @@ def run_trials(
         scheduler = None
         if cfg.early_stopping.enabled:
             scheduler = PerArmASHA(
-                metric="cycle_val_accuracy",
+                metric="cycle_val_metric",
                 mode="max",
                 max_t=cfg.train.epochs,
                 grace_period=cfg.early_stopping.grace_period,

@@ -129,7 +129,7 @@ def tables_from_rows(
                                 "epoch",
                                 "train_loss",
                                 "val_loss",
-                                "val_accuracy",
+                                "val_metric",
                                 "lr",
                                 "momentum",
                                 "cycle_epoch",
@@ -148,12 +148,12 @@ def tables_from_rows(
                     "budget_epochs": config.get("epochs", 0) * budget,
                     "epochs_run": last.get("epoch"),
                     # A run that died has no final accuracy: its finished epochs stay in the epochs table.
-                    "final_val_accuracy": math.nan if failed else last.get("val_accuracy"),
+                    "final_val_metric": math.nan if failed else last.get("val_metric"),
                     "final_val_loss": math.nan if failed else last.get("val_loss"),
-                    "best_val_accuracy": max((r.get("val_accuracy") or 0.0) for r in brows),
-                    "test_accuracy": math.nan if failed else last.get("test_accuracy"),
+                    "best_val_metric": max((r.get("val_metric") or 0.0) for r in brows),
+                    "test_metric": math.nan if failed else last.get("test_metric"),
                     # final runs: "0110...", one character per validation example
-                    "val_correct": None if failed else last.get("val_correct"),
+                    "val_examples": None if failed else last.get("val_examples"),
                     "wall_time": last.get("wall_time"),
                     "status": run_status,
                     "reason": reason,
@@ -312,7 +312,7 @@ class Recorder:
         config = trial.config
         stage = config.get("stage", "search")
         last = rows[-1] if rows else {}
-        final = last.get("val_accuracy", float("nan"))  # what selection and the leaderboard use, not the best
+        final = last.get("val_metric", float("nan"))  # what selection and the leaderboard use, not the best
         status = f"error ({short_reason(error_text(error_file))})" if error_file else last.get("status", "ok")
         if status == "ok" and stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
             status = f"stopped by ASHA at epoch {last.get('epoch')}"
@@ -326,7 +326,7 @@ class Recorder:
         )
         self.echo(
             f"{self._counts(trial, trials or [])} [{stage} {config.get('arm', '?')}] {trial.trial_id} "
-            f"val_accuracy {final:.4f} {status} ({shown})"
+            f"val_metric {final:.4f} {status} ({shown})"
         )
         self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
         if time.monotonic() - self.written_at >= self.write_every_s:

@@ -77,9 +77,9 @@ def train_epochs(
     ("fp32" | "bf16" | "fp16", `precision.py`), `channels_last` and `compile` (torch.compile) trade exactness
     for speed on a GPU; the defaults are the reference.
 
-    Yields: epoch, train_loss, val_loss, val_accuracy, lr (at epoch end), momentum, cycle_epoch (the last
+    Yields: epoch, train_loss, val_loss, val_metric, lr (at epoch end), momentum, cycle_epoch (the last
     epoch that ended at an LR minimum: what early stopping compares), wall_time, status ("ok" | "nan"),
-    reason; with `test=True` (final runs), on the last epoch also test_loss, test_accuracy and val_correct
+    reason; with `test=True` (final runs), on the last epoch also test_loss, test_metric and val_examples
     (`correct_string` of the validation set, so a verdict can count examples). A non-finite training loss ends
     the run at once.
     """
@@ -130,7 +130,7 @@ def train_epochs(
         if not math.isfinite(train_loss):
             row.update(
                 val_loss=math.nan,
-                val_accuracy=0.0,
+                val_metric=0.0,
                 cycle_epoch=cycle_epoch,
                 status="nan",
                 reason=f"training loss is {train_loss} in epoch {epoch} (lr {row['lr']:.3g})",
@@ -139,12 +139,12 @@ def train_epochs(
             yield row
             return
         speed = {"precision": precision, "channels_last": channels_last}
-        row["val_loss"], val_correct = evaluate_examples(forward, data.x_val, data.y_val, **speed)
-        row["val_accuracy"] = float(val_correct.float().mean())
+        row["val_loss"], val_examples = evaluate_examples(forward, data.x_val, data.y_val, **speed)
+        row["val_metric"] = float(val_examples.float().mean())
         if at_lr_minimum(schedule, step) or epoch == n_epochs:
             cycle_epoch = epoch
         row.update(cycle_epoch=cycle_epoch, status="ok", reason="", wall_time=time.perf_counter() - start)
         if test and epoch == n_epochs:
-            row["test_loss"], row["test_accuracy"] = evaluate(forward, data.x_test, data.y_test, **speed)
-            row["val_correct"] = correct_string(val_correct)
+            row["test_loss"], row["test_metric"] = evaluate(forward, data.x_test, data.y_test, **speed)
+            row["val_examples"] = correct_string(val_examples)
         yield row

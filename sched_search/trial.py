@@ -71,9 +71,9 @@ def _search_epochs(config: dict[str, Any], data: Any, history: list[dict[str, An
     at_cycle_end = 0.0
     for row in train_trial(config, data, config["epochs"]):
         if row["cycle_epoch"] == row["epoch"]:
-            at_cycle_end = row["val_accuracy"]
+            at_cycle_end = row["val_metric"]
         # ASHA reads the accuracy at the last LR minimum (cycle end), never a mid-cycle value.
-        row["cycle_val_accuracy"] = at_cycle_end
+        row["cycle_val_metric"] = at_cycle_end
         history.append(row)
         at_rung = bool(rungs) and row["cycle_epoch"] >= rungs[0]
         while rungs and row["cycle_epoch"] >= rungs[0]:

@@ -2,7 +2,7 @@
 
 Every number here carries two sources of noise. The seeds: every arm runs the same seeds, so arms are compared
 paired by seed. The finite evaluation set: every final run records which validation examples it got right
-(`val_correct`), so arms are compared paired by example, and a gap of one example is known to be one example.
+(`val_examples`), so arms are compared paired by example, and a gap of one example is known to be one example.
 Pure calculation on the trials table; `report.load_run` calls `decide` and `verdict.json` stores its answer.
 """
 
@@ -31,7 +31,7 @@ ORDER_RULE = (
 
 
 def correct_matrix(strings: list[str]) -> np.ndarray:
-    """Seeds x examples 0/1 matrix from `val_correct` strings ("0110...", one character per example)."""
+    """Seeds x examples 0/1 matrix from `val_examples` strings ("0110...", one character per example)."""
     return np.stack([np.frombuffer(s.encode("ascii"), dtype=np.uint8) == ord("1") for s in strings]).astype(
         float
     )
@@ -47,11 +47,11 @@ def outcomes(trials: pd.DataFrame) -> tuple[dict[str, dict[float, np.ndarray]], 
         (arm -> budget_epochs -> matrix, the seeds used, arm -> reason it was left out).
     """
     excluded: dict[str, str] = {}
-    if trials.empty or "val_correct" not in trials.columns:
+    if trials.empty or "val_examples" not in trials.columns:
         return {}, [], excluded
     rows = final_rows(trials, full_only=False)
     finals = rows["arm"].unique()
-    rows = rows[rows["val_correct"].notna() & (rows["status"] == "ok" if "status" in rows.columns else True)]
+    rows = rows[rows["val_examples"].notna() & (rows["status"] == "ok" if "status" in rows.columns else True)]
     full = final_rows(rows)
     seeds_of = {arm: set(g["seed"].astype(int)) for arm, g in full.groupby("arm")}
     for arm in finals:
@@ -60,7 +60,7 @@ def outcomes(trials: pd.DataFrame) -> tuple[dict[str, dict[float, np.ndarray]], 
     common = sorted(set.intersection(*seeds_of.values())) if seeds_of else []
     matrices: dict[str, dict[float, np.ndarray]] = {}
     for (arm, epochs), g in rows.groupby(["arm", "budget_epochs"]):
-        by_seed = dict(zip(g["seed"].astype(int), g["val_correct"], strict=True))
+        by_seed = dict(zip(g["seed"].astype(int), g["val_examples"], strict=True))
         if arm in seeds_of and common and all(s in by_seed for s in common):
             matrices.setdefault(str(arm), {})[float(epochs)] = correct_matrix([by_seed[s] for s in common])
     return matrices, common, excluded
@@ -170,7 +170,7 @@ def decide(
       Reached at the smallest rung, the estimate is a lower bound.
 
     Args:
-        trials: the trials table (final runs carry `val_correct`).
+        trials: the trials table (final runs carry `val_examples`).
         target_accuracy: the study's target, or None for the baseline's mean.
         chance_accuracy: the accuracy of always predicting the most frequent validation class, if known.
         baseline: the baseline arm's name.

@@ -37,6 +37,6 @@ def test_the_docs_own_tuner_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "range test: ok" in done.stdout
-    best = re.search(r"best: (\{.*\}) val_accuracy ([0-9.]+)", done.stdout)
+    best = re.search(r"best: (\{.*\}) val_metric ([0-9.]+)", done.stdout)
     assert best and float(best.group(2)) > 0.6, done.stdout[-2000:]  # overlapping clusters; chance is 0.25
     assert "'max_lr'" in best.group(1) and "'pct_start'" in best.group(1)

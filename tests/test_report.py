@@ -109,14 +109,14 @@ def _fabricate(
                         **ident,
                         "budget_epochs": budget * EPOCHS,
                         "epochs_run": n,
-                        "final_val_accuracy": acc,
+                        "final_val_metric": acc,
                         "final_val_loss": 1 - acc,
-                        "best_val_accuracy": acc,
-                        "test_accuracy": acc - 0.01,
+                        "best_val_metric": acc,
+                        "test_metric": acc - 0.01,
                         "wall_time": 1.0 + seed,
                         "status": "ok",
                         "reason": "",
-                        "val_correct": correct_string(acc, n_val, rng),
+                        "val_examples": correct_string(acc, n_val, rng),
                     }
                 )
                 epoch_rows += [
@@ -125,7 +125,7 @@ def _fabricate(
                         "epoch": e,
                         "train_loss": 1.0 / e,
                         "val_loss": 1 - acc + (n - e) * 0.01,
-                        "val_accuracy": acc - (n - e) * 0.01,
+                        "val_metric": acc - (n - e) * 0.01,
                         "lr": 0.01,
                         "momentum": 0.9,
                         "cycle_epoch": e,
@@ -199,11 +199,11 @@ def test_leaderboard_numbers(fab: Path) -> None:
     board = run.leaderboard.set_index("arm")
     a = board.loc["one_cycle-adamw"]
     assert a["n_seeds"] == 3
-    assert a["mean_val_accuracy"] == pytest.approx(0.92)
-    assert a["std_val_accuracy"] == pytest.approx(0.02)
-    assert 0.88 < a["acc_ci_low"] < 0.92 < a["acc_ci_high"] < 0.96  # bootstrap over 3 seeds x 200 examples
+    assert a["mean_val_metric"] == pytest.approx(0.92)
+    assert a["std_val_metric"] == pytest.approx(0.02)
+    assert 0.88 < a["ci_low"] < 0.92 < a["ci_high"] < 0.96  # bootstrap over 3 seeds x 200 examples
     assert a["mean_val_loss"] == pytest.approx(0.08)
-    assert a["mean_test_accuracy"] == pytest.approx(0.91)
+    assert a["mean_test_metric"] == pytest.approx(0.91)
     assert a["wall_time_s"] == pytest.approx(2.0)
     # budget ladder: first rung with mean >= 0.90 is 2 epochs; the baseline's reference is its full 8 epochs
     assert a["epochs_to_target"] == 2 and a["speedup"] == pytest.approx(4.0)

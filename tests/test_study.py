@@ -112,7 +112,7 @@ def test_smoke_run_folder(smoke_run: Path) -> None:
 
 TRIAL_LINE = re.compile(
     r"^\[(\d+)/(\d+) \| (\d+) running \| (\d+) failed \| [0-9hms]+, (?:~[0-9hms]+ left|all done)\] "
-    r"\[(search|final) ([\w-]+)\] \w+ val_accuracy [\d.]+ "
+    r"\[(search|final) ([\w-]+)\] \w+ val_metric [\d.]+ "
 )
 
 
@@ -176,7 +176,7 @@ def test_smoke_finals_rerun_each_arms_best_search_trial(smoke_run: Path) -> None
     trials = pd.read_parquet(smoke_run / "trials.parquet")
     search = trials[(trials.stage == "search") & trials.status.isin(["ok", "stopped"])]
     for arm, rows in search.groupby("arm"):
-        best = rows.sort_values(["final_val_accuracy", "final_val_loss"], ascending=[False, True]).iloc[0]
+        best = rows.sort_values(["final_val_metric", "final_val_loss"], ascending=[False, True]).iloc[0]
         finals = trials[(trials.stage == "final") & (trials.arm == arm)]
         assert set(finals.source_trial) == {best.trial_id}
         assert np.allclose(finals.max_lr, best.max_lr) and np.allclose(finals.weight_decay, best.weight_decay)
@@ -225,7 +225,7 @@ def test_smoke_epochs_table_is_tidy(smoke_run: Path) -> None:
         "max_lr",
         "weight_decay",
         "epoch",
-        "val_accuracy",
+        "val_metric",
         "lr",
     ):
         assert col in epochs.columns
@@ -612,7 +612,7 @@ def test_killed_trial_worker_leaves_no_duplicate_rows_and_the_same_leaderboard(t
         load_run(next((tmp_path / n / "runs").glob("smoke-*"))).leaderboard.set_index("arm")
         for n in ("clean", "killed")
     ]
-    columns = ["n_seeds", "n_failed", "mean_val_accuracy", "mean_val_loss", "mean_test_accuracy"]
+    columns = ["n_seeds", "n_failed", "mean_val_metric", "mean_val_loss", "mean_test_metric"]
     pd.testing.assert_frame_equal(boards[0][columns].sort_index(), boards[1][columns].sort_index())
 
 
@@ -624,7 +624,7 @@ def test_every_run_failing_exits_4_with_short_reasons_and_tracebacks_in_errors(t
     assert (
         done.stderr.strip().splitlines()[-1].startswith("error: every run of") and "study done" in done.stdout
     )
-    # "[done/total | ...] [stage arm] id val_accuracy x error (reason) (config)"
+    # "[done/total | ...] [stage arm] id val_metric x error (reason) (config)"
     recorded = [line for line in done.stdout.splitlines() if "] [search " in line or "] [final " in line]
     assert recorded and all(
         " error (ValueError: this layer has no kernel on this worker) (" in line for line in recorded

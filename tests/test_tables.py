@@ -34,7 +34,7 @@ TRACEBACK = (
 def _epoch(epoch: int, acc: float, budget: float | None = None, **extra) -> dict:
     row = {
         "epoch": epoch,
-        "val_accuracy": acc,
+        "val_metric": acc,
         "val_loss": 1 - acc,
         "train_loss": 1.0,
         "lr": 0.1,
@@ -57,8 +57,8 @@ def test_a_retried_trial_keeps_only_its_last_attempt() -> None:
     config = {"arm": "clr-sgdw", "epochs": 4, "seed": 0}
     trials, epochs = tables_from_rows({("search", "t1"): (config, first + second, None)})
     assert not epochs.duplicated(["trial_id", "budget", "epoch"]).any()
-    assert epochs.sort_values("epoch").val_accuracy.tolist() == [0.3, 0.4, 0.5, 0.6]
-    assert trials.status.tolist() == ["ok"] and trials.final_val_accuracy.tolist() == [0.6]
+    assert epochs.sort_values("epoch").val_metric.tolist() == [0.3, 0.4, 0.5, 0.6]
+    assert trials.status.tolist() == ["ok"] and trials.final_val_metric.tolist() == [0.6]
 
 
 def test_a_failed_final_run_keeps_its_epochs_and_fails_the_budgets_it_did_not_finish(tmp_path: Path) -> None:
@@ -70,8 +70,8 @@ def test_a_failed_final_run_keeps_its_epochs_and_fails_the_budgets_it_did_not_fi
     trials, epochs = tables_from_rows({("final", "t2"): (config, results, TRACEBACK)})
     assert len(epochs) == 4  # the failed budget's finished epochs stay
     by_budget = trials.set_index("budget")
-    assert by_budget.loc[0.5, "status"] == "ok" and by_budget.loc[0.5, "final_val_accuracy"] == 0.6
-    assert by_budget.loc[1.0, "status"] == "error" and math.isnan(by_budget.loc[1.0, "final_val_accuracy"])
+    assert by_budget.loc[0.5, "status"] == "ok" and by_budget.loc[0.5, "final_val_metric"] == 0.6
+    assert by_budget.loc[1.0, "status"] == "error" and math.isnan(by_budget.loc[1.0, "final_val_metric"])
     assert by_budget.loc[1.0, "epochs_run"] == 2 and by_budget.loc[1.0, "reason"] == "RuntimeError: boom"
     append_tables(tmp_path, trials, epochs)
     assert "error_text" not in pd.read_parquet(tmp_path / "trials.parquet").columns
@@ -97,9 +97,9 @@ def _finals(arm: str, statuses: list[str]) -> list[dict]:
             "seed": i,
             "budget": 1.0,
             "budget_epochs": 4,
-            "final_val_accuracy": 0.9 if s == "ok" else math.nan,
+            "final_val_metric": 0.9 if s == "ok" else math.nan,
             "final_val_loss": 0.1,
-            "test_accuracy": 0.9,
+            "test_metric": 0.9,
             "wall_time": 1.0,
             "status": s,
             "reason": "" if s == "ok" else "ValueError: bad seed",

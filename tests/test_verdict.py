@@ -47,13 +47,13 @@ def _run(
                         "budget": budget,
                         "budget_epochs": budget * EPOCHS,
                         "epochs_run": budget * EPOCHS,
-                        "final_val_accuracy": right.mean(),
+                        "final_val_metric": right.mean(),
                         "final_val_loss": 1 - right.mean(),
-                        "test_accuracy": right.mean(),
+                        "test_metric": right.mean(),
                         "wall_time": 1.0,
                         "status": "ok",
                         "reason": "",
-                        "val_correct": _record(right),
+                        "val_examples": _record(right),
                     }
                 )
     pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)
@@ -153,7 +153,7 @@ def test_two_seeds_spread_not_estimable(tmp_path: Path) -> None:
     arms = {"one_cycle-adamw": {1.0: [_right(n, 290)] * 2}, BASELINE: {1.0: [_right(n, 150)] * 2}}
     run = load_run(_run(tmp_path / "c", arms))
     assert run.verdict["winner"] is None and run.verdict["n_seeds"] == 2
-    assert run.leaderboard["std_val_accuracy"].isna().all()
+    assert run.leaderboard["std_val_metric"].isna().all()
     text = format_leaderboard(run)
     assert "not estimable" in text and "± 0.00" not in text and "0.00 ±" not in text
     assert "no winner is named" in run.verdict["rule"]
@@ -169,9 +169,9 @@ def test_intervals_stay_inside_0_and_100(tmp_path: Path) -> None:
     }
     run = load_run(_run(tmp_path / "d", arms))
     board = run.leaderboard
-    assert ((board["acc_ci_low"] >= 0) & (board["acc_ci_high"] <= 1)).all()
-    assert (board["acc_ci_low"] <= board["mean_val_accuracy"]).all()
-    assert (board["mean_val_accuracy"] <= board["acc_ci_high"]).all()
+    assert ((board["ci_low"] >= 0) & (board["ci_high"] <= 1)).all()
+    assert (board["ci_low"] <= board["mean_val_metric"]).all()
+    assert (board["mean_val_metric"] <= board["ci_high"]).all()
     diffs = board.dropna(subset=["diff_ci_low"])
     assert ((diffs["diff_ci_low"] >= -1) & (diffs["diff_ci_high"] <= 1)).all()
 
@@ -251,7 +251,7 @@ def test_a_failed_seed_leaves_the_comparison_paired(tmp_path: Path) -> None:
     }
     root = _run(tmp_path / "f", arms)
     trials = pd.read_parquet(root / "trials.parquet")
-    trials.loc[(trials.arm == BASELINE) & (trials.seed == 2), ["status", "val_correct"]] = ["nan", None]
+    trials.loc[(trials.arm == BASELINE) & (trials.seed == 2), ["status", "val_examples"]] = ["nan", None]
     trials.to_parquet(root / "trials.parquet", index=False)
     v = load_run(root).verdict
     assert v["seeds"] == [0, 1] and v["winner"] is None  # seed 2 left out of every comparison
