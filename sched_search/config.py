@@ -47,6 +47,9 @@ class ModelSection:
 
 
 AUGMENTATIONS = ("none", "crop_flip")  # see data.augment_batch
+LOSSES = ("cross_entropy", "mse")  # built-in losses (objective.py); or "package.module:function"
+METRICS = ("accuracy", "loss")  # built-in metrics (objective.py); or "package.module:function"
+METRIC_MODES = ("max", "min")
 PRECISIONS = ("fp32", "bf16", "fp16")  # see precision.py
 
 
@@ -59,6 +62,9 @@ class TrainSection:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler, CUDA only)
     channels_last: bool = False  # NHWC memory format for image models (faster on tensor cores)
     compile: bool = False  # torch.compile the model (slow to start; for long GPU trials)
+    loss: str = "cross_entropy"  # cross_entropy | mse | package.module:function(outputs, targets) -> scalar
+    metric: str = "accuracy"  # accuracy | loss | package.module:function(outputs, targets) -> number
+    metric_mode: str = ""  # max | min; "" = the built-in metric's own (accuracy max, loss min)
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ class StudyConfig:
     early_stopping: EarlyStoppingSection = EarlyStoppingSection()
     range_test: RangeTestSection = RangeTestSection()
     resources: ResourcesSection = ResourcesSection()
-    target_accuracy: float | None = None  # None: the baseline's final accuracy at its full budget
+    target: float | None = None  # in the metric's units; None: the baseline's final value at its full budget
     runs_dir: str = "runs"
     ray_address: str | None = None  # host:port or "auto" to join an existing cluster
     source: str = "<defaults>"  # the file it came from
@@ -124,7 +130,7 @@ _SECTIONS = {
     "range_test": RangeTestSection,
     "resources": ResourcesSection,
 }
-_TOP = {"name": str, "target_accuracy": float, "runs_dir": str, "ray_address": str}
+_TOP = {"name": str, "target": float, "target_accuracy": float, "runs_dir": str, "ray_address": str}
 
 
 def _fail(source: str, key: str, expected: str, value: Any) -> StudyFileError:
@@ -347,11 +353,60 @@ def validate(cfg: StudyConfig) -> StudyConfig:
             f"at most num_gpus={res.num_gpus} (a local Ray has num_gpus GPUs)",
             res.gpus_per_trial,
         )
-    if cfg.target_accuracy is not None:
-        _check(
-            s, 0 < cfg.target_accuracy <= 1, "target_accuracy", "a fraction in (0, 1]", cfg.target_accuracy
-        )
+    _check_metric(cfg)
     return cfg
+
+
+def metric_mode(train: TrainSection) -> str:
+    """The metric's direction: the study's `metric_mode`, else the built-in metric's own."""
+    return train.metric_mode or {"accuracy": "max", "loss": "min"}.get(train.metric, "")
+
+
+def _check_metric(cfg: StudyConfig) -> None:
+    s, t = cfg.source, cfg.train
+    _check(
+        s,
+        t.loss in LOSSES or ":" in t.loss,
+        "[train] loss",
+        f"one of {LOSSES} or 'package.module:fn'",
+        t.loss,
+    )
+    _check(
+        s,
+        t.metric in METRICS or ":" in t.metric,
+        "[train] metric",
+        f"one of {METRICS} or 'package.module:fn'",
+        t.metric,
+    )
+    _check(s, t.metric_mode in ("", *METRIC_MODES), "[train] metric_mode", "'max' or 'min'", t.metric_mode)
+    if t.metric not in METRICS and not t.metric_mode:
+        raise StudyFileError(
+            f"{s}: [train] metric_mode must be set for a custom metric ({t.metric!r}): "
+            "'max' if higher is better, 'min' if lower is better."
+        )
+    _check(
+        s,
+        metric_mode(t) == "max" or t.metric != "accuracy",
+        "[train] metric_mode",
+        "'max' for accuracy",
+        t.metric_mode,
+    )
+    _check(
+        s,
+        metric_mode(t) == "min" or t.metric != "loss",
+        "[train] metric_mode",
+        "'min' for loss",
+        t.metric_mode,
+    )
+    _check(
+        s,
+        t.metric != "accuracy" or t.loss != "mse",
+        "[train] metric",
+        "'loss' or your own metric with loss = \"mse\" (accuracy needs class labels)",
+        t.metric,
+    )
+    if cfg.target is not None and t.metric == "accuracy":
+        _check(s, 0 < cfg.target <= 1, "target", "a fraction in (0, 1] for accuracy", cfg.target)
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
@@ -383,6 +438,10 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
             values[key] = _section(source, key, _SECTIONS[key], value)
         elif key in _TOP:
             values[key] = _coerce(source, key, value, 0.0 if _TOP[key] is float else "")
+            if key == "target_accuracy":  # the name before any metric could be chosen
+                if "target" in raw:
+                    raise StudyFileError(f"{source}: give target or target_accuracy, not both.")
+                values["target"] = values.pop(key)
         else:
             raise StudyFileError(
                 f"{source}: unknown key {key}; expected one of {sorted([*_SECTIONS, *_TOP])}."

@@ -1,16 +1,18 @@
-"""Data sets as tensors: MNIST-1D (generated offline), digits (bundled with scikit-learn), synthetic, a local
-CIFAR-10 folder, or a user factory.
+"""Data sets: as tensors (MNIST-1D generated offline, digits bundled with scikit-learn, synthetic, a local
+CIFAR-10 folder, or a user factory), or as loaders a user factory returns (`LoaderData`).
 
 Data this small lives on the trial's device as whole tensors and is batched by a seeded permutation: no
-DataLoader, no workers (airbench does the same on CIFAR-10).
+DataLoader, no workers (airbench does the same on CIFAR-10). Data that does not fit comes as DataLoaders.
 """
 
 from __future__ import annotations
 
+import itertools
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,12 +40,135 @@ class TensorData:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
+
     def to(self, device: torch.device | str) -> TensorData:
         moved = {
             k: getattr(self, k).to(device)
             for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
         }
         return TensorData(**moved, num_classes=self.num_classes, name=self.name)
+
+
+@dataclass(frozen=True)
+class LoaderData:
+    """Data you bring as loaders: zero-argument callables, each returning an iterable of batches (a
+    DataLoader).
+
+    A study's data factory may return this instead of `TensorData`. Each Ray worker calls the factory itself,
+    so the data never passes through Ray's object store: a data set on a shared disk works as it is. Batches
+    are `(inputs, targets)`, `(x1, x2, ..., targets)` (several inputs, passed positionally) or a dict with a
+    "target"/"targets"/"label"/"labels"/"y" key (the rest passed as keywords). The trainer seeds torch's
+    global RNG with the trial's seed before it first iterates, so a `shuffle=True` DataLoader gives each
+    seed its own order, the same in every arm.
+
+    Example:
+        >>> LoaderData(train=lambda: DataLoader(train_set, 64, shuffle=True),
+        ...            val=lambda: DataLoader(val_set, 256), num_outputs=1)
+    """
+
+    train: Callable[[], Iterable]
+    val: Callable[[], Iterable]
+    test: Callable[[], Iterable] | None = None
+    num_outputs: int | None = None  # the model's output width (classes, or 1 for one regression target)
+    input_shape: tuple[int, ...] | None = None  # for the model factory; None: the first batch's input shape
+    steps_per_epoch: int | None = None  # batches per epoch; None: len(train())
+    name: str = "loaders"
+
+    @property
+    def num_classes(self) -> int | None:  # what a model factory is called with
+        return self.num_outputs
+
+
+def split_batch(batch: Any) -> tuple[Any, torch.Tensor]:
+    """(inputs, targets) of a batch: (x, y) tuples, (x1, x2, ..., y) tuples, or dicts with a target key."""
+    if isinstance(batch, dict):
+        for key in ("target", "targets", "label", "labels", "y"):
+            if key in batch:
+                return {k: v for k, v in batch.items() if k != key}, batch[key]
+        raise ValueError(
+            f"dict batch has no target key (one of target/label/y): keys {sorted(batch)}; pass batch_fn."
+        )
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return (batch[0] if len(batch) == 2 else tuple(batch[:-1])), batch[-1]
+    raise ValueError(
+        f"cannot split a batch of type {type(batch).__name__} into inputs and targets; pass batch_fn."
+    )
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    """Tensors in `obj` (a tensor, tuple, list or dict of them) on `device`; anything else unchanged."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def loader_steps(data: LoaderData) -> int:
+    """Batches per epoch of loader data: its `steps_per_epoch`, else the training loader's len()."""
+    if data.steps_per_epoch is not None:
+        return int(data.steps_per_epoch)
+    loader = data.train()
+    try:
+        return len(loader)
+    except TypeError:
+        raise TypeError(
+            f"the training loader ({type(loader).__name__}) has no len(): "
+            "set LoaderData(steps_per_epoch=...)."
+        ) from None
+
+
+def data_steps(data: TensorData | LoaderData, batch_size: int) -> int:
+    """Optimizer steps per epoch of either kind of data."""
+    if isinstance(data, LoaderData):
+        return loader_steps(data)
+    return steps_per_epoch(len(data.x_train), batch_size)
+
+
+def endless_batches(data: LoaderData, device: torch.device | str) -> Iterator[tuple[Any, torch.Tensor]]:
+    """Training batches on `device`, cycling the training loader (a new pass when one ends)."""
+    while True:
+        empty = True
+        for batch in data.train():
+            empty = False
+            inputs, targets = split_batch(batch)
+            yield to_device(inputs, device), to_device(targets, device)
+        if empty:
+            raise ValueError(f"the training loader of {data.name!r} yielded no batches.")
+
+
+def eval_batches(
+    data: TensorData | LoaderData, split: str, device: torch.device | str, batch_size: int = 1024
+) -> Iterator[tuple[Any, torch.Tensor]]:
+    """The `split` ("val" | "test") as (inputs, targets) batches on `device`."""
+    if isinstance(data, LoaderData):
+        for batch in getattr(data, split)():
+            inputs, targets = split_batch(batch)
+            yield to_device(inputs, device), to_device(targets, device)
+        return
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    for i in range(0, len(x), batch_size):
+        yield x[i : i + batch_size], y[i : i + batch_size]
+
+
+def model_shape(data: TensorData | LoaderData) -> tuple[tuple[int, ...] | None, int | None]:
+    """(input_shape, num_outputs) a model factory is built with; a loader's input shape, when not given, is
+    its first training batch's (None for several inputs)."""
+    if isinstance(data, TensorData) or data.input_shape is not None:
+        return tuple(data.input_shape), data.num_outputs
+    batch = first_batch(data.train())
+    inputs = split_batch(batch)[0] if batch is not None else None
+    return (tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else None), data.num_outputs
+
+
+def first_batch(loader: Iterable) -> Any:
+    """The first batch of a loader, or None when it yields nothing."""
+    return next(itertools.islice(iter(loader), 1), None)
 
 
 def batches(
@@ -220,11 +345,11 @@ def load_cifar10(root: str | Path, val_size: int = 5000, split_seed: int = 0) ->
     return TensorData(xt, yt, xv, yv, xs, ys, num_classes=10, name="cifar10")
 
 
-def load_data(name: str, root: str | None = None, image: bool = False, **kwargs) -> TensorData:
+def load_data(name: str, root: str | None = None, image: bool = False, **kwargs) -> TensorData | LoaderData:
     """Load a data set by name (`mnist1d`, `digits`, `synthetic`, `cifar10`) or by import path
     `"pkg.mod:factory"`.
 
-    A factory is called with `**kwargs` and must return a `TensorData`.
+    A factory is called with `**kwargs` and must return a `TensorData` or a `LoaderData`.
 
     Example:
         >>> data = load_data("digits")
@@ -248,9 +373,9 @@ def load_data(name: str, root: str | None = None, image: bool = False, **kwargs)
             f"unknown data set {name!r}: expected one of {DATASETS} or 'package.module:factory'."
         )
     data = load_object(name, "data")(**kwargs)
-    if not isinstance(data, TensorData):
+    if not isinstance(data, (TensorData, LoaderData)):
         raise TypeError(
             f"data factory {name!r} returned {type(data).__name__}; it must return "
-            "sched_search.data.TensorData."
+            "sched_search.data.TensorData or sched_search.data.LoaderData."
         )
     return data

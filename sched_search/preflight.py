@@ -137,12 +137,56 @@ def load_checked_data(cfg: StudyConfig) -> Any:
     _check_options(cfg, "data", f"data {name!r}", factory, fixed, options)
     try:
         data = data_mod.load_data(name, root=cfg.data.root, image=image, **options)
+    except TypeError as e:  # a factory that returns something else
+        raise _err(cfg, "[data] name", f"= {name!r}: {e}") from None
     except Exception as e:  # noqa: BLE001 (a user factory may raise anything; say which key led there)
         raise _err(
             cfg, "[data]", f"name = {name!r} with options {options} failed to load: {_one_line(e)}"
         ) from None
-    _check_tensors(cfg, data)
+    if isinstance(data, data_mod.LoaderData):
+        _check_loaders(cfg, data)
+    else:
+        _check_tensors(cfg, data)
     return data
+
+
+def _check_loaders(cfg: StudyConfig, data: Any) -> None:
+    """Each loader is a zero-argument callable whose iterable yields batches that split into (inputs,
+    targets); the epoch has a length."""
+    from . import data as data_mod
+
+    name = cfg.data.name
+    for split in ("train", "val", "test"):
+        make = getattr(data, split)
+        if make is None and split == "test":
+            continue
+        if not callable(make):
+            raise _err(
+                cfg,
+                "[data] name",
+                f"= {name!r}: LoaderData.{split} is a {type(make).__name__}; expected a zero-argument "
+                "callable returning a DataLoader (e.g. lambda: DataLoader(...)).",
+            )
+        try:
+            batch = data_mod.first_batch(make())
+            if batch is None:
+                raise ValueError(f"the {split} loader yielded no batches")
+            data_mod.split_batch(batch)
+        except Exception as e:  # noqa: BLE001 (the user's loader: say which split led there)
+            raise _err(cfg, "[data] name", f"= {name!r}: LoaderData.{split}: {_one_line(e)}.") from None
+    try:
+        steps = data_mod.loader_steps(data)
+    except TypeError as e:
+        raise _err(cfg, "[data] name", f"= {name!r}: {e}") from None
+    if steps < 1:
+        raise _err(cfg, "[data] name", f"= {name!r}: the training loader has {steps} batches per epoch.")
+    if cfg.train.augment != "none":
+        raise _err(
+            cfg,
+            "[train] augment",
+            f"= {cfg.train.augment!r} works on tensor data only; {name!r} gives loaders: augment in its "
+            "Dataset or DataLoader instead.",
+        )
 
 
 def _check_tensors(cfg: StudyConfig, data: Any) -> None:
@@ -150,7 +194,9 @@ def _check_tensors(cfg: StudyConfig, data: Any) -> None:
 
     name = cfg.data.name
     k = data.num_classes
-    if not isinstance(k, int) or k < 2:
+    if cfg.train.loss != "cross_entropy":  # labels are the loss's business (mse: float targets)
+        k = None
+    elif not isinstance(k, int) or k < 2:
         raise _err(cfg, "[data] name", f"= {name!r} gives num_classes = {k!r}; expected an integer >= 2.")
     for split in ("train", "val", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
@@ -161,6 +207,8 @@ def _check_tensors(cfg: StudyConfig, data: Any) -> None:
                 f"= {name!r}: the {split} split has {len(x)} inputs and {len(y)} labels; "
                 "expected the same number, at least 1.",
             )
+        if k is None:
+            continue
         if y.dtype.is_floating_point or y.dtype == torch.bool:
             raise _err(
                 cfg,
@@ -192,12 +240,14 @@ def _check_tensors(cfg: StudyConfig, data: Any) -> None:
 
 
 def check_model(cfg: StudyConfig, data: Any) -> None:
-    """The model factory accepts its options, builds, and maps two examples to num_classes outputs (on
-    CPU)."""
+    """The model factory accepts its options, builds, and maps a first training batch to outputs (on CPU) that
+    the loss and the metric take."""
     import torch
 
     from . import models
     from ._importpath import load_object
+    from .data import TensorData, model_shape
+    from .objective import forward
 
     name, options = cfg.model.name, dict(cfg.model.options)
     fixed = {"input_shape": None, "num_classes": None}
@@ -206,22 +256,103 @@ def check_model(cfg: StudyConfig, data: Any) -> None:
     except (ImportError, ValueError, TypeError) as e:
         raise _err(cfg, "[model] name", f"= {name!r} cannot be loaded: {e}") from None
     _check_options(cfg, "model", f"model {name!r}", factory, fixed, options)
+    train_batch, val_batch = _sample_batches(data)
     try:
-        model = models.build_model(name, data.input_shape, data.num_classes, **options)
+        model = models.build_model(name, *model_shape(data), **options)
         model.eval()
         with torch.no_grad():
-            out = model(data.x_train[:2])
+            out = forward(model, train_batch[0])
     except Exception as e:  # noqa: BLE001 (the factory or its forward pass: say which options led there)
         raise _err(
             cfg, "[model]", f"name = {name!r} with options {options} failed to build or run: {_one_line(e)}"
         ) from None
-    if tuple(out.shape) != (min(2, len(data.x_train)), data.num_classes):
+    n = len(train_batch[1])
+    if (
+        isinstance(data, TensorData)
+        and cfg.train.loss == "cross_entropy"
+        and tuple(out.shape)
+        != (
+            n,
+            data.num_classes,
+        )
+    ):
         raise _err(
             cfg,
             "[model] name",
-            f"= {name!r} maps a batch of 2 to shape {tuple(out.shape)}; expected "
-            f"(2, num_classes={data.num_classes}).",
+            f"= {name!r} maps a batch of {n} to shape {tuple(out.shape)}; expected "
+            f"({n}, num_classes={data.num_classes}).",
         )
+    check_objective(cfg, model, out, train_batch, val_batch)
+
+
+def _sample_batches(data: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """A few (inputs, targets) of the training and of the validation split."""
+    from .data import TensorData, first_batch, split_batch
+
+    if isinstance(data, TensorData):
+        return (data.x_train[:2], data.y_train[:2]), (data.x_val[:8], data.y_val[:8])
+    return split_batch(first_batch(data.train())), split_batch(first_batch(data.val()))
+
+
+def check_objective(cfg: StudyConfig, model: Any, out: Any, train_batch: tuple, val_batch: tuple) -> None:
+    """`[train] loss` gives a finite scalar on a training batch, `[train] metric` a number on a validation
+    batch: a wrong function fails here, not in every trial."""
+    import math
+
+    import torch
+
+    from .config import metric_mode
+    from .objective import build_objective, forward, score
+
+    t = cfg.train
+    try:
+        loss_fn = build_objective(t.loss).loss
+    except (ImportError, ValueError, TypeError) as e:
+        raise _err(cfg, "[train] loss", f"= {t.loss!r} cannot be loaded: {e}") from None
+    try:
+        objective = build_objective(t.loss, t.metric, metric_mode(t))
+    except (ImportError, ValueError, TypeError) as e:
+        raise _err(cfg, "[train] metric", f"= {t.metric!r} cannot be loaded: {e}") from None
+    targets = train_batch[1]
+    if t.metric == "accuracy" and (
+        not isinstance(targets, torch.Tensor) or targets.is_floating_point() or out.dim() != 2
+    ):
+        raise _err(
+            cfg,
+            "[train] metric",
+            f"= 'accuracy' needs integer class targets and (N, classes) outputs, but the model gives "
+            f'{tuple(out.shape)} for targets {_described(targets)}; set metric = "loss" or your own.',
+        )
+    try:
+        with torch.no_grad():
+            value = loss_fn(out.float(), targets)
+    except Exception as e:  # noqa: BLE001 (the user's loss or a mismatch with the targets)
+        raise _err(
+            cfg,
+            "[train] loss",
+            f"= {t.loss!r} failed on outputs {tuple(out.shape)} and targets {_described(targets)}: "
+            f"{_one_line(e)}",
+        ) from None
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or not math.isfinite(float(value)):
+        raise _err(
+            cfg,
+            "[train] loss",
+            f"= {t.loss!r} must return a finite scalar tensor (the mean over the batch), but returned "
+            f"{_described(value)}.",
+        )
+    try:
+        with torch.no_grad():
+            score(objective, [(forward(model, val_batch[0]).float(), val_batch[1])])
+    except Exception as e:  # noqa: BLE001 (the user's metric)
+        raise _err(cfg, "[train] metric", f"= {t.metric!r} on a validation batch: {_one_line(e)}") from None
+
+
+def _described(x: Any) -> str:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return f"{x.dtype} {tuple(x.shape)}" if x.numel() != 1 else f"{x.dtype} {x.item()!r}"
+    return f"{type(x).__name__} {x!r}"[:80]
 
 
 def check_study(cfg: StudyConfig) -> Any:

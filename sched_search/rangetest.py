@@ -16,7 +16,17 @@ import torch
 from torch import nn
 
 from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve
-from .data import TensorData, batches, load_data
+from .data import (
+    LoaderData,
+    TensorData,
+    batches,
+    load_data,
+    loader_steps,
+    model_shape,
+    split_batch,
+    to_device,
+)
+from .objective import build_objective, forward
 from .optim import build_optimizer
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
 from .rangeresult import RangeTestConfig, RangeTestResult, WeightDecaySweep, nanmin
@@ -45,30 +55,6 @@ def sweep_steps(steps_per_epoch: float, epochs: float = SWEEP_EPOCHS) -> int:
 
 
 # ------------------------------------------------------------------------------------------ running the sweep
-
-
-def _default_batch_fn(batch: Any) -> tuple[Any, torch.Tensor]:
-    """(x, y) tuples, (x1, x2, ..., y) tuples, or dicts with a 'target'/'label'/'y' key."""
-    if isinstance(batch, dict):
-        for key in ("target", "targets", "label", "labels", "y"):
-            if key in batch:
-                return {k: v for k, v in batch.items() if k != key}, batch[key]
-        raise ValueError(
-            f"dict batch has no target key (one of target/label/y): keys {sorted(batch)}; pass batch_fn."
-        )
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return (batch[0] if len(batch) == 2 else tuple(batch[:-1])), batch[-1]
-    raise ValueError(
-        f"cannot split a batch of type {type(batch).__name__} into inputs and targets; pass batch_fn."
-    )
-
-
-def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, tuple):
-        return model(*inputs)
-    return model(inputs)
 
 
 def _batch_stream(data: Any, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
@@ -101,7 +87,7 @@ def range_test(
     config: RangeTestConfig = RangeTestConfig(),
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 64,
-    batch_fn: Callable[[Any], tuple[Any, torch.Tensor]] = _default_batch_fn,
+    batch_fn: Callable[[Any], tuple[Any, torch.Tensor]] = split_batch,
     val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     weight_decay: float | None = None,
     progress: bool = False,
@@ -183,9 +169,9 @@ def range_test(
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for _ in range(config.accumulation_steps):
-                    inputs, targets = batch_fn(next(stream))
+                    inputs, targets = (to_device(t, device) for t in batch_fn(next(stream)))
                     with autocast(device, precision):
-                        out = _forward(model, to_memory_format(inputs, channels_last))
+                        out = forward(model, to_memory_format(inputs, channels_last))
                     loss = loss_fn(out.float(), targets)
                     # A division by 1 would still cost a kernel and a backward node every step.
                     if config.accumulation_steps > 1:
@@ -251,6 +237,19 @@ def range_test(
     )
 
 
+class _Loader:
+    """A `LoaderData`'s training loader as the sweep reads it: iterable again and again, with a length."""
+
+    def __init__(self, data: LoaderData):
+        self.data = data
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.data.train())
+
+    def __len__(self) -> int:
+        return loader_steps(self.data)
+
+
 def _tensor_pair(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(x, y) training tensors from `TensorData` or an (x, y) pair; None for any other data."""
     if hasattr(data, "x_train"):
@@ -290,7 +289,7 @@ def _diverged_to_nan(nan_steps: list[tuple[int, float, str]], step: int, run: in
 def _val_loss(model: nn.Module, val_data: Any, loss_fn: Callable, batch_fn: Callable) -> float:
     model.eval()
     inputs, targets = batch_fn(val_data)
-    return float(loss_fn(_forward(model, inputs), targets))
+    return float(loss_fn(forward(model, inputs), targets))
 
 
 def weight_decay_sweep(
@@ -368,7 +367,7 @@ __all__ = [
 
 
 def run_range_test(
-    data: str | TensorData = "digits",
+    data: str | TensorData | LoaderData = "digits",
     model: str = "mlp",
     optimizer: str = "sgdw",
     config: RangeTestConfig = RangeTestConfig(),
@@ -383,12 +382,14 @@ def run_range_test(
     precision: str = "fp32",
     channels_last: bool = False,
     on_sweep: Callable[[int, int, float], None] | None = None,
+    loss: str = "cross_entropy",
 ) -> WeightDecaySweep:
     """The range test by names: build data, model (seeded) and optimizer, then sweep weight decay.
 
     Always a `WeightDecaySweep`: `weight_decays=None` runs a sweep of one, at weight decay 0. `data` is a data
     set's name (loaded with `data_root` and `data_options`, as `data.load_data` takes them) or a loaded
-    `TensorData`, as a study passes the data it has already loaded; either is moved to `device`. `progress`
+    `TensorData` or `LoaderData`, as a study passes the data it has already loaded (tensors are moved to
+    `device`; loader batches as they come). `loss` is the study's (`objective.build_objective`). `progress`
     and `on_sweep` report each sweep as `weight_decay_sweep` does.
 
     Example:
@@ -397,14 +398,12 @@ def run_range_test(
     """
     from .models import IMAGE_MODELS, build_model
 
-    if isinstance(data, TensorData):
-        tensors = data
-    else:
-        tensors = load_data(data, root=data_root, image=model in IMAGE_MODELS, **(data_options or {}))
-    tensors = tensors.to(device)
-    net = build_model(
-        model, tensors.input_shape, tensors.num_classes, seed=config.seed, **(model_kwargs or {})
-    )
+    if isinstance(data, str):
+        data = load_data(data, root=data_root, image=model in IMAGE_MODELS, **(data_options or {}))
+    input_shape, outputs = model_shape(data)
+    # loaders: the training loader, cycled; its len() (or steps_per_epoch) gives the sweep's epochs
+    swept = data.to(device) if isinstance(data, TensorData) else _Loader(data)
+    net = build_model(model, input_shape, outputs, seed=config.seed, **(model_kwargs or {}))
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     opt = build_optimizer(
         optimizer, net.parameters(), lr=config.start_lr, weight_decay=0.0, momentum=momentum
@@ -413,9 +412,10 @@ def run_range_test(
     return weight_decay_sweep(
         net,
         opt,
-        tensors,
+        swept,
         decays,
         config,
+        loss_fn=build_objective(loss).loss,
         progress=progress,
         batch_size=batch_size,
         precision=precision,

@@ -15,7 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-METRIC = "val_metric"  # what Optuna maximises: the final val accuracy of a trial
+METRIC = "val_metric"  # what Optuna optimises: a trial's final val metric, in the study's direction
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -43,8 +43,9 @@ class ArmsSearcher(Searcher):
     arm's searcher; when an arm's last search trial ends, `final_runs(arm, best_config)` queues its re-runs.
     Fixed runs (`first_runs`, the baseline, and the finals) go before new search trials, longest work first.
 
-    The best config is the highest final val accuracy among trials that ran all `epochs` (ASHA-stopped trials
-    are judged on a shorter run and are eligible only when none completed), ties to the lower val loss.
+    The best config has the best final val metric (in `mode`'s direction) among trials that ran all `epochs`
+    (ASHA-stopped trials are judged on a shorter run and are eligible only when none completed), ties to the
+    lower val loss.
     """
 
     def __init__(
@@ -54,8 +55,10 @@ class ArmsSearcher(Searcher):
         final_runs: Callable[[str, dict], list[dict]],
         first_runs: list[dict] = (),
         epochs: int = 0,
+        mode: str = "max",
     ):
-        super().__init__(metric=METRIC, mode="max")
+        super().__init__(metric=METRIC, mode=mode)
+        self.sign = 1.0 if mode == "max" else -1.0
         self.searchers = searchers
         self.trials_per_arm = trials_per_arm
         self.epochs = epochs
@@ -102,7 +105,8 @@ class ArmsSearcher(Searcher):
         self.ended[arm] += 1
         if result and not error and result.get("status") == "ok":
             complete = result.get("epoch", 0) >= self.epochs
-            self.outcomes[arm].append((complete, result[METRIC], -result["val_loss"], trial_id))
+            score = self.sign * result[METRIC]
+            self.outcomes[arm].append((complete, score, -result["val_loss"], trial_id))
         if self.ended[arm] == self.trials_per_arm and self.outcomes[arm]:
             complete, *_, best_id = max(self.outcomes[arm])
             best = {**self.configs[best_id], "trial_id": best_id, "full_budget": complete}

@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from .config import BASELINE_ARM, StudyConfig
+from .config import BASELINE_ARM, StudyConfig, metric_mode
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .space import ArmSpace, define_by_run
 from .tables import Recorder, records_from_grid, write_json
@@ -35,6 +35,11 @@ def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
         "precision": cfg.train.precision,
         "channels_last": cfg.train.channels_last,
         "compile": cfg.train.compile,
+        "loss": cfg.train.loss,
+        "metric": cfg.train.metric,
+        "metric_mode": metric_mode(cfg.train),
+        # loader data: what each worker calls itself (trial.worker_data)
+        "data": {"name": cfg.data.name, "root": cfg.data.root, "options": dict(cfg.data.options)},
         "_threads": max(1, int(cfg.resources.cpus_per_trial)),
         "_rungs": asha_rungs(
             cfg.train.epochs, cfg.early_stopping.grace_period, cfg.early_stopping.reduction_factor
@@ -48,7 +53,7 @@ def _optuna_storage(run_dir: Path) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{run_dir.resolve() / 'optuna.db'}")
 
 
-def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int) -> None:
+def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int, mode: str) -> None:
     """(Re)create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
 
     Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in
@@ -61,7 +66,7 @@ def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int
     study = optuna.create_study(
         storage=storage,
         study_name=arm,
-        direction="maximize",
+        direction="maximize" if mode == "max" else "minimize",
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
     )
     study.set_user_attr("first_point_source", "range test suggestion")
@@ -122,6 +127,7 @@ def run_trials(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _optuna_storage(run_dir)
+    mode = metric_mode(cfg.train)
     trainable = tune.with_resources(
         tune.with_parameters(trial_trainable, data_ref=data_ref),
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
@@ -140,7 +146,7 @@ def run_trials(
                 ResumableOptunaSearch(
                     space=define_by_run(space),
                     metric=METRIC,
-                    mode="max",
+                    mode=mode,
                     storage=storage,
                     study_name=arm,
                     sampler=optuna.samplers.TPESampler(seed=cfg.search.search_seed),
@@ -153,7 +159,7 @@ def run_trials(
         if cfg.early_stopping.enabled:
             scheduler = PerArmASHA(
                 metric="cycle_val_metric",
-                mode="max",
+                mode=mode,
                 max_t=cfg.train.epochs,
                 grace_period=cfg.early_stopping.grace_period,
                 reduction_factor=cfg.early_stopping.reduction_factor,
@@ -164,6 +170,7 @@ def run_trials(
             final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
             first_runs=baseline_runs(cfg),
             epochs=cfg.train.epochs,
+            mode=mode,
         )
         return tune.Tuner(
             trainable,
@@ -196,7 +203,7 @@ def run_trials(
     else:
         shutil.rmtree(path, ignore_errors=True)
         for arm, space in spaces.items():
-            _new_optuna_study(storage, arm, space, cfg.search.search_seed)
+            _new_optuna_study(storage, arm, space, cfg.search.search_seed, mode)
         tuner = make()
     try:
         records = records_from_grid(tuner.fit())

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from .arms import split_arm
-from .config import StudyConfig, load_study
-from .data import TensorData
+from .config import StudyConfig, load_study, metric_mode
+from .data import LoaderData, TensorData
+from .objective import build_objective
 from .runlock import run_lock
 from .search import run_trials
 from .space import (
@@ -71,7 +72,7 @@ def range_tests(
     cfg: StudyConfig,
     run_dir: Path,
     echo: Callable[[str], None],
-    data: TensorData | None = None,
+    data: TensorData | LoaderData | None = None,
     progress: bool = False,
 ) -> dict[str, RangeSeed]:
     """Stage 1: a range test with weight-decay sweep per optimizer family; reused when already in the folder.
@@ -80,14 +81,14 @@ def range_tests(
     `cfg.train.device`. `[range_test] num_steps = 0` sweeps `rangetest.sweep_steps` of this data (15 epochs).
     `progress`: a tqdm bar per sweep (on stderr); otherwise `echo` gets a line as each sweep starts.
     """
-    from .data import load_data, steps_per_epoch
+    from .data import data_steps, load_data
     from .models import IMAGE_MODELS
     from .rangetest import RangeTestConfig, run_range_test, sweep_steps
 
     if data is None:
         image = cfg.model.name in IMAGE_MODELS
         data = load_data(cfg.data.name, root=cfg.data.root, image=image, **cfg.data.options)
-    spe = steps_per_epoch(len(data.x_train), cfg.train.batch_size)
+    spe = data_steps(data, cfg.train.batch_size)
     rt = cfg.range_test
     num_steps = rt.num_steps or sweep_steps(spe)
     seeds: dict[str, RangeSeed] = {}
@@ -114,6 +115,7 @@ def range_tests(
                 channels_last=cfg.train.channels_last,
                 progress=progress,
                 on_sweep=None if progress else sweep_line,
+                loss=cfg.train.loss,  # the range test reads the loss the trials train on
             )
             sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)
             sweep.plot(run_dir / f"range_test_{opt}.png")
@@ -121,7 +123,8 @@ def range_tests(
             source = {
                 "name": cfg.data.name,
                 "options": dict(cfg.data.options),
-                "n_train": len(data.x_train),
+                "n_train": len(data.x_train) if isinstance(data, TensorData) else None,
+                "steps_per_epoch": spe,
                 "batch_size": cfg.train.batch_size,
                 "device": cfg.train.device,
             }
@@ -296,16 +299,22 @@ def _run_stages(
     """The stages of `run_study` in order, in a locked run folder."""
     import ray
 
-    from .data import steps_per_epoch
+    from .data import data_steps
 
-    spe = steps_per_epoch(len(data.x_train), cfg.train.batch_size)
+    spe = data_steps(data, cfg.train.batch_size)
+    tensors = isinstance(data, TensorData)
     resolved = {
         "study": cfg.to_dict(),
         "steps_per_epoch": spe,
-        "n_train": len(data.x_train),
-        "n_val": len(data.y_val),
+        "n_train": len(data.x_train) if tensors else None,
+        "n_val": len(data.y_val) if tensors else None,
+        "metric": build_objective(cfg.train.loss, cfg.train.metric, metric_mode(cfg.train)).metric,
+        "metric_mode": metric_mode(cfg.train),
+        "loss": cfg.train.loss,
         # always predicting the most frequent validation class: a baseline at or below this learned nothing
-        "chance_accuracy": float(data.y_val.bincount().max()) / len(data.y_val),
+        "chance_accuracy": float(data.y_val.bincount().max()) / len(data.y_val)
+        if tensors and cfg.train.metric == "accuracy"
+        else None,
         "version": _version(),
     }
     write_json(run_dir / "resolved_config.json", resolved)
@@ -319,7 +328,9 @@ def _run_stages(
     started = _start_ray(cfg, address)
     ray_started = time.perf_counter()
     try:
-        data_ref = [ray.put(data)]  # once into the object store; a list so Tune passes the ref, not the value
+        # tensors go once into the object store (a list, so Tune passes the ref, not the value); loader data
+        # is made by each worker from the study's factory (trial.worker_data)
+        data_ref = [ray.put(data)] if tensors else None
         records = run_trials(cfg, run_dir, spaces, data_ref, echo)
     finally:
         ray_stopping = time.perf_counter()

@@ -35,6 +35,16 @@ def final_rows(trials: pd.DataFrame, full_only: bool = True) -> pd.DataFrame:
     return rows[np.isclose(rows["budget"].astype(float), 1.0)] if full_only else rows
 
 
+def encode_examples(values: Any) -> str | None:
+    """Per-example values as text for the trials table: "0110..." when all are 0 or 1, else a JSON list."""
+    if values is None:
+        return None
+    v = np.asarray(values, dtype=float).ravel()
+    if np.isin(v, (0.0, 1.0)).all():
+        return "".join("1" if x else "0" for x in v)
+    return json.dumps([float(f"{x:.6g}") for x in v])
+
+
 def expand_history(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-epoch rows from Tune results (each carries the epochs since the previous one in `history`)."""
     rows = []
@@ -62,6 +72,14 @@ def last_attempt(rows: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(\([\w.]*\))?)(:.*)?$")
+
+
+def _best(rows: list[dict[str, Any]], mode: str) -> float:
+    """The best val metric of a run's epochs in the metric's direction (NaN when none is known)."""
+    values = [v for r in rows if (v := r.get("val_metric")) is not None and not math.isnan(v)]
+    if not values:
+        return math.nan
+    return max(values) if mode == "max" else min(values)
 
 
 def error_text(error: Any) -> str:
@@ -150,9 +168,9 @@ def tables_from_rows(
                     # A run that died has no final accuracy: its finished epochs stay in the epochs table.
                     "final_val_metric": math.nan if failed else last.get("val_metric"),
                     "final_val_loss": math.nan if failed else last.get("val_loss"),
-                    "best_val_metric": max((r.get("val_metric") or 0.0) for r in brows),
+                    "best_val_metric": _best(brows, config.get("metric_mode", "max")),
                     "test_metric": math.nan if failed else last.get("test_metric"),
-                    # final runs: "0110...", one character per validation example
+                    # final runs: per-example values of the metric (encode_examples)
                     "val_examples": None if failed else last.get("val_examples"),
                     "wall_time": last.get("wall_time"),
                     "status": run_status,
@@ -312,7 +330,7 @@ class Recorder:
         config = trial.config
         stage = config.get("stage", "search")
         last = rows[-1] if rows else {}
-        final = last.get("val_metric", float("nan"))  # what selection and the leaderboard use, not the best
+        final = last.get("val_metric", math.nan)  # what selection and the leaderboard use, not the best
         status = f"error ({short_reason(error_text(error_file))})" if error_file else last.get("status", "ok")
         if status == "ok" and stage == "search" and last.get("epoch", 0) < config.get("epochs", 0):
             status = f"stopped by ASHA at epoch {last.get('epoch')}"
@@ -326,7 +344,7 @@ class Recorder:
         )
         self.echo(
             f"{self._counts(trial, trials or [])} [{stage} {config.get('arm', '?')}] {trial.trial_id} "
-            f"val_metric {final:.4f} {status} ({shown})"
+            f"val {config.get('metric', 'accuracy')} {final:.4g} {status} ({shown})"
         )
         self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
         if time.monotonic() - self.written_at >= self.write_every_s:

@@ -7,6 +7,7 @@ A trial config is a flat dict (the Ray/Optuna boundary): arm, schedule, optimize
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -16,50 +17,50 @@ import torch
 from torch import nn
 
 from .arms import optimizer_and_scheduler
-from .data import TensorData, augment_batch, batches, steps_per_epoch
+from .data import (
+    LoaderData,
+    TensorData,
+    augment_batch,
+    batches,
+    data_steps,
+    endless_batches,
+    eval_batches,
+    model_shape,
+)
 from .models import build_model
+from .objective import Evaluation, Objective, build_objective, forward, score
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
 from .schedules import at_lr_minimum
+from .tables import encode_examples
 
 
 @torch.no_grad()
-def evaluate_examples(
+def evaluate(
     model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 1024,
+    data: TensorData | LoaderData,
+    split: str = "val",
+    objective: Objective | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
-) -> tuple[float, torch.Tensor]:
-    """Mean cross-entropy over (x, y) and, per example, whether the prediction is right (a bool tensor)."""
+) -> Evaluation:
+    """The loss and metric of `model` on a split ("val" | "test") of the data, on the model's device."""
+    device = next(model.parameters()).device
+
+    def outputs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for inputs, y in eval_batches(data, split, device):
+            with autocast(device, precision):
+                yield forward(model, to_memory_format(inputs, channels_last)).float(), y
+
     model.eval()
-    loss = torch.zeros((), device=x.device)
-    correct = []
-    for i in range(0, len(x), batch_size):
-        with autocast(x.device, precision):
-            out = model(to_memory_format(x[i : i + batch_size], channels_last)).float()
-        loss += nn.functional.cross_entropy(out, y[i : i + batch_size], reduction="sum")
-        correct.append(out.argmax(1) == y[i : i + batch_size])
-    model.train()
-    return float(loss) / len(x), torch.cat(correct)
-
-
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, **speed: Any
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y); `speed` as in `evaluate_examples`."""
-    loss, correct = evaluate_examples(model, x, y, batch_size, **speed)
-    return loss, float(correct.float().mean())
-
-
-def correct_string(correct: torch.Tensor) -> str:
-    """Per-example correctness as "0110..." (one character per example): what the verdict pairs arms on."""
-    return "".join("01"[int(v)] for v in correct.cpu().tolist())
+    try:
+        return score(objective or build_objective(), outputs())
+    finally:
+        model.train()
 
 
 def train_epochs(
     config: dict[str, Any],
-    data: TensorData,
+    data: TensorData | LoaderData,
     epochs: float,
     batch_size: int,
     model_name: str = "mlp",
@@ -70,46 +71,60 @@ def train_epochs(
     precision: str = "fp32",
     channels_last: bool = False,
     compile: bool = False,
+    objective: Objective | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Train `config` for `epochs` (seeded by config["seed"]) and yield one metrics dict per epoch.
 
     `augment` ("none" | "crop_flip") transforms each training batch (`data.augment_batch`). `precision`
     ("fp32" | "bf16" | "fp16", `precision.py`), `channels_last` and `compile` (torch.compile) trade exactness
-    for speed on a GPU; the defaults are the reference.
+    for speed on a GPU; the defaults are the reference. `objective` is the loss and metric (default:
+    cross-entropy and accuracy). `data` as tensors is batched by a seeded permutation; as loaders, the
+    training loader is cycled for `data_steps` batches per epoch, its shuffling seeded through torch's global
+    RNG.
 
     Yields: epoch, train_loss, val_loss, val_metric, lr (at epoch end), momentum, cycle_epoch (the last
     epoch that ended at an LR minimum: what early stopping compares), wall_time, status ("ok" | "nan"),
-    reason; with `test=True` (final runs), on the last epoch also test_loss, test_metric and val_examples
-    (`correct_string` of the validation set, so a verdict can count examples). A non-finite training loss ends
-    the run at once.
+    reason; with `test=True` (final runs), on the last epoch also test_loss, test_metric (NaN without a test
+    split) and val_examples (`tables.encode_examples` of the per-example values, so a verdict can pair
+    examples). A non-finite training loss or val metric ends the run at once.
     """
     check_precision(precision, device)
+    objective = objective or build_objective()
     seed = int(config.get("seed", 0))
-    # whole tensors on the trial's device (a GPU trial gets its data once from the store)
-    data = data.to(device)
-    spe = steps_per_epoch(len(data.x_train), batch_size)
+    torch.manual_seed(seed)  # a DataLoader's shuffle and dropout draw from the global RNG
+    if isinstance(data, TensorData):
+        data = data.to(device)  # whole tensors on the trial's device (a GPU trial gets its data once)
+    spe = data_steps(data, batch_size)
     n_epochs = max(1, math.ceil(epochs))
-    model = build_model(model_name, data.input_shape, data.num_classes, seed=seed, **(model_options or {}))
+    input_shape, outputs = model_shape(data)
+    model = build_model(model_name, input_shape, outputs, seed=seed, **(model_options or {}))
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer, scheduler = optimizer_and_scheduler(config, model.parameters(), epochs, spe)
     schedule = scheduler.config  # arms.build_schedule's, built once
     scaler = grad_scaler(device, precision)
-    forward = torch.compile(model) if compile else model
+    net = torch.compile(model) if compile else model
     generator = torch.Generator().manual_seed(seed)
     # a stream of its own, so that augmenting leaves a seed's batch order unchanged
     augment_generator = torch.Generator().manual_seed(7919 * seed + 1)
+    stream = endless_batches(data, device) if isinstance(data, LoaderData) else None
     total_steps = max(1, round(epochs * spe))
     step, cycle_epoch, start = 0, 0, time.perf_counter()
     for epoch in range(1, n_epochs + 1):
         # --- train one epoch (the last may be partial for a fractional budget)
         loss_sum = torch.zeros((), device=device)
         n = 0
-        for x, y in batches(data.x_train, data.y_train, batch_size, generator):
+        epoch_batches = (
+            batches(data.x_train, data.y_train, batch_size, generator)
+            if stream is None
+            else itertools.islice(stream, spe)
+        )
+        for x, y in epoch_batches:
             if step >= total_steps:
                 break
-            x = to_memory_format(augment_batch(x, augment, augment_generator), channels_last)
+            if augment != "none":
+                x = augment_batch(x, augment, augment_generator)
             with autocast(device, precision):
-                loss = nn.functional.cross_entropy(forward(x).float(), y)
+                loss = objective.loss(forward(net, to_memory_format(x, channels_last)).float(), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -127,24 +142,31 @@ def train_epochs(
         }
         group = optimizer.param_groups[0]
         row["momentum"] = group.get("momentum", group.get("betas", (math.nan,))[0])
-        if not math.isfinite(train_loss):
+        speed = {"objective": objective, "precision": precision, "channels_last": channels_last}
+        val = evaluate(net, data, "val", **speed) if math.isfinite(train_loss) else None
+        if val is None or not math.isfinite(val.metric):
+            what = (
+                f"training loss is {train_loss}" if val is None else f"val {objective.metric} is {val.metric}"
+            )
             row.update(
-                val_loss=math.nan,
-                val_metric=0.0,
+                val_loss=math.nan if val is None else val.loss,
+                val_metric=objective.worst(),
                 cycle_epoch=cycle_epoch,
                 status="nan",
-                reason=f"training loss is {train_loss} in epoch {epoch} (lr {row['lr']:.3g})",
+                reason=f"{what} in epoch {epoch} (lr {row['lr']:.3g})",
                 wall_time=time.perf_counter() - start,
             )
             yield row
             return
-        speed = {"precision": precision, "channels_last": channels_last}
-        row["val_loss"], val_examples = evaluate_examples(forward, data.x_val, data.y_val, **speed)
-        row["val_metric"] = float(val_examples.float().mean())
+        row["val_loss"], row["val_metric"] = val.loss, val.metric
         if at_lr_minimum(schedule, step) or epoch == n_epochs:
             cycle_epoch = epoch
         row.update(cycle_epoch=cycle_epoch, status="ok", reason="", wall_time=time.perf_counter() - start)
         if test and epoch == n_epochs:
-            row["test_loss"], row["test_metric"] = evaluate(forward, data.x_test, data.y_test, **speed)
-            row["val_examples"] = correct_string(val_examples)
+            has_test = not isinstance(data, LoaderData) or data.test is not None
+            result = evaluate(net, data, "test", **speed) if has_test else None
+            row["test_loss"] = math.nan if result is None else result.loss
+            row["test_metric"] = math.nan if result is None else result.metric
+            examples = None if val.per_example is None else val.per_example.cpu().numpy()
+            row["val_examples"] = encode_examples(examples)
         yield row

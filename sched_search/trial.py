@@ -36,12 +36,29 @@ def _report(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
     tune.report({**row, "history": json.dumps(history)})
 
 
+_LOADED: dict[str, Any] = {}  # loader data by its factory call, once per worker process
+
+
+def worker_data(config: dict[str, Any], data_ref: Any = None) -> Any:
+    """The trial's data: tensors from the object store (`data_ref`), or, for loader data (`data_ref` None),
+    the study's data factory called here, in the worker, so that the data never passes through Ray."""
+    if data_ref is not None:
+        import ray
+
+        return ray.get(data_ref[0])
+    from .data import load_data
+
+    spec = config["data"]
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in _LOADED:
+        _LOADED[key] = load_data(spec["name"], root=spec.get("root"), **spec.get("options", {}))
+    return _LOADED[key]
+
+
 def trial_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
     """One trial of the study's single Tuner: a search config, or a final re-run (`stage` = "final")."""
-    import ray
-
     _threads(config)
-    data = ray.get(data_ref[0])
+    data = worker_data(config, data_ref)
     if config.get("stage") == "final":
         _final_run(config, data)
     else:
@@ -68,11 +85,11 @@ def _search_run(config: dict[str, Any], data: Any) -> None:
 
 def _search_epochs(config: dict[str, Any], data: Any, history: list[dict[str, Any]]) -> None:
     rungs = list(config.get("_rungs", []))
-    at_cycle_end = 0.0
+    at_cycle_end = _objective(config).worst()
     for row in train_trial(config, data, config["epochs"]):
         if row["cycle_epoch"] == row["epoch"]:
             at_cycle_end = row["val_metric"]
-        # ASHA reads the accuracy at the last LR minimum (cycle end), never a mid-cycle value.
+        # ASHA reads the metric at the last LR minimum (cycle end), never a mid-cycle value.
         row["cycle_val_metric"] = at_cycle_end
         history.append(row)
         at_rung = bool(rungs) and row["cycle_epoch"] >= rungs[0]
@@ -116,4 +133,13 @@ def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = F
         precision=config.get("precision", "fp32"),
         channels_last=config.get("channels_last", False),
         compile=config.get("compile", False),
+        objective=_objective(config),
+    )
+
+
+def _objective(config: dict[str, Any]) -> Any:
+    from .objective import build_objective
+
+    return build_objective(
+        config.get("loss", "cross_entropy"), config.get("metric", "accuracy"), config.get("metric_mode", "")
     )

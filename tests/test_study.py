@@ -341,6 +341,7 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
         "name": "synthetic",
         "options": options,
         "n_train": 420,
+        "steps_per_epoch": 6,
         "batch_size": 64,
         "device": "cpu",
     }
