@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .arms import build_schedule, optimizer_and_scheduler
 from .curve import CurveConfig
+from .data import LoaderData, TensorData
+from .objective import build_objective
 from .optim import SGDW, AdamW, normalized_weight_decay
 from .rangetest import RangeTestConfig, range_test, read_curve, run_range_test, weight_decay_sweep
 from .schedules import (
@@ -23,7 +25,7 @@ from .schedules import (
     one_cycle,
 )
 
-__version__ = "0.3.0"  # 0.3: final runs record val_examples; run folders get verdict.json
+__version__ = "0.4.0"  # 0.4: your own loss, metric and DataLoaders; columns named val_metric, not accuracy
 
 
 # Imported on first use: these pull in Ray, Optuna or pandas, which `import sched_search` should not pay for.
@@ -49,11 +51,14 @@ __all__ = [
     "ConstantConfig",
     "CurveConfig",
     "CyclicalConfig",
+    "LoaderData",
     "OneCycleConfig",
     "RangeTestConfig",
     "SGDRConfig",
     "ScheduleLR",
+    "TensorData",
     "at_lr_minimum",
+    "build_objective",
     "build_schedule",
     "build_scheduler",
     "cycle_asha",

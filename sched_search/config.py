@@ -357,6 +357,11 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     return cfg
 
 
+def metric_name(metric: str) -> str:
+    """The name a metric is printed by: "accuracy", "loss", or a user function's name ("mae")."""
+    return metric.rpartition(":")[2]
+
+
 def metric_mode(train: TrainSection) -> str:
     """The metric's direction: the study's `metric_mode`, else the built-in metric's own."""
     return train.metric_mode or {"accuracy": "max", "loss": "min"}.get(train.metric, "")
@@ -364,40 +369,18 @@ def metric_mode(train: TrainSection) -> str:
 
 def _check_metric(cfg: StudyConfig) -> None:
     s, t = cfg.source, cfg.train
-    _check(
-        s,
-        t.loss in LOSSES or ":" in t.loss,
-        "[train] loss",
-        f"one of {LOSSES} or 'package.module:fn'",
-        t.loss,
-    )
-    _check(
-        s,
-        t.metric in METRICS or ":" in t.metric,
-        "[train] metric",
-        f"one of {METRICS} or 'package.module:fn'",
-        t.metric,
-    )
+    for key, value, names in (("loss", t.loss, LOSSES), ("metric", t.metric, METRICS)):
+        _check(
+            s, value in names or ":" in value, f"[train] {key}", f"one of {names} or 'pkg.module:fn'", value
+        )
     _check(s, t.metric_mode in ("", *METRIC_MODES), "[train] metric_mode", "'max' or 'min'", t.metric_mode)
     if t.metric not in METRICS and not t.metric_mode:
         raise StudyFileError(
             f"{s}: [train] metric_mode must be set for a custom metric ({t.metric!r}): "
             "'max' if higher is better, 'min' if lower is better."
         )
-    _check(
-        s,
-        metric_mode(t) == "max" or t.metric != "accuracy",
-        "[train] metric_mode",
-        "'max' for accuracy",
-        t.metric_mode,
-    )
-    _check(
-        s,
-        metric_mode(t) == "min" or t.metric != "loss",
-        "[train] metric_mode",
-        "'min' for loss",
-        t.metric_mode,
-    )
+    own = {"accuracy": "max", "loss": "min"}.get(t.metric)
+    _check(s, own in (None, metric_mode(t)), "[train] metric_mode", f"{own!r} for {t.metric}", t.metric_mode)
     _check(
         s,
         t.metric != "accuracy" or t.loss != "mse",

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._importpath import load_object
+from .config import metric_name
 
 
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -85,7 +86,7 @@ def build_objective(loss: str = "cross_entropy", metric: str = "accuracy", mode:
     if mode not in ("max", "min"):
         raise ValueError(f"metric {metric!r} needs metric_mode 'max' or 'min', but got {mode!r}.")
     fn = load_object(metric, "metric")
-    return Objective(loss, loss_fn, per_example, metric.rpartition(":")[2], mode, fn)
+    return Objective(loss, loss_fn, per_example, metric_name(metric), mode, fn)
 
 
 def forward(model: nn.Module, inputs: Any) -> torch.Tensor:

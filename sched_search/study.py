@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .arms import split_arm
-from .config import StudyConfig, load_study, metric_mode
+from .config import StudyConfig, load_study, metric_mode, metric_name
 from .data import LoaderData, TensorData
-from .objective import build_objective
 from .runlock import run_lock
 from .search import run_trials
 from .space import (
@@ -308,7 +307,7 @@ def _run_stages(
         "steps_per_epoch": spe,
         "n_train": len(data.x_train) if tensors else None,
         "n_val": len(data.y_val) if tensors else None,
-        "metric": build_objective(cfg.train.loss, cfg.train.metric, metric_mode(cfg.train)).metric,
+        "metric": metric_name(cfg.train.metric),
         "metric_mode": metric_mode(cfg.train),
         "loss": cfg.train.loss,
         # always predicting the most frequent validation class: a baseline at or below this learned nothing

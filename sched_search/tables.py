@@ -344,7 +344,7 @@ class Recorder:
         )
         self.echo(
             f"{self._counts(trial, trials or [])} [{stage} {config.get('arm', '?')}] {trial.trial_id} "
-            f"val {config.get('metric', 'accuracy')} {final:.4g} {status} ({shown})"
+            f"val {config.get('metric', 'accuracy').rpartition(':')[2]} {final:.4g} {status} ({shown})"
         )
         self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
         if time.monotonic() - self.written_at >= self.write_every_s:

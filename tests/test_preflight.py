@@ -58,7 +58,36 @@ def net(input_shape, num_classes, width=8):
     return torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Linear(width, num_classes)
     )
+
+from torch.utils.data import DataLoader, TensorDataset
+from sched_search.data import LoaderData
+
+def _reg(n):
+    x = torch.randn(n, 64, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, x[:, 0])
+
+def not_data():
+    return {"train": [1, 2]}
+
+def regression():
+    return LoaderData(lambda: DataLoader(_reg(64), 16), lambda: DataLoader(_reg(32), 16), num_outputs=1)
+
+def empty_val():
+    return LoaderData(lambda: DataLoader(_reg(64), 16), lambda: DataLoader(_reg(0), 16), num_outputs=1)
+
+def not_callable():
+    return LoaderData(DataLoader(_reg(64), 16), lambda: DataLoader(_reg(32), 16), num_outputs=1)
+
+def text_metric(outputs, targets):
+    return "good"
+
+def unreduced(outputs, targets):
+    return (outputs.squeeze(-1) - targets) ** 2
 """
+REGRESSION = {
+    'name = "digits"': 'name = "pf_factories:regression"',
+    "batch_size = 64": 'batch_size = 64\nloss = "mse"\nmetric = "loss"',
+}
 
 CASES = [
     # (id, top-level lines, {old line: new lines}, words the message must hold)
@@ -153,6 +182,64 @@ CASES = [
         "",
         {'name = "mlp"\nhidden = 64': 'name = "pf_factories:net"\nwidht = 4'},
         ["[model] widht", "'width'"],
+    ),
+    (
+        "factory returns a dict",
+        "",
+        {'name = "digits"': 'name = "pf_factories:not_data"'},
+        ["[data] name", "returned dict", "TensorData or sched_search.data.LoaderData"],
+    ),
+    (
+        "loader yields nothing",
+        "",
+        {**REGRESSION, 'name = "digits"': 'name = "pf_factories:empty_val"'},
+        ["[data] name", "LoaderData.val", "yielded no batches"],
+    ),
+    (
+        "loader not callable",
+        "",
+        {**REGRESSION, 'name = "digits"': 'name = "pf_factories:not_callable"'},
+        ["LoaderData.train is a DataLoader", "zero-argument callable"],
+    ),
+    (
+        "metric not a number",
+        "",
+        {
+            **REGRESSION,
+            "batch_size = 64": 'batch_size = 64\nloss = "mse"\nmetric = "pf_factories:text_metric"'
+            '\nmetric_mode = "min"',
+        },
+        ["[train] metric", "pf_factories:text_metric", "returned str", "a number"],
+    ),
+    (
+        "custom metric without mode",
+        "",
+        {
+            **REGRESSION,
+            "batch_size = 64": 'batch_size = 64\nloss = "mse"\nmetric = "pf_factories:text_metric"',
+        },
+        ["[train] metric_mode", "custom metric", "'min' if lower is better"],
+    ),
+    (
+        "loss not reduced",
+        "",
+        {
+            **REGRESSION,
+            "batch_size = 64": 'batch_size = 64\nloss = "pf_factories:unreduced"\nmetric = "loss"',
+        },
+        ["[train] loss", "finite scalar tensor", "(16,)"],
+    ),
+    (
+        "accuracy of a regression",
+        "",
+        {'name = "digits"': 'name = "pf_factories:regression"'},
+        ["[train] metric", "'accuracy' needs integer class targets", "torch.float32"],
+    ),
+    (
+        "augment loaders",
+        "",
+        {**REGRESSION, "epochs = 4": 'epochs = 4\naugment = "crop_flip"'},
+        ["[train] augment", "loaders", "DataLoader"],
     ),
     (
         "no such module",
