@@ -69,7 +69,7 @@ def bare_loop(data: TensorData, epochs: int, batch: int, device: str, precision:
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-        evaluate(model, data.x_val, data.y_val, precision=precision, channels_last=nhwc)
+        evaluate(model, data, "val", precision=precision, channels_last=nhwc)
     sync(device)
 
 

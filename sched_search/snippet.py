@@ -172,7 +172,12 @@ def torch_code(
         f"scheduler = build_scheduler(optimizer, schedule)  # sets the {driven} every batch",
         "for epoch in range(epochs):",
         "    for x, y in loader:",
-        "        loss = torch.nn.functional.cross_entropy(model(x), y)",
+        "        loss = torch.nn.functional.cross_entropy(model(x), y)  # your loss"
+        + (
+            f" (the study's: {config['loss']})"
+            if config.get("loss", "cross_entropy") != "cross_entropy"
+            else ""
+        ),
         "        optimizer.zero_grad()",
         "        loss.backward()",
         "        optimizer.step()",
