@@ -225,7 +225,7 @@ def test_leaderboard_numbers(fab: Path) -> None:
 def test_study_target_overrides_the_baseline(tmp_path: Path) -> None:
     run = load_run(_fabricate(tmp_path / "t", target=0.915))
     board = run.leaderboard.set_index("arm")
-    assert run.target == 0.915 and run.verdict["target_source"] == "the study's target_accuracy"
+    assert run.target == 0.915 and run.verdict["target_source"] == "the study's target"
     assert board.loc["one_cycle-adamw", "epochs_to_target"] == 4  # 0.915 at budget 0.5
     # the baseline never reaches 0.915: its full budget is the reference, the speed-up a lower bound
     assert board.loc["one_cycle-adamw", "speedup"] == pytest.approx(2.0)

@@ -14,7 +14,7 @@ from scipy import stats
 
 from sched_search.report import format_leaderboard, write_report
 from sched_search.results import load_run
-from sched_search.verdict import correct_matrix, holm, paired_difference
+from sched_search.paired import holm, paired_difference
 
 BASELINE = "constant-adam"
 EPOCHS = 8
@@ -91,10 +91,6 @@ def test_holm_by_hand() -> None:
     assert holm({"x": 0.9, "y": 0.8}) == {"y": 1.0, "x": 1.0}
 
 
-def test_correct_matrix_reads_the_record() -> None:
-    assert correct_matrix(["0110", "1111"]).tolist() == [[0, 1, 1, 0], [1, 1, 1, 1]]
-
-
 # ----------------------------------------------------------------------------------- the cases of issue 9
 
 
@@ -137,7 +133,10 @@ def test_clear_winner_over_three_seeds(tmp_path: Path) -> None:
         "winner",
         "top_group",
         "baseline",
-        "target_accuracy",
+        "target",
+        "metric",
+        "mode",
+        "paired_by_example",
         "eval_examples",
         "speedup",
         "better_than_baseline",
