@@ -244,7 +244,7 @@ def test_format_leaderboard(fab: Path) -> None:
     run = load_run(fab)
     text = format_leaderboard(run)
     lines = text.splitlines()
-    assert "target 90.00%" in lines[0]
+    assert "(target: val accuracy 90.00%)" in lines[0]
     first = run.leaderboard.iloc[0]
     assert lines[2].split()[0] == first["arm"]
     assert lines[1].split()[:4] == ["arm", "seeds", "failed", "val"]
