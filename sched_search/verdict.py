@@ -114,9 +114,10 @@ def decide(
       95% interval resamples seeds and validation examples together (`DRAWS` draws, paired across arms).
       Reached at the smallest rung, the estimate is a lower bound.
 
-    Differences (`diff`, in the metric's units) are the arm minus the other: arm minus leader is negative
-    for "max" and positive for "min"; `vs_leader` holds the leader minus the arm, `vs_baseline` the arm minus
-    the baseline. Without per-example values in the final runs, arms are paired by seed only.
+    Differences (`diff` and its interval, in the metric's units) keep one sign whatever the mode:
+    `vs_baseline` is the arm minus the baseline, `vs_leader` the leader minus the arm (so positive for "max",
+    negative for "min"); the calls read them through the mode. Without per-example values in the final runs,
+    arms are paired by seed only (`paired_by_example` False).
 
     Args:
         trials: the trials table (final runs carry `final_val_metric` and, where the metric has them,
