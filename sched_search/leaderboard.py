@@ -1,4 +1,4 @@
-"""The leaderboard: one row per arm, its accuracy interval, its standing in the verdict, its speed-up.
+"""The leaderboard: one row per arm, its val metric interval, its standing in the verdict, its speed-up.
 
 Pure calculation on the tidy tables (`trials.parquet`: one row per (trial, budget); `epochs.parquet`: one row
 per (trial, budget, epoch)) and the verdict (`verdict.decide`), which decides every call; `report.load_run`
@@ -22,8 +22,8 @@ FULL_RUN_NOTE = (
     "'First epoch at target (full run)' is for reference only: one-cycle and SGDR anneal the LR at the end "
     "of their own budget, so epoch k of a full-length run is mid-schedule (LR still high), not the end of a "
     "k-epoch run; 'to target' comes from the budget ladder, where every run completes its compressed "
-    "schedule, and a budget counts as reached when the mean val accuracy over seeds at that budget is at "
-    "least the target."
+    "schedule, and a budget counts as reached when the mean val metric over seeds at that budget is at "
+    "least the target (at most, for a metric where lower is better)."
 )
 COLUMNS = [
     "arm",
@@ -56,7 +56,8 @@ COLUMNS = [
 
 
 def budget_ladder(trials: pd.DataFrame) -> pd.DataFrame:
-    """Final-stage accuracy per (arm, budget_epochs): mean, std, min, max and n over seeds.
+    """Final-stage val metric (`final_val_metric`) per (arm, budget_epochs): mean, std, min, max and n over
+    seeds.
 
     Example:
         >>> budget_ladder(run.trials)  # doctest: +SKIP
@@ -69,18 +70,20 @@ def budget_ladder(trials: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index().sort_values(["arm", "budget_epochs"], ignore_index=True)
 
 
-def first_epoch_at_target(epochs: pd.DataFrame, target: float) -> pd.Series:
-    """Per arm, the first epoch of the full-budget final runs at which the mean val accuracy over seeds
-    reaches `target` (NaN: never). For reference only, see `FULL_RUN_NOTE`.
+def first_epoch_at_target(epochs: pd.DataFrame, target: float, mode: str = "max") -> pd.Series:
+    """Per arm, the first epoch of the full-budget final runs at which the mean val metric over seeds
+    reaches `target`: at least it for `mode` "max", at most for "min" (NaN: never). For reference only, see
+    `FULL_RUN_NOTE`.
 
     Example:
-        >>> first_epoch_at_target(run.epochs, run.target)  # doctest: +SKIP
+        >>> first_epoch_at_target(run.epochs, run.target, run.metric_mode)  # doctest: +SKIP
     """
     if epochs.empty or not math.isfinite(target) or "stage" not in epochs.columns:
         return pd.Series(dtype=float, name="first_epoch_at_target_full_run")
     rows = final_rows(epochs)
     curve = rows.groupby(["arm", "epoch"])["val_metric"].mean().reset_index()
-    hits = curve[curve["val_metric"] >= target - 1e-12].groupby("arm")["epoch"].min()
+    sign = 1.0 if mode == "max" else -1.0
+    hits = curve[sign * (curve["val_metric"] - target) >= -1e-12].groupby("arm")["epoch"].min()
     return hits.reindex(curve["arm"].unique()).astype(float).rename("first_epoch_at_target_full_run")
 
 
@@ -104,7 +107,8 @@ def build_leaderboard(
     searched: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
     """One row per arm from the final runs at the full budget, the baseline included, in the verdict's order:
-    the top group first (ordered by `verdict.ORDER_RULE`), then the other arms by mean accuracy.
+    the top group first (ordered by `verdict.ORDER_RULE`), then the other arms by mean val metric, best first
+    (highest for the verdict's mode "max", lowest for "min").
 
     Intervals and calls come from the verdict (bootstrap over seeds and examples; paired tests); with fewer
     than three seeds the spread and intervals are NaN ("not estimable"). `n_failed` counts the seeds whose run
@@ -123,7 +127,7 @@ def build_leaderboard(
     if rows.empty:
         return pd.DataFrame(columns=COLUMNS)
     arms_v = verdict.get("arms", {})
-    target = verdict.get("target_accuracy")
+    target, mode = verdict.get("target"), verdict.get("mode", "max")
     out = []
     for arm, g in rows.groupby("arm"):
         v = arms_v.get(arm, {})
@@ -160,14 +164,15 @@ def build_leaderboard(
         )
     board = pd.DataFrame(out)
     board = board.merge(
-        first_epoch_at_target(epochs, math.nan if target is None else target),
+        first_epoch_at_target(epochs, math.nan if target is None else target, mode),
         left_on="arm",
         right_index=True,
         how="left",
     )
     order = {arm: i for i, arm in enumerate(verdict.get("top_group", []))}
     board["_group"] = [order.get(a, len(order)) for a in board["arm"]]
-    board = board.sort_values(["_group", "mean_val_metric"], ascending=[True, False], na_position="last")
+    best_first = [True, mode == "min"]
+    board = board.sort_values(["_group", "mean_val_metric"], ascending=best_first, na_position="last")
     return board.reset_index(drop=True)[COLUMNS]
 
 

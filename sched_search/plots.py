@@ -110,9 +110,14 @@ def _legend(ax, **kwargs) -> None:
         ax.legend(**kwargs)
 
 
-def _target_line(ax, target: float | None) -> None:
+def _value_text(value: float, metric: str) -> str:
+    # verdict.metric_text's format; plots sits on verdict's floor and cannot import it
+    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.4g}"
+
+
+def _target_line(ax, target: float | None, metric: str = "accuracy") -> None:
     if target is not None and math.isfinite(target):
-        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {100 * target:.2f}%")
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {_value_text(target, metric)}")
 
 
 def plot_range_curves(range_test, path: str | Path, summaries: dict | None = None) -> Path:
@@ -181,9 +186,11 @@ def plot_schedules(curves, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_budget_ladder(ladder, path: str | Path, target: float | None = None) -> Path:
-    """Final val accuracy against budget in epochs (log2 x): mean over seeds with min-max error bars per arm,
-    the target as a horizontal line (`report.budget_ladder`)."""
+def plot_budget_ladder(
+    ladder, path: str | Path, target: float | None = None, metric: str = "accuracy"
+) -> Path:
+    """Final val metric against budget in epochs (log2 x): mean over seeds with min-max error bars per arm,
+    the target as a horizontal line (`leaderboard.budget_ladder`); `metric` names the axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if len(ladder) == 0:
@@ -195,24 +202,28 @@ def plot_budget_ladder(ladder, path: str | Path, target: float | None = None) ->
         ax.errorbar(
             g["budget_epochs"], g["mean"], yerr=err, marker="o", capsize=3, color=colors[arm], label=arm
         )
-    _target_line(ax, target)
+    _target_line(ax, target, metric)
     ax.set_xscale("log", base=2)
     if len(ladder):
         ticks = sorted(ladder["budget_epochs"].unique())
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
     ax.set_xlabel("budget (epochs; the schedule compressed into it)")
-    ax.set_ylabel("final val accuracy (mean, min-max over seeds)")
-    ax.set_title("accuracy against budget")
+    ax.set_ylabel(f"final val {metric} (mean, min-max over seeds)")
+    ax.set_title(f"val {metric} against budget")
     _legend(ax, fontsize=8)
     return _save(fig, path)
 
 
 def plot_learning_curves(
-    curves, path: str | Path, target: float | None = None, arms: Sequence[str] | None = None
+    curves,
+    path: str | Path,
+    target: float | None = None,
+    arms: Sequence[str] | None = None,
+    metric: str = "accuracy",
 ) -> Path:
-    """Val accuracy and val loss (log y) against epoch of the full-budget runs: median over seeds with a
-    min-max band per arm (`report.learning_curves`); `arms` picks some."""
+    """Val metric and val loss (log y) against epoch of the full-budget runs: median over seeds with a
+    min-max band per arm (`results.learning_curves`); `arms` picks some, `metric` names the axis."""
     plt = _pyplot()
     fig, (ax_a, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
     if len(curves) == 0:
@@ -221,11 +232,11 @@ def plot_learning_curves(
     for arm, g in curves.groupby("arm") if len(curves) else []:
         if arms is not None and arm not in arms:
             continue
-        for ax, metric in ((ax_a, "val_metric"), (ax_l, "val_loss")):
-            ax.plot(g["epoch"], g[f"{metric}_median"], color=colors[arm], label=arm)
-            ax.fill_between(g["epoch"], g[f"{metric}_min"], g[f"{metric}_max"], color=colors[arm], alpha=0.2)
-    _target_line(ax_a, target)
-    ax_a.set_ylabel("val accuracy (median, min-max over seeds)")
+        for ax, col in ((ax_a, "val_metric"), (ax_l, "val_loss")):
+            ax.plot(g["epoch"], g[f"{col}_median"], color=colors[arm], label=arm)
+            ax.fill_between(g["epoch"], g[f"{col}_min"], g[f"{col}_max"], color=colors[arm], alpha=0.2)
+    _target_line(ax_a, target, metric)
+    ax_a.set_ylabel(f"val {metric} (median, min-max over seeds)")
     ax_l.set_ylabel("val loss (median, min-max over seeds)")
     ax_l.set_yscale("log")
     for ax in (ax_a, ax_l):
@@ -235,8 +246,10 @@ def plot_learning_curves(
     return _save(fig, path)
 
 
-def plot_arm_comparison(curves, arms: Sequence[str], path: str | Path, target: float | None = None) -> Path:
-    """Two (or more) arms' full-budget val accuracy side by side, one panel each with a shared y axis."""
+def plot_arm_comparison(
+    curves, arms: Sequence[str], path: str | Path, target: float | None = None, metric: str = "accuracy"
+) -> Path:
+    """Two (or more) arms' full-budget val metric side by side, one panel each with a shared y axis."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), sharey=True, squeeze=False)
     colors = _colors(curves["arm"].unique() if len(curves) else [])
@@ -254,17 +267,19 @@ def plot_arm_comparison(curves, arms: Sequence[str], path: str | Path, target: f
                 alpha=0.2,
                 label="min-max over seeds",
             )
-        _target_line(ax, target)
+        _target_line(ax, target, metric)
         ax.set_title(arm)
         ax.set_xlabel("epoch")
         _legend(ax, fontsize=8)
-    axes[0][0].set_ylabel("val accuracy")
+    axes[0][0].set_ylabel(f"val {metric}")
     return _save(fig, path)
 
 
-def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None) -> Path:
-    """Mean final val accuracy per arm as bars with the verdict's 95% interval (none when not estimable); the
-    top group's bars are hatched."""
+def plot_leaderboard(
+    leaderboard, path: str | Path, target: float | None = None, metric: str = "accuracy", mode: str = "max"
+) -> Path:
+    """Mean final val metric per arm as bars with the verdict's 95% interval (none when not estimable); the
+    top group's bars are hatched; `mode` "min" says lower is better."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(leaderboard) + 2), 4.5))
     if len(leaderboard) == 0:
@@ -272,7 +287,7 @@ def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None)
     else:
         colors = _colors(leaderboard["arm"])
         mean = leaderboard["mean_val_metric"]
-        # asymmetric: bootstrap intervals need not be centred on the mean, and stay inside [0, 1]
+        # asymmetric: bootstrap intervals need not be centred on the mean (accuracy's stay inside [0, 1])
         below = (mean - leaderboard["ci_low"]).fillna(0.0).clip(lower=0)
         above = (leaderboard["ci_high"] - mean).fillna(0.0).clip(lower=0)
         bars = ax.bar(
@@ -285,12 +300,18 @@ def plot_leaderboard(leaderboard, path: str | Path, target: float | None = None)
         for bar, top in zip(bars, leaderboard["top_group"], strict=True):
             if top:
                 bar.set_hatch("//")
-        ax.set_ylim(max(0.0, (mean - below).min() - 0.05), min(1.0, (mean + above).max() + 0.02))
+        low, high = (mean - below).min(), (mean + above).max()
+        if metric == "accuracy":
+            ax.set_ylim(max(0.0, low - 0.05), min(1.0, high + 0.02))
+        elif math.isfinite(low) and math.isfinite(high):
+            pad = 0.1 * (high - low) or 0.05 * abs(high) or 1.0
+            ax.set_ylim(max(0.0, low - pad) if low >= 0 else low - pad, high + pad)
         ax.tick_params(axis="x", rotation=20)
-    _target_line(ax, target)
+    _target_line(ax, target, metric)
     ax.set_xlabel("arm (schedule-optimizer); hatched: top group")
-    ax.set_ylabel("final val accuracy (mean, 95% CI)")
-    ax.set_title("leaderboard (full budget, over seeds)")
+    ax.set_ylabel(f"final val {metric} (mean, 95% CI)")
+    better = "; lower is better" if mode == "min" else ""
+    ax.set_title(f"leaderboard (full budget, over seeds{better})")
     _legend(ax, fontsize=8)
     return _save(fig, path)
 

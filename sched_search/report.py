@@ -15,53 +15,72 @@ from .leaderboard import FULL_RUN_NOTE, budget_ladder
 from .results import Run, learning_curves, load_run, param_importances, schedule_curves
 from .snippet import Recommendation, recommend
 from .tables import failure_lines, write_json
+from .verdict import metric_text
 
 # --------------------------------------------------------------------------------------------- output
 
 
-def _display(board: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard for people: accuracies in %, intervals beside the means, "not estimable" with < 3
-    seeds."""
+def _headers(metric: str) -> dict[str, str]:
+    """The leaderboard's column names that carry the metric: accuracy in % and points, others in its units."""
+    if metric == "accuracy":
+        return {
+            "val": "val acc %",
+            "std": "std %",
+            "diff": "vs baseline (points, 95% CI)",
+            "test": "test acc %",
+        }
+    return {
+        "val": f"val {metric}",
+        "std": "std",
+        "diff": "vs baseline (diff, 95% CI)",
+        "test": f"test {metric}",
+    }
+
+
+def _display(board: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """The leaderboard for people: accuracies in % (other metrics in their units), intervals beside the means,
+    "not estimable" with < 3 seeds."""
+    scale, fmt, dfmt = (100, ".2f", "+.2f") if metric == "accuracy" else (1, ".4g", "+.3g")
 
     def num(x: float, fmt: str) -> str:
         return "" if x is None or not math.isfinite(x) else format(x, fmt)
 
-    def interval(lo: float, hi: float, scale: float = 100, fmt: str = ".2f") -> str:
+    def interval(lo: float, hi: float, fmt: str = fmt) -> str:
         if not (math.isfinite(lo) and math.isfinite(hi)):
             return "not estimable"
         return f"[{num(scale * lo, fmt)}, {num(scale * hi, fmt)}]"
 
-    return pd.DataFrame(
-        {
-            "arm": [f"{a} *" if top else a for a, top in zip(board["arm"], board["top_group"], strict=True)],
-            "seeds": board["n_seeds"],
-            "failed": board["n_failed"],
-            "val acc %": [num(100 * m, ".2f") for m in board["mean_val_metric"]],
-            "95% CI": [interval(lo, hi) for lo, hi in zip(board["ci_low"], board["ci_high"], strict=True)],
-            "std %": [num(100 * s, ".2f") or "not estimable" for s in board["std_val_metric"]],
-            "vs baseline (points, 95% CI)": [
-                call
-                if call in ("baseline", "") or not math.isfinite(d)
-                else f"{call} {100 * d:+.2f} {interval(lo, hi)}"
-                for call, d, lo, hi in zip(
-                    board["vs_baseline"],
-                    board["diff_vs_baseline"],
-                    board["diff_ci_low"],
-                    board["diff_ci_high"],
-                    strict=True,
-                )
-            ],
-            "val loss": [num(v, ".4f") for v in board["mean_val_loss"]],
-            "test acc %": [num(100 * v, ".2f") for v in board["mean_test_metric"]],
-            "epochs to target": [num(v, "g") for v in board["epochs_to_target"]],
-            "speed-up": board["to_target"].fillna(""),
-            "first epoch at target (full run)": [
-                num(v, "g") for v in board["first_epoch_at_target_full_run"]
-            ],
-            "wall s/run": [num(v, ".3g") for v in board["wall_time_s"]],
-            "best config": board["best_config"],
-        }
-    )
+    h = _headers(metric)
+    columns = {
+        "arm": [f"{a} *" if top else a for a, top in zip(board["arm"], board["top_group"], strict=True)],
+        "seeds": board["n_seeds"],
+        "failed": board["n_failed"],
+        h["val"]: [num(scale * m, fmt) for m in board["mean_val_metric"]],
+        "95% CI": [interval(lo, hi) for lo, hi in zip(board["ci_low"], board["ci_high"], strict=True)],
+        h["std"]: [num(scale * s, fmt) or "not estimable" for s in board["std_val_metric"]],
+        h["diff"]: [
+            call
+            if call in ("baseline", "") or not math.isfinite(d)
+            else f"{call} {num(scale * d, dfmt)} {interval(lo, hi, dfmt[1:])}"
+            for call, d, lo, hi in zip(
+                board["vs_baseline"],
+                board["diff_vs_baseline"],
+                board["diff_ci_low"],
+                board["diff_ci_high"],
+                strict=True,
+            )
+        ],
+        "val loss": [num(v, ".4f") for v in board["mean_val_loss"]],
+        h["test"]: [num(scale * v, fmt) for v in board["mean_test_metric"]],
+        "epochs to target": [num(v, "g") for v in board["epochs_to_target"]],
+        "speed-up": board["to_target"].fillna(""),
+        "first epoch at target (full run)": [num(v, "g") for v in board["first_epoch_at_target_full_run"]],
+        "wall s/run": [num(v, ".3g") for v in board["wall_time_s"]],
+        "best config": board["best_config"],
+    }
+    if metric == "loss":  # the metric is the val loss: one column of it
+        columns[h["val"]] = columns.pop("val loss")
+    return pd.DataFrame(columns)
 
 
 def _verdict_notes(run: Run) -> list[str]:
@@ -85,12 +104,19 @@ def _verdict_notes(run: Run) -> list[str]:
 
 
 # The terminal table in two blocks that each fit a 125-column terminal; text columns left, numbers right.
+# "val", "std", "diff", "test": the metric's columns (`_headers`).
 _TERMINAL_BLOCKS = (
-    ("arm", "seeds", "failed", "val acc %", "95% CI", "std %", "vs baseline (points, 95% CI)", "val loss",
-     "test acc %"),
+    ("arm", "seeds", "failed", "val", "95% CI", "std", "diff", "val loss", "test"),
     ("arm", "epochs to target", "speed-up", "first epoch at target (full run)", "wall s/run"),
-)  # fmt: skip
-_TEXT_COLUMNS = {"arm", "95% CI", "vs baseline (points, 95% CI)", "speed-up", "best config"}
+)
+_TEXT_COLUMNS = {
+    "arm",
+    "95% CI",
+    "vs baseline (points, 95% CI)",
+    "vs baseline (diff, 95% CI)",
+    "speed-up",
+    "best config",
+}
 
 
 def _text_table(df: pd.DataFrame) -> str:
@@ -115,16 +141,23 @@ def format_leaderboard(run: Run) -> str:
     """
     if run.leaderboard.empty:
         return f"{run.path}: no leaderboard yet.\n" + "\n".join(f"  missing: {m}" for m in run.missing)
-    target = f"{100 * run.target:.2f}%" if math.isfinite(run.target) else "none"
-    shown = _display(run.leaderboard)
-    tables = "\n\n".join(_text_table(shown[list(block)]) for block in _TERMINAL_BLOCKS)
+    target = (
+        f"val {run.metric} {metric_text(run.target, run.metric)}" if math.isfinite(run.target) else "none"
+    )
+    shown = _display(run.leaderboard, run.metric)
+    h = _headers(run.metric)
+    # dict.fromkeys: with metric "loss" the metric's column is the val loss column
+    blocks = [
+        list(dict.fromkeys(h.get(c, c) for c in block if h.get(c, c) in shown)) for block in _TERMINAL_BLOCKS
+    ]
+    tables = "\n\n".join(_text_table(shown[block]) for block in blocks)
     width = max(len(a) for a in shown["arm"])
     configs = "\n".join(
         f"  {a:<{width}}  {c}" for a, c in zip(shown["arm"], shown["best config"], strict=True)
     )
     notes = "\n".join(f"  {n}" for n in _verdict_notes(run))
     return (
-        f"{run.path}  (target {target})\n{tables}\n\nbest configs:\n{configs}\n\n{run.summary}\n\n"
+        f"{run.path}  (target: {target})\n{tables}\n\nbest configs:\n{configs}\n\n{run.summary}\n\n"
         f"how this was decided:\n{notes}\n"
     )
 
@@ -188,14 +221,15 @@ def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[st
         files["schedules"] = plots.plot_schedules(curves, out_dir / "schedules.png")
     if not run.leaderboard.empty:
         files["leaderboard"] = plots.plot_leaderboard(
-            run.leaderboard, out_dir / "leaderboard.png", run.target
+            run.leaderboard, out_dir / "leaderboard.png", run.target, run.metric, run.metric_mode
         )
-        ladder = budget_ladder(run.trials)
-        files["budget_ladder"] = plots.plot_budget_ladder(ladder, out_dir / "budget_ladder.png", run.target)
+        files["budget_ladder"] = plots.plot_budget_ladder(
+            budget_ladder(run.trials), out_dir / "budget_ladder.png", run.target, run.metric
+        )
     curves = learning_curves(run.epochs)
     if not curves.empty:
         files["learning_curves"] = plots.plot_learning_curves(
-            curves, out_dir / "learning_curves.png", run.target
+            curves, out_dir / "learning_curves.png", run.target, metric=run.metric
         )
     importances, more = param_importances(run.path)
     notes += more
@@ -285,11 +319,12 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + notes
     study = run.config.get("study", {})
     title = f"Report: {study.get('name', path.name)} ({path.name})"
-    target = f"{100 * run.target:.2f}%" if math.isfinite(run.target) else "none"
-    shown = _display(run.leaderboard)
+    m = run.metric
+    target = metric_text(run.target, m) if math.isfinite(run.target) else "none"
+    shown = _display(run.leaderboard, m)
     captions = {
-        "leaderboard": "Mean final val accuracy per arm at the full budget, 95% CI over seeds",
-        "budget_ladder": "Final val accuracy against budget (each rung a full, compressed schedule)",
+        "leaderboard": f"Mean final val {m} per arm at the full budget, 95% CI over seeds",
+        "budget_ladder": f"Final val {m} against budget (each rung a full, compressed schedule)",
         "learning_curves": "Full-budget learning curves: median over seeds, min-max band",
         "schedules": "LR and momentum of each arm's best config",
         "range_test": "LR range test (smoothed loss per weight decay)",
@@ -308,7 +343,16 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         if rec
         else ""
     )
-    md = [f"# {title}", "", f"**{run.summary}**", "", f"Target accuracy: {target}.", "", "## Leaderboard", ""]
+    md = [
+        f"# {title}",
+        "",
+        f"**{run.summary}**",
+        "",
+        f"Target (val {m}): {target}.",
+        "",
+        "## Leaderboard",
+        "",
+    ]
     md += [_md_table(shown), "", *[f"- {n}" for n in decided], "", f"_{FULL_RUN_NOTE}_", ""]
     if rec:
         md += [
@@ -337,7 +381,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p><strong>{html.escape(run.summary)}</strong></p>",
-        f"<p>Target accuracy: {target}.</p>",
+        f"<p>Target (val {html.escape(m)}): {target}.</p>",
         "<h2>Leaderboard</h2>",
         f'<div class="wide">{_html_table(shown.drop(columns="best config"), "leaderboard")}</div>',
         '<ul class="note">',

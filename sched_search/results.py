@@ -29,22 +29,24 @@ class Run:
     config: dict  # resolved_config.json ({} when absent)
     trials: pd.DataFrame  # one row per (trial_id, budget)
     epochs: pd.DataFrame  # one row per (trial_id, budget, epoch)
-    leaderboard: pd.DataFrame  # one row per arm: the top group first, then by mean final val accuracy
+    leaderboard: pd.DataFrame  # one row per arm: the top group first, then best mean final val metric first
     range_test: pd.DataFrame  # the range_test_<opt>.csv curves with an `optimizer` column
-    target: float  # accuracy the epochs-to-target counts to (NaN when unknown)
+    target: float  # val metric the epochs-to-target counts to, in the metric's units (NaN when unknown)
     summary: str  # the verdict's headline: winner or top group, calls against the baseline, speed-up
     verdict: dict = field(default_factory=dict)  # verdict.decide(...): what verdict.json holds
     missing: list[str] = field(default_factory=list)  # what is not there (yet), one line each
     range_summaries: dict = field(default_factory=dict)  # optimizer -> range_test_<opt>.json
     final_configs: list = field(default_factory=list)  # final_configs.json: one trial config per (arm, seed)
     spaces: dict = field(default_factory=dict)  # spaces.json: arm -> searched params and their sources
+    metric: str = "accuracy"  # the metric's display name: "accuracy", "loss" or a custom function's name
+    metric_mode: str = "max"  # "max": higher is better; "min": lower is better
 
 
 # --------------------------------------------------------------------------------------------- figure data
 
 
 def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Full-budget final runs per (arm, epoch): median, min and max over seeds of val accuracy and val loss.
+    """Full-budget final runs per (arm, epoch): median, min and max over seeds of val metric and val loss.
 
     Example:
         >>> learning_curves(run.epochs).columns[:3].tolist()  # doctest: +SKIP
@@ -199,18 +201,24 @@ def load_run(path: str | Path) -> Run:
         missing.append("range_test_<optimizer>.csv: not there (yet)")
     spaces = _read_json(path / "spaces.json", missing, {})
     final_configs = _read_json(path / "final_configs.json", missing, [])
+    metric, mode = config.get("metric", "accuracy"), config.get("metric_mode", "max")
+    study = config.get("study") or {}
+    # older run folders: accuracy, maximised, and the target under its old name
+    study_target = study.get("target") if study.get("target") is not None else study.get("target_accuracy")
     verdict = decide(
         trials,
-        target_accuracy=(config.get("study") or {}).get("target_accuracy"),
+        target=study_target,
         chance_accuracy=config.get("chance_accuracy"),
+        metric=metric,
+        mode=mode,
     )
-    target = math.nan if verdict["target_accuracy"] is None else verdict["target_accuracy"]
+    target = math.nan if verdict["target"] is None else verdict["target"]
     searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
     board = build_leaderboard(trials, epochs, verdict, searched)
     if board.empty:
         missing.append("leaderboard: no final-stage rows at the full budget yet")
     if not math.isfinite(target):
-        missing.append("target: no study target_accuracy and no baseline result yet")
+        missing.append("target: no study target and no baseline result yet")
     return Run(
         path=path,
         config=config,
@@ -225,6 +233,8 @@ def load_run(path: str | Path) -> Run:
         range_summaries=summaries,
         final_configs=final_configs,
         spaces=spaces,
+        metric=metric,
+        metric_mode=mode,
     )
 
 

@@ -1,9 +1,12 @@
 """The verdict: which arms cannot be told apart from the best, which beat the baseline, and how much sooner.
 
 Every number here carries two sources of noise. The seeds: every arm runs the same seeds, so arms are compared
-paired by seed. The finite evaluation set: every final run records which validation examples it got right
-(`val_examples`), so arms are compared paired by example, and a gap of one example is known to be one example.
-Pure calculation on the trials table; `report.load_run` calls `decide` and `verdict.json` stores its answer.
+paired by seed. The finite evaluation set: every final run records its metric per validation example
+(`val_examples`: right or wrong for accuracy, a float otherwise), so arms are compared paired by example, and
+a gap of one example is known to be one example. Runs whose metric gives no per-example values are compared
+paired by seed only. "Better" follows the metric's direction (`mode`: "max" or "min"). The tests and the
+bootstrap are in `paired.py`. Pure calculation on the trials table; `results.load_run` calls `decide` and
+`verdict.json` stores its answer.
 """
 
 from __future__ import annotations
@@ -13,14 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .config import BASELINE_ARM
-from .tables import final_rows
+from .paired import ALPHA, bootstrap_weights, holm, paired_difference, resampled_means
+from .tables import decode_examples, final_rows
 
-ALPHA = 0.05  # family-wise error rate of each family of comparisons (Holm)
 MIN_SEEDS = 3  # below this the seed-to-seed spread is not estimable and no winner or "better" is called
-DRAWS = 2000  # bootstrap resamples (seeds x examples) for the intervals of accuracies and speed-ups
 ORDER_RULE = (
     "Inside the top group arms are listed by fewer epochs to the target, then lower mean val loss; "
     "that order is a tie-break, not a win."
@@ -30,28 +31,37 @@ ORDER_RULE = (
 # --------------------------------------------------------------------------------------------- the outcomes
 
 
-def correct_matrix(strings: list[str]) -> np.ndarray:
-    """Seeds x examples 0/1 matrix from `val_examples` strings ("0110...", one character per example)."""
-    return np.stack([np.frombuffer(s.encode("ascii"), dtype=np.uint8) == ord("1") for s in strings]).astype(
-        float
-    )
-
-
-def outcomes(trials: pd.DataFrame) -> tuple[dict[str, dict[float, np.ndarray]], list[int], dict[str, str]]:
-    """Per arm and budget (in epochs), the seeds x examples correctness of the finished final runs.
+def outcomes(
+    trials: pd.DataFrame,
+) -> tuple[dict[str, dict[float, np.ndarray]], list[int], dict[str, str], bool]:
+    """Per arm and budget (in epochs), the seeds x examples metric values of the finished final runs.
 
     Only seeds that every arm finished at its full budget are kept, so every comparison is paired; a rung that
     lacks one of them is left out. Arms with no finished full-budget run are returned as excluded, with why.
+    When any of those runs has no per-example values (or their lengths differ), every run is one column: its
+    `final_val_metric`, so arms are paired by seed only.
 
     Returns:
-        (arm -> budget_epochs -> matrix, the seeds used, arm -> reason it was left out).
+        (arm -> budget_epochs -> matrix, the seeds used, arm -> reason it was left out, paired by example).
     """
     excluded: dict[str, str] = {}
-    if trials.empty or "val_examples" not in trials.columns:
-        return {}, [], excluded
+    if trials.empty or "arm" not in trials.columns:
+        return {}, [], excluded, False
     rows = final_rows(trials, full_only=False)
     finals = rows["arm"].unique()
-    rows = rows[rows["val_examples"].notna() & (rows["status"] == "ok" if "status" in rows.columns else True)]
+    cells = rows["val_examples"] if "val_examples" in rows.columns else pd.Series(None, rows.index, object)
+    metric = (
+        rows["final_val_metric"] if "final_val_metric" in rows.columns else pd.Series(math.nan, rows.index)
+    )
+    ok = rows["status"] == "ok" if "status" in rows.columns else True
+    keep = ok & (cells.notna() | metric.notna())
+    rows, cells, metric = rows[keep], cells[keep], metric[keep]
+    values = [decode_examples(c) for c in cells]
+    by_example = bool(values) and all(v is not None for v in values) and len({len(v) for v in values}) == 1
+    if not by_example:
+        rows = rows[metric.notna()]
+        values = [np.array([v], float) for v in metric[metric.notna()]]
+    rows = rows.assign(_values=pd.Series(values, index=rows.index, dtype=object))
     full = final_rows(rows)
     seeds_of = {arm: set(g["seed"].astype(int)) for arm, g in full.groupby("arm")}
     for arm in finals:
@@ -60,79 +70,10 @@ def outcomes(trials: pd.DataFrame) -> tuple[dict[str, dict[float, np.ndarray]], 
     common = sorted(set.intersection(*seeds_of.values())) if seeds_of else []
     matrices: dict[str, dict[float, np.ndarray]] = {}
     for (arm, epochs), g in rows.groupby(["arm", "budget_epochs"]):
-        by_seed = dict(zip(g["seed"].astype(int), g["val_examples"], strict=True))
+        by_seed = dict(zip(g["seed"].astype(int), g["_values"], strict=True))
         if arm in seeds_of and common and all(s in by_seed for s in common):
-            matrices.setdefault(str(arm), {})[float(epochs)] = correct_matrix([by_seed[s] for s in common])
-    return matrices, common, excluded
-
-
-# --------------------------------------------------------------------------------------------- statistics
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> dict[str, float]:
-    """Mean accuracy of `a` minus `b` (seeds x examples, paired on both), a (1 - alpha) interval and a
-    p-value.
-
-    The variance of the mean difference is the seed part, var_s(d_s) / S (d_s: the per-seed accuracy gap),
-    plus the evaluation-set part, var_i(delta_i) / n (delta_i: the per-example gap averaged over seeds). Each
-    part also holds the seed x example interaction once, so the sum is slightly conservative. Student t with
-    Welch-Satterthwaite degrees of freedom: with 3 seeds and a seed-dominated gap that is close to 2 df.
-
-    Example:
-        >>> a = np.array([[1, 1, 1, 0]] * 3, float); b = np.array([[1, 1, 0, 0]] * 3, float)
-        >>> round(paired_difference(a, b)["diff"], 2)
-        0.25
-    """
-    s, n = a.shape
-    per_seed = a.mean(1) - b.mean(1)
-    per_example = (a - b).mean(0)
-    diff = float(per_seed.mean())
-    v_seed = float(per_seed.var(ddof=1)) / s if s > 1 else math.nan
-    v_example = float(per_example.var(ddof=1)) / n
-    if not math.isfinite(v_seed):
-        return {"diff": diff, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "df": math.nan}
-    var = v_seed + v_example
-    if var == 0:  # identical on every seed and example, or one always right where the other is always wrong
-        return {"diff": diff, "ci_low": diff, "ci_high": diff, "p": 1.0 if diff == 0 else 0.0, "df": math.inf}
-    df = var**2 / ((v_seed**2 / (s - 1) if v_seed else 0.0) + (v_example**2 / (n - 1) if v_example else 0.0))
-    se = math.sqrt(var)
-    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
-    return {
-        "diff": diff,
-        "ci_low": max(-1.0, diff - half),
-        "ci_high": min(1.0, diff + half),
-        "p": float(2 * stats.t.sf(abs(diff) / se, df)),
-        "df": float(df),
-    }
-
-
-def holm(pvalues: dict[str, float]) -> dict[str, float]:
-    """Holm's step-down adjusted p-values (family-wise error control for several comparisons).
-
-    Example:
-        >>> holm({"a": 0.01, "b": 0.04, "c": 0.03})
-        {'a': 0.03, 'c': 0.06, 'b': 0.06}
-    """
-    ordered = sorted(pvalues.items(), key=lambda kv: kv[1])
-    m, running, out = len(ordered), 0.0, {}
-    for k, (name, p) in enumerate(ordered):
-        running = max(running, min(1.0, (m - k) * p))
-        out[name] = round(running, 12)
-    return out
-
-
-def _resampled_means(matrix: np.ndarray, seed_w: np.ndarray, example_w: np.ndarray) -> np.ndarray:
-    """The mean of `matrix` under each bootstrap draw, given per-draw counts of each seed and each example."""
-    s, n = matrix.shape
-    return ((matrix @ example_w.T) * seed_w.T).sum(0) / (s * n)
-
-
-def bootstrap_weights(s: int, n: int, draws: int = DRAWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of each seed and each example in `draws` resamples with replacement (the same for every arm)."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(s, [1 / s] * s, size=draws), rng.multinomial(n, [1 / n] * n, size=draws).astype(
-        float
-    )
+            matrices.setdefault(str(arm), {})[float(epochs)] = np.stack([by_seed[s] for s in common])
+    return matrices, common, excluded, by_example
 
 
 # --------------------------------------------------------------------------------------------- the decision
@@ -142,25 +83,29 @@ def _none_if_nan(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _epochs_to_target(rung_means: dict[float, Any], target: Any) -> Any:
-    """Smallest budget (epochs) whose mean reaches `target`; works per bootstrap draw on arrays (inf:
-    never)."""
+def _epochs_to_target(rung_means: dict[float, Any], target: Any, sign: float = 1.0) -> Any:
+    """Smallest budget (epochs) whose mean reaches `target` (at least it for sign +1, a "max" metric; at most
+    for -1); works per bootstrap draw on arrays (inf: never)."""
     reached = np.full(np.shape(target), np.inf)
     for epochs in sorted(rung_means, reverse=True):
         # the tolerance lets the baseline reach its own mean, computed the same way on the same numbers
-        reached = np.where(rung_means[epochs] >= target - 1e-12, epochs, reached)
+        reached = np.where(sign * (rung_means[epochs] - target) >= -1e-12, epochs, reached)
     return reached
 
 
 def decide(
     trials: pd.DataFrame,
-    target_accuracy: float | None = None,
+    target: float | None = None,
     chance_accuracy: float | None = None,
     baseline: str = BASELINE_ARM,
+    metric: str = "accuracy",
+    mode: str = "max",
 ) -> dict[str, Any]:
     """The verdict of a study from its trials table: top group, winner, calls against the baseline, speed-ups.
 
-    - Top group: the leader (highest mean final val accuracy at the full budget) and every arm whose paired
+    "Better" is higher for `mode` "max", lower for "min", in every call below.
+
+    - Top group: the leader (best mean final val metric at the full budget) and every arm whose paired
       difference to it is not significant at `ALPHA` after Holm's correction over those comparisons. A winner
       is named only when the group has one arm; fewer than `MIN_SEEDS` seeds name none.
     - Against the baseline: each arm is "better", "worse" or "equal" (not told apart), Holm-corrected.
@@ -169,16 +114,31 @@ def decide(
       95% interval resamples seeds and validation examples together (`DRAWS` draws, paired across arms).
       Reached at the smallest rung, the estimate is a lower bound.
 
+    Differences (`diff` and its interval, in the metric's units) keep one sign whatever the mode:
+    `vs_baseline` is the arm minus the baseline, `vs_leader` the leader minus the arm (so positive for "max",
+    negative for "min"); the calls read them through the mode. Without per-example values in the final runs,
+    arms are paired by seed only (`paired_by_example` False).
+
     Args:
-        trials: the trials table (final runs carry `val_examples`).
-        target_accuracy: the study's target, or None for the baseline's mean.
-        chance_accuracy: the accuracy of always predicting the most frequent validation class, if known.
+        trials: the trials table (final runs carry `final_val_metric` and, where the metric has them,
+            per-example values in `val_examples`).
+        target: the study's target in the metric's units, or None for the baseline's mean.
+        chance_accuracy: the accuracy of always predicting the most frequent validation class, if known
+            (used only when `metric` is "accuracy").
         baseline: the baseline arm's name.
+        metric: the metric's display name ("accuracy", "loss", or a custom function's name).
+        mode: "max" (higher is better) or "min" (lower is better).
 
     Returns:
         A JSON-ready dict; see `verdict.json` in docs/workflow.md for its keys.
+
+    Example:
+        >>> decide(run.trials, metric="mae", mode="min")["winner"]  # doctest: +SKIP
     """
-    matrices, seeds, excluded = outcomes(trials)
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', but got {mode!r}.")
+    accuracy, sign = metric == "accuracy", 1.0 if mode == "max" else -1.0
+    matrices, seeds, excluded, by_example = outcomes(trials)
     arms = sorted(matrices)
     full = {arm: matrices[arm][max(matrices[arm])] for arm in arms}
     n_examples = next(iter(full.values())).shape[1] if full else 0
@@ -189,12 +149,15 @@ def decide(
         "baseline": baseline,
         "better_than_baseline": [],
         "worse_than_baseline": [],
-        "target_accuracy": None,
+        "metric": metric,
+        "mode": mode,
+        "target": None,
         "target_source": None,
         "target_meaningful": None,
-        "chance_accuracy": chance_accuracy,
-        "eval_examples": n_examples,
-        "points_per_example": 100 / n_examples if n_examples else None,
+        "chance_accuracy": chance_accuracy if accuracy else None,
+        "paired_by_example": by_example,
+        "eval_examples": n_examples if by_example else None,
+        "points_per_example": 100 / n_examples if by_example and accuracy else None,
         "seeds": seeds,
         "n_seeds": len(seeds),
         "alpha": ALPHA,
@@ -206,7 +169,7 @@ def decide(
         "headline": "",
     }
     if not arms:
-        out["headline"] = "No finished final runs with per-example results at the full budget: no verdict."
+        out["headline"] = "No finished final runs at the full budget: no verdict."
         out["rule"] = out["headline"]
         return out
     s = len(seeds)
@@ -214,7 +177,7 @@ def decide(
     seed_w, example_w = bootstrap_weights(s, n_examples)
     loss = _mean_val_loss(trials)
     for arm in arms:
-        boot = _resampled_means(full[arm], seed_w, example_w)
+        boot = resampled_means(full[arm], seed_w, example_w)
         per_seed = full[arm].mean(1)
         out["arms"][arm] = {
             "mean": float(full[arm].mean()),
@@ -223,13 +186,15 @@ def decide(
             "std_over_seeds": float(per_seed.std(ddof=1)) if estimable else None,
             "mean_val_loss": _none_if_nan(loss.get(arm, math.nan)),
         }
-    leader = max(arms, key=lambda a: (out["arms"][a]["mean"], -(loss.get(a, 0.0) or 0.0), a))
+    leader = max(arms, key=lambda a: (sign * out["arms"][a]["mean"], -(loss.get(a, 0.0) or 0.0), a))
     out["leader"] = leader
 
     # --- the top group: leader against every other arm, Holm over those comparisons
     # intervals at alpha / m (Bonferroni): simultaneous, so one that excludes 0 agrees with the Holm call
     simultaneous = ALPHA / max(1, len(arms) - 1)
-    vs_leader = {a: paired_difference(full[leader], full[a], simultaneous) for a in arms if a != leader}
+    vs_leader = {
+        a: paired_difference(full[leader], full[a], simultaneous, accuracy) for a in arms if a != leader
+    }
     adjusted = holm({a: c["p"] for a, c in vs_leader.items()}) if estimable else {}
     for a, c in vs_leader.items():
         out["arms"][a]["vs_leader"] = {**_clean(c), "p_holm": adjusted.get(a)}
@@ -241,19 +206,23 @@ def decide(
 
     # --- against the baseline, Holm over the arms
     if baseline in full:
-        vs_base = {a: paired_difference(full[a], full[baseline], simultaneous) for a in arms if a != baseline}
+        vs_base = {
+            a: paired_difference(full[a], full[baseline], simultaneous, accuracy)
+            for a in arms
+            if a != baseline
+        }
         adjusted = holm({a: c["p"] for a, c in vs_base.items()}) if estimable else {}
         for a, c in vs_base.items():
             call = "not estimable"
             if estimable:
-                call = "equal" if adjusted[a] >= ALPHA else ("better" if c["diff"] > 0 else "worse")
+                call = "equal" if adjusted[a] >= ALPHA else ("better" if sign * c["diff"] > 0 else "worse")
             out["arms"][a]["vs_baseline"] = {**_clean(c), "p_holm": adjusted.get(a), "call": call}
         out["better_than_baseline"] = [
             a for a in vs_base if out["arms"][a]["vs_baseline"]["call"] == "better"
         ]
         out["worse_than_baseline"] = [a for a in vs_base if out["arms"][a]["vs_baseline"]["call"] == "worse"]
 
-    _speedups(out, matrices, full, baseline, target_accuracy, chance_accuracy, seed_w, example_w)
+    _speedups(out, matrices, full, target, seed_w, example_w)
     _order_top_group(out, loss)
     out["rule"], out["headline"] = _words(out)
     return out
@@ -274,23 +243,23 @@ def _speedups(
     out: dict[str, Any],
     matrices: dict[str, dict[float, np.ndarray]],
     full: dict[str, np.ndarray],
-    baseline: str,
-    target_accuracy: float | None,
-    chance: float | None,
+    study_target: float | None,
     seed_w: np.ndarray,
     example_w: np.ndarray,
 ) -> None:
-    """Fill `out["speedup"]`, the target and whether it means anything (the baseline must beat chance)."""
-    if target_accuracy is not None:
-        target, boot_target = float(target_accuracy), np.full(len(seed_w), float(target_accuracy))
-        out["target_source"] = "the study's target_accuracy"
+    """Fill `out["speedup"]`, the target and whether it means anything (accuracy: the baseline must beat
+    chance)."""
+    baseline, sign, chance = out["baseline"], 1.0 if out["mode"] == "max" else -1.0, out["chance_accuracy"]
+    if study_target is not None:
+        target, boot_target = float(study_target), np.full(len(seed_w), float(study_target))
+        out["target_source"] = "the study's target"
     elif baseline in full:
         target = float(full[baseline].mean())
-        boot_target = _resampled_means(full[baseline], seed_w, example_w)
-        out["target_source"] = f"the mean final val accuracy of the baseline {baseline}"
+        boot_target = resampled_means(full[baseline], seed_w, example_w)
+        out["target_source"] = f"the mean final val {out['metric']} of the baseline {baseline}"
     else:
         return
-    out["target_accuracy"] = target
+    out["target"] = target
     base = out["arms"].get(baseline)
     low = base["ci_low"] if base and base["ci_low"] is not None else (base or {}).get("mean")
     out["target_meaningful"] = not (chance is not None and low is not None and low <= chance)
@@ -298,21 +267,21 @@ def _speedups(
         return
     base_rungs = matrices[baseline]
     full_epochs = max(base_rungs)
-    base_point = _epochs_to_target({e: m.mean() for e, m in base_rungs.items()}, target)
+    base_point = _epochs_to_target({e: m.mean() for e, m in base_rungs.items()}, target, sign)
     # a study target the baseline never reaches: its full budget is the reference, every speed-up a lower
     # bound
     base_reached = bool(np.isfinite(base_point))
     reference = float(base_point) if base_reached else full_epochs
     base_boot = _epochs_to_target(
-        {e: _resampled_means(m, seed_w, example_w) for e, m in base_rungs.items()}, boot_target
+        {e: resampled_means(m, seed_w, example_w) for e, m in base_rungs.items()}, boot_target, sign
     )
     base_boot = np.where(np.isfinite(base_boot), base_boot, full_epochs)
     for arm, rungs in matrices.items():
         if arm == baseline:
             continue
-        point = float(_epochs_to_target({e: m.mean() for e, m in rungs.items()}, target))
+        point = float(_epochs_to_target({e: m.mean() for e, m in rungs.items()}, target, sign))
         boot = _epochs_to_target(
-            {e: _resampled_means(m, seed_w, example_w) for e, m in rungs.items()}, boot_target
+            {e: resampled_means(m, seed_w, example_w) for e, m in rungs.items()}, boot_target, sign
         )
         ratio = np.where(np.isfinite(boot), base_boot / boot, 0.0)  # 0: not reached in that draw
         reached = math.isfinite(point)
@@ -335,8 +304,27 @@ def _order_top_group(out: dict[str, Any], loss: dict[str, float]) -> None:
     out["top_group"] = sorted(out["top_group"], key=key)
 
 
-def _pts(x: float) -> str:
-    return f"{100 * x:.2f}"
+# --------------------------------------------------------------------------------------------- the words
+
+
+def metric_text(value: float, metric: str) -> str:
+    """A value of the metric for people: accuracy in percent, anything else to 4 significant digits.
+
+    Example:
+        >>> metric_text(0.94361, "accuracy"), metric_text(0.012345, "mae")
+        ('94.36%', '0.01235')
+    """
+    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.4g}"
+
+
+def difference_text(diff: float, metric: str) -> str:
+    """A signed difference of the metric: accuracy in points, anything else to 3 significant digits.
+
+    Example:
+        >>> difference_text(0.032, "accuracy"), difference_text(-0.00123, "mae")
+        ('+3.20 points', '-0.00123')
+    """
+    return f"{100 * diff:+.2f} points" if metric == "accuracy" else f"{diff:+.3g}"
 
 
 def speedup_text(sp: dict[str, Any] | None) -> str:
@@ -350,28 +338,43 @@ def speedup_text(sp: dict[str, Any] | None) -> str:
     return f"{sp['estimate']:.2g}x ({interval})"
 
 
-def _words(out: dict[str, Any]) -> tuple[str, str]:
-    """The decision rule as printed, and the headline sentence."""
-    n, s, b = out["eval_examples"], out["n_seeds"], out["baseline"]
-    rule = (
-        f"Final val accuracy at the full budget over {s} seed{'s' if s != 1 else ''} x {n} validation "
-        f"examples (one example = {100 / n:.3g} points). An arm joins the top group unless a paired test (by "
-        "seed and by example, Student t with Welch-Satterthwaite df) shows it below the leader at "
+def _rule(out: dict[str, Any]) -> str:
+    """The decision rule as printed."""
+    n, s, b, m = out["eval_examples"], out["n_seeds"], out["baseline"], out["metric"]
+    seeds = f"{s} seed{'s' if s != 1 else ''}"
+    worse = "below" if out["mode"] == "max" else "above"
+    if out["paired_by_example"]:
+        rule = f"Final val {m} at the full budget over {seeds} x {n} validation examples"
+        rule += f" (one example = {100 / n:.3g} points)." if m == "accuracy" else "."
+        test = "by seed and by example, Student t with Welch-Satterthwaite df"
+        resampled = "seeds and examples"
+    else:
+        rule = (
+            f"Final val {m} at the full budget over {seeds}; the final runs recorded no per-example values, "
+            "so arms are paired by seed only."
+        )
+        test = f"by seed, Student t with {max(s - 1, 0)} df"
+        resampled = "seeds"
+    if m != "accuracy":
+        rule += f" {'Higher' if out['mode'] == 'max' else 'Lower'} is better."
+    means = "accuracies" if m == "accuracy" else f"mean val {m}"
+    rule += (
+        f" An arm joins the top group unless a paired test ({test}) shows it {worse} the leader at "
         f"{100 * (1 - ALPHA):.0f}% after Holm's correction; a winner is named only when the top group has "
         f"one arm. The same test against {b} calls each arm better, equal or worse; intervals of differences "
-        "are simultaneous (Bonferroni). Intervals of accuracies and speed-ups: bootstrap over seeds and "
-        "examples."
+        f"are simultaneous (Bonferroni). Intervals of {means} and speed-ups: bootstrap over {resampled}."
     )
     if s < MIN_SEEDS:
-        rule += (
-            f" With {s} seed{'s' if s != 1 else ''} the seed-to-seed spread is not estimable:"
-            " no winner is named."
-        )
+        rule += f" With {seeds} the seed-to-seed spread is not estimable: no winner is named."
+    return rule
+
+
+def _words(out: dict[str, Any]) -> tuple[str, str]:
+    """The decision rule as printed, and the headline sentence."""
+    s, b, m = out["n_seeds"], out["baseline"], out["metric"]
     if out["winner"]:
-        head = (
-            f"Winner: {out['winner']} ({_pts(out['arms'][out['winner']]['mean'])}%),"
-            " ahead of every other arm."
-        )
+        value = metric_text(out["arms"][out["winner"]]["mean"], m)
+        head = f"Winner: {out['winner']} (val {m} {value}), ahead of every other arm."
     else:
         group = ", ".join(out["top_group"])
         head = (
@@ -385,7 +388,7 @@ def _words(out: dict[str, Any]) -> tuple[str, str]:
     elif b in out["arms"] and s >= MIN_SEEDS:
         head += f" No arm is better than {b}."
     speed = {a: v for a, v in out["speedup"].items() if v.get("estimate") is not None}
-    target = f"the target ({_pts(out['target_accuracy'] or 0)}%)"
+    target = f"the target (val {m} {metric_text(out['target'] or 0, m)})"
     first = out["top_group"][0]
     if first in speed:
         head += f" {first} reaches {target} {speedup_text(speed[first])} sooner than the baseline."
@@ -393,4 +396,4 @@ def _words(out: dict[str, Any]) -> tuple[str, str]:
     if fastest is not None and (first not in speed or speed[first]["estimate"] < fastest):
         arms = [a for a, v in speed.items() if v["estimate"] == fastest]
         head += f" Fastest to {target}: {', '.join(arms)}, {speedup_text(speed[arms[0]])}."
-    return rule, head
+    return _rule(out), head

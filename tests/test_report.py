@@ -19,6 +19,7 @@ from sched_search import plots
 from sched_search.leaderboard import budget_ladder
 from sched_search.report import format_leaderboard, write_plots, write_report
 from sched_search.results import learning_curves, load_run, param_importances, schedule_curves
+from sched_search.tables import encode_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -62,6 +63,20 @@ CONFIGS = {
 }
 
 
+# The same study minimising val MAE: one_cycle-adamw lowest, clr-sgdw highest.
+MAE_ARMS = {
+    BASELINE: {1.0: [0.10, 0.11, 0.12]},
+    "one_cycle-adamw": {0.125: [0.20, 0.21, 0.22], 0.25: [0.09, 0.10, 0.11], 1.0: [0.05, 0.06, 0.07]},
+    "clr-sgdw": {0.25: [0.30, 0.31, 0.32], 1.0: [0.15, 0.16, 0.17]},
+}
+
+
+def errors_string(mean: float, n: int, rng: np.random.Generator) -> str:
+    """A JSON record of `n` per-example values (absolute errors, say) whose mean is exactly `mean`."""
+    z = rng.standard_normal(n)
+    return encode_examples(mean * (1 + 0.5 * (z - z.mean())))
+
+
 def correct_string(accuracy: float, n: int, rng: np.random.Generator) -> str:
     """A "0110..." record of `n` examples with exactly round(accuracy * n) right, at random places."""
     right = np.zeros(n, dtype=bool)
@@ -76,18 +91,22 @@ def _fabricate(
     tables: tuple = ("trials", "epochs"),
     extras: bool = True,
     n_val: int = N_VAL,
+    metric: str | None = None,
 ) -> Path:
     """A run folder written by hand: known accuracies; full-budget curves rise 1 point per epoch to the
-    final."""
+    final. `metric` (lower is better): known mean per-example values instead, curves falling to the final;
+    without it the folder is an old one (accuracy, `target_accuracy`, no metric keys)."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
-    study = {
-        "name": "fab",
-        "train": {"epochs": EPOCHS},
-        "search": {"seeds": [0, 1, 2]},
-        "target_accuracy": target,
-    }
-    (root / "resolved_config.json").write_text(json.dumps({"study": study, "package_version": "0.1.0"}))
+    study = {"name": "fab", "train": {"epochs": EPOCHS}, "search": {"seeds": [0, 1, 2]}}
+    config = {"study": study, "package_version": "0.1.0"}
+    if metric is None:
+        study["target_accuracy"] = target
+    else:
+        study["target"] = target
+        config.update(metric=metric, metric_mode="min", loss="mse", chance_accuracy=None)
+    (root / "resolved_config.json").write_text(json.dumps(config))
+    step = 0.01 if metric is None else -0.01  # per epoch before the last, towards the final value
     trial_rows, epoch_rows, configs = [], [], []
     for arm, rungs in arms.items():
         schedule, optimizer = arm.split("-")
@@ -116,7 +135,9 @@ def _fabricate(
                         "wall_time": 1.0 + seed,
                         "status": "ok",
                         "reason": "",
-                        "val_examples": correct_string(acc, n_val, rng),
+                        "val_examples": correct_string(acc, n_val, rng)
+                        if metric is None
+                        else errors_string(acc, n_val, rng),
                     }
                 )
                 epoch_rows += [
@@ -125,7 +146,7 @@ def _fabricate(
                         "epoch": e,
                         "train_loss": 1.0 / e,
                         "val_loss": 1 - acc + (n - e) * 0.01,
-                        "val_metric": acc - (n - e) * 0.01,
+                        "val_metric": acc - (n - e) * step,
                         "lr": 0.01,
                         "momentum": 0.9,
                         "cycle_epoch": e,
@@ -223,14 +244,48 @@ def test_leaderboard_numbers(fab: Path) -> None:
 
 
 def test_study_target_overrides_the_baseline(tmp_path: Path) -> None:
+    """An old run folder: the target under study.target_accuracy still counts."""
     run = load_run(_fabricate(tmp_path / "t", target=0.915))
     board = run.leaderboard.set_index("arm")
-    assert run.target == 0.915 and run.verdict["target_source"] == "the study's target_accuracy"
+    assert run.target == 0.915 and run.verdict["target_source"] == "the study's target"
     assert board.loc["one_cycle-adamw", "epochs_to_target"] == 4  # 0.915 at budget 0.5
     # the baseline never reaches 0.915: its full budget is the reference, the speed-up a lower bound
     assert board.loc["one_cycle-adamw", "speedup"] == pytest.approx(2.0)
     assert board.loc["one_cycle-adamw", "speedup_lower_bound"]
     assert ">= 2x (a lower bound" in run.summary
+
+
+@pytest.mark.parametrize("metric", ["mae", "loss"])
+def test_a_metric_where_lower_is_better(tmp_path: Path, metric: str) -> None:
+    """resolved_config.json says metric "mae" (or the loss), mode "min": lowest first, no percent, no
+    accuracy anywhere in the words, every figure written."""
+    run = load_run(_fabricate(tmp_path / metric, arms=MAE_ARMS, metric=metric))
+    assert (run.metric, run.metric_mode, run.verdict["mode"]) == (metric, "min", "min")
+    board = run.leaderboard
+    assert board["arm"].tolist() == ["one_cycle-adamw", BASELINE, "clr-sgdw"]
+    assert board["mean_val_metric"].is_monotonic_increasing
+    assert run.target == pytest.approx(0.11) and run.verdict["winner"] == "one_cycle-adamw"
+    a = board.set_index("arm").loc["one_cycle-adamw"]
+    # the ladder: 0.10 at 2 epochs is at most the target 0.11; 0.21 at 1 epoch is not
+    assert a["epochs_to_target"] == 2 and a["speedup"] == pytest.approx(4.0)
+    # full-length run: mean at epoch e is 0.06 + (8 - e) / 100 -> first <= 0.11 at epoch 3
+    assert a["first_epoch_at_target_full_run"] == 3
+    text = format_leaderboard(run)
+    lines = text.splitlines()
+    assert f"(target: val {metric} 0.11)" in lines[0]
+    assert lines[1].split()[:5] == ["arm", "seeds", "failed", "val", metric]
+    assert lines[1].count("val loss") == 1  # metric "loss": its column is the val loss column
+    assert "%" not in lines[1].replace("95% CI", "") and "acc" not in lines[1]
+    assert "0.06" in lines[2] and "better -0.05 [" in lines[2]
+    written = write_report(run.path)
+    md = written["report.md"].read_text()
+    assert f"Target (val {metric}): 0.11." in md and f"Winner: one_cycle-adamw (val {metric} 0.06)" in md
+    assert "accuracy" not in md and "Lower is better." in md
+    header = next(line for line in md.splitlines() if line.startswith("| arm |"))
+    assert f"| val {metric} |" in header and "%" not in header.replace("95% CI", "")
+    for key in ("plot:leaderboard", "plot:budget_ladder", "plot:learning_curves"):
+        assert written[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[key].stat().st_size > 5000
+    assert json.loads(written["verdict.json"].read_text())["metric"] == metric
 
 
 def test_no_arm_reaches_the_target(tmp_path: Path) -> None:
@@ -244,7 +299,7 @@ def test_format_leaderboard(fab: Path) -> None:
     run = load_run(fab)
     text = format_leaderboard(run)
     lines = text.splitlines()
-    assert "target 90.00%" in lines[0]
+    assert "(target: val accuracy 90.00%)" in lines[0]
     first = run.leaderboard.iloc[0]
     assert lines[2].split()[0] == first["arm"]
     assert lines[1].split()[:4] == ["arm", "seeds", "failed", "val"]

@@ -7,11 +7,15 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from sched_search.leaderboard import build_leaderboard
 from sched_search.tables import (
     append_tables,
+    decode_examples,
+    encode_examples,
     failed_arms,
     failure_lines,
     failures,
@@ -130,3 +134,19 @@ def test_progress_text_counts_and_time_left() -> None:
     assert progress_text(43, 48, 2, 0, 30.0, 3) == "[43/48 | 2 running | 0 failed | 30s, ~50s left]"
     assert progress_text(48, 48, 0, 0, 4000.0, 48) == "[48/48 | 0 running | 0 failed | 1h06m, all done]"
     assert progress_text(0, 48, 2, 0, 5.0, 0) == "[0/48 | 2 running | 0 failed | 5s]"
+
+
+def test_examples_round_trip_compact_for_0_1_and_json_for_floats() -> None:
+    right = np.array([1, 0, 0, 1, 1], dtype=bool)
+    assert encode_examples(right) == "10011" and encode_examples([1.0, 0.0]) == "10"
+    assert decode_examples("10011").tolist() == [1.0, 0.0, 0.0, 1.0, 1.0]
+    errors = np.array([0.5, 0.0, 1.0, 2.25, 1e-7])  # squared errors: not all 0/1, so JSON
+    text = encode_examples(errors)
+    assert text.startswith("[") and decode_examples(text).tolist() == errors.tolist()  # exact
+    assert encode_examples(np.float32([0.1, 3.0])).startswith("[")
+    assert encode_examples(None) is None and encode_examples([]) is None
+    assert decode_examples(None) is None and decode_examples(math.nan) is None
+    with pytest.raises(ValueError, match="1-D"):
+        encode_examples(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="'0'/'1' characters"):
+        decode_examples("0120")

@@ -1,5 +1,6 @@
 """The verdict on hand-built run folders (no training): ties inside the evaluation noise, clear winners, too
-few seeds, intervals inside [0, 100]%, speed-ups reached at the smallest budget, a baseline at chance."""
+few seeds, intervals inside [0, 100]%, speed-ups reached at the smallest budget, a baseline at chance; and the
+same for a metric where lower is better, with real-valued per-example values or none (paired by seed only)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from sched_search.paired import holm, paired_difference
 from sched_search.report import format_leaderboard, write_report
 from sched_search.results import load_run
-from sched_search.verdict import correct_matrix, holm, paired_difference
+from sched_search.tables import encode_examples
+from sched_search.verdict import decide
 
 BASELINE = "constant-adam"
 EPOCHS = 8
-
-
-def _record(right: np.ndarray) -> str:
-    return "".join("01"[int(v)] for v in right)
 
 
 def _run(
@@ -29,11 +28,16 @@ def _run(
     arms: dict[str, dict[float, list[np.ndarray]]],
     chance: float | None = 0.1,
     target: float | None = None,
+    metric: str = "accuracy",
+    mode: str = "max",
+    per_example: bool = True,
 ) -> Path:
-    """A run folder of final runs only: arm -> budget -> per-seed 0/1 correctness vectors."""
+    """A run folder of final runs only: arm -> budget -> per-seed vectors of per-example values (0/1
+    correctness for accuracy); `per_example` False records none (a metric that gives one number per run)."""
     root.mkdir(parents=True)
-    study = {"name": "hand", "train": {"epochs": EPOCHS}, "target_accuracy": target}
-    (root / "resolved_config.json").write_text(json.dumps({"study": study, "chance_accuracy": chance}))
+    study = {"name": "hand", "train": {"epochs": EPOCHS}, "target": target}
+    config = {"study": study, "chance_accuracy": chance, "metric": metric, "metric_mode": mode, "loss": "mse"}
+    (root / "resolved_config.json").write_text(json.dumps(config))
     rows = []
     for arm, rungs in arms.items():
         for budget, vectors in rungs.items():
@@ -48,12 +52,12 @@ def _run(
                         "budget_epochs": budget * EPOCHS,
                         "epochs_run": budget * EPOCHS,
                         "final_val_metric": right.mean(),
-                        "final_val_loss": 1 - right.mean(),
+                        "final_val_loss": right.mean() if mode == "min" else 1 - right.mean(),
                         "test_metric": right.mean(),
                         "wall_time": 1.0,
                         "status": "ok",
                         "reason": "",
-                        "val_examples": _record(right),
+                        "val_examples": encode_examples(right) if per_example else None,
                     }
                 )
     pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)
@@ -89,10 +93,6 @@ def test_holm_by_hand() -> None:
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == {"a": 0.03, "c": 0.06, "b": 0.06}
     assert holm({"a": 0.5, "b": 0.001}) == {"b": 0.002, "a": 0.5}  # monotone and capped at 1
     assert holm({"x": 0.9, "y": 0.8}) == {"y": 1.0, "x": 1.0}
-
-
-def test_correct_matrix_reads_the_record() -> None:
-    assert correct_matrix(["0110", "1111"]).tolist() == [[0, 1, 1, 0], [1, 1, 1, 1]]
 
 
 # ----------------------------------------------------------------------------------- the cases of issue 9
@@ -137,7 +137,10 @@ def test_clear_winner_over_three_seeds(tmp_path: Path) -> None:
         "winner",
         "top_group",
         "baseline",
-        "target_accuracy",
+        "target",
+        "metric",
+        "mode",
+        "paired_by_example",
         "eval_examples",
         "speedup",
         "better_than_baseline",
@@ -255,3 +258,133 @@ def test_a_failed_seed_leaves_the_comparison_paired(tmp_path: Path) -> None:
     trials.to_parquet(root / "trials.parquet", index=False)
     v = load_run(root).verdict
     assert v["seeds"] == [0, 1] and v["winner"] is None  # seed 2 left out of every comparison
+
+
+# ----------------------------------------------------------------------------------- lower is better
+
+
+def _errors(n: int, mean: float, rng: np.random.Generator, spread: float = 0.5) -> np.ndarray:
+    """n per-example values (absolute errors, say) whose mean is exactly `mean`."""
+    z = rng.standard_normal(n)
+    return mean * (1 + spread * (z - z.mean()) / z.std())
+
+
+def test_lowest_mae_wins_paired_by_example(tmp_path: Path) -> None:
+    """A min metric with real-valued per-example values: the lowest arm wins; lower than the baseline is
+    "better", higher is "worse"; differences are the arm minus the other, in the metric's units, unclipped."""
+    rng = np.random.default_rng(7)
+    n = 500
+    arms = {
+        "one_cycle-adamw": {1.0: [_errors(n, m, rng) for m in (2.0, 2.1, 2.05)]},
+        "clr-adamw": {1.0: [_errors(n, m, rng) for m in (3.0, 3.1, 3.05)]},
+        "sgdr-sgdw": {1.0: [_errors(n, m, rng) for m in (6.0, 6.2, 6.1)]},
+        BASELINE: {1.0: [_errors(n, m, rng) for m in (4.0, 4.1, 4.05)]},
+    }
+    run = load_run(_run(tmp_path / "mae", arms, chance=None, metric="mae", mode="min"))
+    v = run.verdict
+    assert (v["metric"], v["mode"], v["paired_by_example"], v["eval_examples"]) == ("mae", "min", True, n)
+    assert v["points_per_example"] is None and v["chance_accuracy"] is None and v["target_meaningful"]
+    assert v["winner"] == "one_cycle-adamw" == v["leader"] and v["top_group"] == ["one_cycle-adamw"]
+    assert v["better_than_baseline"] == ["clr-adamw", "one_cycle-adamw"]
+    assert v["worse_than_baseline"] == ["sgdr-sgdw"]
+    base = v["arms"]["one_cycle-adamw"]["vs_baseline"]
+    assert base["call"] == "better" and base["diff"] == pytest.approx(-2.0)
+    assert base["ci_low"] < -2.0 < base["ci_high"] < -1.0  # in the metric's units: not clipped to [-1, 1]
+    lead = v["arms"]["sgdr-sgdw"]["vs_leader"]  # the leader minus the arm
+    assert lead["diff"] == pytest.approx(-4.05) and lead["ci_low"] < -4.05 < lead["ci_high"] < 0
+    assert (
+        v["target"] == pytest.approx(4.05)
+        and "baseline" in v["target_source"]
+        and "mae" in v["target_source"]
+    )
+    assert run.summary.startswith("Winner: one_cycle-adamw (val mae 2.05), ahead of every other arm.")
+    assert "Better than constant-adam: clr-adamw, one_cycle-adamw." in run.summary
+    assert "Lower is better" in v["rule"] and "shows it above the leader" in v["rule"]
+    assert "500 validation examples" in v["rule"] and "points" not in v["rule"]
+    board = run.leaderboard
+    assert board["arm"].tolist() == ["one_cycle-adamw", "clr-adamw", BASELINE, "sgdr-sgdw"]  # lowest first
+    assert board["ci_high"].max() > 1  # a mean interval is not clipped to [0, 1] either
+
+
+def test_min_metric_within_noise_names_no_winner(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    n = 300
+    arms = {
+        "one_cycle-adamw": {1.0: [_errors(n, m, rng) for m in (0.100, 0.103, 0.101)]},
+        "clr-adamw": {1.0: [_errors(n, m, rng) for m in (0.101, 0.102, 0.102)]},
+        BASELINE: {1.0: [_errors(n, m, rng) for m in (0.200, 0.201, 0.199)]},
+    }
+    v = load_run(_run(tmp_path / "tie", arms, metric="mse", mode="min")).verdict
+    assert v["winner"] is None and v["leader"] == "one_cycle-adamw"  # 0.1013 against 0.1017
+    assert sorted(v["top_group"]) == ["clr-adamw", "one_cycle-adamw"]
+    assert v["arms"]["clr-adamw"]["vs_leader"]["p_holm"] >= 0.05
+    assert v["better_than_baseline"] == ["clr-adamw", "one_cycle-adamw"]
+
+
+def test_speedup_when_lower_is_better(tmp_path: Path) -> None:
+    """mode "min": a rung reaches the target when its mean is at most the target. Under "max" the same
+    numbers would reach it at the first rung."""
+    rng = np.random.default_rng(9)
+    n = 400
+    arms = {
+        "one_cycle-sgdw": {
+            0.125: [_errors(n, m, rng) for m in (0.30, 0.31, 0.29)],
+            0.25: [_errors(n, m, rng) for m in (0.08, 0.081, 0.079)],
+            0.5: [_errors(n, m, rng) for m in (0.06, 0.061, 0.059)],
+            1.0: [_errors(n, m, rng) for m in (0.05, 0.051, 0.049)],
+        },
+        BASELINE: {1.0: [_errors(n, m, rng) for m in (0.10, 0.101, 0.099)]},
+    }
+    run = load_run(_run(tmp_path / "sp", arms, metric="mae", mode="min"))
+    sp = run.verdict["speedup"]["one_cycle-sgdw"]
+    assert run.target == pytest.approx(0.10)
+    assert sp["epochs_to_target"] == 2.0 and sp["estimate"] == pytest.approx(4.0) and not sp["lower_bound"]
+    assert sp["ci_low"] == pytest.approx(4.0) and sp["ci_high"] == pytest.approx(4.0)
+    assert "reaches the target (val mae 0.1) 4x (95% CI 4-4x) sooner" in run.summary
+    assert run.leaderboard.set_index("arm").loc["one_cycle-sgdw", "to_target"].startswith("4x")
+    trials = run.trials
+    maxed = decide(trials, metric="mae", mode="max")  # the same numbers read the other way round
+    assert maxed["speedup"]["one_cycle-sgdw"]["epochs_to_target"] == 1.0
+    # a study target the baseline never reaches (0.07): the arm's 4 epochs against the baseline's full 8
+    study = decide(trials, target=0.07, metric="mae", mode="min")
+    assert study["target_source"] == "the study's target"
+    assert study["speedup"]["one_cycle-sgdw"]["estimate"] == pytest.approx(2.0)
+    assert study["speedup"]["one_cycle-sgdw"]["lower_bound"]
+    with pytest.raises(ValueError, match="'max' or 'min', but got 'lowest'"):
+        decide(trials, mode="lowest")
+
+
+def test_no_per_example_values_pairs_by_seed_only(tmp_path: Path) -> None:
+    """A custom metric that returns one number per run: each run is its final_val_metric, arms are paired
+    by seed only (t with S - 1 df, bootstrap over seeds); one arm with per-example values changes nothing."""
+    per_seed = {
+        "one_cycle-adamw": (0.050, 0.052, 0.049),
+        "clr-adamw": (0.080, 0.083, 0.079),
+        BASELINE: (0.100, 0.104, 0.098),
+    }
+    rng = np.random.default_rng(10)
+    arms = {arm: {1.0: [_errors(50, m, rng) for m in ms]} for arm, ms in per_seed.items()}
+    root = _run(tmp_path / "seeds", arms, metric="r2_loss", mode="min", per_example=False)
+    trials = pd.read_parquet(root / "trials.parquet")
+    trials.loc[trials.arm == "clr-adamw", "val_examples"] = encode_examples(np.ones(50))  # one arm only
+    trials.to_parquet(root / "trials.parquet", index=False)
+    run = load_run(root)
+    v = run.verdict
+    assert v["paired_by_example"] is False and v["eval_examples"] is None and v["points_per_example"] is None
+    assert v["winner"] == "one_cycle-adamw" and v["better_than_baseline"] == ["clr-adamw", "one_cycle-adamw"]
+    assert "paired by seed only" in v["rule"] and "Student t with 2 df" in v["rule"]
+    assert "bootstrap over seeds." in v["rule"] and "validation examples" not in v["rule"]
+    for arm, values in per_seed.items():
+        a = v["arms"][arm]
+        assert a["mean"] == pytest.approx(np.mean(values))
+        # seeds resampled, examples not: the interval stays within the per-seed values
+        assert min(values) - 1e-12 <= a["ci_low"] <= a["mean"] <= a["ci_high"] <= max(values) + 1e-12
+        assert a["std_over_seeds"] == pytest.approx(np.std(values, ddof=1))
+    d = np.subtract(per_seed["one_cycle-adamw"], per_seed[BASELINE])
+    half = stats.t.ppf(1 - 0.05 / 2 / 2, 2) * d.std(ddof=1) / math.sqrt(3)  # Bonferroni over 2 arms
+    c = v["arms"]["one_cycle-adamw"]["vs_baseline"]
+    assert c["diff"] == pytest.approx(d.mean()) and c["ci_high"] == pytest.approx(d.mean() + half)
+    one = paired_difference(np.array([[0.2], [0.3], [0.25]]), np.array([[0.1], [0.1], [0.2]]))
+    assert one["df"] == pytest.approx(2.0) and math.isfinite(one["p"])  # n = 1: no example term, no NaN
+    text = format_leaderboard(run)
+    assert "val r2_loss" in text and "not estimable" not in text
