@@ -114,7 +114,8 @@ def score(objective: Objective, pairs: Iterable[tuple[torch.Tensor, torch.Tensor
     user metric's 1-D tensor when it returns one. A user loss gives no per-example loss; the mean is then
     weighted by batch size.
     """
-    loss_sum, n = 0.0, 0
+    loss_sum: Any = 0.0  # a tensor on the outputs' device after the first batch: one sync at the end
+    n = 0
     values: list[torch.Tensor] = []
     outputs: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
@@ -122,10 +123,10 @@ def score(objective: Objective, pairs: Iterable[tuple[torch.Tensor, torch.Tensor
         k = len(y)
         if objective.per_example_loss is not None:
             per = objective.per_example_loss(out, y)
-            loss_sum += float(per.sum())
+            loss_sum = loss_sum + per.sum()
         else:
             per = None
-            loss_sum += float(objective.loss(out, y)) * k
+            loss_sum = loss_sum + objective.loss(out, y).detach() * k
         n += k
         if objective.metric == "accuracy":
             values.append((out.argmax(1) == y).float())
@@ -136,7 +137,7 @@ def score(objective: Objective, pairs: Iterable[tuple[torch.Tensor, torch.Tensor
             targets.append(y)
     if n == 0:
         raise ValueError("the evaluation set yielded no examples.")
-    loss = loss_sum / n
+    loss = float(loss_sum) / n
     if objective.metric_fn is not None:
         return _user_metric(objective, torch.cat(outputs), torch.cat(targets), loss)
     if values:

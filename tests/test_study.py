@@ -112,7 +112,7 @@ def test_smoke_run_folder(smoke_run: Path) -> None:
 
 TRIAL_LINE = re.compile(
     r"^\[(\d+)/(\d+) \| (\d+) running \| (\d+) failed \| [0-9hms]+, (?:~[0-9hms]+ left|all done)\] "
-    r"\[(search|final) ([\w-]+)\] \w+ val_metric [\d.]+ "
+    r"\[(search|final) ([\w-]+)\] \w+ val accuracy [\d.]+ "
 )
 
 
@@ -625,7 +625,7 @@ def test_every_run_failing_exits_4_with_short_reasons_and_tracebacks_in_errors(t
     assert (
         done.stderr.strip().splitlines()[-1].startswith("error: every run of") and "study done" in done.stdout
     )
-    # "[done/total | ...] [stage arm] id val_metric x error (reason) (config)"
+    # "[done/total | ...] [stage arm] id val accuracy x error (reason) (config)"
     recorded = [line for line in done.stdout.splitlines() if "] [search " in line or "] [final " in line]
     assert recorded and all(
         " error (ValueError: this layer has no kernel on this worker) (" in line for line in recorded
