@@ -48,7 +48,8 @@ class ModelSection:
 
 AUGMENTATIONS = ("none", "crop_flip")  # see data.augment_batch
 LOSSES = ("cross_entropy", "mse")  # built-in losses (objective.py); or "package.module:function"
-METRICS = ("accuracy", "loss")  # built-in metrics (objective.py); or "package.module:function"
+# built-in metrics (objective.py) and which way is better; or "package.module:function"
+METRICS = {"accuracy": "max", "loss": "min"}
 METRIC_MODES = ("max", "min")
 PRECISIONS = ("fp32", "bf16", "fp16")  # see precision.py
 
@@ -364,12 +365,12 @@ def metric_name(metric: str) -> str:
 
 def metric_mode(train: TrainSection) -> str:
     """The metric's direction: the study's `metric_mode`, else the built-in metric's own."""
-    return train.metric_mode or {"accuracy": "max", "loss": "min"}.get(train.metric, "")
+    return train.metric_mode or METRICS.get(train.metric, "")
 
 
 def _check_metric(cfg: StudyConfig) -> None:
     s, t = cfg.source, cfg.train
-    for key, value, names in (("loss", t.loss, LOSSES), ("metric", t.metric, METRICS)):
+    for key, value, names in (("loss", t.loss, LOSSES), ("metric", t.metric, tuple(METRICS))):
         _check(
             s, value in names or ":" in value, f"[train] {key}", f"one of {names} or 'pkg.module:fn'", value
         )
@@ -379,7 +380,7 @@ def _check_metric(cfg: StudyConfig) -> None:
             f"{s}: [train] metric_mode must be set for a custom metric ({t.metric!r}): "
             "'max' if higher is better, 'min' if lower is better."
         )
-    own = {"accuracy": "max", "loss": "min"}.get(t.metric)
+    own = METRICS.get(t.metric)
     _check(s, own in (None, metric_mode(t)), "[train] metric_mode", f"{own!r} for {t.metric}", t.metric_mode)
     _check(
         s,

@@ -77,10 +77,6 @@ class LoaderData:
     steps_per_epoch: int | None = None  # batches per epoch; None: len(train())
     name: str = "loaders"
 
-    @property
-    def num_classes(self) -> int | None:  # what a model factory is called with
-        return self.num_outputs
-
 
 def split_batch(batch: Any) -> tuple[Any, torch.Tensor]:
     """(inputs, targets) of a batch: (x, y) tuples, (x1, x2, ..., y) tuples, or dicts with a target key."""
@@ -136,8 +132,7 @@ def endless_batches(data: LoaderData, device: torch.device | str) -> Iterator[tu
         empty = True
         for batch in data.train():
             empty = False
-            inputs, targets = split_batch(batch)
-            yield to_device(inputs, device), to_device(targets, device)
+            yield to_device(split_batch(batch), device)
         if empty:
             raise ValueError(f"the training loader of {data.name!r} yielded no batches.")
 
@@ -148,8 +143,7 @@ def eval_batches(
     """The `split` ("val" | "test") as (inputs, targets) batches on `device`."""
     if isinstance(data, LoaderData):
         for batch in getattr(data, split)():
-            inputs, targets = split_batch(batch)
-            yield to_device(inputs, device), to_device(targets, device)
+            yield to_device(split_batch(batch), device)
         return
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     for i in range(0, len(x), batch_size):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._importpath import load_object
-from .config import metric_name
+from .config import METRICS, metric_name
 
 
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -64,9 +64,6 @@ class Objective:
             return 0.0
         return -math.inf if self.mode == "max" else math.inf
 
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.mode == "max" else a < b
-
 
 def build_objective(loss: str = "cross_entropy", metric: str = "accuracy", mode: str = "") -> Objective:
     """Resolve the study's `[train] loss`, `metric` and `metric_mode` (import paths are imported here).
@@ -79,10 +76,8 @@ def build_objective(loss: str = "cross_entropy", metric: str = "accuracy", mode:
         loss_fn, per_example = _LOSSES[loss]
     else:
         loss_fn, per_example = load_object(loss, "loss"), None
-    if metric in ("accuracy", "loss"):
-        return Objective(
-            loss, loss_fn, per_example, metric, mode or ("max" if metric == "accuracy" else "min")
-        )
+    if metric in METRICS:
+        return Objective(loss, loss_fn, per_example, metric, mode or METRICS[metric])
     if mode not in ("max", "min"):
         raise ValueError(f"metric {metric!r} needs metric_mode 'max' or 'min', but got {mode!r}.")
     fn = load_object(metric, "metric")

@@ -169,7 +169,7 @@ def range_test(
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for _ in range(config.accumulation_steps):
-                    inputs, targets = (to_device(t, device) for t in batch_fn(next(stream)))
+                    inputs, targets = to_device(batch_fn(next(stream)), device)
                     with autocast(device, precision):
                         out = forward(model, to_memory_format(inputs, channels_last))
                     loss = loss_fn(out.float(), targets)
