@@ -1,14 +1,16 @@
-"""One study at a time per run folder: a lock file naming the holder (pid, host, process start time).
+"""One study at a time per run folder: an exclusive `flock` on a lock file naming the holder (pid, host,
+process start time).
 
-Two `--resume` of one folder would both run every unfinished trial and both write optuna.db. A lock left by a
-killed study is stale and taken over when its holder is provably gone: same host, and no process with that pid
-and start time. A lock from another host cannot be checked from here, so it is refused with the way to clear
-it.
+Two `--resume` of one folder would both run every unfinished trial and both write optuna.db. A lock file
+left by a killed study is stale and taken over when its holder is provably gone: same host, and no process
+with that pid and start time. The takeover happens under the flock, so two takers cannot both win. A lock
+from another host cannot be checked from here, so it is refused with the way to clear it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -59,9 +61,34 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since {holder.get('since', '?')}"
 
 
+def _on_takeover(holder: dict[str, Any]) -> None:
+    """Called between finding a stale lock and taking it over (tests pause here to race two takers)."""
+
+
+def _open_locked(path: Path) -> int | None:
+    """A descriptor of `path` with an exclusive `flock` on it, or None when another process holds it. The
+    kernel drops a flock when its holder dies, however it dies, so a held flock is a live holder."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder released (unlinked) it between our open and our flock: open the new one
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold `run_dir/study.lock` for the duration; raise `RunFolderLocked` if a live study holds it.
+
+    The lock is an exclusive `flock` on the file, which also names the holder: of two studies that find a
+    killed study's lock at once, exactly one gets the flock and takes the file over; the other is refused.
 
     Example:
         >>> with run_lock(Path("runs/smoke-20260101-120000")):
@@ -75,41 +102,37 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         "started": _start_time(pid),
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    tmp = run_dir / f".{LOCK_NAME}.{pid}"
-    tmp.write_text(json.dumps(mine))
+    fd = _open_locked(path)
+    if fd is None:
+        raise RunFolderLocked(_in_use(run_dir, path, _holder(path) or {}))
     try:
-        for _ in range(3):
-            try:
-                os.link(tmp, path)  # atomic, and fails if the lock exists: never a half-written lock
-                break
-            except FileExistsError:
-                holder = _holder(path)
-                if holder is None:
-                    continue  # released between our two calls
-                holder_pid = holder.get("pid")
-                live = (
-                    isinstance(holder_pid, int)
-                    and holder_pid > 0
-                    and _alive(holder_pid, holder.get("started"))
-                )
-                if holder.get("host") != mine["host"] or live:
-                    raise RunFolderLocked(
-                        f"run folder {run_dir} is in use by a study ({_describe(holder)}; lock file {path}). "
-                        "Wait for it to finish; if that process is gone (e.g. on another host), delete "
-                        f"{path}."
-                    ) from None
-                log.warning("taking over the stale lock of %s: %s is gone", run_dir, _describe(holder))
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-        else:
-            raise RunFolderLocked(f"run folder {run_dir}: could not take the lock {path} (contended).")
-    finally:
-        tmp.unlink(missing_ok=True)
+        holder = _holder(path)
+        if holder:  # left by a study that did not release it: killed, or alive on another host
+            holder_pid = holder.get("pid")
+            live = (
+                isinstance(holder_pid, int) and holder_pid > 0 and _alive(holder_pid, holder.get("started"))
+            )
+            if holder.get("host") != mine["host"] or live:  # another host's flock may not reach us
+                raise RunFolderLocked(_in_use(run_dir, path, holder))
+            log.warning("taking over the stale lock of %s: %s is gone", run_dir, _describe(holder))
+            _on_takeover(holder)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(mine).encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
     try:
         yield
     finally:
-        if _holder(path) == mine:
-            path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # while holding the flock: a taker that opened it sees it is gone
+        os.close(fd)
+
+
+def _in_use(run_dir: Path, path: Path, holder: dict[str, Any]) -> str:
+    return (
+        f"run folder {run_dir} is in use by a study ({_describe(holder)}; lock file {path}). "
+        f"Wait for it to finish; if that process is gone (e.g. on another host), delete {path}."
+    )
 
 
 __all__ = ["LOCK_NAME", "RunFolderLocked", "run_lock"]

@@ -71,3 +71,49 @@ def test_resume_of_a_locked_folder_exits_2_in_seconds(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is in use by a study" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "resolved_config.json").exists()
+
+
+# runlock is a leaf of the standard library only: loaded by its path, the taker need not import torch
+TAKER = """
+import importlib.util, sys
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("runlock", sys.argv[2])
+runlock = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runlock)
+
+def pause(holder):
+    print("taking over", flush=True)
+    sys.stdin.readline()  # the test says when to go on
+
+runlock._on_takeover = pause
+try:
+    with runlock.run_lock(Path(sys.argv[1])):
+        print("held", flush=True)
+except runlock.RunFolderLocked as e:
+    print("refused:", e, flush=True)
+"""
+
+
+def test_two_takers_of_a_stale_lock_exactly_one_holds_it(tmp_path: Path) -> None:
+    """The first taker is paused between finding the dead holder's lock and writing its own; the second comes
+    exactly then. Before the flock, both took the lock over (the second deleted the first's)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "1"})
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    taker = [sys.executable, "-c", TAKER, str(tmp_path), str(ROOT / "sched_search" / "runlock.py")]
+    first = subprocess.Popen(taker, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline() == "taking over\n"
+        second = subprocess.run(
+            taker, env=env, input="\n", capture_output=True, text=True, timeout=60, check=False
+        )
+        out, _ = first.communicate("\n", timeout=60)
+    finally:
+        first.kill()
+    assert second.stdout.startswith("refused: run folder"), second.stdout + second.stderr
+    assert out == "held\n"
+    assert not (tmp_path / LOCK_NAME).exists()
