@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -195,7 +196,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "several seeds beside a constant-LR Adam baseline. Prints a line per finished trial (with\n"
         "counts and time left), the leaderboard, the verdict and the recommended arm as torch code;\n"
         "writes runs/<name>-<date>-<time>/. Exit status: 2 for a bad study file or cluster, 3 when the\n"
-        "range test fails its sanity check, 4 when every run of some arm failed.",
+        "range test fails its sanity check, 4 when every run of some arm failed, 5 when runs are missing\n"
+        "after Ray Tune ended, 130/143 after Ctrl-C/SIGTERM (the folder is left to --resume; a second\n"
+        "Ctrl-C stops at once).",
         "  python -m sched_search study                            # studies/mnist1d.toml\n"
         "  python -m sched_search study studies/smoke.toml         # a tiny study, under a minute\n"
         "  python -m sched_search study --resume runs/mnist1d-20260101-120000   # after Ctrl-C or a crash\n"
@@ -237,10 +240,17 @@ def cmd_study(args: argparse.Namespace) -> int:
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from .interrupt import Interrupted
     from .preflight import ClusterError
     from .runlock import RunFolderLocked
-    from .study import StudyAborted, run_study
+    from .study import StudyAborted, StudyUnfinished, run_study
 
+    # Ignored around the study (run_study installs its own handlers and puts these back): a second Ctrl-C
+    # while an interrupted study exits must not end it with a KeyboardInterrupt traceback.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, signal.SIG_IGN)
+    interrupted = False
     try:
         run_dir = run_study(
             args.study_file,
@@ -256,7 +266,24 @@ def cmd_study(args: argparse.Namespace) -> int:
     except (ClusterError, RunFolderLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except StudyUnfinished as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 5
+    except Interrupted as e:
+        interrupted = True  # the process ends now: signals stay ignored until it has
+        print(_interrupted_line(e), file=sys.stderr, flush=True)
+        return e.exit_code
+    finally:
+        for sig, handler in previous.items() if not interrupted else ():
+            signal.signal(sig, handler)
     return _print_report(run_dir)
+
+
+def _interrupted_line(e: BaseException) -> str:
+    run_dir = getattr(e, "run_dir", None)
+    if run_dir is None or not (Path(run_dir) / "study.toml").exists():
+        return "interrupted before the run folder was written; nothing to resume"
+    return f"interrupted; resume with: python -m sched_search study --resume {run_dir}"
 
 
 def _print_report(run_dir: Path) -> int:
@@ -267,6 +294,8 @@ def _print_report(run_dir: Path) -> int:
 
     run = load_run(run_dir)
     paths = write_report(run_dir, run)
+    if run.unfinished:
+        print(f"{run.unfinished}: no verdict written (python -m sched_search study --resume {run_dir})")
     print(format_leaderboard(run))
     for line in failure_lines(run.trials):
         print(f"failed runs: {line}")

@@ -288,7 +288,7 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     e = cfg.early_stopping
     _check(
         s,
-        1 <= e.grace_period <= t.epochs,
+        1 <= e.grace_period <= t.epochs or not e.enabled,  # unused without early stopping
         "[early_stopping] grace_period",
         f"in 1..epochs ({t.epochs})",
         e.grace_period,

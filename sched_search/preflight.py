@@ -355,6 +355,20 @@ def _described(x: Any) -> str:
     return f"{type(x).__name__} {x!r}"[:80]
 
 
+def check_num_cpus(cfg: StudyConfig) -> None:
+    """A local Ray's `num_cpus` is at most the machine's CPUs (Ray takes any number and oversubscribes)."""
+    if cfg.ray_address:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cfg.resources.num_cpus > cores:
+        raise _err(
+            cfg,
+            "[resources] num_cpus",
+            f"= {cfg.resources.num_cpus}, but this machine has {cores} CPUs (a local Ray runs on them); "
+            f"use at most {cores}, or join a cluster with ray_address.",
+        )
+
+
 def check_study(cfg: StudyConfig) -> Any:
     """Every check that needs the world, before any work; returns the loaded data (loaded once)."""
     check_runs_dir(cfg)
@@ -367,24 +381,40 @@ def check_study(cfg: StudyConfig) -> Any:
 # --------------------------------------------------------------------------------------------- a Ray cluster
 
 
-def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Something listens at `address` (host:port, or ray://host:port): Ray itself retries a dead address for
-    minutes, ignoring SIGTERM. "auto" is resolved by Ray, which fails at once when no cluster runs here."""
+def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S, where: str = "") -> None:
+    """A Ray GCS answers at `address` as given (Ray retries a dead address, or a port that is not Ray's, for
+    minutes): a TCP connect, then the GCS's `GetClusterId` over gRPC, each within `timeout_s`; UNAUTHENTICATED
+    is Ray too (ray.init says what is missing). "auto" is Ray's to resolve. `where` starts the error."""
     if address == "auto":
         return
-    hostport = address.split("://", 1)[-1]
+    where = where or f"Ray address {address!r}"
+    scheme, _, hostport = address.rpartition("://")
     host, sep, port = hostport.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ClusterError(f"Ray address {address!r} must be host:port (e.g. 127.0.0.1:6379) or 'auto'.")
+        raise ClusterError(f"{where} must be host:port (e.g. 127.0.0.1:6379) or 'auto'.")
+    fix = f"Start one there (ray start --head --port {port}) or fix the address"
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
             pass
     except OSError as e:
         why = "nothing listens there" if isinstance(e, ConnectionRefusedError) else (e.strerror or str(e))
-        raise ClusterError(
-            f"cannot reach a Ray cluster at {address}: {why}. Start one there (ray start --head --port "
-            f"{port}) or check the address."
-        ) from None
+        raise ClusterError(f"{where}: cannot reach a Ray cluster at {address}: {why}. {fix}.") from None
+    if scheme:  # ray:// is the Ray Client server, not the GCS
+        return
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    with grpc.insecure_channel(hostport) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return
+            raise ClusterError(
+                f"{where}: something listens at {address}, but it is not a Ray cluster's GCS (gRPC: "
+                f"{e.code().name}). {fix} (the head's GCS port, 6379 by default)."
+            ) from None
 
 
 def auth_hint(address: str, error: BaseException) -> ClusterError:

@@ -14,7 +14,7 @@ import pandas as pd
 from .leaderboard import FULL_RUN_NOTE, budget_ladder
 from .results import Run, learning_curves, load_run, param_importances, schedule_curves
 from .snippet import Recommendation, recommend
-from .tables import failure_lines, write_json
+from .tables import diverged_search_lines, failure_lines, write_json
 from .verdict import metric_text
 
 # --------------------------------------------------------------------------------------------- output
@@ -163,7 +163,10 @@ def format_leaderboard(run: Run) -> str:
 
 
 def recommendation(run: Run) -> Recommendation | None:
-    """The arm to use and its torch code (`snippet.recommend` on the run's verdict and final configs)."""
+    """The arm to use and its torch code (`snippet.recommend` on the run's verdict and final configs); None
+    for an unfinished study."""
+    if run.unfinished:
+        return None
     return recommend(
         run.verdict,
         run.final_configs,
@@ -313,10 +316,12 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     for name, table in (("leaderboard", run.leaderboard), ("trials", run.trials), ("epochs", run.epochs)):
         written[f"{name}.csv"] = path / f"{name}.csv"
         table.drop(columns="val_examples", errors="ignore").to_csv(written[f"{name}.csv"], index=False)
-    written["verdict.json"] = write_verdict(run)
+    if not run.unfinished:  # a verdict only from a complete study
+        written["verdict.json"] = write_verdict(run)
     figures, notes = write_plots(run, path / "plots")
     written.update({f"plot:{k}": v for k, v in figures.items()})
     notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + notes
+    notes = [f"Search: {line}" for line in diverged_search_lines(run.trials)] + notes
     study = run.config.get("study", {})
     title = f"Report: {study.get('name', path.name)} ({path.name})"
     m = run.metric
@@ -334,7 +339,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         "importances": "Search trials only, a handful per arm (the panel titles give each count): "
         "importances from so few trials are rough, a hint of which values mattered rather than a ranking."
     }
-    decided = _verdict_notes(run) if run.verdict.get("arms") else []
+    decided = _verdict_notes(run) if run.verdict.get("arms") and not run.unfinished else []
     rec = recommendation(run)
     use = (
         f"{rec.arm}: {rec.why}. The code runs as written on random data; replace the lines marked "

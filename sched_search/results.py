@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .config import BASELINE_ARM
 from .leaderboard import build_leaderboard
 from .tables import final_rows
 from .verdict import decide
@@ -40,6 +41,7 @@ class Run:
     spaces: dict = field(default_factory=dict)  # spaces.json: arm -> searched params and their sources
     metric: str = "accuracy"  # the metric's display name: "accuracy", "loss" or a custom function's name
     metric_mode: str = "max"  # "max": higher is better; "min": lower is better
+    unfinished: str = ""  # "study unfinished: N of M runs" while planned runs are missing, else ""
 
 
 # --------------------------------------------------------------------------------------------- figure data
@@ -146,6 +148,35 @@ def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.Data
 # --------------------------------------------------------------------------------------------- loading
 
 
+def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
+    """(done, planned) runs of a study (`study`: resolved_config.json's): its search trials and its final
+    re-runs, one per arm and seed, the baseline's included. A run is done when the tables hold it, finished or
+    failed with its reason; an arm none of whose search trials is usable has no config to re-run, so its final
+    re-runs count as done (they failed for the search's recorded reasons).
+
+    Example:
+        >>> runs_done(run.trials, run.config["study"])  # doctest: +SKIP
+        (10, 10)
+    """
+    search = study.get("search") or {}
+    arms, per_arm = list(search.get("arms", [])), int(search.get("trials_per_arm", 0))
+    n_seeds = len(search.get("seeds", []))
+    planned = len(arms) * (per_arm + n_seeds) + n_seeds
+    if trials.empty or not {"stage", "arm", "trial_id", "status"} <= set(trials.columns):
+        return 0, planned
+    done = 0
+    for arm in [*arms, BASELINE_ARM]:
+        rows = trials[trials["arm"] == arm]
+        search_rows = rows[rows["stage"] == "search"]
+        n_search = min(search_rows["trial_id"].nunique(), per_arm) if arm != BASELINE_ARM else 0
+        n_final = min(rows[rows["stage"] == "final"]["trial_id"].nunique(), n_seeds)
+        usable = search_rows["status"].isin(["ok", "stopped"]).any()
+        if arm != BASELINE_ARM and n_search == per_arm and not usable:
+            n_final = n_seeds
+        done += n_search + n_final
+    return done, planned
+
+
 _METRICS = {
     "trials": ("budget_epochs", "final_val_metric", "final_val_loss", "test_metric", "wall_time"),
     "epochs": ("epoch", "val_metric", "val_loss", "lr", "momentum"),
@@ -180,7 +211,13 @@ def load_run(path: str | Path) -> Run:
     for name in ("trials", "epochs"):
         file = path / f"{name}.parquet"
         if file.exists():
-            tables[name] = pd.read_parquet(file)
+            try:
+                tables[name] = pd.read_parquet(file)
+            except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+                raise ValueError(
+                    f"{file} is unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                    f"python -m sched_search study --resume {path} rebuilds it from Ray Tune's record"
+                ) from None
             # A table of failed trials only lacks the metric columns; NaN keeps the arithmetic uniform.
             for col in _METRICS[name]:
                 if col not in tables[name].columns:
@@ -219,6 +256,9 @@ def load_run(path: str | Path) -> Run:
         missing.append("leaderboard: no final-stage rows at the full budget yet")
     if not math.isfinite(target):
         missing.append("target: no study target and no baseline result yet")
+    # (folders written by hand, or before resolved_config.json named the arms, are not judged)
+    done, planned = runs_done(trials, study) if (study.get("search") or {}).get("arms") else (0, 0)
+    unfinished = f"study unfinished: {done} of {planned} runs" if done < planned else ""
     return Run(
         path=path,
         config=config,
@@ -227,7 +267,8 @@ def load_run(path: str | Path) -> Run:
         leaderboard=board,
         range_test=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
         target=target,
-        summary=verdict["headline"],
+        # unfinished: no verdict, whose headline would judge arms on the runs that are there by chance
+        summary=f"{unfinished}; no verdict until every run is there" if unfinished else verdict["headline"],
         verdict=verdict,
         missing=missing,
         range_summaries=summaries,
@@ -235,7 +276,8 @@ def load_run(path: str | Path) -> Run:
         spaces=spaces,
         metric=metric,
         metric_mode=mode,
+        unfinished=unfinished,
     )
 
 
-__all__ = ["Run", "learning_curves", "load_run", "param_importances", "schedule_curves"]
+__all__ = ["Run", "learning_curves", "load_run", "param_importances", "runs_done", "schedule_curves"]

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from .config import BASELINE_ARM, StudyConfig, metric_mode
+from .interrupt import tune_loop
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .space import ArmSpace, define_by_run
 from .tables import Recorder, records_from_grid, write_json
@@ -206,7 +207,9 @@ def run_trials(
             _new_optuna_study(storage, arm, space, cfg.search.search_seed, mode)
         tuner = make()
     try:
-        records = records_from_grid(tuner.fit())
+        with tune_loop():  # Ctrl-C or SIGTERM: Tune saves its state, then Interrupted skips what follows
+            grid = tuner.fit()
+        records = records_from_grid(grid)
     finally:
         recorder.write()
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]

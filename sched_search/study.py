@@ -13,12 +13,13 @@ Stages 3 and 4 (the Tuner) are `search.py`; what runs inside a trial is `trial.p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 from .arms import split_arm
 from .config import StudyConfig, load_study, metric_mode, metric_name
 from .data import LoaderData, TensorData
+from .interrupt import Interrupted, handling, reinstall
 from .runlock import run_lock
 from .search import run_trials
 from .space import (
@@ -44,6 +46,10 @@ log = logging.getLogger(__name__)
 
 class StudyAborted(RuntimeError):
     """The range test's sanity check failed; no trial was spent."""
+
+
+class StudyUnfinished(RuntimeError):
+    """Ray Tune ended, but some planned runs have no result and no recorded failure: no verdict is written."""
 
 
 # --------------------------------------------------------------------------------------------- run folder
@@ -183,9 +189,15 @@ def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
     if address:
-        probe_address(address)  # Ray retries a dead address for minutes
+        where = (
+            f"{cfg.source}: ray_address = {address!r}"
+            if address == cfg.ray_address
+            else f"--address {address} (in place of ray_address in {cfg.source})"
+        )
+        probe_address(address, where=where)  # Ray retries a dead address for minutes
         try:
             ray.init(address=address, **quiet)
+            reinstall()  # ray.init's SIGTERM handler exits from anywhere; ours stops Tune first
         except (
             ConnectionError,
             RuntimeError,
@@ -205,6 +217,7 @@ def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
         _node_ip_address="127.0.0.1",
         **quiet,
     )
+    reinstall()
     return True
 
 
@@ -236,18 +249,29 @@ def run_study(
         run_dir = Path(resume)
         if not (run_dir / "study.toml").exists():
             raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
-        with run_lock(run_dir):
+        with handling(), _interrupted_in(run_dir), run_lock(run_dir):
             cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
             return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
-    cfg, data = _prepare(None, study, allow_failed, address, echo)
-    run_dir = new_run_dir(cfg)
-    with run_lock(run_dir):
-        if cfg.source != "<defaults>":
-            shutil.copy(cfg.source, run_dir / "study.toml")
-        else:
-            (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
-        echo(f"run folder {run_dir}")
-        return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
+    with handling():
+        cfg, data = _prepare(None, study, allow_failed, address, echo)
+        run_dir = new_run_dir(cfg)
+        with _interrupted_in(run_dir), run_lock(run_dir):
+            if cfg.source != "<defaults>":
+                shutil.copy(cfg.source, run_dir / "study.toml")
+            else:
+                (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
+            echo(f"run folder {run_dir}")
+            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
+
+
+@contextlib.contextmanager
+def _interrupted_in(run_dir: Path) -> Iterator[None]:
+    """Name the run folder in an `Interrupted` that leaves it, so that the CLI can say what to resume."""
+    try:
+        yield
+    except Interrupted as e:
+        e.run_dir = run_dir
+        raise
 
 
 def _prepare(
@@ -259,7 +283,7 @@ def _prepare(
 ) -> tuple[StudyConfig, Any]:
     """Read and check the study before any work: every input (preflight.check_study) and, with an address, the
     cluster (joined here, so that a dead address or impossible resources fail before the range test)."""
-    from .preflight import check_study
+    from .preflight import check_num_cpus, check_study
 
     if run_dir is not None:
         if not (run_dir / "ray" / "study").exists() and any(
@@ -272,6 +296,7 @@ def _prepare(
                 "which this version cannot resume without losing its finished trials; "
                 "start a new study instead."
             )
+        _check_resumed_study(run_dir, study)
         cfg = load_study(run_dir / "study.toml")
         cfg = replace(cfg, source=str(run_dir / "study.toml"))
         echo(f"resuming {run_dir}")
@@ -283,7 +308,21 @@ def _prepare(
     address = address or cfg.ray_address
     if address:
         _start_ray(cfg, address)
+    else:
+        check_num_cpus(cfg)
     return cfg, data
+
+
+def _check_resumed_study(run_dir: Path, study: str | Path | StudyConfig | None) -> None:
+    """A resumed study is the one in its folder: another study file given with it would be ignored."""
+    if study is None:
+        return
+    kept = (run_dir / "study.toml").read_bytes()
+    if isinstance(study, StudyConfig) or not Path(study).is_file() or Path(study).read_bytes() != kept:
+        raise ValueError(
+            f"--resume {run_dir} runs the study in {run_dir / 'study.toml'}, but {study} was given too and "
+            "differs from it: drop it to resume, or leave out --resume to start a new study with it."
+        )
 
 
 def _run_stages(
@@ -321,6 +360,10 @@ def _run_stages(
     # short study; every second keeps a crash's loss to the trials in flight and those finished in the last
     # second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Tune logs every failed attempt's full traceback (a factory that always raises: six of them); the
+    # Recorder prints the first once, a line per failed trial, and every traceback goes to errors/.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    _drop_unreadable_tables(run_dir, echo)
     seeds = range_tests(cfg, run_dir, echo, data, progress)
     spaces = build_spaces(cfg, seeds, run_dir, spe)
     t0 = time.perf_counter()
@@ -354,9 +397,30 @@ def _run_stages(
     from .report import write_verdict
     from .results import load_run
 
-    write_verdict(load_run(run_dir))
+    run = load_run(run_dir)
+    if run.unfinished:  # Tune ended with runs missing: a verdict would judge arms on what is there by chance
+        raise StudyUnfinished(
+            f"{run.unfinished} after Ray Tune ended; no verdict written. "
+            f"Resume with: python -m sched_search study --resume {run_dir}"
+        )
+    write_verdict(run)
     echo(f"study done in {end - t0:.1f} s of trials; tables in {run_dir}")
     return run_dir
+
+
+def _drop_unreadable_tables(run_dir: Path, echo: Callable[[str], None]) -> None:
+    """Delete a table file that cannot be read (cut short by a full disk, say): merging new trials into it
+    would fail in every trial's callback, and the tables are rebuilt from Ray Tune's record at the end."""
+    import pyarrow.parquet as pq
+
+    for path in (run_dir / "trials.parquet", run_dir / "epochs.parquet"):
+        if not path.exists():
+            continue
+        try:
+            pq.read_table(path)
+        except Exception as e:  # noqa: BLE001 - whatever pyarrow says, the file cannot be merged into
+            echo(f"warning: {path} is unreadable ({type(e).__name__}); rebuilding it from Ray Tune's record")
+            path.unlink()
 
 
 def _version() -> str:
@@ -365,4 +429,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["StudyAborted", "run_study"]
+__all__ = ["StudyAborted", "StudyUnfinished", "run_study"]

@@ -160,7 +160,7 @@ def tables_from_rows(
             reason = next((r.get("reason") for r in brows if r.get("reason")), "") or short_reason(
                 error_text(budget_error)
             )
-            failed = run_status == "error"
+            failed = run_status in ("error", "nan")  # a diverged run has no final metric either
             for r in brows:
                 epoch_rows.append(
                     {
@@ -280,12 +280,27 @@ def failed_arms(trials: pd.DataFrame) -> list[str]:
 
 
 def failure_lines(trials: pd.DataFrame) -> list[str]:
-    """One line per arm with failed runs, for the report and the terminal."""
+    """One line per arm with failed runs, for the report and the terminal; the pointer to errors/ only where
+    a run raised (a diverged run has its reason, no traceback)."""
+    raised = set(trials["arm"][trials["status"] == "error"]) if {"arm", "status"} <= set(trials) else set()
     return [
-        f"{r.arm}: {r.n_failed} of {r.n_runs} runs failed ({r.reason or 'no reason recorded'}); "
-        "full tracebacks in errors/ of the run folder"
+        f"{r.arm}: {r.n_failed} of {r.n_runs} runs failed ({r.reason or 'no reason recorded'})"
+        + ("; full tracebacks in errors/ of the run folder" if r.arm in raised else "")
         for r in failures(trials).itertuples()
         if r.n_failed
+    ]
+
+
+def diverged_search_lines(trials: pd.DataFrame) -> list[str]:
+    """One line per arm with search trials whose loss went NaN/inf: lost to the search, and worth a note even
+    when the arm's final runs are fine."""
+    if trials.empty or not {"stage", "arm", "status", "reason"} <= set(trials.columns):
+        return []
+    search = trials[trials["stage"] == "search"]
+    return [
+        f"{arm}: {(g['status'] == 'nan').sum()} of {len(g)} search trials diverged ({g['reason'].iloc[0]})"
+        for arm, g in search.sort_values("status", key=lambda s: s != "nan").groupby("arm", sort=True)
+        if (g["status"] == "nan").any()
     ]
 
 
@@ -338,6 +353,7 @@ class Recorder:
         self.written_at = self.started = time.monotonic()
         self.done_here = 0  # trials finished since this Recorder started (the pace of time left)
         self.diverged = 0  # trials whose loss went NaN: failed, though Tune saw them end normally
+        self.traceback_shown = False  # the first failed trial's traceback is printed, once
         recorder = self
 
         class _CB(Callback):
@@ -373,6 +389,10 @@ class Recorder:
             f"{self._counts(trial, trials or [])} [{stage} {config.get('arm', '?')}] {trial.trial_id} "
             f"val {config.get('metric', 'accuracy').rpartition(':')[2]} {final:.4g} {status} ({shown})"
         )
+        if error_file and not getattr(self, "traceback_shown", False):  # (absent in an older pickled one)
+            self.traceback_shown = True
+            text = _ANSI.sub("", error_text(error_file)).rstrip()
+            self.echo(f"traceback of {trial.trial_id} (every failed run's is in errors/):\n{text}")
         self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
         if time.monotonic() - self.written_at >= self.write_every_s:
             self.write()

@@ -112,3 +112,14 @@ def test_precision_is_checked_against_the_device(tmp_path: Path) -> None:
     bad.write_text('[train]\nprecision = "int8"\n')
     with pytest.raises(StudyFileError, match=r"\[train\] precision must be 'fp32' or 'bf16' or 'fp16'"):
         load_study(bad)
+
+
+def test_grace_period_is_not_checked_against_epochs_without_early_stopping(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "studies" / "smoke.toml").read_text()
+    text = text.replace("epochs = 4", "epochs = 2").replace("grace_period = 2", "grace_period = 4")
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace("[early_stopping]", "[early_stopping]\nenabled = false"))
+    assert load_study(path).early_stopping.grace_period == 4
+    path.write_text(text)
+    with pytest.raises(StudyFileError, match=r"grace_period must be in 1..epochs \(2\), but got 4"):
+        load_study(path)

@@ -324,3 +324,43 @@ def test_run_folders_of_one_second_are_distinct(tmp_path: Path) -> None:
     assert len(set(paths)) == 3 and all(p.is_dir() for p in paths)
     if paths[0].name[-6:] == paths[2].name[-8:-2]:  # all three in one second: -2, -3 suffixes
         assert [p.name[-2:] for p in paths[1:]] == ["-2", "-3"]
+
+
+def test_num_cpus_above_the_machine_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cores = len(os.sched_getaffinity(0))
+    _refused(
+        capsys,
+        tmp_path,
+        _study(tmp_path, replace={"num_cpus = 2": "num_cpus = 1000000"}),
+        "[resources] num_cpus = 1000000",
+        f"this machine has {cores} CPUs",
+    )
+
+
+def test_dead_address_error_names_the_file_and_ray_address(tmp_path: Path) -> None:
+    import socket
+
+    from sched_search.preflight import ClusterError, probe_address
+
+    with socket.socket() as s:  # bound, never listening: a refused connect
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        where = f"{tmp_path / 'x.toml'}: ray_address = '127.0.0.1:{port}'"
+        with pytest.raises(ClusterError) as err:
+            probe_address(f"127.0.0.1:{port}", where=where)
+    assert str(err.value) == (
+        f"{where}: cannot reach a Ray cluster at 127.0.0.1:{port}: nothing listens there. Start one there "
+        f"(ray start --head --port {port}) or fix the address."
+    )
+
+
+def test_resume_with_another_study_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "study.toml").write_text(SMOKE.read_text())
+    other = _study(tmp_path, replace={"epochs = 4": "epochs = 6"})
+    assert main(["study", str(other), "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    kept = run_dir / "study.toml"
+    assert err.startswith(f"error: --resume {run_dir} runs the study in {kept}, but {other} was given"), err
+    assert sorted(p.name for p in run_dir.iterdir()) == ["study.toml"]  # nothing written

@@ -150,3 +150,30 @@ def test_examples_round_trip_compact_for_0_1_and_json_for_floats() -> None:
         encode_examples(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="'0'/'1' characters"):
         decode_examples("0120")
+
+
+def test_a_diverged_run_has_no_final_metric_and_no_pointer_to_tracebacks() -> None:
+    from sched_search.tables import diverged_search_lines
+
+    nan = {"reason": "training loss is nan at epoch 2"}
+    records = {
+        ("final", "f1"): (
+            {"arm": "clr-sgdw", "epochs": 4, "seed": 0, "budgets": [1.0]},
+            [_result([_epoch(1, 0.5, 1.0), _epoch(2, 0.0, 1.0, status="nan", **nan)])],
+            None,
+        ),
+        ("search", "s1"): ({"arm": "clr-sgdw", "epochs": 4, "seed": 0}, [_result([_epoch(1, 0.7)])], None),
+        ("search", "s2"): (
+            {"arm": "clr-sgdw", "epochs": 4, "seed": 0},
+            [_result([_epoch(1, 0.0, status="nan", **nan)])],
+            None,
+        ),
+    }
+    trials, _ = tables_from_rows(records)
+    final = trials[trials.stage == "final"].iloc[0]
+    assert final.status == "nan" and math.isnan(final.final_val_metric)  # not the 0.0 of its last epoch
+    (line,) = failure_lines(trials)
+    assert line == "clr-sgdw: 1 of 1 runs failed (training loss is nan at epoch 2)"  # no errors/ to point to
+    assert diverged_search_lines(trials) == [
+        "clr-sgdw: 1 of 2 search trials diverged (training loss is nan at epoch 2)"
+    ]

@@ -1,0 +1,228 @@
+"""Interrupted, never wrong: Ctrl-C and SIGTERM stop a study where `--resume` finishes it, with no verdict
+from an unfinished study and nothing recorded as failed that was only interrupted."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One arm, two seeds, no early stopping (results independent of timing): 2 search trials, 2 final re-runs of
+# the arm and 2 of the baseline.
+TINY = """
+name = "tiny"
+
+[data]
+name = "digits"
+
+[model]
+name = "mlp"
+hidden = 32
+
+[train]
+epochs = 4
+batch_size = 64
+
+[search]
+arms = ["one_cycle-adamw"]
+trials_per_arm = 2
+max_concurrent_per_arm = 2
+seeds = [0, 1]
+budgets = [0.5, 1.0]
+
+[early_stopping]
+enabled = false
+
+[range_test]
+num_steps = 100
+weight_decays = [0.0]
+
+[resources]
+num_cpus = 2
+cpus_per_trial = 1
+"""
+RUNS = 2 + 2 + 2
+
+
+class _Study:
+    """`python -m sched_search study ...`, its output (stdout and stderr) read line by line as it comes."""
+
+    def __init__(self, cwd: Path, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sched_search", "study", *args],
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # the test's own signals never reach it by accident
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if re.search(pattern, line):
+                return line
+        self.kill()
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.lines[-40:]))
+
+    def finish(self, timeout: float = 300) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            self.kill()
+        while (line := self._queue.get(timeout=10)) is not None:
+            self.lines.append(line)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _assert_interrupted(study: _Study, rc: int, run_dir: Path) -> None:
+    assert study.finish() == rc, study.text
+    assert study.lines[-1] == f"interrupted; resume with: python -m sched_search study --resume {run_dir}"
+    assert "Traceback" not in study.text and "SIGABRT" not in study.text and "Aborted" not in study.text
+    assert not (run_dir / "study.lock").exists(), "the lock was not released"
+    for name in ("verdict.json", "report.md", "report.html", "final_configs.json", "errors"):
+        assert not (run_dir / name).exists(), f"{name} written by an interrupted study"
+    if (run_dir / "trials.parquet").exists():  # what finished before the signal; nothing interrupted failed
+        trials = pd.read_parquet(run_dir / "trials.parquet")
+        assert set(trials.status) <= {"ok"}, trials[["trial_id", "status", "reason"]]
+
+
+@pytest.mark.slow
+def test_sigint_and_sigterm_leave_a_folder_that_resume_finishes(tmp_path: Path, ray_local, capsys) -> None:
+    """Ctrl-C twice during the search, SIGTERM once during the finals, then --resume (with trials.parquet
+    cut in half): rc 130 and 143, no verdict, no failure recorded, `report` says unfinished, and the finished
+    study has no duplicates and the leaderboard of an uninterrupted one."""
+    from sched_search.results import load_run
+    from sched_search.study import run_study
+
+    study_file = tmp_path / "tiny.toml"
+    study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + TINY)
+
+    # Ctrl-C as the first trial ends, and again once Tune is stopping: it stops at once, still resumable.
+    first = _Study(tmp_path, str(study_file))
+    run_dir = Path(first.wait_for(r"^run folder ").removeprefix("run folder "))
+    first.wait_for(r"^\[1/6 ")
+    os.kill(first.proc.pid, signal.SIGINT)
+    first.wait_for(r"^interrupting: Ray Tune saves its state")
+    os.kill(first.proc.pid, signal.SIGINT)
+    _assert_interrupted(first, 130, run_dir)
+
+    # SIGTERM (a scheduler's or `timeout`'s stop) once the arm's final re-runs started: Tune stops cleanly.
+    second = _Study(tmp_path, "--resume", str(run_dir))
+    second.wait_for(r"\[final one_cycle-adamw\]")
+    os.kill(second.proc.pid, signal.SIGTERM)
+    _assert_interrupted(second, 143, run_dir)
+    assert "interrupting: Ray Tune saves its state" in second.text
+
+    # `report` on the unfinished folder says so first and writes no verdict.
+    from sched_search.cli import main
+
+    done_runs = len(set(pd.read_parquet(run_dir / "trials.parquet").trial_id))
+    assert 0 < done_runs < RUNS
+    assert main(["report", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"study unfinished: {done_runs} of {RUNS} runs: no verdict written"), out
+    assert not (run_dir / "verdict.json").exists()
+    assert (run_dir / "report.md").read_text().count(f"study unfinished: {done_runs} of {RUNS} runs") == 1
+
+    # A table file cut in half: `report` names the fix; --resume rebuilds it from Tune's record.
+    table = run_dir / "trials.parquet"
+    table.write_bytes(table.read_bytes()[: table.stat().st_size // 2])
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"{table} is unreadable" in err and f"study --resume {run_dir} rebuilds it" in err, err
+
+    third = _Study(tmp_path, "--resume", str(run_dir))
+    assert third.finish() == 0, third.text
+    warning = f"warning: {table} is unreadable (ArrowInvalid); rebuilding it from Ray Tune's record"
+    assert warning in third.lines, third.text
+    assert (run_dir / "verdict.json").exists() and not (run_dir / "study.lock").exists()
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert not trials.duplicated(["stage", "trial_id", "budget"]).any()
+    assert trials.trial_id.nunique() == RUNS and (trials.status == "ok").all()
+
+    # The same study uninterrupted (its range test copied: the same seeded sweep), on this session's Ray.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for name in ("study.toml", "range_test_adamw.json", "range_test_adamw.csv"):
+        shutil.copy(run_dir / name, clean / name)
+    run_study(resume=clean, echo=lambda _: None)
+    columns = ["n_seeds", "n_failed", "mean_val_metric", "mean_val_loss", "mean_test_metric"]
+    boards = [load_run(d).leaderboard.set_index("arm")[columns].sort_index() for d in (run_dir, clean)]
+    pd.testing.assert_frame_equal(boards[0], boards[1])
+
+
+def test_address_of_a_server_that_is_not_ray_fails_in_seconds_naming_the_key(tmp_path: Path) -> None:
+    """A port that accepts TCP but is not Ray's GCS (here a loopback `http.server`): one bounded gRPC call, rc
+    2 with the file, the key and the fix, instead of Ray's minutes of "Failed to connect to GCS"."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert "Serving HTTP" in server.stdout.readline()
+        study = tmp_path / "tiny.toml"
+        study.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + TINY)
+        done = subprocess.run(
+            [sys.executable, "-m", "sched_search", "study", str(study), "--address", f"127.0.0.1:{port}"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,  # Ray's own retries took more than 5 minutes
+            check=False,
+        )
+    finally:
+        server.kill()
+        server.wait()
+    assert done.returncode == 2, done.stdout + done.stderr
+    where = f"--address 127.0.0.1:{port} (in place of ray_address in {study})"
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {where}: something listens at 127.0.0.1:{port}, but it is not a Ray cluster's GCS (gRPC: "
+        f"UNAVAILABLE). Start one there (ray start --head --port {port}) or fix the address (the head's GCS "
+        "port, 6379 by default)."
+    ), done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
