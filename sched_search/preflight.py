@@ -357,8 +357,6 @@ def _described(x: Any) -> str:
 
 def check_num_cpus(cfg: StudyConfig) -> None:
     """A local Ray's `num_cpus` is at most the machine's CPUs (Ray takes any number and oversubscribes)."""
-    if cfg.ray_address:
-        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cfg.resources.num_cpus > cores:
         raise _err(
@@ -409,12 +407,11 @@ def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S, where: str
         try:
             stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
         except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.UNAUTHENTICATED:
-                return
-            raise ClusterError(
-                f"{where}: something listens at {address}, but it is not a Ray cluster's GCS (gRPC: "
-                f"{e.code().name}). {fix} (the head's GCS port, 6379 by default)."
-            ) from None
+            if e.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise ClusterError(
+                    f"{where}: something listens at {address}, but it is not a Ray cluster's GCS (gRPC: "
+                    f"{e.code().name}). {fix} (the head's GCS port, 6379 by default)."
+                ) from None
 
 
 def auth_hint(address: str, error: BaseException) -> ClusterError:
