@@ -270,8 +270,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 5
     except Interrupted as e:
-        interrupted = True  # the process ends now: signals stay ignored until it has
+        interrupted = True
         print(_interrupted_line(e), file=sys.stderr, flush=True)
+        for sig in previous:  # the process ends now, in seconds of teardown; another signal ends it at once
+            signal.signal(sig, lambda *_, code=e.exit_code: os._exit(code))
         return e.exit_code
     finally:
         for sig, handler in previous.items() if not interrupted else ():
