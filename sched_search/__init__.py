@@ -14,10 +14,12 @@ from .optim import SGDW, AdamW, normalized_weight_decay
 from .rangetest import RangeTestConfig, range_test, read_curve, run_range_test, weight_decay_sweep
 from .schedules import (
     ConstantConfig,
+    CosineConfig,
     CyclicalConfig,
     OneCycleConfig,
     ScheduleLR,
     SGDRConfig,
+    WSDConfig,
     at_lr_minimum,
     build_scheduler,
     lr_at,
@@ -49,6 +51,7 @@ __all__ = [
     "SGDW",
     "AdamW",
     "ConstantConfig",
+    "CosineConfig",
     "CurveConfig",
     "CyclicalConfig",
     "LoaderData",
@@ -57,6 +60,7 @@ __all__ = [
     "SGDRConfig",
     "ScheduleLR",
     "TensorData",
+    "WSDConfig",
     "at_lr_minimum",
     "build_objective",
     "build_schedule",
