@@ -27,7 +27,7 @@ from .data import (
     to_device,
 )
 from .objective import build_objective, forward
-from .optim import build_optimizer
+from .optim import build_optimizer, is_schedule_free
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
 from .rangeresult import RangeTestConfig, RangeTestResult, WeightDecaySweep, nanmin
 
@@ -149,6 +149,8 @@ def range_test(
                     group["weight_decay"] = weight_decay
             stream = _batch_stream(data, batch_size, generator)
             model.train()
+            if is_schedule_free(optimizer):
+                optimizer.train()  # schedulefree steps only in train mode; its state is restored afterwards
             avg, best = 0.0, math.inf
             if progress:
                 from tqdm.auto import tqdm
@@ -195,8 +197,12 @@ def range_test(
                     smooth = smoothed[-1] if smoothed else math.nan
                 smoothed.append(smooth)
                 if config.val_every and val_data is not None and step % config.val_every == 0:
+                    if is_schedule_free(optimizer):
+                        optimizer.eval()  # the validation loss at the averaged weights, as a trainer sees it
                     val_losses.append(_val_loss(model, val_data, loss_fn, batch_fn))
                     model.train()
+                    if is_schedule_free(optimizer):
+                        optimizer.train()
                 else:
                     val_losses.append(None)
                 first = next((s for s in smoothed if not math.isnan(s)), smooth)  # step 0 may have been NaN
