@@ -6,17 +6,20 @@ leaderboard share: a trial config is a flat dict at the Ray/Optuna boundary, and
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from .optim import build_optimizer
+from .optim import build_optimizer, build_schedule_free
 from .schedules import (
     ConstantConfig,
+    CosineConfig,
     CyclicalConfig,
     ScheduleConfig,
     ScheduleLR,
     SGDRConfig,
+    WSDConfig,
     build_scheduler,
     lr_at,
     one_cycle,
@@ -37,8 +40,15 @@ SCHEDULE_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
         "searched": ("max_lr", "weight_decay", "pct_start", "div_factor"),
         "constants": ("final_div_factor",),
     },
+    "cosine": {"searched": ("max_lr", "weight_decay", "warmup_pct"), "constants": ("eta_min",)},
+    "wsd": {"searched": ("max_lr", "weight_decay", "warmup_pct", "decay_pct"), "constants": ("decay",)},
+    # the optimizer's own warm-up and averaging: max_lr is its lr, held constant (no schedule)
+    "schedule_free": {"searched": ("max_lr", "weight_decay", "warmup_pct"), "constants": ()},
     "constant": {"searched": (), "constants": ("lr", "weight_decay")},  # the Adam baseline
 }
+# Schedule-free optimizers replace a scheduled one: its range test seeds them (SGDScheduleFree's z-step has
+# no momentum buffer, which is why it is "sgd", seeded by the SGDW test with momentum 0.9: space.py).
+_RANGE_FAMILY = {("schedule_free", "sgd"): "sgdw"}
 # Every hyperparameter column of the tables, in a stable order (NaN where an arm does not have it).
 HYPERPARAMETERS = tuple(
     dict.fromkeys(n for v in SCHEDULE_VALUES.values() for n in (*v["searched"], *v["constants"]))
@@ -53,6 +63,17 @@ def split_arm(arm: str) -> tuple[str, str]:
             f"arm {arm!r} is not 'schedule-optimizer' with a schedule in {list(SCHEDULE_VALUES)}."
         )
     return schedule, optimizer
+
+
+def range_family(arm: str) -> str:
+    """The optimizer family whose range test seeds an arm: its own ("one_cycle-sgdw" -> "sgdw"), or for a
+    schedule-free optimizer the scheduled one it replaces ("schedule_free-sgd" -> "sgdw")."""
+    schedule, optimizer = split_arm(arm)
+    return _RANGE_FAMILY.get((schedule, optimizer), optimizer)
+
+
+def _pct_steps(pct: float, total: int) -> int:
+    return math.floor(pct * total + 0.5)  # a fraction of the run in whole steps, so a budget compresses it
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +118,24 @@ def build_schedule(config: dict[str, Any], epochs: float, spe: int) -> ScheduleC
             div_factor=config["div_factor"],
             final_div_factor=config.get("final_div_factor", 1e4),
         )
+    if schedule == "cosine":
+        return CosineConfig(
+            max_lr=config["max_lr"],
+            total_steps=total,
+            warmup_steps=min(_pct_steps(config["warmup_pct"], total), total - 1),
+            eta_min=config["eta_min"],
+        )
+    if schedule == "wsd":
+        decay_steps = max(1, _pct_steps(config["decay_pct"], total))
+        return WSDConfig(
+            max_lr=config["max_lr"],
+            total_steps=total,
+            decay_steps=decay_steps,
+            warmup_steps=min(_pct_steps(config["warmup_pct"], total), total - decay_steps),
+            decay=config["decay"],
+        )
+    if schedule == "schedule_free":
+        return ConstantConfig(lr=config["max_lr"])  # the optimizer warms up and averages by itself
     raise ValueError(f"unknown schedule {schedule!r}: expected one of {list(SCHEDULE_VALUES)}.")
 
 
@@ -107,12 +146,26 @@ def optimizer_and_scheduler(
 
     What every trial of a study trains with: `build_schedule` over `epochs`, the optimizer at the schedule's
     first LR, its decay scaled by the schedule (AdamW as torch's fused kernel with `weight_decay / peak_lr`).
-    Call `scheduler.step()` after every `optimizer.step()`.
+    Call `scheduler.step()` after every `optimizer.step()`. A schedule-free arm gets `schedulefree`'s
+    optimizer (`optim.build_schedule_free`) and a scheduler that holds its LR: call `optimizer.train()`
+    before training and `optimizer.eval()` before evaluating (`optim.is_schedule_free`).
 
     Example:
         >>> opt, sched = optimizer_and_scheduler(config, model.parameters(), 20, 70)  # doctest: +SKIP
     """
     schedule = build_schedule(config, epochs, steps_per_epoch)
+    if config["schedule"] == "schedule_free":
+        # The scheduler then holds the LR constant: the warm-up lives in the optimizer (warmup_steps).
+        total = max(1, round(epochs * steps_per_epoch))
+        optimizer = build_schedule_free(
+            config["optimizer"],
+            params,
+            schedule.lr,
+            config.get("weight_decay", 0.0),
+            warmup_steps=_pct_steps(config["warmup_pct"], total),
+            momentum=momentum,
+        )
+        return optimizer, build_scheduler(optimizer, schedule)
     optimizer = build_optimizer(
         config["optimizer"],
         params,

@@ -1,0 +1,114 @@
+"""Arms: every arm a study file may name has a space whose names its schedule takes, seeded by the range test
+of its family; the six new ones (warm-up + cosine, WSD, schedule-free) run in a study end to end."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sched_search.arms import SCHEDULE_VALUES, build_schedule, hyperparameters, range_family
+from sched_search.config import ARMS, DEFAULT_ARMS, load_study
+from sched_search.schedules import CosineConfig, WSDConfig, lr_at
+from sched_search.space import SCHEDULE_FREE_SGD_SCALE, RangeSeed, build_space, check_point_in_space
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = {
+    "sgdw": RangeSeed("sgdw", 0.06, 0.015, 1e-4, (1e-5, 1e-3), 0.18),
+    "adamw": RangeSeed("adamw", 4e-3, 1e-3, 1e-4, (1e-5, 1e-3), 0.012),
+}
+NEW_ARMS = [a for a in ARMS if a not in DEFAULT_ARMS]
+
+
+def test_the_new_arms_are_six_and_the_default_study_keeps_its_own() -> None:
+    assert NEW_ARMS == [
+        "cosine-adamw",
+        "cosine-sgdw",
+        "wsd-adamw",
+        "wsd-sgdw",
+        "schedule_free-adamw",
+        "schedule_free-sgd",
+    ]
+    assert load_study(None).search.arms == DEFAULT_ARMS
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_space_and_schedule_agree_on_the_names(arm: str) -> None:
+    space = build_space(arm, SEEDS[range_family(arm)], epochs=30, steps_per_epoch=19)
+    names = SCHEDULE_VALUES[space.schedule]
+    assert tuple(p.name for p in space.params) == names["searched"]
+    assert tuple(space.fixed) == names["constants"]
+    assert all(p.source for p in space.params)
+    check_point_in_space(space, space.first_point())
+    config = {**space.first_point(), **space.fixed, "schedule": space.schedule, "epochs": 30}
+    assert set(hyperparameters(config)) == set(names["searched"]) | set(names["constants"])
+    assert lr_at(build_schedule(config, 30, 19), 0) > 0  # every name the schedule needs is there
+
+
+def test_range_family_seeds_schedule_free_from_the_scheduled_optimizer_it_replaces() -> None:
+    assert [range_family(a) for a in NEW_ARMS] == ["adamw", "sgdw", "adamw", "sgdw", "adamw", "sgdw"]
+    sgd = {p.name: p for p in build_space("schedule_free-sgd", SEEDS["sgdw"], 20, 70).params}
+    assert (
+        sgd["max_lr"].first == pytest.approx(0.06 * SCHEDULE_FREE_SGD_SCALE) and SCHEDULE_FREE_SGD_SCALE == 10
+    )
+    assert (sgd["max_lr"].low, sgd["max_lr"].high) == pytest.approx((0.6 / 4, 1.2))
+    assert "sgdw" in build_space("schedule_free-sgd", SEEDS["sgdw"], 20, 70).sources["max_lr"]
+    adamw = {p.name: p for p in build_space("schedule_free-adamw", SEEDS["adamw"], 20, 70).params}
+    assert adamw["max_lr"].first == 4e-3  # Adam's step size: the range test's own suggestion
+    assert adamw["weight_decay"].first == 1e-4
+
+
+def test_warmup_and_cooldown_are_fractions_of_the_run_so_a_budget_compresses_them() -> None:
+    config = {"schedule": "wsd", "max_lr": 0.1, "warmup_pct": 0.05, "decay_pct": 0.2, "decay": "1-sqrt"}
+    full, half = (
+        build_schedule({**config, "epochs": 20}, 20, 70),
+        build_schedule({**config, "epochs": 20}, 10, 70),
+    )
+    assert isinstance(full, WSDConfig) and (full.total_steps, full.warmup_steps, full.decay_steps) == (
+        1400,
+        70,
+        280,
+    )
+    assert (half.total_steps, half.warmup_steps, half.decay_steps) == (700, 35, 140)
+    cosine = build_schedule(
+        {"schedule": "cosine", "max_lr": 0.1, "warmup_pct": 0.05, "eta_min": 1e-4}, 20, 70
+    )
+    assert isinstance(cosine, CosineConfig) and cosine.warmup_steps == 70 and cosine.eta_min == 1e-4
+
+
+@pytest.mark.slow
+def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) -> None:
+    """The smoke study's data and model with the six new arms: 1 trial per arm, 2 seeds, the full budget."""
+    from sched_search.report import write_report
+    from sched_search.results import load_run
+    from sched_search.study import run_study
+
+    smoke = load_study(ROOT / "studies" / "smoke.toml")
+    cfg = replace(
+        smoke,
+        name="modern-smoke",
+        runs_dir=str(tmp_path),
+        search=replace(smoke.search, arms=tuple(NEW_ARMS), trials_per_arm=1, budgets=(1.0,)),
+        early_stopping=replace(smoke.early_stopping, enabled=False),
+    )
+    start = time.perf_counter()
+    run_dir = run_study(cfg, echo=lambda line: None)
+    print(f"six-arm study: {time.perf_counter() - start:.1f} s")  # the report's figure (pytest -s)
+    assert sorted(p.name for p in run_dir.glob("range_test_*.json")) == [
+        "range_test_adamw.json",
+        "range_test_sgdw.json",
+    ]  # schedule_free-sgd is seeded by SGDW's range test: no third one
+    run = load_run(run_dir)
+    finals = run.trials[run.trials.stage == "final"]
+    assert set(finals.arm) == {*NEW_ARMS, "constant-adam"}
+    assert (finals.groupby("arm").seed.nunique() == 2).all() and (finals.status == "ok").all()
+    assert (
+        finals[finals.arm != "constant-adam"].final_val_metric > 0.8
+    ).all()  # digits, 4 epochs; chance 10%
+    spaces = json.loads((run_dir / "spaces.json").read_text())
+    assert "sgdw" in spaces["schedule_free-sgd"]["sources"]["max_lr"]
+    written = write_report(run_dir)
+    assert all(Path(p).exists() for p in (written.values() if isinstance(written, dict) else [written]))
