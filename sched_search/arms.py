@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .config import BASELINE_ARM, BASELINES
 from .optim import build_optimizer, build_schedule_free
 from .schedules import (
     ConstantConfig,
@@ -63,6 +64,31 @@ def split_arm(arm: str) -> tuple[str, str]:
             f"arm {arm!r} is not 'schedule-optimizer' with a schedule in {list(SCHEDULE_VALUES)}."
         )
     return schedule, optimizer
+
+
+def baseline_config(name: str, baseline_lr: float = 3e-4) -> dict[str, Any]:
+    """A baseline recipe's trial config (`config.BASELINES`): what people train with today, no search.
+
+    - "default:adam": torch's Adam at a constant `baseline_lr` (3e-4), arm "constant-adam" as before;
+    - "default:adamw-cosine": torch's AdamW at lr 1e-3, weight_decay 0.01, linear warm-up over 5% of the
+      steps, then cosine to 0 (our decay is per step at the peak LR: 1e-3 x 0.01 is torch's 0.01, `optim.py`);
+    - "default:schedule_free": `schedulefree`'s AdamWScheduleFree at its default lr 0.0025, 5% warm-up, no
+      decay.
+
+    Example:
+        >>> baseline_config("default:adamw-cosine")["max_lr"]
+        0.001
+    """
+    if name == "default:adam":
+        recipe = {"arm": BASELINE_ARM, "schedule": "constant", "optimizer": "adam", "lr": baseline_lr}
+        return {**recipe, "weight_decay": 0.0}
+    if name == "default:adamw-cosine":
+        recipe = {"schedule": "cosine", "optimizer": "adamw", "max_lr": 1e-3, "weight_decay": 1e-3 * 0.01}
+        return {"arm": name, **recipe, "warmup_pct": 0.05, "eta_min": 0.0}
+    if name == "default:schedule_free":
+        recipe = {"schedule": "schedule_free", "optimizer": "adamw", "max_lr": 0.0025, "weight_decay": 0.0}
+        return {"arm": name, **recipe, "warmup_pct": 0.05}
+    raise ValueError(f"unknown baseline {name!r}: expected one of {list(BASELINES)}.")
 
 
 def range_family(arm: str) -> str:

@@ -21,6 +21,10 @@ BASELINE_ARM = "constant-adam"
 ARMS = tuple(
     f"{s}-{o}" for s in SCHEDULES for o in (SCHEDULE_FREE_OPTIMIZERS if s == "schedule_free" else OPTIMIZERS)
 )
+# Fixed recipes users run today, each run on every seed beside the arms (arms.baseline_config): the seed's
+# constant Adam 3e-4 (its arm keeps the name constant-adam, the verdict's reference, as in older run folders),
+# torch's AdamW with warm-up + cosine, and Schedule-Free AdamW at its defaults.
+BASELINES = ("default:adam", "default:adamw-cosine", "default:schedule_free")
 # The default study's arms: Smith's three schedules (its time on 2 cores is the README's promise).
 DEFAULT_ARMS = tuple(f"{s}-{o}" for s in ("clr", "sgdr", "one_cycle") for o in OPTIMIZERS)
 # Built-in data sets (data.load_data) and models (models.build_model).
@@ -84,6 +88,7 @@ class SearchSection:
     seeds: tuple[int, ...] = (0, 1, 2)  # final re-runs: the same seeds for every arm and the baseline
     budgets: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of epochs for the budget ladder
     baseline_lr: float = 3e-4  # constant-LR Adam baseline
+    baselines: tuple[str, ...] = BASELINES  # fixed recipes on every seed, full budget; names from BASELINES
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,15 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         s, len(set(q.budgets)) == len(q.budgets), "[search] budgets", "distinct fractions", list(q.budgets)
     )
     _check(s, 0 < q.baseline_lr < math.inf, "[search] baseline_lr", "a finite number > 0", q.baseline_lr)
+    for name in q.baselines:
+        _check(s, name in BASELINES, "[search] baselines", f"a list drawn from {', '.join(BASELINES)}", name)
+    _check(
+        s,
+        len(set(q.baselines)) == len(q.baselines),
+        "[search] baselines",
+        "a list without repeats",
+        list(q.baselines),
+    )
     e = cfg.early_stopping
     _check(
         s,

@@ -16,7 +16,8 @@ from typing import Any
 
 import optuna
 
-from .config import BASELINE_ARM, StudyConfig, metric_mode
+from .arms import baseline_config
+from .config import StudyConfig, metric_mode
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .space import ArmSpace, define_by_run
 from .tables import Recorder, records_from_grid, write_json
@@ -101,15 +102,13 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
 
 
 def baseline_runs(cfg: StudyConfig) -> list[dict]:
-    """The constant-LR Adam baseline on every seed, full budget only."""
-    baseline = {
-        "arm": BASELINE_ARM,
-        "schedule": "constant",
-        "optimizer": "adam",
-        "lr": cfg.search.baseline_lr,
-        "weight_decay": 0.0,
-    }
-    return [{**baseline, "stage": "final", "seed": s, "budgets": [1.0]} for s in cfg.search.seeds]
+    """The study's baselines (`[search] baselines`: constant Adam 3e-4 and today's recipes) on every seed,
+    full budget only."""
+    return [
+        {**baseline_config(name, cfg.search.baseline_lr), "stage": "final", "seed": s, "budgets": [1.0]}
+        for name in cfg.search.baselines
+        for s in cfg.search.seeds
+    ]
 
 
 def run_trials(
@@ -133,11 +132,12 @@ def run_trials(
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
     )
     n_search = cfg.search.trials_per_arm * len(spaces)
-    n_final = len(cfg.search.seeds) * (len(spaces) + 1)
+    n_final = len(cfg.search.seeds) * (len(spaces) + len(cfg.search.baselines))
     recorder = Recorder(run_dir, echo, total=n_search + n_final)
     echo(
         f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and {n_final} "
-        f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and the baseline)"
+        f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
+        + ("the baseline)" if len(cfg.search.baselines) == 1 else f"{len(cfg.search.baselines)} baselines)")
     )
 
     def make() -> Any:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sched_search.config import ARMS, DEFAULT_ARMS, StudyFileError, load_study
+from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS, StudyFileError, load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -33,6 +33,29 @@ def test_an_unknown_arm_is_named_with_every_valid_one(tmp_path: Path) -> None:
     message = str(e.value)
     assert message.startswith(f"{path}: [search] arms must be") and message.endswith("but got 'cosine-adam'.")
     assert all(arm in message for arm in ARMS) and "\n" not in message
+
+
+def test_baselines_default_to_all_three_and_an_unknown_one_is_named(tmp_path: Path) -> None:
+    assert (
+        load_study(None).search.baselines
+        == BASELINES
+        == (
+            "default:adam",
+            "default:adamw-cosine",
+            "default:schedule_free",
+        )
+    )
+    path = tmp_path / "x.toml"
+    path.write_text('[search]\nbaselines = ["default:adam", "default:sgd"]\n')
+    with pytest.raises(StudyFileError) as e:
+        load_study(path)
+    assert str(e.value) == (
+        f"{path}: [search] baselines must be a list drawn from default:adam, default:adamw-cosine, "
+        "default:schedule_free, but got 'default:sgd'."
+    )
+    path.write_text('[search]\nbaselines = ["default:adam", "default:adam"]\n')
+    with pytest.raises(StudyFileError, match="without repeats"):
+        load_study(path)
 
 
 def test_default_study_has_all_six_arms_and_equal_seeds() -> None:
