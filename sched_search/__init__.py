@@ -14,18 +14,17 @@ from .optim import SGDW, AdamW, normalized_weight_decay
 from .rangetest import RangeTestConfig, range_test, read_curve, run_range_test, weight_decay_sweep
 from .schedules import (
     ConstantConfig,
-    CosineConfig,
     CyclicalConfig,
     OneCycleConfig,
     ScheduleLR,
     SGDRConfig,
-    WSDConfig,
     at_lr_minimum,
     build_scheduler,
     lr_at,
     momentum_at,
     one_cycle,
 )
+from .warmup_decay import CosineConfig, WSDConfig
 
 __version__ = "0.4.0"  # 0.4: your own loss, metric and DataLoaders; columns named val_metric, not accuracy
 

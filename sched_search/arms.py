@@ -12,21 +12,21 @@ from typing import Any
 import torch
 
 from .config import BASELINE_ARM, BASELINES
-from .optim import build_optimizer, build_schedule_free
+from .optim import build_optimizer
+from .schedule_free import build_schedule_free
 from .schedules import (
     ConstantConfig,
-    CosineConfig,
     CyclicalConfig,
     ScheduleConfig,
     ScheduleLR,
     SGDRConfig,
-    WSDConfig,
     build_scheduler,
     lr_at,
     one_cycle,
     peak_lr,
     to_steps,
 )
+from .warmup_decay import CosineConfig, WSDConfig
 
 # Per schedule: the values a trial config carries. "searched" come from Optuna (space.build_space builds their
 # distributions); "constants" are fixed per arm by the space; the decay is every arm's and searched
@@ -173,8 +173,8 @@ def optimizer_and_scheduler(
     What every trial of a study trains with: `build_schedule` over `epochs`, the optimizer at the schedule's
     first LR, its decay scaled by the schedule (AdamW as torch's fused kernel with `weight_decay / peak_lr`).
     Call `scheduler.step()` after every `optimizer.step()`. A schedule-free arm gets `schedulefree`'s
-    optimizer (`optim.build_schedule_free`) and a scheduler that holds its LR: call `optimizer.train()`
-    before training and `optimizer.eval()` before evaluating (`optim.is_schedule_free`).
+    optimizer (`schedule_free.build_schedule_free`) and a scheduler that holds its LR: call
+    `optimizer.train()` before training and `optimizer.eval()` before evaluating (`schedule_free.py`).
 
     Example:
         >>> opt, sched = optimizer_and_scheduler(config, model.parameters(), 20, 70)  # doctest: +SKIP

@@ -27,9 +27,10 @@ from .data import (
     to_device,
 )
 from .objective import build_objective, forward
-from .optim import build_optimizer, is_schedule_free
+from .optim import build_optimizer
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
 from .rangeresult import RangeTestConfig, RangeTestResult, WeightDecaySweep, nanmin
+from .schedule_free import is_schedule_free
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 SWEEP_EPOCHS = 15.0  # default sweep length in passes over the data (see sweep_steps)

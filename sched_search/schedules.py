@@ -1,4 +1,5 @@
-"""LR schedules stepped once per batch: cyclical (CLR), SGDR, one-cycle, warm-up + cosine, WSD and constant.
+"""LR schedules stepped once per batch: cyclical (CLR), SGDR, one-cycle and constant (warm-up + cosine and
+WSD: `warmup_decay.py`).
 
 Each schedule is a frozen config plus a pure function of the step (`lr_at`, `momentum_at`), so every curve can
 be tested for exact values without training; `ScheduleLR` wraps that function once into a torch LR scheduler.
@@ -20,7 +21,6 @@ import torch
 
 CLR_MODES = ("triangular", "triangular2", "exp_range")
 ANNEALS = ("linear", "cos")
-WSD_DECAYS = ("1-sqrt", "linear")  # Hagele et al. 2024's cooldown shapes; 1-sqrt beat linear there
 STEP_UNITS = ("steps", "epochs")
 
 
@@ -127,89 +127,6 @@ class OneCycleConfig:
 
 
 @dataclass(frozen=True)
-class CosineConfig:
-    """Linear warm-up, then cosine decay to `eta_min` (nanoGPT's `get_lr`; torch's LinearLR then
-    CosineAnnealingLR).
-
-    Batch t < warmup_steps gets max_lr * (t + 1) / (warmup_steps + 1), so no step is wasted at LR 0; from
-    warmup_steps on, the cosine of SGDR's eq. 5 (Loshchilov & Hutter 2017) falls from max_lr and reaches
-    eta_min at step total_steps, one past the last batch; later steps hold eta_min.
-    """
-
-    max_lr: float  # peak LR, reached at step warmup_steps, > 0
-    total_steps: int  # schedule length in steps, > warmup_steps
-    warmup_steps: int = 0  # linear warm-up length in steps, >= 0
-    eta_min: float = 0.0  # floor LR, in [0, max_lr]
-
-    def __post_init__(self) -> None:
-        _check(
-            0 <= self.eta_min <= self.max_lr and self.max_lr > 0,
-            "eta_min, max_lr",
-            "0 <= eta_min <= max_lr with max_lr > 0",
-            (self.eta_min, self.max_lr),
-        )
-        _check(
-            _is_int(self.total_steps) and self.total_steps >= 1,
-            "total_steps",
-            "an int >= 1",
-            self.total_steps,
-        )
-        _check(
-            _is_int(self.warmup_steps) and 0 <= self.warmup_steps < self.total_steps,
-            "warmup_steps",
-            f"an int in [0, total_steps={self.total_steps})",
-            self.warmup_steps,
-        )
-
-
-@dataclass(frozen=True)
-class WSDConfig:
-    """Warm-up, stable, decay (Hagele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
-    Training Durations", arXiv:2405.18392): linear warm-up, max_lr held, then a cooldown over the last
-    `decay_steps` to `eta_min`.
-
-    The warm-up is `CosineConfig`'s. The cooldown starts at step s = total_steps - decay_steps with max_lr and
-    follows eta_min + (max_lr - eta_min) * f((t - s) / decay_steps), f(x) = 1 - sqrt(x) ("1-sqrt", the
-    paper's recommended shape, its Sec. 3: it beat linear) or 1 - x ("linear"); it reaches eta_min at
-    total_steps, one past the last batch, and holds it after.
-    """
-
-    max_lr: float  # the stable LR, > 0
-    total_steps: int  # schedule length in steps, >= warmup_steps + decay_steps
-    decay_steps: int  # cooldown length in steps, >= 1
-    warmup_steps: int = 0  # linear warm-up length in steps, >= 0
-    eta_min: float = 0.0  # floor LR at the end of the cooldown, in [0, max_lr]
-    decay: str = "1-sqrt"  # cooldown shape, one of WSD_DECAYS
-
-    def __post_init__(self) -> None:
-        _check(
-            0 <= self.eta_min <= self.max_lr and self.max_lr > 0,
-            "eta_min, max_lr",
-            "0 <= eta_min <= max_lr with max_lr > 0",
-            (self.eta_min, self.max_lr),
-        )
-        _check(
-            _is_int(self.total_steps) and self.total_steps >= 1,
-            "total_steps",
-            "an int >= 1",
-            self.total_steps,
-        )
-        _check(
-            _is_int(self.decay_steps) and self.decay_steps >= 1,
-            "decay_steps",
-            "an int >= 1",
-            self.decay_steps,
-        )
-        _check(
-            _is_int(self.warmup_steps) and 0 <= self.warmup_steps <= self.total_steps - self.decay_steps,
-            "warmup_steps",
-            f"an int in [0, total_steps - decay_steps = {self.total_steps - self.decay_steps}]",
-            self.warmup_steps,
-        )
-        _check(self.decay in WSD_DECAYS, "decay", f"one of {WSD_DECAYS}", self.decay)
-
-
-@dataclass(frozen=True)
 class ConstantConfig:
     """A constant LR: the baseline arm (Adam at 3e-4)."""
 
@@ -219,7 +136,7 @@ class ConstantConfig:
         _check(self.lr > 0, "lr", "> 0", self.lr)
 
 
-ScheduleConfig = CyclicalConfig | SGDRConfig | OneCycleConfig | CosineConfig | WSDConfig | ConstantConfig
+ScheduleConfig = CyclicalConfig | SGDRConfig | OneCycleConfig | ConstantConfig
 
 # All three keep torch's meaning of final_div_factor (relative to the start LR max_lr / div_factor).
 ONE_CYCLE_PRESETS: dict[str, dict[str, Any]] = {
@@ -371,37 +288,12 @@ def _one_cycle_point(c: OneCycleConfig, step: int) -> tuple[float, float]:
     raise AssertionError("unreachable")
 
 
-def _warmup(max_lr: float, warmup_steps: int, step: int) -> float:
-    # (t + 1) / (W + 1): torch's LinearLR(start_factor=1 / (W + 1), total_iters=W), never a step at LR 0
-    return max_lr * (step + 1) / (warmup_steps + 1)
-
-
-def _cosine(c: CosineConfig, step: int) -> float:
-    if step < c.warmup_steps:
-        return _warmup(c.max_lr, c.warmup_steps, step)
-    t = min(step, c.total_steps) - c.warmup_steps
-    return (
-        c.eta_min
-        + (c.max_lr - c.eta_min) * (1 + math.cos(math.pi * t / (c.total_steps - c.warmup_steps))) / 2
-    )
-
-
-def _wsd(c: WSDConfig, step: int) -> float:
-    start = c.total_steps - c.decay_steps
-    if step < c.warmup_steps:
-        return _warmup(c.max_lr, c.warmup_steps, step)
-    if step < start:
-        return c.max_lr
-    x = min(step - start, c.decay_steps) / c.decay_steps
-    return c.eta_min + (c.max_lr - c.eta_min) * (1 - (math.sqrt(x) if c.decay == "1-sqrt" else x))
-
-
 def lr_at(config: ScheduleConfig, step: int) -> float:
     """The LR for batch `step` (0 = first batch); past a schedule's end it holds the last value.
 
     Implements Smith 2015's triangle with the triangular2/exp_range amplitude scales, SGDR
     (Loshchilov & Hutter 2017, eq. 5) with restarts at integer steps and the peak times peak_decay**restart,
-    one-cycle in torch's OneCycleLR phase layout, linear warm-up + cosine, and WSD (Hagele et al. 2024).
+    and one-cycle in torch's OneCycleLR phase layout.
 
     Example:
         >>> lr_at(CyclicalConfig(base_lr=0.01, max_lr=0.1, step_size=10), 10)
@@ -417,12 +309,10 @@ def lr_at(config: ScheduleConfig, step: int) -> float:
         return config.eta_min + (peak - config.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
     if isinstance(config, OneCycleConfig):
         return _one_cycle_point(config, step)[0]
-    if isinstance(config, CosineConfig):
-        return _cosine(config, step)
-    if isinstance(config, WSDConfig):
-        return _wsd(config, step)
     if isinstance(config, ConstantConfig):
         return config.lr
+    if callable(getattr(config, "lr_at", None)):  # a config that computes its own (warmup_decay.py)
+        return config.lr_at(step)
     raise TypeError(f"config must be one of {ScheduleConfig}, but got {type(config).__name__}.")
 
 

@@ -129,7 +129,8 @@ _SCHEDULE_FREE = {"adamw": "AdamWScheduleFree", "sgd": "SGDScheduleFree"}
 def _schedule_free_lines(
     config: dict[str, Any], lr: float, epochs: int, spe: int, loss_line: str
 ) -> list[str]:
-    """A schedule-free optimizer as `optim.build_schedule_free` builds it, and its train/eval switches."""
+    """A schedule-free optimizer as `schedule_free.build_schedule_free` builds it, and its train/eval
+    switches."""
     total = max(1, round(epochs * spe))
     warmup = math.floor(config["warmup_pct"] * total + 0.5)  # arms.optimizer_and_scheduler's count
     lines = [

@@ -30,8 +30,8 @@ from .data import (
 )
 from .models import build_model
 from .objective import Evaluation, Objective, build_objective, forward, score
-from .optim import is_schedule_free
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
+from .schedule_free import is_schedule_free
 from .schedules import at_lr_minimum
 from .tables import encode_examples
 

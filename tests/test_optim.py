@@ -494,7 +494,7 @@ def test_trainers_fused_adamw_is_our_adamw_in_schedule_mode() -> None:
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 def test_schedule_free_decay_is_ours_decoupled_and_warmed_up(name: str) -> None:
     """With a zero gradient the z step is pure decay: z shrinks by (lr_t / lr) * lambda = eta_t * lambda."""
-    from sched_search.optim import build_schedule_free
+    from sched_search.schedule_free import build_schedule_free
 
     p = torch.nn.Parameter(torch.full((3,), 2.0))
     lam, lr, warmup = 1e-2, 0.5, 4
@@ -508,7 +508,7 @@ def test_schedule_free_decay_is_ours_decoupled_and_warmed_up(name: str) -> None:
 
 
 def test_schedule_free_is_told_apart_and_rejects_unknown_names() -> None:
-    from sched_search.optim import build_schedule_free, is_schedule_free
+    from sched_search.schedule_free import build_schedule_free, is_schedule_free
 
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert is_schedule_free(build_schedule_free("sgd", params, lr=1.0))
@@ -519,7 +519,7 @@ def test_schedule_free_is_told_apart_and_rejects_unknown_names() -> None:
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 def test_schedule_free_eval_mode_holds_the_average_and_train_mode_comes_back(name: str) -> None:
-    from sched_search.optim import build_schedule_free
+    from sched_search.schedule_free import build_schedule_free
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)

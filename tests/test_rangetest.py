@@ -496,7 +496,7 @@ def test_state_restored_exactly(digits_image: TensorData, make_optimizer, traini
 def test_schedule_free_optimizer_sweeps_and_is_restored_in_its_mode(digits: TensorData, name: str) -> None:
     """schedulefree refuses to step outside train mode: the test switches it, then restores it in eval mode
     (the averaged weights) as it found it."""
-    from sched_search.optim import build_schedule_free
+    from sched_search.schedule_free import build_schedule_free
 
     model = _mlp(digits)
     optimizer = build_schedule_free(name, model.parameters(), lr=1e-3, warmup_steps=2)

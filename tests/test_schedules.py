@@ -16,12 +16,10 @@ from hypothesis import strategies as st
 from sched_search.schedules import (
     ONE_CYCLE_PRESETS,
     ConstantConfig,
-    CosineConfig,
     CyclicalConfig,
     OneCycleConfig,
     ScheduleLR,
     SGDRConfig,
-    WSDConfig,
     build_scheduler,
     lr_at,
     momentum_at,
@@ -29,6 +27,7 @@ from sched_search.schedules import (
     peak_lr,
     to_steps,
 )
+from sched_search.warmup_decay import CosineConfig, WSDConfig
 
 FAST = settings(max_examples=60, deadline=None)
 lrs = st.floats(1e-5, 10.0)
