@@ -1,7 +1,7 @@
-"""The study's searcher without a Tuner: `ArmsSearcher` over real per-arm `OptunaSearch` on Optuna studies made
-as `search.run_trials` makes them, told results as Tune tells them. Which search trial the final re-runs come
-from (finished trials first, best in the study's direction, ties to the lower val loss), in both directions,
-and the Optuna study's own direction."""
+"""The study's searcher without a Tuner: `ArmsSearcher` over real per-arm `OptunaSearch` on Optuna studies
+made as `search.run_trials` makes them, told results as Tune tells them. Which search trial the final re-runs
+come from (finished trials first, best in the study's direction, ties to the lower val loss), in both
+directions, and the Optuna study's own direction."""
 
 from __future__ import annotations
 

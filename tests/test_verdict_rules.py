@@ -63,13 +63,13 @@ def _study(
     n_seeds = len(next(iter(next(iter(arms.values())).values())))
     cfg = _cfg(n_seeds, budgets)
     configs = []
-    for arm in arms:
+    for arm, rungs in arms.items():
         if arm == BASELINE_ARM:
             configs += baseline_runs(cfg)
         else:
             space = build_space(arm, SEED, EPOCHS, SPE)
             best = {**space.first_point(), "trial_id": f"search-{arm}"}
-            configs += [{**c, "budgets": sorted(arms[arm])} for c in final_runs(cfg, {arm: space}, arm, best)]
+            configs += [{**c, "budgets": sorted(rungs)} for c in final_runs(cfg, {arm: space}, arm, best)]
     # Tune merges its param_space (the study's settings) under each config the searcher gives
     configs = [{**trial_settings(cfg), **c} for c in configs]
     records = {}
@@ -110,7 +110,7 @@ def _study(
 
 def _three_tied(n_seeds: int = 3) -> dict[str, dict[float, list[np.ndarray]]]:
     """Three arms with the same values on every example at the full budget (a tie nothing can break but the
-    order rule), reaching the baseline's mean at different rungs; alphabetical order differs from the rule's."""
+    order rule), reaching the baseline's mean at different rungs; alphabetical order is not the rule's."""
     rng = np.random.default_rng(0)
     n = 200
     full = [_right(n, 180)] * n_seeds
@@ -175,7 +175,12 @@ def test_one_seed_compares_nothing() -> None:
     v = decide(_study(_three_tied(1))[0])
     assert v["n_seeds"] == 1 and v["winner"] is None and v["speedup"] == {}
     lead = v["arms"][BASELINE_ARM]["vs_leader"]
-    assert lead["diff"] == pytest.approx(0.15) and lead["p"] is None and lead["ci_low"] is None and lead["p_holm"] is None
+    assert (
+        lead["diff"] == pytest.approx(0.15)
+        and lead["p"] is None
+        and lead["ci_low"] is None
+        and lead["p_holm"] is None
+    )
 
 
 # ----------------------------------------------------------------------------------- the headline
