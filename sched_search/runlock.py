@@ -92,7 +92,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                     and holder_pid > 0
                     and _alive(holder_pid, holder.get("started"))
                 )
-                if holder.get("host") != mine["host"] or live:
+                # a damaged file ({}) is no run_lock's: it links a complete file into place, never writes one
+                if holder and (holder.get("host") != mine["host"] or live):
                     raise RunFolderLocked(
                         f"run folder {run_dir} is in use by a study ({_describe(holder)}; lock file {path}). "
                         "Wait for it to finish; if that process is gone (e.g. on another host), delete "
