@@ -15,8 +15,7 @@ from typing import Any
 
 from .arms import build_schedule
 from .schedules import ConstantConfig, ScheduleConfig, momentum_at
-
-NO_WINNER = "no clear winner; first of the top group by the tie-break rule"
+from .verdict import NO_WINNER
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ def recommend(
     n_train: int | None = None,
     source: str = "",
 ) -> Recommendation | None:
-    """The verdict's winner, else the first arm of its top group that is not the baseline; None without one.
+    """The verdict's `recommended` arm; else (an older verdict) its winner, else the first arm of its top
+    group that is not a baseline; None without one.
 
     Args:
         verdict: `verdict.decide(...)` (verdict.json).
@@ -52,8 +52,10 @@ def recommend(
     """
     baseline = verdict.get("baseline")
     group = list(verdict.get("top_group") or [])
-    schedules = [a for a in group if a != baseline]
-    if verdict.get("winner"):
+    schedules = [a for a in group if a != baseline and a not in verdict.get("baselines", [])]
+    if verdict.get("recommended"):  # verdict.decide's choice: a baseline only when it beats every arm
+        arm, why = verdict["recommended"], verdict.get("recommended_why") or ""
+    elif verdict.get("winner"):
         arm, why = verdict["winner"], "the winner"
     elif schedules:
         arm, why = schedules[0], NO_WINNER

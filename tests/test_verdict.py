@@ -148,6 +148,34 @@ def test_clear_winner_over_three_seeds(tmp_path: Path) -> None:
     ):
         assert key in written, key
     assert written["winner"] == "one_cycle-sgdw" and written["baseline"] == BASELINE
+    # a folder of before issue 20, constant-adam its only baseline: that baseline is the strongest
+    assert written["baselines"] == [BASELINE] == [written["strongest_baseline"]]
+    assert written["recommended"] == "one_cycle-sgdw" and written["vs_adam"]["target"] == written["target"]
+    assert "Strongest baseline" not in run.summary
+
+
+def test_several_baselines_in_the_report(tmp_path: Path) -> None:
+    """Three baselines: the terminal and report.md show every searched arm against every baseline, the
+    leaderboard marks each baseline, the headline names the strongest."""
+    rng = np.random.default_rng(11)
+    n = 600
+    arms = {
+        "one_cycle-sgdw": {1.0: [_right(n, k, rng) for k in (570, 572, 568)]},
+        "clr-sgdw": {1.0: [_right(n, k, rng) for k in (500, 505, 498)]},
+        BASELINE: {1.0: [_right(n, k, rng) for k in (300, 310, 305)]},
+        "default:adamw-cosine": {1.0: [_right(n, k, rng) for k in (360, 365, 355)]},
+        "default:schedule_free": {1.0: [_right(n, k, rng) for k in (450, 440, 455)]},
+    }
+    run = load_run(_run(tmp_path / "three", arms))
+    assert run.verdict["strongest_baseline"] == "default:schedule_free"
+    assert "Strongest baseline: default:schedule_free" in run.summary
+    text = format_leaderboard(run)
+    assert "Holm over all 6 comparisons" in text
+    block = text[text.index("Every searched arm against every baseline") :]
+    assert block.splitlines()[1].split() == ["arm", "default:schedule_free", "default:adamw-cosine", BASELINE]
+    md = write_report(run.path)["report.md"].read_text()
+    assert "## Against every baseline" in md and "| one_cycle-sgdw | better +" in md
+    assert run.leaderboard.set_index("arm").loc["default:adamw-cosine", "vs_baseline"] == "baseline"
 
 
 def test_two_seeds_spread_not_estimable(tmp_path: Path) -> None:

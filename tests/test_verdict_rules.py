@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sched_search.config import BASELINE_ARM, load_study
-from sched_search.paired import bootstrap_weights, paired_difference, resampled_means
+from sched_search.config import BASELINE_ARM, BASELINES, load_study
+from sched_search.paired import ALPHA, bootstrap_weights, holm, paired_difference, resampled_means
 from sched_search.search import baseline_runs, final_runs, trial_settings
 from sched_search.snippet import NO_WINNER, recommend
 from sched_search.space import RangeSeed, build_space
 from sched_search.tables import encode_examples, tables_from_rows
-from sched_search.verdict import decide, metric_text
+from sched_search.verdict import decide, is_baseline, metric_text
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -36,7 +36,7 @@ def _cfg(n_seeds: int, budgets: list[float]):
     return replace(
         cfg,
         train=replace(cfg.train, epochs=EPOCHS),
-        search=replace(cfg.search, seeds=list(range(n_seeds)), budgets=budgets),
+        search=replace(cfg.search, seeds=list(range(n_seeds)), budgets=budgets, baselines=BASELINES),
     )
 
 
@@ -64,8 +64,8 @@ def _study(
     cfg = _cfg(n_seeds, budgets)
     configs = []
     for arm, rungs in arms.items():
-        if arm == BASELINE_ARM:
-            configs += baseline_runs(cfg)
+        if is_baseline(arm):
+            configs += [c for c in baseline_runs(cfg) if c["arm"] == arm]
         else:
             space = build_space(arm, SEED, EPOCHS, SPE)
             best = {**space.first_point(), "trial_id": f"search-{arm}"}
@@ -309,3 +309,114 @@ def test_mean_intervals_are_the_bootstrap_percentiles() -> None:
     assert a["ci_low"] == pytest.approx(np.percentile(boot, 2.5))
     assert a["ci_high"] == pytest.approx(np.percentile(boot, 97.5))
     assert a["ci_low"] < a["mean"] < a["ci_high"]
+
+
+# ----------------------------------------------------------------------------------- several baselines
+
+SEARCHED = ("one_cycle-sgdw", "clr-sgdw")
+ADAMW_COSINE, SCHEDULE_FREE = "default:adamw-cosine", "default:schedule_free"
+
+
+def _with_baselines(searched: dict[str, tuple[int, ...]], sf: tuple[int, ...], n: int = 400, seed: int = 0):
+    """Two searched arms and the three baselines (constant Adam ~50%, AdamW + cosine ~60%, Schedule-Free
+    `sf`), full budget only, 3 seeds; correct examples at random places."""
+    rng = np.random.default_rng(seed)
+    counts = {
+        **searched,
+        BASELINE_ARM: (200, 204, 198),
+        ADAMW_COSINE: (240, 236, 244),
+        SCHEDULE_FREE: sf,
+    }
+    return {a: {1.0: [_right(n, k, rng) for k in ks]} for a, ks in counts.items()}
+
+
+def test_several_baselines_are_one_family_holm_over_every_comparison() -> None:
+    """2 searched arms x 3 baselines: Holm over all six. clr-sgdw beats Schedule-Free at p < 0.05 on its own,
+    but not after the correction over six: "equal"."""
+    arms = _with_baselines({"one_cycle-sgdw": (288, 280, 284), "clr-sgdw": (298, 304, 296)}, (282, 290, 280))
+    v = decide(_study(arms)[0])
+    baselines = [SCHEDULE_FREE, ADAMW_COSINE, BASELINE_ARM]  # strongest first
+    assert v["baselines"] == baselines and v["n_baseline_comparisons"] == 6
+    raw = {(a, b): v["arms"][a]["vs_baselines"][b]["p"] for a in SEARCHED for b in baselines}
+    adjusted = holm(raw)
+    for (a, b), p in adjusted.items():
+        c = v["arms"][a]["vs_baselines"][b]
+        assert c["p_holm"] == pytest.approx(p)
+        assert c["call"] == ("equal" if p >= ALPHA else ("better" if c["diff"] > 0 else "worse"))
+    close = v["arms"]["clr-sgdw"]["vs_baselines"][SCHEDULE_FREE]
+    assert close["p"] < ALPHA <= close["p_holm"] and close["call"] == "equal"
+    assert v["arms"]["clr-sgdw"]["vs_baselines"][BASELINE_ARM]["call"] == "better"
+    # intervals simultaneous over the six: Bonferroni at alpha / 6
+    six = paired_difference(np.stack(arms["clr-sgdw"][1.0]), np.stack(arms[SCHEDULE_FREE][1.0]), ALPHA / 6)
+    assert (close["ci_low"], close["ci_high"]) == pytest.approx((six["ci_low"], six["ci_high"]))
+    assert close["ci_low"] < 0 < close["ci_high"]
+    assert v["better_than_every_baseline"] == []  # neither beats Schedule-Free after the correction
+    assert v["baseline"] == SCHEDULE_FREE and v["better_than_baseline"] == []
+    assert v["baseline_wins"] is None and v["recommended"] == v["leader"] == "clr-sgdw"
+    assert "Holm over all 6 such comparisons" in v["rule"]
+
+
+def test_the_strongest_baseline_is_named_and_is_the_speedup_reference() -> None:
+    """The strongest baseline (best mean in the study's direction) sets the target; constant Adam's target
+    and speed-ups stay beside it in `vs_adam`."""
+    arms = _with_baselines({"one_cycle-sgdw": (370, 372, 368), "clr-sgdw": (330, 334, 328)}, (282, 290, 280))
+    arms["one_cycle-sgdw"][0.25] = [_right(400, k) for k in (300, 300, 300)]  # past Schedule-Free at 2 epochs
+    arms["one_cycle-sgdw"][0.125] = [_right(400, k) for k in (250, 250, 250)]  # past Adam's 50% at 1 epoch
+    trials, configs = _study(arms)
+    v = decide(trials)
+    sf_mean = np.mean([282, 290, 280]) / 400
+    adam_mean = np.mean([200, 204, 198]) / 400
+    assert v["strongest_baseline"] == v["baseline"] == SCHEDULE_FREE
+    assert (
+        v["target"] == pytest.approx(sf_mean)
+        and "strongest baseline default:schedule_free" in v["target_source"]
+    )
+    assert (
+        f"Strongest baseline: {SCHEDULE_FREE} (val accuracy {metric_text(sf_mean, 'accuracy')})."
+        in v["headline"]
+    )
+    assert f"sooner than {SCHEDULE_FREE}." in v["headline"]
+    assert v["better_than_every_baseline"] == ["clr-sgdw", "one_cycle-sgdw"]
+    assert "Better than every baseline: clr-sgdw, one_cycle-sgdw." in v["headline"]
+    assert v["speedup"]["one_cycle-sgdw"]["estimate"] == pytest.approx(EPOCHS / 2)
+    adam = v["vs_adam"]
+    assert adam["baseline"] == BASELINE_ARM and adam["target"] == pytest.approx(adam_mean)
+    assert adam["speedup"]["one_cycle-sgdw"]["estimate"] == pytest.approx(EPOCHS / 1)
+    # the same table read as "lower is better": the weakest recipe becomes the strongest baseline
+    assert decide(trials, mode="min")["strongest_baseline"] == BASELINE_ARM
+    # leaderboard: every baseline reads "baseline", searched arms carry the call against the strongest
+    from sched_search.leaderboard import baseline_calls, build_leaderboard
+
+    board = build_leaderboard(trials, pd.DataFrame(), v).set_index("arm")
+    assert set(board.loc[[BASELINE_ARM, ADAMW_COSINE, SCHEDULE_FREE], "vs_baseline"]) == {"baseline"}
+    assert board.loc["clr-sgdw", "vs_baseline"] == "better"
+    calls = baseline_calls(v).set_index("arm")
+    assert list(calls.columns) == [SCHEDULE_FREE, ADAMW_COSINE, BASELINE_ARM]
+    assert calls.loc["one_cycle-sgdw", BASELINE_ARM].startswith("better +")
+    assert recommend(v, configs, SPE).arm == "one_cycle-sgdw"
+
+
+def test_a_baseline_that_beats_every_arm_is_recommended_plainly() -> None:
+    """Schedule-Free at ~90% against searched arms at ~70-75%: the verdict says so first and recommends it,
+    and its torch code is what the closing block prints."""
+    arms = _with_baselines({"one_cycle-sgdw": (300, 302, 298), "clr-sgdw": (280, 284, 278)}, (360, 362, 358))
+    trials, configs = _study(arms)
+    v = decide(trials)
+    assert v["baseline_wins"] == v["recommended"] == v["winner"] == SCHEDULE_FREE
+    assert v["headline"].startswith(f"Use the baseline {SCHEDULE_FREE} (val accuracy")
+    assert "it beats every searched arm" in v["headline"]
+    assert all(v["arms"][a]["vs_baselines"][SCHEDULE_FREE]["call"] == "worse" for a in SEARCHED)
+    rec = recommend(v, configs, SPE)
+    assert rec.arm == SCHEDULE_FREE and "beats every searched arm" in rec.why
+    assert "AdamWScheduleFree" in rec.code
+
+
+def test_a_baseline_tied_with_the_best_arm_is_not_recommended() -> None:
+    """Schedule-Free within noise of the best searched arm: both in the top group, the searched arm is
+    recommended (baselines count for the recommendation only when they beat every searched arm)."""
+    arms = _with_baselines({"one_cycle-sgdw": (301, 305, 297), "clr-sgdw": (250, 254, 248)}, (302, 298, 306))
+    v = decide(_study(arms)[0])
+    assert set(v["top_group"]) == {SCHEDULE_FREE, "one_cycle-sgdw"} and v["winner"] is None
+    assert v["leader"] == SCHEDULE_FREE and v["baseline_wins"] is None
+    assert v["recommended"] == "one_cycle-sgdw"
+    assert v["arms"]["one_cycle-sgdw"]["vs_baselines"][SCHEDULE_FREE]["call"] == "equal"
