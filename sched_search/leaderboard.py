@@ -16,7 +16,7 @@ import pandas as pd
 from .arms import HYPERPARAMETERS
 from .config import BASELINE_ARM
 from .tables import final_rows
-from .verdict import difference_text, speedup_text
+from .verdict import LADDER_PREFIX, difference_text, speedup_text
 
 FULL_RUN_NOTE = (
     "'First epoch at target (full run)' is for reference only: one-cycle and SGDR anneal the LR at the end "
@@ -124,6 +124,7 @@ def build_leaderboard(
         >>> build_leaderboard(run.trials, run.epochs, run.verdict)  # doctest: +SKIP
     """
     rows = final_rows(trials)
+    rows = rows[~rows["arm"].astype(str).str.startswith(LADDER_PREFIX)] if not rows.empty else rows
     if rows.empty:
         return pd.DataFrame(columns=COLUMNS)
     arms_v = verdict.get("arms", {})

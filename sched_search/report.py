@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .attribution import LADDER_TITLE, attribution_lines
 from .leaderboard import FULL_RUN_NOTE, baseline_calls, budget_ladder, call_text
 from .results import Run, learning_curves, load_run, param_importances, schedule_curves
 from .snippet import Recommendation, recommend
@@ -102,14 +103,7 @@ _TERMINAL_BLOCKS = (
     ("arm", "seeds", "failed", "val", "95% CI", "std", "diff", "val loss", "test"),
     ("arm", "epochs to target", "speed-up", "first epoch at target (full run)", "wall s/run"),
 )
-_TEXT_COLUMNS = {
-    "arm",
-    "95% CI",
-    _DIFF_POINTS,
-    _DIFF_UNITS,
-    "speed-up",
-    "best config",
-}
+_TEXT_COLUMNS = {"arm", "95% CI", _DIFF_POINTS, _DIFF_UNITS, "speed-up", "best config"}
 
 
 def _text_table(df: pd.DataFrame) -> str:
@@ -198,6 +192,8 @@ def format_closing(run: Run, report_html: Path) -> str:
             strongest = " (the strongest baseline)" if b == v.get("strongest_baseline") else ""
             mean = metric_text(v["arms"][b]["mean"], m)
             lines.append(f"  vs {b}{strongest}, val {m} {mean}: {call_text(c, m) or 'itself'}")
+        if ladder := attribution_lines(run.verdict.get("attribution")):
+            lines += [f"{LADDER_TITLE}:", *[f"  {line}" for line in ladder]]
         lines += [
             "",
             f"--- {rec.arm} in your own training loop (runs as written; replace the '# your ...' lines) ---",
@@ -364,6 +360,8 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     calls = baseline_calls(run.verdict) if run.verdict.get("baselines") else pd.DataFrame()
     if not calls.empty:
         md += ["## Against every baseline", "", f"{_against(run)}.", "", _md_table(calls), ""]
+    if ladder := attribution_lines(run.verdict.get("attribution")):
+        md += [f"## {LADDER_TITLE}", "", *[f"- {line}" for line in ladder], ""]
     if rec:
         md += [
             "## Use it in your own training loop",
@@ -404,6 +402,8 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     if not calls.empty:
         body += ["<h2>Against every baseline</h2>", f"<p>{html.escape(_against(run))}.</p>"]
         body.append(f'<div class="wide">{_html_table(calls, "leaderboard")}</div>')
+    if ladder:
+        body += [f"<h2>{LADDER_TITLE}</h2><ul>", *[f"<li>{html.escape(x)}</li>" for x in ladder], "</ul>"]
     if rec:
         body += [
             "<h2>Use it in your own training loop</h2>",

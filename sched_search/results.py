@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .attribution import attribution
 from .leaderboard import build_leaderboard
 from .tables import final_rows
 from .verdict import decide
@@ -212,6 +213,7 @@ def load_run(path: str | Path) -> Run:
         metric=metric,
         mode=mode,
     )
+    verdict["attribution"] = attribution(trials, verdict)
     target = math.nan if verdict["target"] is None else verdict["target"]
     searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
     board = build_leaderboard(trials, epochs, verdict, searched)

@@ -16,10 +16,10 @@ from typing import Any
 
 import optuna
 
-from .arms import baseline_config
+from .arms import baseline_config, range_family
 from .config import StudyConfig, metric_mode
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
-from .space import ArmSpace, define_by_run
+from .space import ArmSpace, RangeSeed, build_space, define_by_run
 from .tables import Recorder, records_from_grid, write_json
 from .trial import asha_rungs, trial_trainable
 
@@ -107,6 +107,27 @@ def baseline_runs(cfg: StudyConfig) -> list[dict]:
     return [
         {**baseline_config(name, cfg.search.baseline_lr), "stage": "final", "seed": s, "budgets": [1.0]}
         for name in cfg.search.baselines
+        for s in cfg.search.seeds
+    ]
+
+
+def ladder_runs(
+    cfg: StudyConfig, spaces: dict[str, ArmSpace], seeds: dict[str, RangeSeed], steps_per_epoch: int
+) -> list[dict]:
+    """The attribution ladder's own runs (`attribution.py`) on every seed, full budget only: per optimizer
+    family of the arms, warm-up + cosine at its range test's suggestion (`ladder:cosine-<family>`, the
+    cosine arm's first point), and per arm its schedule at the range test's suggestion without search
+    (`ladder:untuned-<arm>`, its space's first point: what the search started from)."""
+    configs: dict[str, dict] = {}
+    for arm, space in spaces.items():
+        family = range_family(arm)
+        if family in seeds:
+            cosine = build_space(f"cosine-{family}", seeds[family], cfg.train.epochs, steps_per_epoch)
+            configs[f"ladder:cosine-{family}"] = {**cosine.first_point(), **cosine.constants()}
+        configs[f"ladder:untuned-{arm}"] = {**space.first_point(), **space.constants()}
+    return [
+        {**config, "arm": name, "stage": "final", "seed": s, "budgets": [1.0]}
+        for name, config in sorted(configs.items())
         for s in cfg.search.seeds
     ]
 
@@ -214,4 +235,4 @@ def run_trials(
     return records
 
 
-__all__ = ["baseline_runs", "final_runs", "run_trials", "trial_settings"]
+__all__ = ["baseline_runs", "final_runs", "ladder_runs", "run_trials", "trial_settings"]

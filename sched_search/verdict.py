@@ -29,6 +29,7 @@ from .paired import (
 )
 from .tables import final_rows, outcomes
 
+LADDER_PREFIX = "ladder:"  # the attribution ladder's own runs (attribution.py): not arms of the verdict
 MIN_SEEDS = 3  # below this the seed-to-seed spread is not estimable and no winner or "better" is called
 NO_WINNER = "no clear winner; first of the top group by the tie-break rule"
 ORDER_RULE = (
@@ -103,6 +104,8 @@ def decide(
         raise ValueError(f"mode must be 'max' or 'min', but got {mode!r}.")
     accuracy, sign = metric == "accuracy", 1.0 if mode == "max" else -1.0
     matrices, seeds, excluded, by_example = outcomes(trials)
+    matrices = {a: m for a, m in matrices.items() if not a.startswith(LADDER_PREFIX)}
+    excluded = {a: why for a, why in excluded.items() if not a.startswith(LADDER_PREFIX)}
     arms = sorted(matrices)
     full = {arm: matrices[arm][max(matrices[arm])] for arm in arms}
     n_examples = next(iter(full.values())).shape[1] if full else 0

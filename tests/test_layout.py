@@ -18,6 +18,7 @@ FLOORS = {
     # the parts
     "data": 1, "models": 1, "arms": 1, "plots": 1, "verdict": 1, "precision": 1, "objective": 1,
     "rangeresult": 2, "space": 2, "train": 2, "preflight": 2, "leaderboard": 2, "snippet": 2,
+    "attribution": 2,
     "rangetest": 3, "trial": 3, "results": 3,
     # the answer and the Tuner
     "report": 4, "search": 4,

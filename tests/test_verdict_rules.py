@@ -7,6 +7,7 @@ zero-variance and 1-seed paths, the bootstrap)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import replace
@@ -16,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sched_search.attribution import attribution, attribution_lines
 from sched_search.config import BASELINE_ARM, BASELINES, load_study
 from sched_search.paired import ALPHA, bootstrap_weights, holm, paired_difference, resampled_means
-from sched_search.search import baseline_runs, final_runs, trial_settings
+from sched_search.search import baseline_runs, final_runs, ladder_runs, trial_settings
 from sched_search.snippet import NO_WINNER, recommend
 from sched_search.space import RangeSeed, build_space
 from sched_search.tables import encode_examples, tables_from_rows
@@ -63,9 +65,12 @@ def _study(
     n_seeds = len(next(iter(next(iter(arms.values())).values())))
     cfg = _cfg(n_seeds, budgets)
     configs = []
+    spaces = {a: build_space(a, SEED, EPOCHS, SPE) for a in arms if not (is_baseline(a) or ":" in a)}
     for arm, rungs in arms.items():
         if is_baseline(arm):
             configs += [c for c in baseline_runs(cfg) if c["arm"] == arm]
+        elif arm.startswith("ladder:"):
+            configs += [c for c in ladder_runs(cfg, spaces, {"sgdw": SEED}, SPE) if c["arm"] == arm]
         else:
             space = build_space(arm, SEED, EPOCHS, SPE)
             best = {**space.first_point(), "trial_id": f"search-{arm}"}
@@ -420,3 +425,66 @@ def test_a_baseline_tied_with_the_best_arm_is_not_recommended() -> None:
     assert v["leader"] == SCHEDULE_FREE and v["baseline_wins"] is None
     assert v["recommended"] == "one_cycle-sgdw"
     assert v["arms"]["one_cycle-sgdw"]["vs_baselines"][SCHEDULE_FREE]["call"] == "equal"
+
+
+# ----------------------------------------------------------------------------------- the attribution ladder
+
+LADDER = (BASELINE_ARM, ADAMW_COSINE, "ladder:cosine-sgdw", "ladder:untuned-one_cycle-sgdw", "one_cycle-sgdw")
+
+
+def _ladder(counts: tuple[tuple[int, ...], ...], n: int = 500) -> dict[str, dict[float, list[np.ndarray]]]:
+    rng = np.random.default_rng(12)
+    return {a: {1.0: [_right(n, k, rng) for k in ks]} for a, ks in zip(LADDER, counts, strict=True)}
+
+
+def test_attribution_ladder_a_step_within_noise_is_not_measurable() -> None:
+    """The issue's MNIST-1D shape: Adam 51%, the common default 59%, cosine at the range test's LR 91.4%,
+    the arm untuned 91.3%, tuned 95.2%: the schedule bought nothing measurable, every other step a gain."""
+    arms = _ladder(((255, 258, 254), (296, 294, 298), (457, 455, 459), (456, 458, 455), (476, 475, 477)))
+    trials, configs = _study(arms)
+    v = decide(trials)
+    assert set(v["arms"]) == {BASELINE_ARM, ADAMW_COSINE, "one_cycle-sgdw"}  # ladder runs are not arms
+    assert v["recommended"] == "one_cycle-sgdw"
+    att = attribution(trials, v)
+    assert att["arm"] == "one_cycle-sgdw" and att["rungs"] == list(LADDER) and att["missing"] == []
+    steps = att["steps"]
+    assert [(s["from"], s["to"]) for s in steps] == list(itertools.pairwise(LADDER))
+    adjusted = holm({i: s["p"] for i, s in enumerate(steps)})
+    for i, s in enumerate(steps):
+        lo, hi = (np.stack(arms[a][1.0]) for a in (s["from"], s["to"]))
+        c = paired_difference(hi, lo, ALPHA / 4, True)  # simultaneous over the four steps
+        assert s["diff"] == pytest.approx(hi.mean() - lo.mean()) and s["ci_low"] == pytest.approx(c["ci_low"])
+        assert s["p_holm"] == pytest.approx(adjusted[i])
+        assert s["call"] == ("not measurable" if adjusted[i] >= ALPHA else "gain")
+    assert [s["call"] for s in steps] == ["gain", "gain", "not measurable", "gain"]
+    schedule, range_lr = 100 * (1369 - 1371) / 1500, 100 * (1371 - 888) / 1500  # points, from the counts
+    assert steps[2]["text"].startswith(
+        f"the schedule bought nothing measurable here ({schedule:+.2f} points ["
+    )
+    assert steps[1]["text"].startswith(f"the range test's LR bought {range_lr:+.2f} points [")
+    # the ladder's runs are what search.ladder_runs builds: the untuned arm is the search's first point
+    untuned = next(c for c in configs if c["arm"] == "ladder:untuned-one_cycle-sgdw")
+    first = build_space("one_cycle-sgdw", SEED, EPOCHS, SPE).first_point()
+    assert {k: untuned[k] for k in first} == first and untuned["budgets"] == [1.0]
+    cosine = next(c for c in configs if c["arm"] == "ladder:cosine-sgdw")
+    assert (cosine["schedule"], cosine["optimizer"], cosine["max_lr"]) == ("cosine", "sgdw", SEED.max_lr)
+    # tuned within noise of untuned: the search bought nothing measurable
+    same = _ladder(((255, 258, 254), (296, 294, 298), (457, 455, 459), (466, 468, 465), (467, 466, 468)))
+    trials = _study(same)[0]
+    last = attribution(trials, decide(trials))["steps"][-1]
+    assert last["call"] == "not measurable"
+    assert last["text"].endswith(": the range test's suggestion is enough")
+
+
+def test_attribution_merges_the_steps_of_rungs_that_did_not_run() -> None:
+    arms = _ladder(((255, 258, 254), (296, 294, 298), (457, 455, 459), (456, 458, 455), (476, 475, 477)))
+    for a in LADDER[2:4]:
+        del arms[a]
+    trials = _study(arms)[0]
+    att = attribution(trials, decide(trials))
+    assert att["missing"] == list(LADDER[2:4]) and len(att["steps"]) == 2
+    assert att["steps"][1]["bought"] == "the range test's LR and the schedule and the search"
+    assert att["steps"][1]["call"] == "gain"
+    lines = attribution_lines(att)
+    assert lines[0].startswith(f"{BASELINE_ARM} -> {ADAMW_COSINE}: the common default")
+    assert lines[-1] == f"not run (their steps merged with the next): {', '.join(LADDER[2:4])}"
