@@ -24,6 +24,7 @@ from .schedules import (
     momentum_at,
     one_cycle,
 )
+from .warmup_decay import CosineConfig, WSDConfig
 
 __version__ = "0.4.0"  # 0.4: your own loss, metric and DataLoaders; columns named val_metric, not accuracy
 
@@ -49,6 +50,7 @@ __all__ = [
     "SGDW",
     "AdamW",
     "ConstantConfig",
+    "CosineConfig",
     "CurveConfig",
     "CyclicalConfig",
     "LoaderData",
@@ -57,6 +59,7 @@ __all__ = [
     "SGDRConfig",
     "ScheduleLR",
     "TensorData",
+    "WSDConfig",
     "at_lr_minimum",
     "build_objective",
     "build_schedule",

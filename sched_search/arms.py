@@ -6,11 +6,14 @@ leaderboard share: a trial config is a flat dict at the Ray/Optuna boundary, and
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
+from .config import BASELINE_ARM, BASELINES
 from .optim import build_optimizer
+from .schedule_free import build_schedule_free
 from .schedules import (
     ConstantConfig,
     CyclicalConfig,
@@ -23,6 +26,7 @@ from .schedules import (
     peak_lr,
     to_steps,
 )
+from .warmup_decay import CosineConfig, WSDConfig
 
 # Per schedule: the values a trial config carries. "searched" come from Optuna (space.build_space builds their
 # distributions); "constants" are fixed per arm by the space; the decay is every arm's and searched
@@ -37,8 +41,15 @@ SCHEDULE_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
         "searched": ("max_lr", "weight_decay", "pct_start", "div_factor"),
         "constants": ("final_div_factor",),
     },
+    "cosine": {"searched": ("max_lr", "weight_decay", "warmup_pct"), "constants": ("eta_min",)},
+    "wsd": {"searched": ("max_lr", "weight_decay", "warmup_pct", "decay_pct"), "constants": ("decay",)},
+    # the optimizer's own warm-up and averaging: max_lr is its lr, held constant (no schedule)
+    "schedule_free": {"searched": ("max_lr", "weight_decay", "warmup_pct"), "constants": ()},
     "constant": {"searched": (), "constants": ("lr", "weight_decay")},  # the Adam baseline
 }
+# Schedule-free optimizers replace a scheduled one: its range test seeds them (SGDScheduleFree's z-step has
+# no momentum buffer, which is why it is "sgd", seeded by the SGDW test with momentum 0.9: space.py).
+_RANGE_FAMILY = {("schedule_free", "sgd"): "sgdw"}
 # Every hyperparameter column of the tables, in a stable order (NaN where an arm does not have it).
 HYPERPARAMETERS = tuple(
     dict.fromkeys(n for v in SCHEDULE_VALUES.values() for n in (*v["searched"], *v["constants"]))
@@ -53,6 +64,42 @@ def split_arm(arm: str) -> tuple[str, str]:
             f"arm {arm!r} is not 'schedule-optimizer' with a schedule in {list(SCHEDULE_VALUES)}."
         )
     return schedule, optimizer
+
+
+def baseline_config(name: str, baseline_lr: float = 3e-4) -> dict[str, Any]:
+    """A baseline recipe's trial config (`config.BASELINES`): what people train with today, no search.
+
+    - "default:adam": torch's Adam at a constant `baseline_lr` (3e-4), arm "constant-adam" as before;
+    - "default:adamw-cosine": torch's AdamW at lr 1e-3, weight_decay 0.01, linear warm-up over 5% of the
+      steps, then cosine to 0 (our decay is per step at the peak LR: 1e-3 x 0.01 is torch's 0.01, `optim.py`);
+    - "default:schedule_free": `schedulefree`'s AdamWScheduleFree at its default lr 0.0025, 5% warm-up, no
+      decay.
+
+    Example:
+        >>> baseline_config("default:adamw-cosine")["max_lr"]
+        0.001
+    """
+    if name == "default:adam":
+        recipe = {"arm": BASELINE_ARM, "schedule": "constant", "optimizer": "adam", "lr": baseline_lr}
+        return {**recipe, "weight_decay": 0.0}
+    if name == "default:adamw-cosine":
+        recipe = {"schedule": "cosine", "optimizer": "adamw", "max_lr": 1e-3, "weight_decay": 1e-3 * 0.01}
+        return {"arm": name, **recipe, "warmup_pct": 0.05, "eta_min": 0.0}
+    if name == "default:schedule_free":
+        recipe = {"schedule": "schedule_free", "optimizer": "adamw", "max_lr": 0.0025, "weight_decay": 0.0}
+        return {"arm": name, **recipe, "warmup_pct": 0.05}
+    raise ValueError(f"unknown baseline {name!r}: expected one of {list(BASELINES)}.")
+
+
+def range_family(arm: str) -> str:
+    """The optimizer family whose range test seeds an arm: its own ("one_cycle-sgdw" -> "sgdw"), or for a
+    schedule-free optimizer the scheduled one it replaces ("schedule_free-sgd" -> "sgdw")."""
+    schedule, optimizer = split_arm(arm)
+    return _RANGE_FAMILY.get((schedule, optimizer), optimizer)
+
+
+def _pct_steps(pct: float, total: int) -> int:
+    return math.floor(pct * total + 0.5)  # a fraction of the run in whole steps, so a budget compresses it
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +144,24 @@ def build_schedule(config: dict[str, Any], epochs: float, spe: int) -> ScheduleC
             div_factor=config["div_factor"],
             final_div_factor=config.get("final_div_factor", 1e4),
         )
+    if schedule == "cosine":
+        return CosineConfig(
+            max_lr=config["max_lr"],
+            total_steps=total,
+            warmup_steps=min(_pct_steps(config["warmup_pct"], total), total - 1),
+            eta_min=config["eta_min"],
+        )
+    if schedule == "wsd":
+        decay_steps = max(1, _pct_steps(config["decay_pct"], total))
+        return WSDConfig(
+            max_lr=config["max_lr"],
+            total_steps=total,
+            decay_steps=decay_steps,
+            warmup_steps=min(_pct_steps(config["warmup_pct"], total), total - decay_steps),
+            decay=config["decay"],
+        )
+    if schedule == "schedule_free":
+        return ConstantConfig(lr=config["max_lr"])  # the optimizer warms up and averages by itself
     raise ValueError(f"unknown schedule {schedule!r}: expected one of {list(SCHEDULE_VALUES)}.")
 
 
@@ -107,12 +172,26 @@ def optimizer_and_scheduler(
 
     What every trial of a study trains with: `build_schedule` over `epochs`, the optimizer at the schedule's
     first LR, its decay scaled by the schedule (AdamW as torch's fused kernel with `weight_decay / peak_lr`).
-    Call `scheduler.step()` after every `optimizer.step()`.
+    Call `scheduler.step()` after every `optimizer.step()`. A schedule-free arm gets `schedulefree`'s
+    optimizer (`schedule_free.build_schedule_free`) and a scheduler that holds its LR: call
+    `optimizer.train()` before training and `optimizer.eval()` before evaluating (`schedule_free.py`).
 
     Example:
         >>> opt, sched = optimizer_and_scheduler(config, model.parameters(), 20, 70)  # doctest: +SKIP
     """
     schedule = build_schedule(config, epochs, steps_per_epoch)
+    if config["schedule"] == "schedule_free":
+        # The scheduler then holds the LR constant: the warm-up lives in the optimizer (warmup_steps).
+        total = max(1, round(epochs * steps_per_epoch))
+        optimizer = build_schedule_free(
+            config["optimizer"],
+            params,
+            schedule.lr,
+            config.get("weight_decay", 0.0),
+            warmup_steps=_pct_steps(config["warmup_pct"], total),
+            momentum=momentum,
+        )
+        return optimizer, build_scheduler(optimizer, schedule)
     optimizer = build_optimizer(
         config["optimizer"],
         params,

@@ -12,10 +12,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SCHEDULES = ("clr", "sgdr", "one_cycle")
+SCHEDULES = ("clr", "sgdr", "one_cycle", "cosine", "wsd", "schedule_free")
 OPTIMIZERS = ("adamw", "sgdw")
+SCHEDULE_FREE_OPTIMIZERS = ("adamw", "sgd")  # schedulefree's SGD has no momentum buffer: not "sgdw"
 BASELINE_ARM = "constant-adam"
-DEFAULT_ARMS = tuple(f"{s}-{o}" for s in SCHEDULES for o in OPTIMIZERS)
+ARMS = tuple(
+    f"{s}-{o}" for s in SCHEDULES for o in (SCHEDULE_FREE_OPTIMIZERS if s == "schedule_free" else OPTIMIZERS)
+)
+# Recipes users run today, on every seed (arms.baseline_config); default:adam's arm is still constant-adam.
+BASELINES = ("default:adam", "default:adamw-cosine", "default:schedule_free")
+# the default study's
+DEFAULT_ARMS = tuple(f"{s}-{o}" for s in ("clr", "sgdr", "one_cycle") for o in OPTIMIZERS)
 # Built-in data sets (data.load_data) and models (models.build_model).
 DATASETS = ("mnist1d", "digits", "synthetic", "cifar10")
 MODELS = ("mlp", "cnn1d", "cnn", "resnet")
@@ -77,6 +84,7 @@ class SearchSection:
     seeds: tuple[int, ...] = (0, 1, 2)  # final re-runs: the same seeds for every arm and the baseline
     budgets: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of epochs for the budget ladder
     baseline_lr: float = 3e-4  # constant-LR Adam baseline
+    baselines: tuple[str, ...] = BASELINES  # fixed recipes on every seed, full budget; names from BASELINES
 
 
 @dataclass(frozen=True)
@@ -245,9 +253,7 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     )
     q = cfg.search
     for arm in q.arms:
-        _check(
-            s, arm in DEFAULT_ARMS, "[search] arms", f"a list drawn from {list(DEFAULT_ARMS)}", list(q.arms)
-        )
+        _check(s, arm in ARMS, "[search] arms", f"a list drawn from {', '.join(ARMS)}", arm)
     _check(s, len(set(q.arms)) == len(q.arms), "[search] arms", "a list without repeats", list(q.arms))
     _check(
         s,
@@ -285,6 +291,10 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         s, len(set(q.budgets)) == len(q.budgets), "[search] budgets", "distinct fractions", list(q.budgets)
     )
     _check(s, 0 < q.baseline_lr < math.inf, "[search] baseline_lr", "a finite number > 0", q.baseline_lr)
+    b = list(q.baselines)
+    for name in b:
+        _check(s, name in BASELINES, "[search] baselines", f"a list drawn from {', '.join(BASELINES)}", name)
+    _check(s, len(set(b)) == len(b), "[search] baselines", "a list without repeats", b)
     e = cfg.early_stopping
     _check(
         s,

@@ -16,7 +16,7 @@ import pandas as pd
 from .arms import HYPERPARAMETERS
 from .config import BASELINE_ARM
 from .tables import final_rows
-from .verdict import speedup_text
+from .verdict import LADDER_PREFIX, difference_text, speedup_text
 
 FULL_RUN_NOTE = (
     "'First epoch at target (full run)' is for reference only: one-cycle and SGDR anneal the LR at the end "
@@ -124,6 +124,7 @@ def build_leaderboard(
         >>> build_leaderboard(run.trials, run.epochs, run.verdict)  # doctest: +SKIP
     """
     rows = final_rows(trials)
+    rows = rows[~rows["arm"].astype(str).str.startswith(LADDER_PREFIX)] if not rows.empty else rows
     if rows.empty:
         return pd.DataFrame(columns=COLUMNS)
     arms_v = verdict.get("arms", {})
@@ -144,7 +145,7 @@ def build_leaderboard(
                 "ci_low": _nan(v.get("ci_low")),
                 "ci_high": _nan(v.get("ci_high")),
                 "std_val_metric": _nan(v.get("std_over_seeds")),
-                "vs_baseline": base.get("call", "baseline" if arm == verdict.get("baseline") else ""),
+                "vs_baseline": base.get("call", "baseline" if arm in _baselines(verdict) else ""),
                 "diff_vs_baseline": _nan(base.get("diff")),
                 "diff_ci_low": _nan(base.get("ci_low")),
                 "diff_ci_high": _nan(base.get("ci_high")),
@@ -174,6 +175,45 @@ def build_leaderboard(
     best_first = [True, mode == "min"]
     board = board.sort_values(["_group", "mean_val_metric"], ascending=best_first, na_position="last")
     return board.reset_index(drop=True)[COLUMNS]
+
+
+def call_text(c: dict[str, Any] | None, metric: str) -> str:
+    """A call against a baseline with its difference and simultaneous interval: "better +3.20 points
+    [+1.10, +5.30]"; "not estimable" alone with fewer than 3 seeds (a number would read as a call)."""
+    if not c or c.get("diff") is None:
+        return ""
+    if c["call"] == "not estimable" or c.get("ci_low") is None:
+        return "not estimable"
+    lo, hi = (difference_text(c[k], metric).removesuffix(" points") for k in ("ci_low", "ci_high"))
+    return f"{c['call']} {difference_text(c['diff'], metric)} [{lo}, {hi}]"
+
+
+def baseline_calls(verdict: dict[str, Any]) -> pd.DataFrame:
+    """Every searched arm against every baseline (one family, Holm over all of them): one row per arm in the
+    verdict's order, one column per baseline, strongest first; cells as `call_text` writes them.
+
+    Example:
+        >>> baseline_calls(run.verdict).columns.tolist()  # doctest: +SKIP
+        ['arm', 'default:schedule_free', 'default:adamw-cosine', 'constant-adam']
+    """
+    arms = verdict.get("arms", {})
+    rows = [
+        {"arm": a, **{b: call_text(v[b], verdict.get("metric", "accuracy")) for b in verdict["baselines"]}}
+        for a, v in ((a, arms[a].get("vs_baselines")) for a in _arm_order(verdict))
+        if v
+    ]
+    return pd.DataFrame(rows, columns=["arm", *verdict.get("baselines", [])])
+
+
+def _arm_order(verdict: dict[str, Any]) -> list[str]:
+    sign = 1.0 if verdict.get("mode", "max") == "max" else -1.0
+    group = list(verdict.get("top_group", []))
+    rest = sorted(set(verdict.get("arms", {})) - set(group), key=lambda a: -sign * verdict["arms"][a]["mean"])
+    return group + rest
+
+
+def _baselines(verdict: dict[str, Any]) -> list[str]:
+    return list(verdict.get("baselines") or [verdict.get("baseline")])
 
 
 def _nan(x: Any) -> float:

@@ -7,6 +7,7 @@ Pure numpy/scipy; `verdict.decide` calls these on the trials table.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -56,7 +57,7 @@ def paired_difference(
     }
 
 
-def holm(pvalues: dict[str, float]) -> dict[str, float]:
+def holm(pvalues: dict) -> dict:
     """Holm's step-down adjusted p-values (family-wise error control for several comparisons).
 
     Example:
@@ -71,10 +72,56 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def compare_family(
+    full: dict[str, np.ndarray],
+    arms: list[str],
+    references: list[str],
+    sign: float = 1.0,
+    clip: bool = False,
+    estimable: bool = True,
+) -> dict[str, dict[str, dict[str, float | str]]]:
+    """Every arm against every reference (the study's baselines) as one family of comparisons.
+
+    Holm's correction runs over all len(arms) x len(references) comparisons, so adding baselines makes each
+    call harder, never easier; intervals are simultaneous (Bonferroni, alpha / m). A call is "better" or
+    "worse" in the metric's direction (`sign` +1: higher is better), "equal" when not told apart, "not
+    estimable" when `estimable` is False (too few seeds).
+
+    Returns:
+        arm -> reference -> `paired_difference` (arm minus reference) with `p_holm` and `call`.
+
+    Example:
+        >>> a = np.array([[1, 1, 1, 0]] * 3, float); b = np.array([[1, 0, 0, 0]] * 3, float)
+        >>> compare_family({"a": a, "b": b}, ["a"], ["b"])["a"]["b"]["call"]
+        'better'
+    """
+    pairs = [(a, r) for a in arms for r in references]
+    alpha = ALPHA / max(1, len(pairs))
+    raw = {(a, r): paired_difference(full[a], full[r], alpha, clip) for a, r in pairs}
+    adjusted = holm({k: c["p"] for k, c in raw.items()}) if estimable else {}
+    out: dict[str, dict[str, dict[str, float | str]]] = {}
+    for (a, r), c in raw.items():
+        call = "not estimable"
+        if estimable:
+            call = "equal" if adjusted[(a, r)] >= ALPHA else ("better" if sign * c["diff"] > 0 else "worse")
+        out.setdefault(a, {})[r] = {**c, "p_holm": adjusted.get((a, r), math.nan), "call": call}
+    return out
+
+
 def resampled_means(matrix: np.ndarray, seed_w: np.ndarray, example_w: np.ndarray) -> np.ndarray:
     """The mean of `matrix` under each bootstrap draw, given per-draw counts of each seed and each example."""
     s, n = matrix.shape
     return ((matrix @ example_w.T) * seed_w.T).sum(0) / (s * n)
+
+
+def epochs_to_target(rung_means: dict[float, Any], target: Any, sign: float = 1.0) -> Any:
+    """Smallest budget (epochs) whose mean reaches `target` (at least it for sign +1, a "max" metric; at most
+    for -1); works per bootstrap draw on arrays (inf: never)."""
+    reached = np.full(np.shape(target), np.inf)
+    for epochs in sorted(rung_means, reverse=True):
+        # the tolerance lets the baseline reach its own mean, computed the same way on the same numbers
+        reached = np.where(sign * (rung_means[epochs] - target) >= -1e-12, epochs, reached)
+    return reached
 
 
 def bootstrap_weights(s: int, n: int, draws: int = DRAWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ from .objective import build_objective, forward
 from .optim import build_optimizer
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
 from .rangeresult import RangeTestConfig, RangeTestResult, WeightDecaySweep, nanmin
+from .schedule_free import is_schedule_free
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 SWEEP_EPOCHS = 15.0  # default sweep length in passes over the data (see sweep_steps)
@@ -149,6 +150,8 @@ def range_test(
                     group["weight_decay"] = weight_decay
             stream = _batch_stream(data, batch_size, generator)
             model.train()
+            if is_schedule_free(optimizer):
+                optimizer.train()  # schedulefree steps only in train mode; its state is restored afterwards
             avg, best = 0.0, math.inf
             if progress:
                 from tqdm.auto import tqdm
@@ -195,8 +198,12 @@ def range_test(
                     smooth = smoothed[-1] if smoothed else math.nan
                 smoothed.append(smooth)
                 if config.val_every and val_data is not None and step % config.val_every == 0:
+                    if is_schedule_free(optimizer):
+                        optimizer.eval()  # the validation loss at the averaged weights, as a trainer sees it
                     val_losses.append(_val_loss(model, val_data, loss_fn, batch_fn))
                     model.train()
+                    if is_schedule_free(optimizer):
+                        optimizer.train()
                 else:
                     val_losses.append(None)
                 first = next((s for s in smoothed if not math.isnan(s)), smooth)  # step 0 may have been NaN

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .leaderboard import FULL_RUN_NOTE, budget_ladder
+from .attribution import LADDER_TITLE, attribution_lines
+from .leaderboard import FULL_RUN_NOTE, baseline_calls, budget_ladder, call_text
 from .results import Run, learning_curves, load_run, param_importances, schedule_curves
 from .snippet import Recommendation, recommend
 from .tables import diverged_search_lines, failure_lines, write_json
@@ -20,21 +21,14 @@ from .verdict import metric_text
 # --------------------------------------------------------------------------------------------- output
 
 
+_DIFF_POINTS, _DIFF_UNITS = "vs baseline (points, 95% CI)", "vs baseline (diff, 95% CI)"
+
+
 def _headers(metric: str) -> dict[str, str]:
     """The leaderboard's column names that carry the metric: accuracy in % and points, others in its units."""
     if metric == "accuracy":
-        return {
-            "val": "val acc %",
-            "std": "std %",
-            "diff": "vs baseline (points, 95% CI)",
-            "test": "test acc %",
-        }
-    return {
-        "val": f"val {metric}",
-        "std": "std",
-        "diff": "vs baseline (diff, 95% CI)",
-        "test": f"test {metric}",
-    }
+        return {"val": "val acc %", "std": "std %", "diff": _DIFF_POINTS, "test": "test acc %"}
+    return {"val": f"val {metric}", "std": "std", "diff": _DIFF_UNITS, "test": f"test {metric}"}
 
 
 def _display(board: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -60,7 +54,7 @@ def _display(board: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
         h["std"]: [num(scale * s, fmt) or "not estimable" for s in board["std_val_metric"]],
         h["diff"]: [
             call
-            if call in ("baseline", "") or not math.isfinite(d)
+            if call in ("baseline", "", "not estimable") or not math.isfinite(d)
             else f"{call} {num(scale * d, dfmt)} {interval(lo, hi, dfmt[1:])}"
             for call, d, lo, hi in zip(
                 board["vs_baseline"],
@@ -109,14 +103,7 @@ _TERMINAL_BLOCKS = (
     ("arm", "seeds", "failed", "val", "95% CI", "std", "diff", "val loss", "test"),
     ("arm", "epochs to target", "speed-up", "first epoch at target (full run)", "wall s/run"),
 )
-_TEXT_COLUMNS = {
-    "arm",
-    "95% CI",
-    "vs baseline (points, 95% CI)",
-    "vs baseline (diff, 95% CI)",
-    "speed-up",
-    "best config",
-}
+_TEXT_COLUMNS = {"arm", "95% CI", _DIFF_POINTS, _DIFF_UNITS, "speed-up", "best config"}
 
 
 def _text_table(df: pd.DataFrame) -> str:
@@ -156,10 +143,18 @@ def format_leaderboard(run: Run) -> str:
         f"  {a:<{width}}  {c}" for a, c in zip(shown["arm"], shown["best config"], strict=True)
     )
     notes = "\n".join(f"  {n}" for n in _verdict_notes(run))
+    calls = baseline_calls(run.verdict) if len(run.verdict.get("baselines", [])) > 1 else pd.DataFrame()
+    if not calls.empty:
+        tables += f"\n\n{_against(run)}:\n{_text_table(calls)}"
     return (
         f"{run.path}  (target: {target})\n{tables}\n\nbest configs:\n{configs}\n\n{run.summary}\n\n"
         f"how this was decided:\n{notes}\n"
     )
+
+
+def _against(run: Run) -> str:
+    n = run.verdict.get("n_baseline_comparisons", 0)
+    return f"Every searched arm against every baseline (arm minus baseline, Holm over all {n} comparisons)"
 
 
 def recommendation(run: Run) -> Recommendation | None:
@@ -193,8 +188,16 @@ def format_closing(run: Run, report_html: Path) -> str:
     if rec is None:
         lines.append("recommended: none yet (no final runs with a verdict in this folder)")
     else:
+        lines.append(f"recommended: {rec.arm} ({rec.why})")
+        v, m = run.verdict, run.metric
+        for b in v.get("baselines", []) if len(v.get("baselines", [])) > 1 else []:
+            c = v["arms"].get(rec.arm, {}).get("vs_baselines", {}).get(b)
+            strongest = " (the strongest baseline)" if b == v.get("strongest_baseline") else ""
+            mean = metric_text(v["arms"][b]["mean"], m)
+            lines.append(f"  vs {b}{strongest}, val {m} {mean}: {call_text(c, m) or 'itself'}")
+        if ladder := attribution_lines(run.verdict.get("attribution")):
+            lines += [f"{LADDER_TITLE}:", *[f"  {line}" for line in ladder]]
         lines += [
-            f"recommended: {rec.arm} ({rec.why})",
             "",
             f"--- {rec.arm} in your own training loop (runs as written; replace the '# your ...' lines) ---",
             rec.code.rstrip("\n"),
@@ -359,6 +362,11 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         "",
     ]
     md += [_md_table(shown), "", *[f"- {n}" for n in decided], "", f"_{FULL_RUN_NOTE}_", ""]
+    calls = baseline_calls(run.verdict) if run.verdict.get("baselines") else pd.DataFrame()
+    if not calls.empty:
+        md += ["## Against every baseline", "", f"{_against(run)}.", "", _md_table(calls), ""]
+    if ladder := attribution_lines(run.verdict.get("attribution")):
+        md += [f"## {LADDER_TITLE}", "", *[f"- {line}" for line in ladder], ""]
     if rec:
         md += [
             "## Use it in your own training loop",
@@ -396,6 +404,11 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         "<h3>Best config per arm</h3>",
         _html_table(shown[["arm", "best config"]], "configs"),
     ]
+    if not calls.empty:
+        body += ["<h2>Against every baseline</h2>", f"<p>{html.escape(_against(run))}.</p>"]
+        body.append(f'<div class="wide">{_html_table(calls, "leaderboard")}</div>')
+    if ladder:
+        body += [f"<h2>{LADDER_TITLE}</h2><ul>", *[f"<li>{html.escape(x)}</li>" for x in ladder], "</ul>"]
     if rec:
         body += [
             "<h2>Use it in your own training loop</h2>",

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from .config import BASELINE_ARM
+from .arms import baseline_config
+from .attribution import attribution
 from .leaderboard import build_leaderboard
 from .tables import final_rows
 from .verdict import decide
@@ -161,17 +162,19 @@ def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
     search = study.get("search") or {}
     arms, per_arm = list(search.get("arms", [])), int(search.get("trials_per_arm", 0))
     n_seeds = len(search.get("seeds", []))
-    planned = len(arms) * (per_arm + n_seeds) + n_seeds
+    # a folder older than `[search] baselines` ran the constant Adam baseline alone
+    baselines = [baseline_config(name)["arm"] for name in search.get("baselines", ["default:adam"])]
+    planned = len(arms) * (per_arm + n_seeds) + n_seeds * len(baselines)
     if trials.empty or not {"stage", "arm", "trial_id", "status"} <= set(trials.columns):
         return 0, planned
     done = 0
-    for arm in [*arms, BASELINE_ARM]:
+    for arm in [*arms, *baselines]:
         rows = trials[trials["arm"] == arm]
         search_rows = rows[rows["stage"] == "search"]
-        n_search = min(search_rows["trial_id"].nunique(), per_arm) if arm != BASELINE_ARM else 0
+        n_search = min(search_rows["trial_id"].nunique(), per_arm) if arm not in baselines else 0
         n_final = min(rows[rows["stage"] == "final"]["trial_id"].nunique(), n_seeds)
         usable = search_rows["status"].isin(["ok", "stopped"]).any()
-        if arm != BASELINE_ARM and n_search == per_arm and not usable:
+        if arm not in baselines and n_search == per_arm and not usable:
             n_final = n_seeds
         done += n_search + n_final
     return done, planned
@@ -249,6 +252,7 @@ def load_run(path: str | Path) -> Run:
         metric=metric,
         mode=mode,
     )
+    verdict["attribution"] = attribution(trials, verdict)
     target = math.nan if verdict["target"] is None else verdict["target"]
     searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
     board = build_leaderboard(trials, epochs, verdict, searched)

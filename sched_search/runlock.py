@@ -124,7 +124,11 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)  # while holding the flock: a taker that opened it sees it is gone
+        # while holding the flock: a taker that opened it sees it is gone. Only our own file: one deleted by
+        # hand while we ran may have been replaced by another study's lock.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()
         os.close(fd)
 
 

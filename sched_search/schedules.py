@@ -1,4 +1,5 @@
-"""LR schedules stepped once per batch: cyclical (CLR), SGDR, one-cycle and constant.
+"""LR schedules stepped once per batch: cyclical (CLR), SGDR, one-cycle and constant (warm-up + cosine and
+WSD: `warmup_decay.py`).
 
 Each schedule is a frozen config plus a pure function of the step (`lr_at`, `momentum_at`), so every curve can
 be tested for exact values without training; `ScheduleLR` wraps that function once into a torch LR scheduler.
@@ -310,6 +311,8 @@ def lr_at(config: ScheduleConfig, step: int) -> float:
         return _one_cycle_point(config, step)[0]
     if isinstance(config, ConstantConfig):
         return config.lr
+    if callable(getattr(config, "lr_at", None)):  # a config that computes its own (warmup_decay.py)
+        return config.lr_at(step)
     raise TypeError(f"config must be one of {ScheduleConfig}, but got {type(config).__name__}.")
 
 

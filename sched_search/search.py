@@ -16,10 +16,11 @@ from typing import Any
 
 import optuna
 
-from .config import BASELINE_ARM, StudyConfig, metric_mode
+from .arms import baseline_config, range_family
+from .config import StudyConfig, metric_mode
 from .interrupt import tune_loop
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
-from .space import ArmSpace, define_by_run
+from .space import ArmSpace, RangeSeed, build_space, define_by_run
 from .tables import Recorder, records_from_grid, write_json
 from .trial import asha_rungs, trial_trainable
 
@@ -102,15 +103,34 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
 
 
 def baseline_runs(cfg: StudyConfig) -> list[dict]:
-    """The constant-LR Adam baseline on every seed, full budget only."""
-    baseline = {
-        "arm": BASELINE_ARM,
-        "schedule": "constant",
-        "optimizer": "adam",
-        "lr": cfg.search.baseline_lr,
-        "weight_decay": 0.0,
-    }
-    return [{**baseline, "stage": "final", "seed": s, "budgets": [1.0]} for s in cfg.search.seeds]
+    """The study's baselines (`[search] baselines`: constant Adam 3e-4 and today's recipes) on every seed,
+    full budget only."""
+    return [
+        {**baseline_config(name, cfg.search.baseline_lr), "stage": "final", "seed": s, "budgets": [1.0]}
+        for name in cfg.search.baselines
+        for s in cfg.search.seeds
+    ]
+
+
+def ladder_runs(
+    cfg: StudyConfig, spaces: dict[str, ArmSpace], seeds: dict[str, RangeSeed], steps_per_epoch: int
+) -> list[dict]:
+    """The attribution ladder's own runs (`attribution.py`) on every seed, full budget only: per optimizer
+    family of the arms, warm-up + cosine at its range test's suggestion (`ladder:cosine-<family>`, the
+    cosine arm's first point), and per arm its schedule at the range test's suggestion without search
+    (`ladder:untuned-<arm>`, its space's first point: what the search started from)."""
+    configs: dict[str, dict] = {}
+    for arm, space in spaces.items():
+        family = range_family(arm)
+        if family in seeds:
+            cosine = build_space(f"cosine-{family}", seeds[family], cfg.train.epochs, steps_per_epoch)
+            configs[f"ladder:cosine-{family}"] = {**cosine.first_point(), **cosine.constants()}
+        configs[f"ladder:untuned-{arm}"] = {**space.first_point(), **space.constants()}
+    return [
+        {**config, "arm": name, "stage": "final", "seed": s, "budgets": [1.0]}
+        for name, config in sorted(configs.items())
+        for s in cfg.search.seeds
+    ]
 
 
 def run_trials(
@@ -134,11 +154,12 @@ def run_trials(
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
     )
     n_search = cfg.search.trials_per_arm * len(spaces)
-    n_final = len(cfg.search.seeds) * (len(spaces) + 1)
+    n_final = len(cfg.search.seeds) * (len(spaces) + len(cfg.search.baselines))
     recorder = Recorder(run_dir, echo, total=n_search + n_final)
     echo(
         f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and {n_final} "
-        f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and the baseline)"
+        f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
+        + ("the baseline)" if len(cfg.search.baselines) == 1 else f"{len(cfg.search.baselines)} baselines)")
     )
 
     def make() -> Any:
@@ -217,4 +238,4 @@ def run_trials(
     return records
 
 
-__all__ = ["baseline_runs", "final_runs", "run_trials", "trial_settings"]
+__all__ = ["baseline_runs", "final_runs", "ladder_runs", "run_trials", "trial_settings"]

@@ -15,8 +15,7 @@ from typing import Any
 
 from .arms import build_schedule
 from .schedules import ConstantConfig, ScheduleConfig, momentum_at
-
-NO_WINNER = "no clear winner; first of the top group by the tie-break rule"
+from .verdict import NO_WINNER
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ def recommend(
     n_train: int | None = None,
     source: str = "",
 ) -> Recommendation | None:
-    """The verdict's winner, else the first arm of its top group that is not the baseline; None without one.
+    """The verdict's `recommended` arm; else (an older verdict) its winner, else the first arm of its top
+    group that is not a baseline; None without one.
 
     Args:
         verdict: `verdict.decide(...)` (verdict.json).
@@ -52,8 +52,10 @@ def recommend(
     """
     baseline = verdict.get("baseline")
     group = list(verdict.get("top_group") or [])
-    schedules = [a for a in group if a != baseline]
-    if verdict.get("winner"):
+    schedules = [a for a in group if a != baseline and a not in verdict.get("baselines", [])]
+    if verdict.get("recommended"):  # verdict.decide's choice: a baseline only when it beats every arm
+        arm, why = verdict["recommended"], verdict.get("recommended_why") or ""
+    elif verdict.get("winner"):
         arm, why = verdict["winner"], "the winner"
     elif schedules:
         arm, why = schedules[0], NO_WINNER
@@ -95,7 +97,7 @@ def _schedule_args(schedule: ScheduleConfig, epochs: int, spe: int) -> list[str]
         value = getattr(schedule, f.name)
         if f.default is not dataclasses.MISSING and value == f.default:
             continue
-        if f.name in ("step_size", "t_0", "total_steps"):
+        if f.name in ("step_size", "t_0", "total_steps", "warmup_steps", "decay_steps"):
             text = _steps(value, epochs, spe)
         elif f.name == "gamma" and math.isclose(value, 0.5 ** (1 / (epochs * spe)), rel_tol=1e-12):
             text = "0.5 ** (1 / (epochs * steps_per_epoch))"  # space.build_space: halves over the run
@@ -123,6 +125,45 @@ def _optimizer(name: str, lr: float, weight_decay: float) -> tuple[str, str]:
     raise ValueError(f"unknown optimizer {name!r}: expected sgdw, adamw, sgd or adam.")
 
 
+_SCHEDULE_FREE = {"adamw": "AdamWScheduleFree", "sgd": "SGDScheduleFree"}
+
+
+def _schedule_free_lines(
+    config: dict[str, Any], lr: float, epochs: int, spe: int, loss_line: str
+) -> list[str]:
+    """A schedule-free optimizer as `schedule_free.build_schedule_free` builds it, and its train/eval
+    switches."""
+    total = max(1, round(epochs * spe))
+    warmup = math.floor(config["warmup_pct"] * total + 0.5)  # arms.optimizer_and_scheduler's count
+    lines = [
+        "# no LR schedule: the optimizer warms up linearly, then averages its iterates (Defazio et al. 2024)",
+        f"optimizer = {_SCHEDULE_FREE[config['optimizer']]}(",
+        "    model.parameters(),",
+        f"    lr={_num(lr)},",
+        *(["    momentum=0.9,"] if config["optimizer"] == "sgd" else []),
+        "    # schedulefree's decay is torch's scale (lr x decay per step): the study's decoupled one / lr",
+        f"    weight_decay={_num(config.get('weight_decay', 0.0))} / {_num(lr)},",
+    ]
+    if warmup:
+        lines.append(f"    warmup_steps={_steps(warmup, epochs, spe)},")
+    return lines + [
+        ")",
+        "for epoch in range(epochs):",
+        "    model.train()",
+        "    optimizer.train()  # training steps at y, the point between the iterate and its average",
+        "    for x, y in loader:",
+        loss_line,
+        "        optimizer.zero_grad()",
+        "        loss.backward()",
+        "        optimizer.step()",
+        "    optimizer.eval()  # evaluate and save at the average x",
+        "    # with BatchNorm, recompute its statistics here first: a few batches through the model in train",
+        "    # mode under torch.no_grad() (schedulefree's README)",
+        "    model.eval()",
+        "print(f\"{optimizer.param_groups[0]['k']} steps, last loss {loss.item():.4f}\")",
+    ]
+
+
 def torch_code(
     config: dict[str, Any], steps_per_epoch: int, n_train: int | None = None, title: str = ""
 ) -> str:
@@ -144,7 +185,13 @@ def torch_code(
     schedule = build_schedule(config, epochs, steps_per_epoch)
     kind = type(schedule).__name__
     lr = schedule.lr if isinstance(schedule, ConstantConfig) else schedule.max_lr
-    ours, optimizer = _optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0))
+    free = config["schedule"] == "schedule_free"
+    if free:
+        ours, optimizer = "", ""
+        imports = f"from schedulefree import {_SCHEDULE_FREE[config['optimizer']]}"
+    else:
+        ours, optimizer = _optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0))
+        imports = f"from sched_search import {', '.join(x for x in (ours, kind, 'build_scheduler') if x)}"
     batch = int(config.get("batch_size", 64))
     batch_xy = f"(torch.randn({batch}, 40), torch.randint(0, 10, ({batch},)))"
     study = f"{n_train} examples / batch {batch}" if n_train else f"batch {batch}"
@@ -154,7 +201,7 @@ def torch_code(
         "# Runs as is on random data: replace the lines marked '# your ...' with your model and DataLoader.",
         "import torch",
         "",
-        f"from sched_search import {', '.join(x for x in (ours, kind, 'build_scheduler') if x)}",
+        imports,
         "",
         f"epochs = {epochs}",
         f"steps_per_epoch = {steps_per_epoch}  # the study's ({study}); len(loader) for yours",
@@ -162,6 +209,11 @@ def torch_code(
         f"loader = [{batch_xy}] * steps_per_epoch  # your DataLoader",
         "",
     ]
+    loss_line = "        loss = torch.nn.functional.cross_entropy(model(x), y)  # your loss" + (
+        f" (the study's: {config['loss']})" if config.get("loss", "cross_entropy") != "cross_entropy" else ""
+    )
+    if free:
+        return "\n".join(lines + _schedule_free_lines(config, lr, epochs, steps_per_epoch, loss_line)) + "\n"
     if ours:
         lines.append(
             "# decoupled weight decay, scaled by lr / peak lr: not torch's scale (docs/optimizers.md)"
@@ -172,12 +224,7 @@ def torch_code(
         f"scheduler = build_scheduler(optimizer, schedule)  # sets the {driven} every batch",
         "for epoch in range(epochs):",
         "    for x, y in loader:",
-        "        loss = torch.nn.functional.cross_entropy(model(x), y)  # your loss"
-        + (
-            f" (the study's: {config['loss']})"
-            if config.get("loss", "cross_entropy") != "cross_entropy"
-            else ""
-        ),
+        loss_line,
         "        optimizer.zero_grad()",
         "        loss.backward()",
         "        optimizer.step()",

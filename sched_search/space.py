@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import optuna
 
-from .arms import split_arm
+from .arms import range_family, split_arm
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def search_space(
         >>> space = search_space("one_cycle-sgdw", sweep, epochs=20, steps_per_epoch=70)  # doctest: +SKIP
         >>> space.distributions(), space.first_point(), space.constants()  # doctest: +SKIP
     """
-    optimizer = split_arm(arm)[1]
+    optimizer = range_family(arm)
     summary = range_test if isinstance(range_test, dict) else range_test.summary()
     reasons = "; ".join(summary.get("reasons", []))
     if summary.get("suggested_max_lr") is None or (summary.get("verdict") != "ok" and not allow_failed):
@@ -147,6 +147,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
       in [0.25, 0.45]; div_factor in [5, 25].
     """
     schedule, optimizer = split_arm(arm)
+    seed = _family_seed(schedule, optimizer, seed)
     src = f"range test ({optimizer})"
     lo, hi = seed.max_lr / 4, seed.max_lr * 2
     wd_lo, wd_hi = seed.weight_decay_range
@@ -244,9 +245,74 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
         fixed["final_div_factor"] = 1e4
         sources["final_div_factor"] = "Smith & Topin 2017: annihilate to max_lr / div_factor / 1e4"
         sources["preset"] = "paper (three-phase, linear, momentum 0.95-0.85)"
+    elif schedule in _MODERN:
+        params += _MODERN[schedule](seed, fixed, sources)
     else:
-        raise ValueError(f"unknown schedule in arm {arm!r}: expected clr, sgdr or one_cycle.")
+        raise ValueError(
+            f"unknown schedule in arm {arm!r}: expected clr, sgdr, one_cycle or one of {sorted(_MODERN)}."
+        )
     return ArmSpace(arm, schedule, optimizer, tuple(params), fixed, sources)
+
+
+# Schedule-free SGD steps z by lr * g with no momentum buffer, and its gradients are taken at y, which moves
+# (1 - beta) of each z step: SGDW's step at momentum 0.9 is reached at about lr / (1 - 0.9) = 10x SGDW's lr
+# (the package's README: "10x to 50x larger than classical rates").
+SCHEDULE_FREE_SGD_SCALE = 10.0  # 1 / (1 - 0.9)
+
+
+def _family_seed(schedule: str, optimizer: str, seed: RangeSeed) -> RangeSeed:
+    """The range test's suggestion on the arm's own LR scale: schedule-free SGD's is SGDW's times
+    SCHEDULE_FREE_SGD_SCALE; every other arm's is its range test's."""
+    if (schedule, optimizer) != ("schedule_free", "sgd"):
+        return seed
+    k = SCHEDULE_FREE_SGD_SCALE
+    return replace(seed, max_lr=seed.max_lr * k, min_lr=seed.min_lr * k, min_loss_lr=seed.min_loss_lr * k)
+
+
+def _warmup_param(why: str) -> Param:
+    return Param(
+        "warmup_pct", 0.0, 0.2, False, first=0.05, source=f"linear warm-up, fraction of the run; {why}"
+    )
+
+
+def _cosine_params(seed: RangeSeed, fixed: dict[str, Any], sources: dict[str, str]) -> list[Param]:
+    fixed["eta_min"] = seed.min_lr / 10
+    sources["eta_min"] = f"range test ({seed.optimizer}): suggested min_lr {seed.min_lr:.3g} / 10, as SGDR's"
+    return [_warmup_param("first 5%, the common recipe (e.g. AdamW 1e-3 + 5% warm-up + cosine)")]
+
+
+def _wsd_params(seed: RangeSeed, fixed: dict[str, Any], sources: dict[str, str]) -> list[Param]:
+    fixed["decay"] = "1-sqrt"
+    sources["decay"] = "Hagele et al. 2024, Sec. 3: the 1-sqrt cooldown beat linear; down to 0"
+    return [
+        _warmup_param("first 5%"),
+        Param(
+            "decay_pct",
+            0.1,
+            0.4,
+            False,
+            first=0.2,
+            source="Hagele et al. 2024: a cooldown over 20% of the run matched cosine; 10-40%",
+        ),
+    ]
+
+
+def _schedule_free_params(seed: RangeSeed, fixed: dict[str, Any], sources: dict[str, str]) -> list[Param]:
+    if seed.optimizer == "sgdw":
+        sources["max_lr"] = (
+            f"range test (sgdw) x {SCHEDULE_FREE_SGD_SCALE:g}: schedule-free SGD has no momentum buffer, its "
+            "gradients are taken at y, which moves (1 - 0.9) of each z step"
+        )
+    else:
+        sources["max_lr"] = (
+            f"range test ({seed.optimizer}): the step size of a scheduled AdamW; the package's README puts "
+            "schedule-free AdamW's at 1x-10x that"
+        )
+    sources["schedule"] = "none: the optimizer's own warm-up and averaging (Defazio et al. 2024)"
+    return [_warmup_param("first 5%; the package's README recommends a warm-up")]
+
+
+_MODERN = {"cosine": _cosine_params, "wsd": _wsd_params, "schedule_free": _schedule_free_params}
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .arms import split_arm
+from .arms import range_family
 from .config import StudyConfig, load_study, metric_mode, metric_name
 from .data import LoaderData, TensorData
 from .interrupt import Interrupted, handling, reinstall
@@ -97,7 +97,7 @@ def range_tests(
     rt = cfg.range_test
     num_steps = rt.num_steps or sweep_steps(spe)
     seeds: dict[str, RangeSeed] = {}
-    families = sorted({split_arm(arm)[1] for arm in cfg.search.arms})
+    families = sorted({range_family(arm) for arm in cfg.search.arms})
     for opt in families:
         path = run_dir / f"range_test_{opt}.json"
         if not path.exists():
@@ -170,7 +170,7 @@ def build_spaces(
     bound."""
     spaces = {}
     for arm in cfg.search.arms:
-        space = build_space(arm, seeds[split_arm(arm)[1]], cfg.train.epochs, spe)
+        space = build_space(arm, seeds[range_family(arm)], cfg.train.epochs, spe)
         check_point_in_space(space, space.first_point())
         spaces[arm] = space
     write_json(run_dir / "spaces.json", {arm: s.to_dict() for arm, s in spaces.items()})

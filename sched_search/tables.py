@@ -72,6 +72,51 @@ def decode_examples(s: Any) -> np.ndarray | None:
     return (raw == ord("1")).astype(float)
 
 
+def outcomes(
+    trials: pd.DataFrame,
+) -> tuple[dict[str, dict[float, np.ndarray]], list[int], dict[str, str], bool]:
+    """Per arm and budget (in epochs), the seeds x examples metric values of the finished final runs.
+
+    Only seeds that every arm finished at its full budget are kept, so every comparison is paired; a rung that
+    lacks one of them is left out. Arms with no finished full-budget run are returned as excluded, with why.
+    When any of those runs has no per-example values (or their lengths differ), every run is one column: its
+    `final_val_metric`, so arms are paired by seed only.
+
+    Returns:
+        (arm -> budget_epochs -> matrix, the seeds used, arm -> reason it was left out, paired by example).
+    """
+    excluded: dict[str, str] = {}
+    if trials.empty or "arm" not in trials.columns:
+        return {}, [], excluded, False
+    rows = final_rows(trials, full_only=False)
+    finals = rows["arm"].unique()
+    cells = rows["val_examples"] if "val_examples" in rows.columns else pd.Series(None, rows.index, object)
+    metric = (
+        rows["final_val_metric"] if "final_val_metric" in rows.columns else pd.Series(math.nan, rows.index)
+    )
+    ok = rows["status"] == "ok" if "status" in rows.columns else True
+    keep = ok & (cells.notna() | metric.notna())
+    rows, cells, metric = rows[keep], cells[keep], metric[keep]
+    values = [decode_examples(c) for c in cells]
+    by_example = bool(values) and all(v is not None for v in values) and len({len(v) for v in values}) == 1
+    if not by_example:
+        rows = rows[metric.notna()]
+        values = [np.array([v], float) for v in metric[metric.notna()]]
+    rows = rows.assign(_values=pd.Series(values, index=rows.index, dtype=object))
+    full = final_rows(rows)
+    seeds_of = {arm: set(g["seed"].astype(int)) for arm, g in full.groupby("arm")}
+    for arm in finals:
+        if arm not in seeds_of:
+            excluded[str(arm)] = "no final run finished at the full budget"
+    common = sorted(set.intersection(*seeds_of.values())) if seeds_of else []
+    matrices: dict[str, dict[float, np.ndarray]] = {}
+    for (arm, epochs), g in rows.groupby(["arm", "budget_epochs"]):
+        by_seed = dict(zip(g["seed"].astype(int), g["_values"], strict=True))
+        if arm in seeds_of and common and all(s in by_seed for s in common):
+            matrices.setdefault(str(arm), {})[float(epochs)] = np.stack([by_seed[s] for s in common])
+    return matrices, common, excluded, by_example
+
+
 def expand_history(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-epoch rows from Tune results (each carries the epochs since the previous one in `history`)."""
     rows = []

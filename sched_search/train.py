@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from .data import (
 from .models import build_model
 from .objective import Evaluation, Objective, build_objective, forward, score
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
+from .schedule_free import is_schedule_free
 from .schedules import at_lr_minimum
 from .tables import encode_examples
 
@@ -56,6 +58,82 @@ def evaluate(
         return score(objective or build_objective(), outputs())
     finally:
         model.train()
+
+
+BN_BATCHES = 50  # training batches over which BatchNorm statistics are recomputed (schedulefree's README)
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, inputs: Iterable[Any]) -> None:
+    """BatchNorm running statistics recomputed at the model's current weights: a cumulative average over
+    `inputs` (batches of model inputs).
+
+    A schedule-free optimizer evaluates at its averaged weights x while the statistics were gathered at the
+    training weights y; its README recomputes them at x in train mode over a few batches before evaluating.
+    """
+    norms = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not norms:
+        return
+    momenta, was_training = [m.momentum for m in norms], model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None: torch's cumulative moving average, every batch weighs the same
+    model.train()
+    try:
+        for x in inputs:
+            forward(model, x)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+
+
+@contextmanager
+def averaged_weights(
+    optimizer: torch.optim.Optimizer, refresh_batchnorm: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Inside: the weights to evaluate or save. A schedule-free optimizer swaps in its average x
+    (`optimizer.eval()`) and `refresh_batchnorm` recomputes BatchNorm statistics there; back to the training
+    weights y on leaving. Any other optimizer: nothing to do."""
+    if not is_schedule_free(optimizer):
+        yield
+        return
+    optimizer.eval()
+    try:
+        if refresh_batchnorm is not None:
+            refresh_batchnorm()
+        yield
+    finally:
+        optimizer.train()
+
+
+def _batchnorm_refresher(
+    model: nn.Module,
+    data: TensorData | LoaderData,
+    batch_size: int,
+    seed: int,
+    device: str,
+    precision: str,
+    channels_last: bool,
+) -> Callable[[], None] | None:
+    """`recompute_batchnorm` over the same BN_BATCHES training batches every time (drawn with their own
+    generator, so the training order is untouched); None for a model without BatchNorm."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return None
+
+    def refresh() -> None:
+        if isinstance(data, LoaderData):
+            with torch.random.fork_rng(devices=[]):  # a shuffling loader draws from the global RNG
+                chosen = [x for x, _ in itertools.islice(endless_batches(data, device), BN_BATCHES)]
+        else:
+            stream = batches(data.x_train, data.y_train, batch_size, torch.Generator().manual_seed(seed))
+            chosen = [x for x, _ in itertools.islice(stream, BN_BATCHES)]
+        with autocast(device, precision):
+            recompute_batchnorm(model, [to_memory_format(x, channels_last) for x in chosen])
+
+    return refresh
 
 
 def train_epochs(
@@ -101,6 +179,9 @@ def train_epochs(
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer, scheduler = optimizer_and_scheduler(config, model.parameters(), epochs, spe)
     schedule = scheduler.config  # arms.build_schedule's, built once
+    if is_schedule_free(optimizer):
+        optimizer.train()  # schedulefree: steps at y; evaluation at the average x (averaged_weights)
+    refresh = _batchnorm_refresher(model, data, batch_size, seed, device, precision, channels_last)
     scaler = grad_scaler(device, precision)
     net = torch.compile(model) if compile else model
     generator = torch.Generator().manual_seed(seed)
@@ -143,7 +224,8 @@ def train_epochs(
         group = optimizer.param_groups[0]
         row["momentum"] = group.get("momentum", group.get("betas", (math.nan,))[0])
         speed = {"objective": objective, "precision": precision, "channels_last": channels_last}
-        val = evaluate(net, data, "val", **speed) if math.isfinite(train_loss) else None
+        with averaged_weights(optimizer, refresh):
+            val = evaluate(net, data, "val", **speed) if math.isfinite(train_loss) else None
         if val is None or not math.isfinite(val.metric):
             what = (
                 f"training loss is {train_loss}" if val is None else f"val {objective.metric} is {val.metric}"
@@ -164,7 +246,8 @@ def train_epochs(
         row.update(cycle_epoch=cycle_epoch, status="ok", reason="", wall_time=time.perf_counter() - start)
         if test and epoch == n_epochs:
             has_test = not isinstance(data, LoaderData) or data.test is not None
-            result = evaluate(net, data, "test", **speed) if has_test else None
+            with averaged_weights(optimizer, refresh):
+                result = evaluate(net, data, "test", **speed) if has_test else None
             row["test_loss"] = math.nan if result is None else result.loss
             row["test_metric"] = math.nan if result is None else result.metric
             examples = None if val.per_example is None else val.per_example.cpu().numpy()

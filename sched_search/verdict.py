@@ -18,86 +18,44 @@ import numpy as np
 import pandas as pd
 
 from .config import BASELINE_ARM
-from .paired import ALPHA, bootstrap_weights, holm, paired_difference, resampled_means
-from .tables import decode_examples, final_rows
+from .paired import (
+    ALPHA,
+    bootstrap_weights,
+    compare_family,
+    epochs_to_target,
+    holm,
+    paired_difference,
+    resampled_means,
+)
+from .tables import final_rows, outcomes
 
+LADDER_PREFIX = "ladder:"  # the attribution ladder's own runs (attribution.py): not arms of the verdict
 MIN_SEEDS = 3  # below this the seed-to-seed spread is not estimable and no winner or "better" is called
+NO_WINNER = "no clear winner; first of the top group by the tie-break rule"
 ORDER_RULE = (
     "Inside the top group arms are listed by fewer epochs to the target, then lower mean val loss; "
     "that order is a tie-break, not a win."
 )
 
 
-# --------------------------------------------------------------------------------------------- the outcomes
-
-
-def outcomes(
-    trials: pd.DataFrame,
-) -> tuple[dict[str, dict[float, np.ndarray]], list[int], dict[str, str], bool]:
-    """Per arm and budget (in epochs), the seeds x examples metric values of the finished final runs.
-
-    Only seeds that every arm finished at its full budget are kept, so every comparison is paired; a rung that
-    lacks one of them is left out. Arms with no finished full-budget run are returned as excluded, with why.
-    When any of those runs has no per-example values (or their lengths differ), every run is one column: its
-    `final_val_metric`, so arms are paired by seed only.
-
-    Returns:
-        (arm -> budget_epochs -> matrix, the seeds used, arm -> reason it was left out, paired by example).
-    """
-    excluded: dict[str, str] = {}
-    if trials.empty or "arm" not in trials.columns:
-        return {}, [], excluded, False
-    rows = final_rows(trials, full_only=False)
-    finals = rows["arm"].unique()
-    cells = rows["val_examples"] if "val_examples" in rows.columns else pd.Series(None, rows.index, object)
-    metric = (
-        rows["final_val_metric"] if "final_val_metric" in rows.columns else pd.Series(math.nan, rows.index)
-    )
-    ok = rows["status"] == "ok" if "status" in rows.columns else True
-    keep = ok & (cells.notna() | metric.notna())
-    rows, cells, metric = rows[keep], cells[keep], metric[keep]
-    values = [decode_examples(c) for c in cells]
-    by_example = bool(values) and all(v is not None for v in values) and len({len(v) for v in values}) == 1
-    if not by_example:
-        rows = rows[metric.notna()]
-        values = [np.array([v], float) for v in metric[metric.notna()]]
-    rows = rows.assign(_values=pd.Series(values, index=rows.index, dtype=object))
-    full = final_rows(rows)
-    seeds_of = {arm: set(g["seed"].astype(int)) for arm, g in full.groupby("arm")}
-    for arm in finals:
-        if arm not in seeds_of:
-            excluded[str(arm)] = "no final run finished at the full budget"
-    common = sorted(set.intersection(*seeds_of.values())) if seeds_of else []
-    matrices: dict[str, dict[float, np.ndarray]] = {}
-    for (arm, epochs), g in rows.groupby(["arm", "budget_epochs"]):
-        by_seed = dict(zip(g["seed"].astype(int), g["_values"], strict=True))
-        if arm in seeds_of and common and all(s in by_seed for s in common):
-            matrices.setdefault(str(arm), {})[float(epochs)] = np.stack([by_seed[s] for s in common])
-    return matrices, common, excluded, by_example
-
-
 # --------------------------------------------------------------------------------------------- the decision
+
+
+def is_baseline(arm: str) -> bool:
+    """A fixed recipe (`[search] baselines`), not a searched arm: "constant-adam" (the seed's Adam 3e-4) or
+    a "default:..." recipe."""
+    return arm == BASELINE_ARM or arm.startswith("default:")
 
 
 def _none_if_nan(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _epochs_to_target(rung_means: dict[float, Any], target: Any, sign: float = 1.0) -> Any:
-    """Smallest budget (epochs) whose mean reaches `target` (at least it for sign +1, a "max" metric; at most
-    for -1); works per bootstrap draw on arrays (inf: never)."""
-    reached = np.full(np.shape(target), np.inf)
-    for epochs in sorted(rung_means, reverse=True):
-        # the tolerance lets the baseline reach its own mean, computed the same way on the same numbers
-        reached = np.where(sign * (rung_means[epochs] - target) >= -1e-12, epochs, reached)
-    return reached
-
-
 def decide(
     trials: pd.DataFrame,
     target: float | None = None,
     chance_accuracy: float | None = None,
-    baseline: str = BASELINE_ARM,
+    baseline: str | None = None,
     metric: str = "accuracy",
     mode: str = "max",
 ) -> dict[str, Any]:
@@ -108,11 +66,18 @@ def decide(
     - Top group: the leader (best mean final val metric at the full budget) and every arm whose paired
       difference to it is not significant at `ALPHA` after Holm's correction over those comparisons. A winner
       is named only when the group has one arm; fewer than `MIN_SEEDS` seeds name none.
-    - Against the baseline: each arm is "better", "worse" or "equal" (not told apart), Holm-corrected.
+    - Against the baselines (`is_baseline`: constant-adam and the "default:..." recipes): every searched arm
+      is "better", "worse" or "equal" (not told apart) against every baseline, one family with Holm over all
+      those comparisons (`paired.compare_family`). The strongest baseline is the one with the best mean; it
+      is `baseline` (the reference of `vs_baseline` and the speed-ups) unless one is passed.
+    - Recommended: a baseline that beats every searched arm, else the winner, else the first searched arm of
+      the top group. Baselines join the top group like any arm, but one is recommended only when it beats
+      every searched arm (or no searched arm finished).
     - Speed-up: the baseline's epochs to the target over the arm's, from the budget ladder (each rung a full,
       compressed schedule); the target is the study's, else the baseline's own mean at its full budget. The
       95% interval resamples seeds and validation examples together (`DRAWS` draws, paired across arms).
-      Reached at the smallest rung, the estimate is a lower bound.
+      Reached at the smallest rung, the estimate is a lower bound. The same against constant Adam 3e-4's mean
+      goes in `vs_adam`, when that baseline ran.
 
     Differences (`diff` and its interval, in the metric's units) keep one sign whatever the mode:
     `vs_baseline` is the arm minus the baseline, `vs_leader` the leader minus the arm (so positive for "max",
@@ -125,7 +90,7 @@ def decide(
         target: the study's target in the metric's units, or None for the baseline's mean.
         chance_accuracy: the accuracy of always predicting the most frequent validation class, if known
             (used only when `metric` is "accuracy").
-        baseline: the baseline arm's name.
+        baseline: the reference baseline's arm name; None: the strongest baseline.
         metric: the metric's display name ("accuracy", "loss", or a custom function's name).
         mode: "max" (higher is better) or "min" (lower is better).
 
@@ -139,6 +104,8 @@ def decide(
         raise ValueError(f"mode must be 'max' or 'min', but got {mode!r}.")
     accuracy, sign = metric == "accuracy", 1.0 if mode == "max" else -1.0
     matrices, seeds, excluded, by_example = outcomes(trials)
+    matrices = {a: m for a, m in matrices.items() if not a.startswith(LADDER_PREFIX)}
+    excluded = {a: why for a, why in excluded.items() if not a.startswith(LADDER_PREFIX)}
     arms = sorted(matrices)
     full = {arm: matrices[arm][max(matrices[arm])] for arm in arms}
     n_examples = next(iter(full.values())).shape[1] if full else 0
@@ -147,6 +114,13 @@ def decide(
         "leader": None,
         "top_group": [],
         "baseline": baseline,
+        "baselines": [],
+        "strongest_baseline": None,
+        "baseline_wins": None,
+        "recommended": None,
+        "recommended_why": None,
+        "n_baseline_comparisons": 0,
+        "better_than_every_baseline": [],
         "better_than_baseline": [],
         "worse_than_baseline": [],
         "metric": metric,
@@ -163,6 +137,7 @@ def decide(
         "alpha": ALPHA,
         "arms": {},
         "speedup": {},
+        "vs_adam": None,
         "excluded": excluded,
         "rule": "",
         "order_rule": ORDER_RULE,
@@ -186,6 +161,10 @@ def decide(
             "std_over_seeds": float(per_seed.std(ddof=1)) if estimable else None,
             "mean_val_loss": _none_if_nan(loss.get(arm, math.nan)),
         }
+
+    def rank(a: str) -> tuple:  # best first: mean in the study's direction, then lower val loss, then name
+        return (-sign * out["arms"][a]["mean"], loss.get(a, 0.0) or 0.0, a)
+
     leader = max(arms, key=lambda a: (sign * out["arms"][a]["mean"], -(loss.get(a, 0.0) or 0.0), a))
     out["leader"] = leader
 
@@ -204,32 +183,41 @@ def decide(
         out["top_group"] = list(arms)
     out["winner"] = leader if estimable and len(out["top_group"]) == 1 else None
 
-    # --- against the baseline, Holm over the arms
-    if baseline in full:
-        vs_base = {
-            a: paired_difference(full[a], full[baseline], simultaneous, accuracy)
-            for a in arms
-            if a != baseline
-        }
-        adjusted = holm({a: c["p"] for a, c in vs_base.items()}) if estimable else {}
-        for a, c in vs_base.items():
-            call = "not estimable"
-            if estimable:
-                call = "equal" if adjusted[a] >= ALPHA else ("better" if sign * c["diff"] > 0 else "worse")
-            out["arms"][a]["vs_baseline"] = {**_clean(c), "p_holm": adjusted.get(a), "call": call}
-        out["better_than_baseline"] = [
-            a for a in vs_base if out["arms"][a]["vs_baseline"]["call"] == "better"
-        ]
-        out["worse_than_baseline"] = [a for a in vs_base if out["arms"][a]["vs_baseline"]["call"] == "worse"]
+    # --- against every baseline, one family: Holm over every (searched arm, baseline) pair
+    baselines = sorted((a for a in arms if is_baseline(a) or a == baseline), key=rank)
+    searched = [a for a in arms if a not in baselines]
+    out["baselines"] = baselines
+    out["strongest_baseline"] = baselines[0] if baselines else None
+    out["baseline"] = baseline if baseline in full else out["strongest_baseline"]
+    family = compare_family(full, searched, baselines, sign, accuracy, estimable)
+    out["n_baseline_comparisons"] = len(searched) * len(baselines)
+    for a, row in family.items():
+        out["arms"][a]["vs_baselines"] = {b: {**_clean(c), "call": c["call"]} for b, c in row.items()}
+    ref = out["baseline"]
+    if ref is not None:
+        for a in searched:
+            out["arms"][a]["vs_baseline"] = out["arms"][a]["vs_baselines"][ref]
+        calls = {a: out["arms"][a]["vs_baseline"]["call"] for a in searched}
+        out["better_than_baseline"] = [a for a in searched if calls[a] == "better"]
+        out["worse_than_baseline"] = [a for a in searched if calls[a] == "worse"]
+    out["better_than_every_baseline"] = [
+        a for a in searched if baselines and all(c["call"] == "better" for c in family[a].values())
+    ]
+    beats_all = [b for b in baselines if searched and all(family[a][b]["call"] == "worse" for a in searched)]
+    out["baseline_wins"] = beats_all[0] if beats_all else None
 
-    _speedups(out, matrices, full, target, seed_w, example_w)
+    out.update(_speedups(out, out["baseline"], matrices, full, target, seed_w, example_w))
+    if BASELINE_ARM in full:  # the seed's question, kept beside: how much sooner than constant Adam 3e-4
+        out["vs_adam"] = {"baseline": BASELINE_ARM}
+        out["vs_adam"].update(_speedups(out, BASELINE_ARM, matrices, full, target, seed_w, example_w))
     _order_top_group(out, loss)
+    _recommend(out, searched)
     out["rule"], out["headline"] = _words(out)
     return out
 
 
 def _clean(c: dict[str, float]) -> dict[str, float | None]:
-    return {k: _none_if_nan(v) for k, v in c.items() if k != "df"}
+    return {k: _none_if_nan(v) for k, v in c.items() if k not in ("df", "call")}
 
 
 def _mean_val_loss(trials: pd.DataFrame) -> dict[str, float]:
@@ -241,51 +229,54 @@ def _mean_val_loss(trials: pd.DataFrame) -> dict[str, float]:
 
 def _speedups(
     out: dict[str, Any],
+    baseline: str | None,
     matrices: dict[str, dict[float, np.ndarray]],
     full: dict[str, np.ndarray],
     study_target: float | None,
     seed_w: np.ndarray,
     example_w: np.ndarray,
-) -> None:
-    """Fill `out["speedup"]`, the target and whether it means anything (accuracy: the baseline must beat
-    chance)."""
-    baseline, sign, chance = out["baseline"], 1.0 if out["mode"] == "max" else -1.0, out["chance_accuracy"]
+) -> dict[str, Any]:
+    """The speed-ups against `baseline`, the target and whether it means anything (accuracy: the baseline
+    must beat chance): the keys `speedup`, `target`, `target_source`, `target_meaningful`."""
+    sign, chance = 1.0 if out["mode"] == "max" else -1.0, out["chance_accuracy"]
+    res: dict[str, Any] = {"speedup": {}, "target": None, "target_source": None, "target_meaningful": None}
     if study_target is not None:
         target, boot_target = float(study_target), np.full(len(seed_w), float(study_target))
-        out["target_source"] = "the study's target"
+        res["target_source"] = "the study's target"
     elif baseline in full:
         target = float(full[baseline].mean())
         boot_target = resampled_means(full[baseline], seed_w, example_w)
-        out["target_source"] = f"the mean final val {out['metric']} of the baseline {baseline}"
+        which = "strongest baseline" if baseline == out["strongest_baseline"] else "baseline"
+        res["target_source"] = f"the mean final val {out['metric']} of the {which} {baseline}"
     else:
-        return
-    out["target"] = target
+        return res
+    res["target"] = target
     base = out["arms"].get(baseline)
     low = base["ci_low"] if base and base["ci_low"] is not None else (base or {}).get("mean")
-    out["target_meaningful"] = not (chance is not None and low is not None and low <= chance)
-    if not out["target_meaningful"] or baseline not in matrices or out["n_seeds"] < MIN_SEEDS:
-        return
+    res["target_meaningful"] = not (chance is not None and low is not None and low <= chance)
+    if not res["target_meaningful"] or baseline not in matrices or out["n_seeds"] < MIN_SEEDS:
+        return res
     base_rungs = matrices[baseline]
     full_epochs = max(base_rungs)
-    base_point = _epochs_to_target({e: m.mean() for e, m in base_rungs.items()}, target, sign)
+    base_point = epochs_to_target({e: m.mean() for e, m in base_rungs.items()}, target, sign)
     # a study target the baseline never reaches: its full budget is the reference, every speed-up a lower
     # bound
     base_reached = bool(np.isfinite(base_point))
     reference = float(base_point) if base_reached else full_epochs
-    base_boot = _epochs_to_target(
+    base_boot = epochs_to_target(
         {e: resampled_means(m, seed_w, example_w) for e, m in base_rungs.items()}, boot_target, sign
     )
     base_boot = np.where(np.isfinite(base_boot), base_boot, full_epochs)
     for arm, rungs in matrices.items():
         if arm == baseline:
             continue
-        point = float(_epochs_to_target({e: m.mean() for e, m in rungs.items()}, target, sign))
-        boot = _epochs_to_target(
+        point = float(epochs_to_target({e: m.mean() for e, m in rungs.items()}, target, sign))
+        boot = epochs_to_target(
             {e: resampled_means(m, seed_w, example_w) for e, m in rungs.items()}, boot_target, sign
         )
         ratio = np.where(np.isfinite(boot), base_boot / boot, 0.0)  # 0: not reached in that draw
         reached = math.isfinite(point)
-        out["speedup"][arm] = {
+        res["speedup"][arm] = {
             "epochs_to_target": point if reached else None,
             "estimate": reference / point if reached else None,
             "ci_low": float(np.percentile(ratio, 2.5)),
@@ -293,6 +284,24 @@ def _speedups(
             "lower_bound": bool(reached and (point == min(rungs) or not base_reached)),
             "reached_share": float(np.isfinite(boot).mean()),
         }
+    return res
+
+
+def _recommend(out: dict[str, Any], searched: list[str]) -> None:
+    """The arm to use and why: a baseline only when it beats every searched arm or nothing was searched."""
+    group = out["top_group"]
+    in_group = [a for a in group if a in searched]
+    if out["baseline_wins"]:
+        arm, why = out["baseline_wins"], "a baseline that beats every searched arm: no search was needed"
+    elif out["winner"] in searched:
+        arm, why = out["winner"], "the winner"
+    elif in_group:
+        arm, why = in_group[0], NO_WINNER
+    elif group:
+        arm, why = group[0], "a baseline leads: no searched arm did better"
+    else:
+        return
+    out["recommended"], out["recommended_why"] = arm, why
 
 
 def _order_top_group(out: dict[str, Any], loss: dict[str, float]) -> None:
@@ -340,7 +349,8 @@ def speedup_text(sp: dict[str, Any] | None) -> str:
 
 def _rule(out: dict[str, Any]) -> str:
     """The decision rule as printed."""
-    n, s, b, m = out["eval_examples"], out["n_seeds"], out["baseline"], out["metric"]
+    n, s, m = out["eval_examples"], out["n_seeds"], out["metric"]
+    against = ", ".join(out["baselines"]) or "the baseline"
     seeds = f"{s} seed{'s' if s != 1 else ''}"
     worse = "below" if out["mode"] == "max" else "above"
     if out["paired_by_example"]:
@@ -361,8 +371,10 @@ def _rule(out: dict[str, Any]) -> str:
     rule += (
         f" An arm joins the top group unless a paired test ({test}) shows it {worse} the leader at "
         f"{100 * (1 - ALPHA):.0f}% after Holm's correction; a winner is named only when the top group has "
-        f"one arm. The same test against {b} calls each arm better, equal or worse; intervals of differences "
-        f"are simultaneous (Bonferroni). Intervals of {means} and speed-ups: bootstrap over {resampled}."
+        f"one arm. The same test against each baseline ({against}) calls each searched arm better, equal or "
+        f"worse, Holm over all {out['n_baseline_comparisons']} such comparisons; a baseline is recommended "
+        "only when it beats every searched arm. Intervals of differences are simultaneous (Bonferroni). "
+        f"Intervals of {means} and speed-ups: bootstrap over {resampled}."
     )
     if s < MIN_SEEDS:
         rule += f" With {seeds} the seed-to-seed spread is not estimable: no winner is named."
@@ -372,26 +384,40 @@ def _rule(out: dict[str, Any]) -> str:
 def _words(out: dict[str, Any]) -> tuple[str, str]:
     """The decision rule as printed, and the headline sentence."""
     s, b, m = out["n_seeds"], out["baseline"], out["metric"]
+
+    def value(arm: str) -> str:
+        return f"val {m} {metric_text(out['arms'][arm]['mean'], m)}"
+
+    head = ""
+    if out["baseline_wins"]:
+        wins = out["baseline_wins"]
+        head = (
+            f"Use the baseline {wins} ({value(wins)}): it beats every searched arm, so no search was needed. "
+        )
     if out["winner"]:
-        value = metric_text(out["arms"][out["winner"]]["mean"], m)
-        head = f"Winner: {out['winner']} (val {m} {value}), ahead of every other arm."
+        head += f"Winner: {out['winner']} ({value(out['winner'])}), ahead of every other arm."
     else:
         group = ", ".join(out["top_group"])
-        head = (
+        head += (
             f"No clear winner: {group} cannot be told apart ({len(out['top_group'])} arms in the top group)."
         )
-    better = out["better_than_baseline"]
+    several = len(out["baselines"]) > 1
+    if several:
+        head += f" Strongest baseline: {b} ({value(b)})."
+    better = out["better_than_every_baseline"] if several else out["better_than_baseline"]
     if out["target_meaningful"] is False:
         head += f" The baseline {b} is not better than chance: its accuracy as a target means nothing."
     elif better:
-        head += f" Better than {b}: {', '.join(better)}."
+        head += f" Better than {'every baseline' if several else b}: {', '.join(better)}."
+    elif out["better_than_baseline"]:
+        head += f" Better than {b}: {', '.join(out['better_than_baseline'])}."
     elif b in out["arms"] and s >= MIN_SEEDS:
         head += f" No arm is better than {b}."
     speed = {a: v for a, v in out["speedup"].items() if v.get("estimate") is not None}
     target = f"the target (val {m} {metric_text(out['target'] or 0, m)})"
-    first = out["top_group"][0]
+    first = out["recommended"] or out["top_group"][0]
     if first in speed:
-        head += f" {first} reaches {target} {speedup_text(speed[first])} sooner than the baseline."
+        head += f" {first} reaches {target} {speedup_text(speed[first])} sooner than {b}."
     fastest = max(speed.values(), key=lambda v: v["estimate"])["estimate"] if speed else None
     if fastest is not None and (first not in speed or speed[first]["estimate"] < fastest):
         arms = [a for a, v in speed.items() if v["estimate"] == fastest]

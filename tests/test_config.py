@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sched_search.config import DEFAULT_ARMS, StudyFileError, load_study
+from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS, StudyFileError, load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -17,6 +17,45 @@ def test_shipped_studies_load(name: str) -> None:
     assert cfg.name == name
     assert set(cfg.search.arms) <= set(DEFAULT_ARMS)
     assert 1.0 in cfg.search.budgets
+
+
+def test_modern_study_runs_the_six_new_arms_beside_the_default_ones() -> None:
+    cfg = load_study(STUDIES / "modern.toml")
+    assert set(cfg.search.arms) == set(ARMS) - set(DEFAULT_ARMS) and len(cfg.search.arms) == 6
+    assert cfg.data == load_study(None).data and cfg.train == load_study(None).train
+
+
+def test_an_unknown_arm_is_named_with_every_valid_one(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('[search]\narms = ["cosine-adamw", "cosine-adam"]\n')
+    with pytest.raises(StudyFileError) as e:
+        load_study(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: [search] arms must be") and message.endswith("but got 'cosine-adam'.")
+    assert all(arm in message for arm in ARMS) and "\n" not in message
+
+
+def test_baselines_default_to_all_three_and_an_unknown_one_is_named(tmp_path: Path) -> None:
+    assert (
+        load_study(None).search.baselines
+        == BASELINES
+        == (
+            "default:adam",
+            "default:adamw-cosine",
+            "default:schedule_free",
+        )
+    )
+    path = tmp_path / "x.toml"
+    path.write_text('[search]\nbaselines = ["default:adam", "default:sgd"]\n')
+    with pytest.raises(StudyFileError) as e:
+        load_study(path)
+    assert str(e.value) == (
+        f"{path}: [search] baselines must be a list drawn from default:adam, default:adamw-cosine, "
+        "default:schedule_free, but got 'default:sgd'."
+    )
+    path.write_text('[search]\nbaselines = ["default:adam", "default:adam"]\n')
+    with pytest.raises(StudyFileError, match="without repeats"):
+        load_study(path)
 
 
 def test_default_study_has_all_six_arms_and_equal_seeds() -> None:

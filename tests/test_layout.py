@@ -14,10 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sched_search"
 FLOORS = {
     # the leaves: nothing of ours
     "config": 0, "_importpath": 0, "schedules": 0, "optim": 0, "curve": 0, "tables": 0, "runlock": 0,
-    "routing": 0, "paired": 0, "interrupt": 0,
+    "routing": 0, "paired": 0, "interrupt": 0, "schedule_free": 0, "warmup_decay": 0,
     # the parts
     "data": 1, "models": 1, "arms": 1, "plots": 1, "verdict": 1, "precision": 1, "objective": 1,
     "rangeresult": 2, "space": 2, "train": 2, "preflight": 2, "leaderboard": 2, "snippet": 2,
+    "attribution": 2,
     "rangetest": 3, "trial": 3, "results": 3,
     # the answer and the Tuner
     "report": 4, "search": 4,

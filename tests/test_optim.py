@@ -486,3 +486,53 @@ def test_trainers_fused_adamw_is_our_adamw_in_schedule_mode() -> None:
     assert not torch.equal(
         ours, run(lambda params, _: AdamW(params, lr=4e-4, weight_decay=0.0, decay_mode="schedule"))
     )
+
+
+# Schedule-free (the `schedulefree` package) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_schedule_free_decay_is_ours_decoupled_and_warmed_up(name: str) -> None:
+    """With a zero gradient the z step is pure decay: z shrinks by (lr_t / lr) * lambda = eta_t * lambda."""
+    from sched_search.schedule_free import build_schedule_free
+
+    p = torch.nn.Parameter(torch.full((3,), 2.0))
+    lam, lr, warmup = 1e-2, 0.5, 4
+    opt = build_schedule_free(name, [p], lr=lr, weight_decay=lam, warmup_steps=warmup)
+    opt.train()
+    p.grad = torch.zeros_like(p)
+    opt.step()
+    eta = 1 / warmup  # schedulefree's warm-up: (k + 1) / warmup_steps at step k = 0
+    torch.testing.assert_close(opt.state[p]["z"], torch.full((3,), 2.0 * (1 - eta * lam)))
+    assert opt.param_groups[0]["weight_decay"] == pytest.approx(lam / lr)
+
+
+def test_schedule_free_is_told_apart_and_rejects_unknown_names() -> None:
+    from sched_search.schedule_free import build_schedule_free, is_schedule_free
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert is_schedule_free(build_schedule_free("sgd", params, lr=1.0))
+    assert not is_schedule_free(SGDW(params, lr=0.1)) and not is_schedule_free(torch.optim.Adam(params))
+    with pytest.raises(ValueError, match="unknown schedule-free optimizer 'sgdw'"):
+        build_schedule_free("sgdw", params, lr=1.0)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_schedule_free_eval_mode_holds_the_average_and_train_mode_comes_back(name: str) -> None:
+    from sched_search.schedule_free import build_schedule_free
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    opt = build_schedule_free(name, model.parameters(), lr=0.05 if name == "adamw" else 0.5, warmup_steps=3)
+    opt.train()
+    for _ in range(20):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    at_y = model(x).detach()
+    opt.eval()
+    at_x = model(x).detach()
+    assert not torch.allclose(at_x, at_y, rtol=1e-4, atol=1e-6)  # the averaged weights are other weights
+    opt.train()
+    torch.testing.assert_close(model(x).detach(), at_y)  # and the switch is undone exactly

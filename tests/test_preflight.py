@@ -83,6 +83,31 @@ def text_metric(outputs, targets):
 
 def unreduced(outputs, targets):
     return (outputs.squeeze(-1) - targets) ** 2
+
+def _digits(**changes):
+    d = load_digits()
+    parts = dict(x_train=d.x_train, y_train=d.y_train, x_val=d.x_val, y_val=d.y_val, x_test=d.x_test,
+                 y_test=d.y_test, num_classes=10, name="changed")
+    return TensorData(**{**parts, **changes})
+
+def one_class():
+    d = load_digits()
+    return _digits(y_train=d.y_train * 0, y_val=d.y_val * 0, y_test=d.y_test * 0, num_classes=1)
+
+def empty_test():
+    d = load_digits()
+    return _digits(x_test=d.x_test[:0], y_test=d.y_test[:0])
+
+def short_labels():
+    d = load_digits()
+    return _digits(y_val=d.y_val[:-1])
+
+def float_labels():
+    d = load_digits()
+    return _digits(y_train=d.y_train.float())
+
+def one_too_many(input_shape, num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes + 1))
 """
 REGRESSION = {
     'name = "digits"': 'name = "pf_factories:regression"',
@@ -266,6 +291,65 @@ def test_bad_input_is_refused_before_any_work(
     was_running = ray.is_initialized()
     _refused(capsys, tmp_path, _study(tmp_path, top, replace), *words)
     assert ray.is_initialized() == was_running
+
+
+# checked by calling check_study itself: with a check missing the study would start, not fail
+DATA_CASES = [
+    (
+        "one class",
+        {'name = "digits"': 'name = "pf_factories:one_class"'},
+        ["[data] name", "pf_factories:one_class", "num_classes = 1", "integer >= 2"],
+    ),
+    (
+        "empty split",
+        {'name = "digits"': 'name = "pf_factories:empty_test"'},
+        ["[data] name", "the test split has 0 inputs and 0 labels", "at least 1"],
+    ),
+    (
+        "labels short of inputs",
+        {'name = "digits"': 'name = "pf_factories:short_labels"'},
+        ["[data] name", "the val split has", "expected the same number"],
+    ),
+    (
+        "float labels",
+        {'name = "digits"': 'name = "pf_factories:float_labels"'},
+        ["[data] name", "y_train has dtype torch.float32", "integer class labels"],
+    ),
+    (
+        "model output shape",
+        {'name = "mlp"\nhidden = 64': 'name = "pf_factories:one_too_many"'},
+        ["[model] name", "pf_factories:one_too_many", "to shape (2, 11)", "(2, num_classes=10)"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("replace", "words"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_bad_data_or_model_is_refused_by_check_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replace: dict, words: list[str]
+) -> None:
+    from sched_search.config import StudyFileError, load_study
+    from sched_search.preflight import check_study
+
+    (tmp_path / "pf_factories.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _study(tmp_path, replace=replace)
+    with pytest.raises(StudyFileError) as refused:
+        check_study(load_study(path))
+    message = str(refused.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for word in words:
+        assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:", ":6379", "127.0.0.1:port", "ray://"])
+def test_malformed_address_is_refused_without_trying_it(address: str) -> None:
+    """Refused by its form, before any connection (Ray would retry a bad address for minutes); the study
+    turns this ClusterError into rc 2 with its message (test_study's dead-address test)."""
+    from sched_search.preflight import ClusterError, probe_address
+
+    with pytest.raises(ClusterError) as refused:
+        probe_address(address)
+    assert str(refused.value) == f"Ray address {address!r} must be host:port (e.g. 127.0.0.1:6379) or 'auto'."
 
 
 def test_cuda_on_a_cpu_torch_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

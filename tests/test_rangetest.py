@@ -492,6 +492,26 @@ def test_state_restored_exactly(digits_image: TensorData, make_optimizer, traini
     assert params == {id(p) for p in model.parameters()}
 
 
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_schedule_free_optimizer_sweeps_and_is_restored_in_its_mode(digits: TensorData, name: str) -> None:
+    """schedulefree refuses to step outside train mode: the test switches it, then restores it in eval mode
+    (the averaged weights) as it found it."""
+    from sched_search.schedule_free import build_schedule_free
+
+    model = _mlp(digits)
+    optimizer = build_schedule_free(name, model.parameters(), lr=1e-3, warmup_steps=2)
+    optimizer.train()
+    _train_steps(model, optimizer, digits, 3)
+    optimizer.eval()
+    model_before = copy.deepcopy(model.state_dict())
+    optim_before = copy.deepcopy(optimizer.state_dict())
+    result = range_test(model, optimizer, digits, RangeTestConfig(num_steps=40, end_lr=1.0))
+    assert len(result.losses) > 5 and all(math.isfinite(loss) for loss in result.losses[:5])
+    _assert_equal_nested(model_before, model.state_dict(), "model")
+    _assert_equal_nested(optim_before, optimizer.state_dict(), "optimizer")
+    assert optimizer.param_groups[0]["train_mode"] is False
+
+
 def test_global_rng_untouched_with_dropout(digits: TensorData) -> None:
     torch.manual_seed(42)
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 10))

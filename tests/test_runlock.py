@@ -117,3 +117,59 @@ def test_two_takers_of_a_stale_lock_exactly_one_holds_it(tmp_path: Path) -> None
     assert second.stdout.startswith("refused: run folder"), second.stdout + second.stderr
     assert out == "held\n"
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from sched_search.runlock import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    """Another process holding the folder's lock until its stdin closes; returns once it holds it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(folder)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_refused_study_leaves_the_holders_lock_alone(tmp_path: Path) -> None:
+    holder = _holder(tmp_path)
+    try:
+        for _ in range(2):  # the second attempt is refused too: the first released nothing
+            with pytest.raises(RunFolderLocked, match=rf"pid {holder.pid} "), run_lock(tmp_path):
+                pass
+    finally:
+        holder.communicate("", timeout=60)
+    with run_lock(tmp_path):  # released by its holder
+        pass
+
+
+def test_leaving_releases_only_our_own_lock(tmp_path: Path) -> None:
+    """The lock file deleted by hand while we hold it (as a refusal tells a user to do) and taken by another
+    study: when we leave, that study's lock stays."""
+    with run_lock(tmp_path):
+        (tmp_path / LOCK_NAME).unlink()
+        other = _holder(tmp_path)
+    try:
+        with pytest.raises(RunFolderLocked, match=rf"pid {other.pid} "), run_lock(tmp_path):
+            pass
+    finally:
+        other.communicate("", timeout=60)
+
+
+def test_a_damaged_lock_file_without_a_holder_is_taken_over(tmp_path: Path) -> None:
+    """A lock file cut short or overwritten (not what run_lock ever leaves) names no live holder."""
+    for damaged in ("", '{"pid": 12', "not json"):
+        (tmp_path / LOCK_NAME).write_text(damaged)
+        with run_lock(tmp_path):
+            pass

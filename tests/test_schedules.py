@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import itertools
 import math
@@ -26,6 +27,7 @@ from sched_search.schedules import (
     peak_lr,
     to_steps,
 )
+from sched_search.warmup_decay import CosineConfig, WSDConfig
 
 FAST = settings(max_examples=60, deadline=None)
 lrs = st.floats(1e-5, 10.0)
@@ -331,8 +333,9 @@ def test_scheduler_refuses_to_cycle_momentum_an_optimizer_lacks():
         one_cycle(0.1, 200),
         CyclicalConfig(0.01, 0.1, 17, "triangular2", cycle_momentum=True),
         SGDRConfig(0.1, 9, 1.7, peak_decay=0.8),
+        WSDConfig(0.1, 200, decay_steps=60, warmup_steps=10),
     ],
-    ids=["one_cycle", "clr", "sgdr"],
+    ids=["one_cycle", "clr", "sgdr", "wsd"],
 )
 def test_state_dict_round_trip_mid_cycle(cfg):
     first = ScheduleLR(_optimizer(), cfg)
@@ -392,12 +395,75 @@ def test_to_steps_errors_name_the_bad_value(value, unit, spe, bad):
         (lambda: one_cycle(0.1, 100, "paper", pct_start=0.6), "0.6"),
         (lambda: one_cycle(0.1, 100, anneal="cosine"), "'cosine'"),
         (lambda: ConstantConfig(lr=0.0), "0.0"),
+        (lambda: CosineConfig(0.1, 10, warmup_steps=10), "10"),
+        (lambda: CosineConfig(0.1, 10, eta_min=0.2), r"\(0.2, 0.1\)"),
+        (lambda: WSDConfig(0.1, 10, decay_steps=0), "0"),
+        (lambda: WSDConfig(0.1, 10, decay_steps=4, warmup_steps=7), "7"),
+        (lambda: WSDConfig(0.1, 10, decay_steps=4, decay="cosine"), "'cosine'"),
         (lambda: lr_at(ConstantConfig(lr=0.1), -1), "-1"),
     ],
 )
 def test_configs_reject_bad_values(make, bad):
     with pytest.raises(ValueError, match=f"but got {bad}"):
         make()
+
+
+# Warm-up + cosine and WSD ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize(("warmup", "eta_min"), [(0, 0.0), (7, 1e-3), (1, 0.0)])
+def test_cosine_matches_torch_linear_warmup_then_cosine(kind, warmup, eta_min):
+    total = 100
+    opt = _optimizer(kind)
+    cosine = T.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=eta_min)
+    if warmup:
+        warm = T.LinearLR(opt, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+        theirs = _trace(T.SequentialLR(opt, [warm, cosine], milestones=[warmup]), total + 1)
+    else:
+        theirs = _trace(cosine, total + 1)
+    cfg = CosineConfig(max_lr=0.1, total_steps=total, warmup_steps=warmup, eta_min=eta_min)
+    ours = _trace(
+        ScheduleLR(_optimizer(kind), cfg), total + 1
+    )  # to step total: torch's cosine turns up after
+    assert all(_close(a[0], b[0]) for a, b in zip(ours, theirs, strict=True))
+    assert ours[total][0] == pytest.approx(eta_min, abs=1e-15) and momentum_at(cfg, 3) is None
+
+
+def test_cosine_by_formula():
+    cfg = CosineConfig(max_lr=0.2, total_steps=40, warmup_steps=9, eta_min=0.01)
+    for t in range(9):
+        assert _close(lr_at(cfg, t), 0.2 * (t + 1) / 10)  # no step at LR 0
+    for t in range(9, 41):
+        assert _close(lr_at(cfg, t), 0.01 + 0.19 * (1 + math.cos(math.pi * (t - 9) / 31)) / 2)
+    assert lr_at(cfg, 9) == 0.2 and lr_at(cfg, 24) == pytest.approx(
+        0.01 + 0.19 * (1 + math.cos(math.pi * 15 / 31)) / 2
+    )
+    assert [lr_at(cfg, t) for t in (40, 41, 10**6)] == [pytest.approx(0.01)] * 3 and peak_lr(cfg) == 0.2
+
+
+@pytest.mark.parametrize("decay", ["1-sqrt", "linear"])
+def test_wsd_by_formula(decay):
+    cfg = WSDConfig(max_lr=0.3, total_steps=50, decay_steps=10, warmup_steps=4, eta_min=0.003, decay=decay)
+    shape = (lambda x: 1 - math.sqrt(x)) if decay == "1-sqrt" else (lambda x: 1 - x)
+    for t in range(60):
+        if t < 4:
+            expected = 0.3 * (t + 1) / 5
+        elif t < 40:
+            expected = 0.3  # stable
+        else:
+            expected = 0.003 + 0.297 * shape(min(t - 40, 10) / 10)
+        assert _close(lr_at(cfg, t), expected), t
+    assert _close(lr_at(cfg, 45), 0.003 + 0.297 * shape(0.5)) and lr_at(cfg, 50) == pytest.approx(0.003)
+    ours = _trace(ScheduleLR(_optimizer(), cfg), 60)
+    assert all(_close(lr, lr_at(cfg, t)) for t, (lr, _) in enumerate(ours)) and peak_lr(cfg) == 0.3
+
+
+def test_wsd_one_minus_sqrt_sits_below_linear_through_the_cooldown():
+    make = functools.partial(WSDConfig, max_lr=1.0, total_steps=100, decay_steps=20, warmup_steps=5)
+    sqrt, linear = make(decay="1-sqrt"), make(decay="linear")
+    assert all(lr_at(sqrt, t) == lr_at(linear, t) for t in range(81))
+    assert all(lr_at(sqrt, t) < lr_at(linear, t) for t in range(81, 100))
 
 
 def test_peak_lr_is_max_lr():

@@ -3,12 +3,15 @@ final re-runs used, and its cycle lengths follow a user's own steps per epoch.""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from sched_search.arms import build_schedule
+from sched_search.arms import build_schedule, optimizer_and_scheduler, range_family
 from sched_search.optim import SGDW, AdamW
 from sched_search.schedules import lr_at, momentum_at
 from sched_search.snippet import NO_WINNER, recommend, torch_code
@@ -16,6 +19,15 @@ from sched_search.space import RangeSeed, build_space
 
 EPOCHS, SPE = 6, 5
 SEED = RangeSeed("sgdw", 0.06, 0.015, 0.0, (1e-6, 1e-4), 0.18)
+SEEDS = {"sgdw": SEED, "adamw": RangeSeed("adamw", 0.004, 0.001, 1e-4, (1e-5, 1e-3), 0.012)}
+NEW_ARMS = [
+    "cosine-adamw",
+    "cosine-sgdw",
+    "wsd-adamw",
+    "wsd-sgdw",
+    "schedule_free-adamw",
+    "schedule_free-sgd",
+]
 
 
 def _config(arm: str, **values) -> dict:
@@ -23,7 +35,7 @@ def _config(arm: str, **values) -> dict:
     if arm == "constant-adam":
         config = {"arm": arm, "schedule": "constant", "optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0}
     else:
-        space = build_space(arm, SEED, EPOCHS, SPE)
+        space = build_space(arm, SEEDS[range_family(arm)], EPOCHS, SPE)
         config = {"arm": arm, "schedule": space.schedule, "optimizer": space.optimizer, **space.fixed}
         config.update(space.first_point())
     return {**config, **values, "epochs": EPOCHS, "batch_size": 8, "seed": 0, "stage": "final"}
@@ -43,6 +55,10 @@ def _run(code: str) -> dict:
         ("sgdr-adamw", {"t_0_epochs": 1, "t_mult": 2.0}),
         ("one_cycle-sgdw", {}),
         ("constant-adam", {}),
+        ("cosine-adamw", {"warmup_pct": 0.1}),
+        ("cosine-sgdw", {"warmup_pct": 0.0}),
+        ("wsd-adamw", {"decay_pct": 0.3}),
+        ("wsd-sgdw", {}),
     ],
 )
 def test_code_trains_with_the_final_runs_schedule_and_optimizer(
@@ -87,3 +103,59 @@ def test_recommend_takes_the_winner_else_the_first_non_baseline_of_the_top_group
     assert recommend({**verdict, "top_group": ["constant-adam"]}, configs, SPE).arm == "constant-adam"
     assert recommend({"top_group": [], "winner": None}, configs, SPE) is None
     assert recommend(verdict, configs, None) is None  # an older run folder: steps per epoch unknown
+
+
+@pytest.mark.parametrize("arm", ["schedule_free-adamw", "schedule_free-sgd"])
+def test_schedule_free_code_builds_the_trials_optimizer_and_ends_at_the_average(
+    arm: str, capsys: pytest.CaptureFixture
+) -> None:
+    import schedulefree
+
+    config = _config(arm, warmup_pct=0.1, weight_decay=2e-4)
+    code = torch_code(config, SPE)
+    assert "scheduler" not in code and "optimizer.train()" in code and "optimizer.eval()" in code
+    ns = _run(code)
+    steps = EPOCHS * SPE
+    assert capsys.readouterr().out.startswith(f"{steps} steps, last loss ")
+    trials = optimizer_and_scheduler(config, torch.nn.Linear(2, 2).parameters(), EPOCHS, SPE)[0]
+    assert type(ns["optimizer"]) is type(trials)
+    kinds = {
+        "schedule_free-adamw": schedulefree.AdamWScheduleFree,
+        "schedule_free-sgd": schedulefree.SGDScheduleFree,
+    }
+    assert type(trials) is kinds[arm]
+    ours, theirs = ns["optimizer"].param_groups[0], trials.param_groups[0]
+    for key in ("lr", "weight_decay", "warmup_steps"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-5), key
+    assert ours["warmup_steps"] == 3 and ours["weight_decay"] == pytest.approx(2e-4 / config["max_lr"])
+    assert ours["k"] == steps and ours["train_mode"] is False  # ends in eval mode: the averaged weights
+
+
+def test_each_new_arms_code_runs_in_a_fresh_interpreter() -> None:
+    """One new interpreter runs each arm's snippet as printed, each in its own namespace (one interpreter
+    start, not six: about 3 s each on a shared 2-core box)."""
+    codes = {arm: torch_code(_config(arm), SPE, title=arm) for arm in NEW_ARMS}
+    driver = (
+        "import io, json, sys, contextlib\n"
+        "out = {}\n"
+        "for arm, code in json.loads(sys.stdin.read()).items():\n"
+        "    buf = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buf):\n"
+        "        exec(compile(code, arm, 'exec'), {'__name__': '__main__'})\n"
+        "    out[arm] = buf.getvalue()\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", driver],
+        check=False,
+        input=json.dumps(codes),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(printed) == sorted(NEW_ARMS)
+    for arm, line in printed.items():
+        assert line.startswith(f"{EPOCHS * SPE} steps, last loss "), (arm, line)
+        assert math.isfinite(float(line.split()[-1])), (arm, line)

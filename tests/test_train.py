@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
-from sched_search.arms import build_schedule
-from sched_search.data import load_digits
+from sched_search.arms import build_schedule, optimizer_and_scheduler, range_family
+from sched_search.data import batches, load_digits
+from sched_search.models import build_model
 from sched_search.optim import build_optimizer
-from sched_search.train import train_epochs
+from sched_search.space import RangeSeed, build_space
+from sched_search.train import evaluate, recompute_batchnorm, train_epochs
 
 EPOCHS = 8
 ARMS = {
@@ -143,3 +146,88 @@ def test_compiled_model_trains_the_same(digits) -> None:
     plain = list(train_epochs(ONE_CYCLE, digits, 1, 64, "mlp", {"hidden": 32}))
     compiled = list(train_epochs(ONE_CYCLE, digits, 1, 64, "mlp", {"hidden": 32}, compile=True))
     assert compiled[-1]["train_loss"] == pytest.approx(plain[-1]["train_loss"], rel=1e-4)
+
+
+# ----------------------------------------------------------------------- warm-up + cosine, WSD, schedule-free
+
+SEEDS = {
+    "sgdw": RangeSeed("sgdw", 0.05, 0.0125, 1e-5, (1e-6, 1e-4), 0.15),
+    "adamw": RangeSeed("adamw", 3e-3, 7.5e-4, 1e-5, (1e-6, 1e-4), 9e-3),
+}
+
+
+def _first_config(arm: str, epochs: int) -> dict:
+    """An arm's first trial as a study runs it: the range test's suggestion from its space."""
+    space = build_space(arm, SEEDS[range_family(arm)], epochs, 22)
+    return {**space.constants(), **space.first_point(), "epochs": epochs, "seed": 0}
+
+
+@pytest.mark.parametrize(
+    "arm",
+    ["cosine-adamw", "cosine-sgdw", "wsd-adamw", "wsd-sgdw", "schedule_free-adamw", "schedule_free-sgd"],
+)
+def test_each_new_arm_trains_digits_from_its_first_point(digits, arm: str) -> None:
+    rows = list(train_epochs(_first_config(arm, EPOCHS), digits, EPOCHS, 64, "mlp", {"hidden": 64}))
+    assert [r["status"] for r in rows] == ["ok"] * EPOCHS
+    assert rows[-1]["val_metric"] > 0.93, rows[-1]
+
+
+@pytest.mark.parametrize("arm", ["schedule_free-adamw", "schedule_free-sgd"])
+def test_schedule_free_trainer_evaluates_at_the_averaged_weights(digits, arm: str) -> None:
+    """The same epoch by hand: evaluated after optimizer.eval() (the average x) it gives the trainer's val
+    loss; at the training weights y it does not."""
+    config = _first_config(arm, 1)
+    model = build_model("mlp", digits.input_shape, digits.num_classes, seed=0, hidden=32)
+    optimizer, scheduler = optimizer_and_scheduler(config, model.parameters(), 1, 22)
+    optimizer.train()
+    for x, y in batches(digits.x_train, digits.y_train, 64, torch.Generator().manual_seed(0)):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    at_y = evaluate(model, digits)
+    optimizer.eval()
+    at_x = evaluate(model, digits)
+    (row,) = train_epochs(config, digits, 1, 64, "mlp", {"hidden": 32})
+    assert row["val_loss"] == pytest.approx(at_x.loss, rel=1e-6)
+    assert abs(at_y.loss - at_x.loss) > 1e-3 * at_x.loss  # the two weights really differ
+
+
+def test_recompute_batchnorm_gives_the_batches_statistics_and_restores_the_module() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4, momentum=0.3)).eval()
+    inputs = [torch.randn(16, 3) * (k + 1) for k in range(3)]
+    model[1].running_mean.fill_(5.0)  # stale statistics from other weights
+    recompute_batchnorm(model, inputs)
+    with torch.no_grad():
+        hidden = [model[0](x) for x in inputs]
+    expected_mean = torch.stack([h.mean(0) for h in hidden]).mean(0)
+    expected_var = torch.stack([h.var(0, unbiased=True) for h in hidden]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, expected_mean)
+    torch.testing.assert_close(model[1].running_var, expected_var)
+    assert model[1].momentum == 0.3 and not model.training
+
+
+def test_schedule_free_evaluates_a_batchnorm_model_with_statistics_of_the_average() -> None:
+    """By hand: optimizer.eval(), BatchNorm statistics recomputed at x over the trainer's batches, then
+    evaluate: the trainer's val loss. Keeping the statistics gathered at y would give another."""
+    images = load_digits(image=True)
+    config = {**_first_config("schedule_free-adamw", 1), "max_lr": 0.01}
+    model = build_model("cnn", images.input_shape, images.num_classes, seed=0, width=8)
+    optimizer, _ = optimizer_and_scheduler(config, model.parameters(), 1, 22)
+    optimizer.train()
+    for x, y in batches(images.x_train, images.y_train, 64, torch.Generator().manual_seed(0)):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    optimizer.eval()
+    stale = evaluate(model, images)
+    recompute_batchnorm(
+        model, [x for x, _ in batches(images.x_train, images.y_train, 64, torch.Generator().manual_seed(0))]
+    )
+    fresh = evaluate(model, images)
+    (row,) = train_epochs(config, images, 1, 64, "cnn", {"width": 8})
+    assert row["val_loss"] == pytest.approx(fresh.loss, rel=1e-5)
+    assert abs(stale.loss - fresh.loss) > 1e-3 * fresh.loss

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from sched_search.paired import holm, paired_difference
-from sched_search.report import format_leaderboard, write_report
+from sched_search.report import format_closing, format_leaderboard, write_report
 from sched_search.results import load_run
 from sched_search.tables import encode_examples
 from sched_search.verdict import decide
@@ -148,6 +148,54 @@ def test_clear_winner_over_three_seeds(tmp_path: Path) -> None:
     ):
         assert key in written, key
     assert written["winner"] == "one_cycle-sgdw" and written["baseline"] == BASELINE
+    # a folder of before issue 20, constant-adam its only baseline: that baseline is the strongest
+    assert written["baselines"] == [BASELINE] == [written["strongest_baseline"]]
+    assert written["recommended"] == "one_cycle-sgdw" and written["vs_adam"]["target"] == written["target"]
+    assert "Strongest baseline" not in run.summary
+
+
+def test_several_baselines_in_the_report(tmp_path: Path) -> None:
+    """Three baselines and the attribution ladder's runs: the terminal and report.md show every searched arm
+    against every baseline and what each step bought, the leaderboard marks each baseline and leaves the
+    ladder's runs out, the headline names the strongest baseline, the closing block lists both."""
+    rng = np.random.default_rng(11)
+    n = 600
+    arms = {
+        "one_cycle-sgdw": {1.0: [_right(n, k, rng) for k in (570, 572, 568)]},
+        "clr-sgdw": {1.0: [_right(n, k, rng) for k in (500, 505, 498)]},
+        BASELINE: {1.0: [_right(n, k, rng) for k in (300, 310, 305)]},
+        "default:adamw-cosine": {1.0: [_right(n, k, rng) for k in (360, 365, 355)]},
+        "default:schedule_free": {1.0: [_right(n, k, rng) for k in (450, 440, 455)]},
+        "ladder:cosine-sgdw": {1.0: [_right(n, k, rng) for k in (540, 545, 538)]},
+        "ladder:untuned-one_cycle-sgdw": {1.0: [_right(n, k, rng) for k in (545, 542, 540)]},
+    }
+    root = _run(tmp_path / "three", arms)
+    config = json.loads((root / "resolved_config.json").read_text()) | {"steps_per_epoch": 10}
+    (root / "resolved_config.json").write_text(json.dumps(config))
+    one_cycle = {"arm": "one_cycle-sgdw", "schedule": "one_cycle", "optimizer": "sgdw", "max_lr": 0.1}
+    one_cycle |= {"weight_decay": 1e-4, "pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4}
+    final = [{**one_cycle, "epochs": EPOCHS, "batch_size": 8, "seed": 0, "stage": "final"}]
+    (root / "final_configs.json").write_text(json.dumps(final))
+    run = load_run(root)
+    assert run.verdict["strongest_baseline"] == "default:schedule_free"
+    assert "Strongest baseline: default:schedule_free" in run.summary
+    text = format_leaderboard(run)
+    assert "Holm over all 6 comparisons" in text
+    block = text[text.index("Every searched arm against every baseline") :]
+    assert block.splitlines()[1].split() == ["arm", "default:schedule_free", "default:adamw-cosine", BASELINE]
+    md = write_report(run.path)["report.md"].read_text()
+    assert "## Against every baseline" in md and "| one_cycle-sgdw | better +" in md
+    assert run.leaderboard.set_index("arm").loc["default:adamw-cosine", "vs_baseline"] == "baseline"
+    assert not run.leaderboard["arm"].str.startswith("ladder:").any()
+    steps = run.verdict["attribution"]["steps"]
+    assert [s["call"] for s in steps] == ["gain", "gain", "not measurable", "gain"]
+    assert "## What each step bought" in md
+    assert "- ladder:cosine-sgdw -> ladder:untuned-one_cycle-sgdw: the schedule bought nothing" in md
+    closing = format_closing(run, root / "report.html")
+    assert "recommended: one_cycle-sgdw (the winner)" in closing
+    sf = f"{100 * (450 + 440 + 455) / (3 * n):.2f}%"
+    assert f"  vs default:schedule_free (the strongest baseline), val accuracy {sf}: better +" in closing
+    assert "the schedule bought nothing measurable here" in closing
 
 
 def test_two_seeds_spread_not_estimable(tmp_path: Path) -> None:

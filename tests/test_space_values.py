@@ -1,0 +1,119 @@
+"""The values a search space feeds into the schedules, followed through to the LR a trial trains with
+(`space.build_space` -> trial config -> `arms.build_schedule` -> `schedules.lr_at`): CLR's exp_range amplitude
+halves over the whole run (gamma per step), SGDR anneals to the range test's min_lr / 10, the first point's
+base LR and one-cycle start LR are the range test's min_lr, a chosen weight decay of 0 starts at the low end
+of its range, and the first point lies inside the space, categoricals included."""
+
+from __future__ import annotations
+
+import pytest
+
+from sched_search.arms import build_schedule
+from sched_search.schedules import lr_at
+from sched_search.space import RangeSeed, build_space, check_point_in_space
+
+SPE = 7  # steps per epoch
+
+
+def _seed(max_lr: float = 0.1, min_lr: float = 0.01, weight_decay: float = 1e-4) -> RangeSeed:
+    return RangeSeed("sgdw", max_lr, min_lr, weight_decay, (1e-5, 1e-3), min_loss_lr=3 * max_lr)
+
+
+def _first_config(arm: str, seed: RangeSeed, epochs: int, **changes) -> dict:
+    """The arm's first trial config as Tune gets it: the first point, the arm's constants, the epochs."""
+    space = build_space(arm, seed, epochs, SPE)
+    return {**space.first_point(), **space.constants(), "epochs": epochs, **changes}
+
+
+@pytest.mark.parametrize("epochs", [4, 20])
+@pytest.mark.parametrize("budget", [0.25, 1.0])
+def test_clr_exp_range_amplitude_halves_over_the_run(epochs: int, budget: float) -> None:
+    """gamma is per optimizer step: at the run's last step the cycle's amplitude is half its first, at every
+    budget of the ladder (a compressed run halves it too)."""
+    config = _first_config("clr-sgdw", _seed(), epochs, mode="exp_range")
+    schedule = build_schedule(config, epochs * budget, SPE)
+    steps = round(epochs * budget * SPE)
+    assert schedule.gamma**steps == pytest.approx(0.5)
+    amplitude = schedule.max_lr - schedule.base_lr
+    peak = max(lr_at(schedule, s) for s in range(steps - 2 * schedule.step_size, steps))
+    assert (
+        schedule.base_lr + 0.5 * amplitude
+        <= peak
+        <= schedule.base_lr + 0.5 * amplitude / schedule.gamma ** (2 * schedule.step_size)
+    )
+
+
+@pytest.mark.parametrize(("max_lr", "min_lr"), [(0.1, 0.01), (0.5, 0.002)])
+def test_sgdr_anneals_to_a_tenth_of_the_range_tests_min_lr(max_lr: float, min_lr: float) -> None:
+    epochs = 12
+    config = _first_config("sgdr-sgdw", _seed(max_lr, min_lr), epochs)
+    schedule = build_schedule(config, epochs, SPE)
+    assert schedule.eta_min == pytest.approx(min_lr / 10)
+    lowest = min(lr_at(schedule, s) for s in range(epochs * SPE))
+    assert min_lr / 10 <= lowest < min_lr / 10 + 0.02 * (max_lr - min_lr / 10)
+
+
+@pytest.mark.parametrize(("max_lr", "min_lr", "base_lr"), [(0.1, 0.01, 0.01), (0.1, 0.0001, 0.1 / 25),
+                                                           (0.1, 0.05, 0.1 / 3)])  # fmt: skip
+def test_clr_first_base_lr_is_the_range_tests_min_lr_within_its_range(
+    max_lr: float, min_lr: float, base_lr: float
+) -> None:
+    """base_lr = max_lr / base_div with base_div in [3, 25]: the first point's base_lr is min_lr itself when
+    the ratio fits, else the nearest end."""
+    config = _first_config("clr-sgdw", _seed(max_lr, min_lr), 20)
+    schedule = build_schedule(config, 20, SPE)
+    assert schedule.base_lr == pytest.approx(base_lr) and schedule.max_lr == pytest.approx(max_lr)
+    assert lr_at(schedule, 0) == pytest.approx(base_lr)
+
+
+@pytest.mark.parametrize(("max_lr", "min_lr", "start"), [(0.1, 0.01, 0.01), (0.1, 0.0001, 0.1 / 25),
+                                                         (0.1, 0.05, 0.1 / 5)])  # fmt: skip
+def test_one_cycle_first_point_starts_at_the_range_tests_min_lr(
+    max_lr: float, min_lr: float, start: float
+) -> None:
+    """div_factor in [5, 25]: the first point's one-cycle starts at min_lr when max_lr / min_lr fits."""
+    config = _first_config("one_cycle-sgdw", _seed(max_lr, min_lr), 20)
+    schedule = build_schedule(config, 20, SPE)
+    assert lr_at(schedule, 0) == pytest.approx(start)
+    assert max(lr_at(schedule, s) for s in range(20 * SPE)) == pytest.approx(max_lr)
+
+
+@pytest.mark.parametrize("epochs", [1, 4, 6, 12, 20, 40])
+def test_sgdr_first_t_0_is_a_sixth_of_the_run(epochs: int) -> None:
+    """The first point restarts after a sixth of the epochs (at least one), so with its t_mult of 2 the
+    first cycles (1/6 + 2/6) end by mid-run."""
+    config = _first_config("sgdr-sgdw", _seed(), epochs)
+    assert config["t_mult"] == 2.0
+    schedule = build_schedule(config, epochs, SPE)
+    assert schedule.t_0 == max(1, epochs // 6) * SPE
+
+
+@pytest.mark.parametrize("chosen", [0.0, 1e-4])
+def test_first_weight_decay_is_the_sweeps_choice_or_the_low_end_for_0(chosen: float) -> None:
+    space = build_space("one_cycle-adamw", _seed(weight_decay=chosen), 20, SPE)
+    wd = next(p for p in space.params if p.name == "weight_decay")
+    assert (wd.low, wd.high) == (1e-5, 1e-3)
+    assert space.first_point()["weight_decay"] == (chosen if chosen > 0 else wd.low)
+
+
+@pytest.mark.parametrize("arm", ["clr-sgdw", "sgdr-adamw", "one_cycle-sgdw"])
+@pytest.mark.parametrize("epochs", [1, 2, 3, 5, 8, 13, 40])
+def test_first_point_lies_in_the_space(arm: str, epochs: int) -> None:
+    space = build_space(arm, _seed(), epochs, SPE)
+    check_point_in_space(space, space.first_point())
+
+
+@pytest.mark.parametrize(
+    ("arm", "name", "bad"),
+    [
+        ("clr-sgdw", "mode", "sawtooth"),
+        ("sgdr-sgdw", "t_mult", 3.0),
+        ("clr-sgdw", "step_size_epochs", 0),
+        ("one_cycle-sgdw", "pct_start", 0.9),
+        ("one_cycle-sgdw", "weight_decay", 0.0),  # log-uniform: 0 is outside
+    ],
+)
+def test_a_point_outside_the_space_is_refused(arm: str, name: str, bad: object) -> None:
+    space = build_space(arm, _seed(), 20, SPE)
+    with pytest.raises(ValueError, match=f"first point {name}={bad!r} lies outside its space"):
+        check_point_in_space(space, {**space.first_point(), name: bad})
