@@ -11,6 +11,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
@@ -794,7 +795,13 @@ def test_plot_writes_png(healthy: RangeTestResult, sweep, tmp_path) -> None:
     for name, obj in (("one.png", healthy), ("sweep.png", sweep[0])):
         path = obj.plot(tmp_path / name)
         data = path.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        image = mpimg.imread(path)[..., :3]
+        height, width, _ = image.shape
+        assert width > 400 and height > 300
+        drawn = (image < 0.9).any(axis=-1)  # not white: axes, labels and the curve
+        assert 0.01 < drawn.mean() < 0.5
+        assert drawn[:, width // 4 : 3 * width // 4].any(axis=0).mean() > 0.9  # a curve across the middle
 
 
 def test_sweep_progress_a_bar_or_a_line_per_sweep(digits: TensorData, capsys: pytest.CaptureFixture) -> None:
