@@ -22,7 +22,7 @@ from sched_search.search import baseline_runs, final_runs, trial_settings
 from sched_search.snippet import NO_WINNER, recommend
 from sched_search.space import RangeSeed, build_space
 from sched_search.tables import encode_examples, tables_from_rows
-from sched_search.verdict import decide, metric_text
+from sched_search.verdict import decide, difference_text, metric_text, speedup_text
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -309,3 +309,21 @@ def test_mean_intervals_are_the_bootstrap_percentiles() -> None:
     assert a["ci_low"] == pytest.approx(np.percentile(boot, 2.5))
     assert a["ci_high"] == pytest.approx(np.percentile(boot, 97.5))
     assert a["ci_low"] < a["mean"] < a["ci_high"]
+
+
+# ----------------------------------------------------------------------------------- the words
+
+
+def test_numbers_in_words() -> None:
+    """What the headline and the leaderboard print: accuracy in percent and points, other metrics to a few
+    significant digits, speed-ups with their interval, a lower bound said as one."""
+    assert (metric_text(0.94361, "accuracy"), metric_text(0.012345, "mae")) == ("94.36%", "0.01235")
+    assert (difference_text(0.032, "accuracy"), difference_text(-0.032, "accuracy")) == (
+        "+3.20 points",
+        "-3.20 points",
+    )
+    assert (difference_text(-0.00123, "mae"), difference_text(12.34, "mse")) == ("-0.00123", "+12.3")
+    assert speedup_text(None) == speedup_text({"estimate": None}) == "not reached"
+    sp = {"estimate": 4.0, "ci_low": 2.0, "ci_high": 8.0, "lower_bound": False}
+    assert speedup_text(sp) == "4x (95% CI 2-8x)"
+    assert speedup_text({**sp, "lower_bound": True}) == ">= 4x (a lower bound; 95% CI 2-8x)"
