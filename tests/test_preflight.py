@@ -116,8 +116,8 @@ REGRESSION = {
 
 CASES = [
     # (id, top-level lines, {old line: new lines}, words the message must hold)
-    ("seeds<0", "", {"seeds = [0, 1]": "seeds = [-1]"}, ["[search] seeds", "[-1]", "[0, 2**32)"]),
-    ("seeds>=2**32", "", {"seeds = [0, 1]": "seeds = [4294967296]"}, ["[search] seeds", "[0, 2**32)"]),
+    ("seeds<0", "", {"seeds = [0, 1, 2]": "seeds = [-1]"}, ["[search] seeds", "[-1]", "[0, 2**32)"]),
+    ("seeds>=2**32", "", {"seeds = [0, 1, 2]": "seeds = [4294967296]"}, ["[search] seeds", "[0, 2**32)"]),
     (
         "budgets repeat",
         "",
@@ -161,7 +161,7 @@ CASES = [
     (
         "baseline_lr inf",
         "",
-        {"seeds = [0, 1]": "seeds = [0, 1]\nbaseline_lr = inf"},
+        {"seeds = [0, 1, 2]": "seeds = [0, 1, 2]\nbaseline_lr = inf"},
         ["[search] baseline_lr", "inf", "finite"],
     ),
     ("name 300", f'name = "{"x" * 300}"', {'name = "smoke"\n': ""}, ["name", "at most 100 characters"]),
@@ -380,7 +380,7 @@ def test_non_utf8_study_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 def test_refusal_through_the_process_has_no_traceback(tmp_path: Path) -> None:
     """The real command line, as a user runs it: rc 2, one line on stderr, no folder, in seconds."""
-    path = _study(tmp_path, replace={"seeds = [0, 1]": "seeds = [-1]"})
+    path = _study(tmp_path, replace={"seeds = [0, 1, 2]": "seeds = [-1]"})
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "sched_search", "study", str(path)],

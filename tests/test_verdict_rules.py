@@ -24,7 +24,7 @@ from sched_search.search import baseline_runs, final_runs, ladder_runs, trial_se
 from sched_search.snippet import NO_WINNER, recommend
 from sched_search.space import RangeSeed, build_space
 from sched_search.tables import encode_examples, tables_from_rows
-from sched_search.verdict import decide, is_baseline, metric_text
+from sched_search.verdict import decide, difference_text, is_baseline, metric_text, speedup_text
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -488,3 +488,21 @@ def test_attribution_merges_the_steps_of_rungs_that_did_not_run() -> None:
     lines = attribution_lines(att)
     assert lines[0].startswith(f"{BASELINE_ARM} -> {ADAMW_COSINE}: the common default")
     assert lines[-1] == f"not run (their steps merged with the next): {', '.join(LADDER[2:4])}"
+
+
+# ----------------------------------------------------------------------------------- the words
+
+
+def test_numbers_in_words() -> None:
+    """What the headline and the leaderboard print: accuracy in percent and points, other metrics to a few
+    significant digits, speed-ups with their interval, a lower bound said as one."""
+    assert (metric_text(0.94361, "accuracy"), metric_text(0.012345, "mae")) == ("94.36%", "0.01235")
+    assert (difference_text(0.032, "accuracy"), difference_text(-0.032, "accuracy")) == (
+        "+3.20 points",
+        "-3.20 points",
+    )
+    assert (difference_text(-0.00123, "mae"), difference_text(12.34, "mse")) == ("-0.00123", "+12.3")
+    assert speedup_text(None) == speedup_text({"estimate": None}) == "not reached"
+    sp = {"estimate": 4.0, "ci_low": 2.0, "ci_high": 8.0, "lower_bound": False}
+    assert speedup_text(sp) == "4x (95% CI 2-8x)"
+    assert speedup_text({**sp, "lower_bound": True}) == ">= 4x (a lower bound; 95% CI 2-8x)"
