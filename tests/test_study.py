@@ -317,7 +317,7 @@ def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path
     assert len(recorded) == len(trials) and all(" error (" in line for line in recorded), lines
 
 
-def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path) -> None:
+def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
     from sched_search.rangetest import sweep_steps
     from sched_search.study import range_tests
@@ -334,7 +334,8 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
     )
     data = load_data("synthetic", n=600, noise=2.0)
     lines: list[str] = []
-    seeds = range_tests(cfg, tmp_path, lines.append, data)
+    timing: dict[str, float] = {}
+    seeds = range_tests(cfg, tmp_path, lines.append, data, timing=timing)
     record = json.loads((tmp_path / "range_test_sgdw.json").read_text())
     options = {"n": 600, "noise": 2.0}
     assert record["data"] == {
@@ -351,9 +352,17 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
     assert record["sweep"]["epochs"] == pytest.approx(record["sweep"]["steps"] / 6)
     assert record["verdict"] == "ok", record["reasons"]
     assert seeds["sgdw"].max_lr == record["suggested_max_lr"]
-    assert lines[0] == "range test sgdw: sweep 1 of 1 (weight decay 0, 300 steps)"
-    assert lines[1].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[1]
-    # Without the loaded data the stage loads it itself, options included.
+    assert lines[0] == "range tests as Ray tasks (1 CPU, 0 GPU each): sgdw x weight decay 0"
+    steps = record["sweep"]["steps"]  # up to 300: the sweep stops where the loss diverges
+    assert lines[1].startswith(f"range test sgdw: sweep 1 of 1 done (weight decay 0, {steps} of 300 steps, ")
+    assert lines[2].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[2]
+    # The sweep ran in a Ray task on this Ray's node, not in this process; its time is the stage's task time.
+    (ran,) = record["ran_on"]
+    assert ran["node_id"] == ray_local.get_runtime_context().get_node_id() and ran["pid"] != os.getpid()
+    assert ran["weight_decay"] == 0 and ran["device"] == "cpu"
+    assert timing["range_tests_task_s"] == pytest.approx(ran["seconds"], abs=1e-3)
+    assert not (tmp_path / "range_test_parts").exists()  # the family's files are written: parts dropped
+    # Without the loaded data each task loads it itself, options included.
     other = tmp_path / "again"
     other.mkdir()
     range_tests(cfg, other, lines.append)
