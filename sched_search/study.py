@@ -112,8 +112,9 @@ def range_tests(
             bar = tqdm(total=len(todo) * len(decays), desc="range tests", unit="sweep")
         t0 = time.perf_counter()
         parts: dict[str, list] = {opt: [] for opt in todo}
+        sweeps = run_sweeps(run_dir, settings, data_ref, todo, decays, rt, resources)
         try:
-            for part in run_sweeps(run_dir, settings, data_ref, todo, decays, rt, resources):
+            for part in sweeps:
                 mine = parts[part.optimizer]
                 mine.append(part)
                 r = part.result
@@ -131,6 +132,7 @@ def range_tests(
         except SweepTaskError as e:
             raise StudyAborted(f"{e}. No trial was run; finished sweeps are kept for --resume.") from None
         finally:
+            sweeps.close()  # a failed sweep or family cancels the other tasks now, not when garbage-collected
             if bar is not None:
                 bar.close()
         if timing is not None:

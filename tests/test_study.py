@@ -119,10 +119,12 @@ TRIAL_LINE = re.compile(
 @pytest.mark.slow
 def test_smoke_progress_lines_count_every_trial(smoke_study: tuple[Path, list[str]]) -> None:
     _, lines = smoke_study
-    # a line as each range-test sweep starts (no terminal: no bars), two decays per optimizer family
+    # a line as each range-test sweep ends (no terminal: no bars), two decays per optimizer family, in the
+    # order the parallel tasks finish
     for opt in ("adamw", "sgdw"):
-        for i, wd in ((1, "0"), (2, "0.0001")):
-            assert f"range test {opt}: sweep {i} of 2 (weight decay {wd}, 100 steps)" in lines
+        pattern = rf"range test {opt}: sweep (\d) of 2 done \(weight decay ([\d.]+), \d+ of 100 steps, "
+        ended = [m for line in lines if (m := re.match(pattern, line))]
+        assert [m[1] for m in ended] == ["1", "2"] and sorted(m[2] for m in ended) == ["0", "0.0001"]
     # the range test's lines say what the search does with the chosen decay (0 is never searched)
     number = r"[\d.e+-]+"
     decays = [line for line in lines if re.match(rf"range test \w+: weight decay {number}; searched", line)]
@@ -848,6 +850,125 @@ def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Pat
         assert again.returncode == 0, again.stdout + again.stderr
         after = pd.read_parquet(run_dir / "trials.parquet")
         assert sorted(after.trial_id) == sorted(before.trial_id)  # finished: nothing ran again
+    finally:
+        _stop_head(port)
+
+
+PROBE_DIGITS = """
+import os
+from pathlib import Path
+
+from torch.utils.data import DataLoader, TensorDataset
+
+from sched_search.data import LoaderData, load_digits
+
+
+def loaders(probe: str, mode: str) -> LoaderData:
+    # the first caller is the driver's preflight; every later one a Ray worker: it raises (mode "raise"), or
+    # the first of them dies as a killed worker would (mode "kill_once")
+    calls = Path(probe)
+    calls.mkdir(exist_ok=True)
+    worker = any(calls.iterdir())
+    (calls / str(os.getpid())).touch()
+    if worker and mode == "raise":
+        raise RuntimeError("the data is not on this node")
+    if worker and mode == "kill_once" and not (calls.parent / "killed").exists():
+        (calls.parent / "killed").touch()
+        os._exit(1)
+    d = load_digits()
+    sets = {s: TensorDataset(getattr(d, "x_" + s), getattr(d, "y_" + s)) for s in ("train", "val", "test")}
+    return LoaderData(
+        train=lambda: DataLoader(sets["train"], 64, shuffle=True, drop_last=True),
+        val=lambda: DataLoader(sets["val"], 256),
+        test=lambda: DataLoader(sets["test"], 256),
+        num_outputs=10,
+    )
+"""
+
+
+def _ray_start(*args: str, env: dict[str, str]) -> None:
+    """`ray start` on loopback with free ports for the node's agents (the session's own Ray holds their
+    defaults)."""
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--node-ip-address", "127.0.0.1", *args]
+    for flag in (
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+        "--metrics-export-port",
+    ):
+        cmd += [flag, str(_port_outside_ray_range())]
+    subprocess.run(cmd + ["--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+
+
+@pytest.mark.slow
+def test_range_tests_and_trials_run_on_the_workers_of_a_cluster(tmp_path: Path) -> None:
+    """A head that offers no CPU (as a cluster's head often has no GPU) and a worker node: every sweep and
+    every trial runs on the worker, which calls the loader factory itself. A factory that raises there stops
+    the study before any trial with the sweep's error; a worker killed in a sweep is retried."""
+    port = _port_outside_ray_range()
+    address = f"127.0.0.1:{port}"
+    (tmp_path / "probe_digits.py").write_text(PROBE_DIGITS)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    _ray_start("--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard", "false", env=env)
+    try:
+        _ray_start("--address", address, "--num-cpus", "2", env=env)
+        listing = "print(json.dumps({n['NodeID']: n['Resources'].get('CPU', 0) for n in ray.nodes()}))"
+        nodes = subprocess.run(
+            [sys.executable, "-c", f"import json, ray; ray.init(address='{address}'); {listing}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        cpus = json.loads(nodes.stdout.strip().splitlines()[-1])
+        (worker,) = [node for node, n in cpus.items() if n == 2]
+        assert sorted(cpus.values()) == [0, 2]
+
+        def study(mode: str) -> subprocess.CompletedProcess:
+            toml = SMOKE.read_text().replace(
+                'name = "digits"',
+                f'name = "probe_digits:loaders"\nprobe = "{tmp_path / mode}"\nmode = "{mode}"',
+            )
+            (tmp_path / f"{mode}.toml").write_text(f'runs_dir = "{tmp_path / mode}-runs"\n' + toml)
+            return subprocess.run(
+                _study_cmd(str(tmp_path / f"{mode}.toml"), "--address", address),
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+
+        failed = study("raise")
+        assert failed.returncode == 3, failed.stdout + failed.stderr
+        pattern = (
+            r"range test (adamw|sgdw) \(weight decay [\d.]+\) raised in its Ray task: RuntimeError: the data"
+        )
+        assert re.search(pattern, failed.stderr) and "No trial was run" in failed.stderr, failed.stderr
+        (run_dir,) = (tmp_path / "raise-runs").glob("smoke-*")
+        assert not (run_dir / "ray").exists() and "Traceback" not in failed.stderr
+
+        done = study("kill_once")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert (tmp_path / "killed").exists()  # a sweep's worker died, and its retry finished the sweep
+        (run_dir,) = (tmp_path / "kill_once-runs").glob("smoke-*")
+        cfg = load_study(SMOKE)
+        ran_on = {
+            o: json.loads((run_dir / f"range_test_{o}.json").read_text())["ran_on"] for o in ("adamw", "sgdw")
+        }
+        for ran in ran_on.values():
+            assert sorted(r["weight_decay"] for r in ran) == sorted(cfg.range_test.weight_decays)
+            assert {r["node_id"] for r in ran} == {worker}, ran
+        progress = list((run_dir / "ray" / "study").glob("*/progress.csv"))
+        trials = pd.read_parquet(run_dir / "trials.parquet")
+        assert len(progress) == trials.trial_id.nunique() and (trials.status == "ok").all()
+        assert {n for f in progress for n in pd.read_csv(f).node_id} == {worker}
+        # the sweeps' and the trials' processes called the factory themselves
+        calls = {int(p.name) for p in (tmp_path / "kill_once").iterdir()}
+        sweeps = {r["pid"] for opt in ("adamw", "sgdw") for r in ran_on[opt]}
+        assert sweeps | {pid for f in progress for pid in pd.read_csv(f).pid} <= calls
     finally:
         _stop_head(port)
 
