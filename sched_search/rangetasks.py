@@ -36,6 +36,7 @@ class SweepPart:
     seconds: float  # the task's time for this sweep (its first sweep includes getting the data)
     steps_per_epoch: int  # the data's, as the trials will step through it (`data.data_steps`)
     n_train: int | None  # training examples of tensor data (None for loaders)
+    saved: bool = False  # read back from `range_test_parts/` (run by an earlier, killed call)
 
 
 class SweepTaskError(RuntimeError):
@@ -171,8 +172,8 @@ def _failure(opt: str, unit: tuple[float, ...], error: BaseException) -> str:
 
 
 def task_seconds(parts: Iterable[SweepPart]) -> float:
-    """The sum of the tasks' times for these sweeps."""
-    return sum(p.seconds for p in parts)
+    """The sum of the tasks' times for these sweeps, those run by this call only."""
+    return sum(p.seconds for p in parts if not p.saved)
 
 
 # --------------------------------------------------------------------------------------------- parts on disk
@@ -253,7 +254,7 @@ def load_part(run_dir: Path, opt: str, wd: float, range_test: Any) -> SweepPart 
         spe,
         rec["label_entropy"],
     )
-    return SweepPart(opt, result, rec["where"], rec["seconds"], rec["steps_per_epoch"], rec["n_train"])
+    return SweepPart(opt, result, rec["where"], rec["seconds"], rec["steps_per_epoch"], rec["n_train"], True)
 
 
 __all__ = ["SweepPart", "SweepTaskError", "run_sweeps", "sweep_task"]

@@ -124,7 +124,8 @@ def range_tests(
                     echo(
                         f"range test {part.optimizer}: sweep {len(mine)} of {len(decays)} done (weight "
                         f"decay {r.weight_decay:g}, {len(r.lrs)} of {r.config.num_steps} steps, "
-                        f"{part.seconds:.1f} s on {part.where['hostname']}, node {part.where['node_id'][:8]})"
+                        f"{part.seconds:.1f} s on {part.where['hostname']}, node {part.where['node_id'][:8]}"
+                        f"{'; saved by an earlier run' if part.saved else ''})"
                     )
                 if len(mine) == len(decays):
                     _write_range_test(cfg, run_dir, part.optimizer, mine, echo)
