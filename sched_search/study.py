@@ -2,7 +2,8 @@
 tables.
 
 Stages, each resumable from the run folder:
-1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`;
+1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`; each sweep
+   a Ray task with a trial's resources (`rangetasks.py`), so Ray starts first;
 2. per-arm spaces -> `spaces.json`; one Optuna study per arm in `optuna.db` (the driver is its only writer);
 3. search: `trials_per_arm` trials per arm, the same training seed, per-arm ASHA on cycle ends;
 4. final: each arm's best config re-run on the same seeds over the budget ladder, and the Adam baseline;
