@@ -16,6 +16,7 @@ SMOKE = Path(__file__).resolve().parents[1] / "studies" / "smoke.toml"
 def test_a_killed_stage_resumes_per_sweep_to_the_same_result(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
     from sched_search.rangetasks import PARTS, run_sweeps
+    from sched_search.rangetest import RangeTestConfig, run_range_test
     from sched_search.study import range_tests
 
     cfg = load_study(SMOKE)
@@ -51,3 +52,11 @@ def test_a_killed_stage_resumes_per_sweep_to_the_same_result(tmp_path: Path, ray
         assert a[key] == b[key], key
     assert (fresh / "range_test_sgdw.csv").read_text() == (resumed / "range_test_sgdw.csv").read_text()
     assert not (resumed / PARTS).exists()
+    # and the sweeps run apart give what one process sweeping the decays one after another gives (the study
+    # before its sweeps were tasks): the same curves, reading and choice
+    rt = cfg.range_test
+    config = RangeTestConfig(start_lr=rt.start_lr, end_lr=rt.end_lr, num_steps=rt.num_steps)
+    model = (cfg.model.name, "sgdw", config, rt.weight_decays, cfg.train.batch_size)
+    one = json.loads(run_range_test(data, *model, model_kwargs=dict(cfg.model.options)).to_json())
+    for key in ("verdict", "suggested_max_lr", "suggested_min_lr", "min_loss_lr", "weight_decay", "sweep"):
+        assert one[key] == a[key], key
