@@ -337,6 +337,20 @@ def weight_decay_sweep(
                 model, optimizer, data, config, weight_decay=wd, progress=progress, desc=label, **kwargs
             )
         )
+    return choose_weight_decay(results)
+
+
+def choose_weight_decay(results: Iterable[RangeTestResult]) -> WeightDecaySweep:
+    """The weight-decay choice of `weight_decay_sweep` from its sweeps, one per decay, in any order: what a
+    study does with sweeps that ran apart (as Ray tasks, `rangetasks.py`).
+
+    Example:
+        >>> sweep = choose_weight_decay([range_test(model, opt, data, weight_decay=wd) for wd in (0.0, 1e-4)])
+    """
+    results = sorted(results, key=lambda r: r.weight_decay)
+    decays = [r.weight_decay for r in results]
+    if not results or len(set(decays)) != len(decays):
+        raise ValueError(f"need one sweep per weight decay, but got the decays {decays}.")
     usable = [r for r in results if r.reading.min_loss_lr is not None] or list(results)
     scores = {r.weight_decay: nanmin(r.curve) for r in usable}
     lowest = min(scores.values())
@@ -366,6 +380,7 @@ __all__ = [
     "RangeTestResult",
     "Regions",
     "WeightDecaySweep",
+    "choose_weight_decay",
     "range_test",
     "read_curve",
     "sweep_steps",

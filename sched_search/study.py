@@ -2,7 +2,8 @@
 tables.
 
 Stages, each resumable from the run folder:
-1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`;
+1. range test (with weight-decay sweep) per optimizer family -> `range_test_<opt>.json/csv/png`; each sweep
+   a Ray task with a trial's resources (`rangetasks.py`), so Ray starts first;
 2. per-arm spaces -> `spaces.json`; one Optuna study per arm in `optuna.db` (the driver is its only writer);
 3. search: `trials_per_arm` trials per arm, the same training seed, per-arm ASHA on cycle ends;
 4. final: each arm's best config re-run on the same seeds over the budget ladder, and the Adam baseline;
@@ -79,79 +80,142 @@ def range_tests(
     echo: Callable[[str], None],
     data: TensorData | LoaderData | None = None,
     progress: bool = False,
+    data_ref: Any = None,
+    timing: dict[str, float] | None = None,
 ) -> dict[str, RangeSeed]:
     """Stage 1: a range test with weight-decay sweep per optimizer family; reused when already in the folder.
 
-    `data` is the study's loaded data (None loads it from `cfg.data`, options included); the sweep runs on
-    `cfg.train.device`. `[range_test] num_steps = 0` sweeps `rangetest.sweep_steps` of this data (15 epochs).
-    `progress`: a tqdm bar per sweep (on stderr); otherwise `echo` gets a line as each sweep starts.
+    Every sweep (family x weight decay) is a Ray task with a trial's resources, run in parallel where the
+    trials run (`rangetasks.py`); this needs a running Ray (`run_study` starts it first). The tasks get the
+    data as trials do: tensors through the object store (`data_ref`, a list holding the ref, or `data` put
+    here), loader data from the study's factory called in the task; `data` None: each task loads `cfg.data`
+    itself. `[range_test] num_steps = 0` sweeps `rangetest.sweep_steps` of the data (15 epochs).
+    `progress`: a tqdm bar over the sweeps (on stderr); otherwise `echo` gets a line as each sweep ends.
+    `timing` (when given) gets the stage's wall seconds and its tasks' sum, when any sweep ran.
     """
-    from .data import data_steps, load_data
+    import ray
+
     from .models import IMAGE_MODELS
-    from .rangetest import RangeTestConfig, run_range_test, sweep_steps
+    from .rangetasks import SweepTaskError, run_sweeps, task_seconds
+    from .search import trial_settings
 
-    if data is None:
-        image = cfg.model.name in IMAGE_MODELS
-        data = load_data(cfg.data.name, root=cfg.data.root, image=image, **cfg.data.options)
-    spe = data_steps(data, cfg.train.batch_size)
     rt = cfg.range_test
-    num_steps = rt.num_steps or sweep_steps(spe)
-    seeds: dict[str, RangeSeed] = {}
     families = sorted({range_family(arm) for arm in cfg.search.arms})
+    todo = [opt for opt in families if not (run_dir / f"range_test_{opt}.json").exists()]
+    if todo:
+        settings = trial_settings(cfg)
+        if data_ref is None and isinstance(data, TensorData):
+            data_ref = [ray.put(data)]
+        elif data_ref is None and data is None:
+            settings["data"] = {**settings["data"], "image": cfg.model.name in IMAGE_MODELS}
+        decays = sorted({float(w) for w in rt.weight_decays})
+        resources = {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial}
+        each = f"{resources['cpu']:g} CPU, {resources['gpu']:g} GPU each"
+        echo(f"range tests as Ray tasks ({each}): {', '.join(todo)} x weight decay {_g(decays)}")
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo) * len(decays), desc="range tests", unit="sweep")
+        t0 = time.perf_counter()
+        parts: dict[str, list] = {opt: [] for opt in todo}
+        sweeps = run_sweeps(run_dir, settings, data_ref, todo, decays, rt, resources)
+        try:
+            for part in sweeps:
+                mine = parts[part.optimizer]
+                mine.append(part)
+                r = part.result
+                if bar is not None:
+                    bar.update()
+                else:
+                    echo(
+                        f"range test {part.optimizer}: sweep {len(mine)} of {len(decays)} done (weight "
+                        f"decay {r.weight_decay:g}, {len(r.lrs)} of {r.config.num_steps} steps, "
+                        f"{part.seconds:.1f} s on {part.where['hostname']}, node {part.where['node_id'][:8]}"
+                        f"{'; saved by an earlier run' if part.saved else ''})"
+                    )
+                if len(mine) == len(decays):
+                    _write_range_test(cfg, run_dir, part.optimizer, mine, echo)
+                    _check_range_test(cfg, run_dir, part.optimizer, echo)
+        except SweepTaskError as e:
+            raise StudyAborted(f"{e}. No trial was run; finished sweeps are kept for --resume.") from None
+        finally:
+            sweeps.close()  # a failed sweep or family cancels the other tasks now, not when garbage-collected
+            if bar is not None:
+                bar.close()
+        if timing is not None:
+            timing["range_tests_wall_s"] = time.perf_counter() - t0
+            timing["range_tests_task_s"] = task_seconds(p for ps in parts.values() for p in ps)
+    seeds: dict[str, RangeSeed] = {}
     for opt in families:
-        path = run_dir / f"range_test_{opt}.json"
-        if not path.exists():
-            config = RangeTestConfig(start_lr=rt.start_lr, end_lr=rt.end_lr, num_steps=num_steps)
-            t0 = time.perf_counter()
-
-            def sweep_line(i: int, n: int, weight_decay: float, opt: str = opt) -> None:
-                echo(f"range test {opt}: sweep {i} of {n} (weight decay {weight_decay:g}, {num_steps} steps)")
-
-            sweep = run_range_test(
-                data,
-                cfg.model.name,
-                opt,
-                config,
-                rt.weight_decays,
-                cfg.train.batch_size,
-                model_kwargs=dict(cfg.model.options),
-                device=cfg.train.device,
-                precision=cfg.train.precision,  # where the loss diverges can depend on it
-                channels_last=cfg.train.channels_last,
-                progress=progress,
-                on_sweep=None if progress else sweep_line,
-                loss=cfg.train.loss,  # the range test reads the loss the trials train on
-            )
-            sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)
-            sweep.plot(run_dir / f"range_test_{opt}.png")
-            # What the sweep ran on: the data as the study loaded it (options included), for the record.
-            source = {
-                "name": cfg.data.name,
-                "options": dict(cfg.data.options),
-                "n_train": len(data.x_train) if isinstance(data, TensorData) else None,
-                "steps_per_epoch": spe,
-                "batch_size": cfg.train.batch_size,
-                "device": cfg.train.device,
-            }
-            sweep.to_json(path, extra={"data": source})
-            s = sweep.summary()
-            echo(
-                f"range test {opt}: {s['verdict']}, max_lr {s['suggested_max_lr'] or float('nan'):.3g}, "
-                f"min_lr {s['suggested_min_lr'] or float('nan'):.3g} "
-                f"({num_steps} steps, {num_steps / spe:.3g} epochs; {time.perf_counter() - t0:.1f} s)"
-            )
-            echo(f"range test {opt}: {_weight_decay_words(s)}")
-        summary = json.loads(path.read_text())
-        if summary["verdict"] != "ok":
-            reasons = "; ".join(summary["reasons"])
-            if not cfg.range_test.allow_failed or summary["suggested_max_lr"] is None:
-                raise StudyAborted(
-                    f"range test ({opt}) failed: {reasons}. No trial was run. See {path}; set [range_test] "
-                    "allow_failed = true (or --allow-failed) to go on anyway."
-                )
-            echo(f"range test {opt} failed ({reasons}); going on because allow_failed is set")
+        summary = _check_range_test(cfg, run_dir, opt, echo, quiet=opt in todo)
         seeds[opt] = seed_from_summary(opt, summary)
     return seeds
+
+
+def _write_range_test(
+    cfg: StudyConfig,
+    run_dir: Path,
+    opt: str,
+    parts: list,
+    echo: Callable[[str], None],
+) -> None:
+    """A family's files from its sweeps: `range_test_<opt>.csv/png/json` (the JSON last: it marks the family
+    done), with the data it ran on and where each sweep ran."""
+    from .rangetasks import remove_parts
+    from .rangetest import choose_weight_decay
+
+    sweep = choose_weight_decay([p.result for p in parts])
+    sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)
+    sweep.plot(run_dir / f"range_test_{opt}.png")
+    first = parts[0]
+    spe = first.steps_per_epoch
+    # What the sweep ran on: the data as the study loaded it (options included), for the record.
+    source = {
+        "name": cfg.data.name,
+        "options": dict(cfg.data.options),
+        "n_train": first.n_train,
+        "steps_per_epoch": spe,
+        "batch_size": cfg.train.batch_size,
+        "device": cfg.train.device,
+    }
+    ran = sorted(
+        ({"weight_decay": p.result.weight_decay, "seconds": round(p.seconds, 3), **p.where} for p in parts),
+        key=lambda w: w["weight_decay"],
+    )
+    sweep.to_json(run_dir / f"range_test_{opt}.json", extra={"data": source, "ran_on": ran})
+    remove_parts(run_dir, opt)
+    s = sweep.summary()
+    num_steps = first.result.config.num_steps
+    echo(
+        f"range test {opt}: {s['verdict']}, max_lr {s['suggested_max_lr'] or float('nan'):.3g}, "
+        f"min_lr {s['suggested_min_lr'] or float('nan'):.3g} "
+        f"({num_steps} steps, {num_steps / spe:.3g} epochs; {sum(p.seconds for p in parts):.1f} s of tasks)"
+    )
+    echo(f"range test {opt}: {_weight_decay_words(s)}")
+
+
+def _check_range_test(
+    cfg: StudyConfig, run_dir: Path, opt: str, echo: Callable[[str], None], quiet: bool = False
+) -> dict[str, Any]:
+    """The family's summary; a failed sanity check stops the study unless allow_failed (said once, unless
+    `quiet`)."""
+    path = run_dir / f"range_test_{opt}.json"
+    summary = json.loads(path.read_text())
+    if summary["verdict"] != "ok":
+        reasons = "; ".join(summary["reasons"])
+        if not cfg.range_test.allow_failed or summary["suggested_max_lr"] is None:
+            raise StudyAborted(
+                f"range test ({opt}) failed: {reasons}. No trial was run. See {path}; set [range_test] "
+                "allow_failed = true (or --allow-failed) to go on anyway."
+            )
+        if not quiet:
+            echo(f"range test {opt} failed ({reasons}); going on because allow_failed is set")
+    return summary
+
+
+def _g(values: list[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
 
 
 def _weight_decay_words(summary: dict[str, Any]) -> str:
@@ -364,15 +428,18 @@ def _run_stages(
     # Recorder prints the first once, a line per failed trial, and every traceback goes to errors/.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     _drop_unreadable_tables(run_dir, echo)
-    seeds = range_tests(cfg, run_dir, echo, data, progress)
-    spaces = build_spaces(cfg, seeds, run_dir, spe)
     t0 = time.perf_counter()
-    started = _start_ray(cfg, address)
+    started = _start_ray(cfg, address)  # before the range tests: their sweeps are Ray tasks
     ray_started = time.perf_counter()
+    stage: dict[str, float] = {}
     try:
-        # tensors go once into the object store (a list, so Tune passes the ref, not the value); loader data
-        # is made by each worker from the study's factory (trial.worker_data)
+        # tensors go once into the object store (a list, so Tune passes the ref, not the value), for the range
+        # tests' tasks and the trials alike; loader data is made by each worker from the study's factory
+        # (trial.worker_data)
         data_ref = [ray.put(data)] if tensors else None
+        seeds = range_tests(cfg, run_dir, echo, data, progress, data_ref, stage)
+        spaces = build_spaces(cfg, seeds, run_dir, spe)
+        trials_start = time.perf_counter()
         records = run_trials(cfg, run_dir, spaces, data_ref, echo)
     finally:
         ray_stopping = time.perf_counter()
@@ -387,10 +454,15 @@ def _run_stages(
     write_json(
         run_dir / "timing.json",
         {
-            "range_tests_s": t0 - start,
+            "prepare_s": t0 - start,  # checks before any work, the run folder
             "ray_start_s": ray_started - t0,
+            "range_tests_s": trials_start - ray_started,  # the range-test stage and the spaces
+            # the sweeps run by this call (none on a resume that found them): the stage's wall time and the
+            # sum of its tasks' times (their ratio: the sweeps' parallelism)
+            **stage,
             "ray_stop_s": ray_stopped - ray_stopping,
-            "trials_wall_s": end - t0,
+            # Ray's start, the trials, Ray's stop and the tables: what bench_study's plain loop replaces
+            "trials_wall_s": (ray_started - t0) + (end - trials_start),
             "study_wall_s": end - start,
         },
     )
@@ -404,7 +476,7 @@ def _run_stages(
             f"Resume with: python -m sched_search study --resume {run_dir}"
         )
     write_verdict(run)
-    echo(f"study done in {end - t0:.1f} s of trials; tables in {run_dir}")
+    echo(f"study done in {end - trials_start:.1f} s of trials; tables in {run_dir}")
     return run_dir
 
 

@@ -21,7 +21,7 @@ FLOORS = {
     "attribution": 2,
     "rangetest": 3, "trial": 3, "results": 3,
     # the answer and the Tuner
-    "report": 4, "search": 4,
+    "report": 4, "search": 4, "rangetasks": 4,
     # the driver
     "study": 5,
     # the entry points

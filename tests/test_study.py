@@ -119,10 +119,12 @@ TRIAL_LINE = re.compile(
 @pytest.mark.slow
 def test_smoke_progress_lines_count_every_trial(smoke_study: tuple[Path, list[str]]) -> None:
     _, lines = smoke_study
-    # a line as each range-test sweep starts (no terminal: no bars), two decays per optimizer family
+    # a line as each range-test sweep ends (no terminal: no bars), two decays per optimizer family, in the
+    # order the parallel tasks finish
     for opt in ("adamw", "sgdw"):
-        for i, wd in ((1, "0"), (2, "0.0001")):
-            assert f"range test {opt}: sweep {i} of 2 (weight decay {wd}, 100 steps)" in lines
+        pattern = rf"range test {opt}: sweep (\d) of 2 done \(weight decay ([\d.]+), \d+ of 100 steps, "
+        ended = [m for line in lines if (m := re.match(pattern, line))]
+        assert [m[1] for m in ended] == ["1", "2"] and sorted(m[2] for m in ended) == ["0", "0.0001"]
     # the range test's lines say what the search does with the chosen decay (0 is never searched)
     number = r"[\d.e+-]+"
     decays = [line for line in lines if re.match(rf"range test \w+: weight decay {number}; searched", line)]
@@ -331,7 +333,7 @@ def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path
     assert len(recorded) == len(trials) and all(" error (" in line for line in recorded), lines
 
 
-def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path) -> None:
+def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path, ray_local) -> None:
     from sched_search.data import load_data
     from sched_search.rangetest import sweep_steps
     from sched_search.study import range_tests
@@ -348,7 +350,8 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
     )
     data = load_data("synthetic", n=600, noise=2.0)
     lines: list[str] = []
-    seeds = range_tests(cfg, tmp_path, lines.append, data)
+    timing: dict[str, float] = {}
+    seeds = range_tests(cfg, tmp_path, lines.append, data, timing=timing)
     record = json.loads((tmp_path / "range_test_sgdw.json").read_text())
     options = {"n": 600, "noise": 2.0}
     assert record["data"] == {
@@ -365,9 +368,17 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
     assert record["sweep"]["epochs"] == pytest.approx(record["sweep"]["steps"] / 6)
     assert record["verdict"] == "ok", record["reasons"]
     assert seeds["sgdw"].max_lr == record["suggested_max_lr"]
-    assert lines[0] == "range test sgdw: sweep 1 of 1 (weight decay 0, 300 steps)"
-    assert lines[1].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[1]
-    # Without the loaded data the stage loads it itself, options included.
+    assert lines[0] == "range tests as Ray tasks (1 CPU, 0 GPU each): sgdw x weight decay 0"
+    steps = record["sweep"]["steps"]  # up to 300: the sweep stops where the loss diverges
+    assert lines[1].startswith(f"range test sgdw: sweep 1 of 1 done (weight decay 0, {steps} of 300 steps, ")
+    assert lines[2].startswith("range test sgdw: ok") and "(300 steps, 50 epochs;" in lines[2]
+    # The sweep ran in a Ray task on this Ray's node, not in this process; its time is the stage's task time.
+    (ran,) = record["ran_on"]
+    assert ran["node_id"] == ray_local.get_runtime_context().get_node_id() and ran["pid"] != os.getpid()
+    assert ran["weight_decay"] == 0 and ran["device"] == "cpu"
+    assert timing["range_tests_task_s"] == pytest.approx(ran["seconds"], abs=1e-3)
+    assert not (tmp_path / "range_test_parts").exists()  # the family's files are written: parts dropped
+    # Without the loaded data each task loads it itself, options included.
     other = tmp_path / "again"
     other.mkdir()
     range_tests(cfg, other, lines.append)
@@ -857,6 +868,136 @@ def test_ray_job_submit_as_documented_lands_a_resumable_run_folder(tmp_path: Pat
         after = pd.read_parquet(run_dir / "trials.parquet")
         assert sorted(after.trial_id) == sorted(before.trial_id)  # finished: nothing ran again
     finally:
+        _stop_head(port)
+
+
+PROBE_DIGITS = """
+import os
+from pathlib import Path
+
+from torch.utils.data import DataLoader, TensorDataset
+
+from sched_search.data import LoaderData, load_digits
+
+
+def loaders(probe: str, mode: str) -> LoaderData:
+    # the first caller is the driver's preflight; every later one a Ray worker: it raises (mode "raise"), or
+    # the first of them dies as a killed worker would (mode "kill_once")
+    calls = Path(probe)
+    calls.mkdir(exist_ok=True)
+    worker = any(calls.iterdir())
+    (calls / str(os.getpid())).touch()
+    if worker and mode == "raise":
+        raise RuntimeError("the data is not on this node")
+    if worker and mode == "kill_once" and not (calls.parent / "killed").exists():
+        (calls.parent / "killed").touch()
+        os._exit(1)
+    d = load_digits()
+    sets = {s: TensorDataset(getattr(d, "x_" + s), getattr(d, "y_" + s)) for s in ("train", "val", "test")}
+    return LoaderData(
+        train=lambda: DataLoader(sets["train"], 64, shuffle=True, drop_last=True),
+        val=lambda: DataLoader(sets["val"], 256),
+        test=lambda: DataLoader(sets["test"], 256),
+        num_outputs=10,
+    )
+"""
+
+
+CLUSTER = """
+import json, sys
+from ray.cluster_utils import Cluster
+
+port, agents = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+KEYS = ("dashboard_agent_listen_port", "metrics_agent_port", "runtime_env_agent_port", "metrics_export_port")
+def node(i, **args):
+    ports = dict(zip(KEYS, agents[4 * i :]))
+    return {"node_ip_address": "127.0.0.1", "include_dashboard": False, **ports, **args}
+cluster = Cluster(True, head_node_args=node(0, gcs_server_port=port, num_cpus=0), shutdown_at_exit=True)
+worker = cluster.add_node(**node(1, num_cpus=2))
+cluster.wait_for_nodes()
+ids = {"head": cluster.head_node.node_id, "worker": worker.node_id}
+print(json.dumps({"address": cluster.address, **ids}), flush=True)
+sys.stdin.read()  # until the test closes it
+cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_range_tests_and_trials_run_on_the_workers_of_a_cluster(tmp_path: Path) -> None:
+    """A head that offers no CPU (as a cluster's head often has no GPU) and a worker node: every sweep and
+    every trial runs on the worker, which calls the loader factory itself. A factory that raises there stops
+    the study before any trial with the sweep's error; a worker killed in a sweep is retried.
+
+    The two nodes come from Ray's `cluster_utils.Cluster`, not `ray start`: with Ray's single-machine switch
+    (loopback only, conftest) `ray start --address` refuses to add a node, and without it Ray replaces
+    127.0.0.1 by the machine's address."""
+    port = _port_outside_ray_range()
+    agents = [str(_port_outside_ray_range()) for _ in range(8)]
+    (tmp_path / "probe_digits.py").write_text(PROBE_DIGITS)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    with (tmp_path / "cluster.log").open("w") as log:
+        cluster = subprocess.Popen(
+            [sys.executable, "-c", CLUSTER, str(port), *agents],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            text=True,
+        )
+    try:
+        line = cluster.stdout.readline()
+        assert line, (tmp_path / "cluster.log").read_text()[-3000:]
+        nodes = json.loads(line)
+        address, worker = nodes["address"], nodes["worker"]
+        assert address == f"127.0.0.1:{port}" and worker != nodes["head"]
+
+        def study(mode: str) -> subprocess.CompletedProcess:
+            toml = SMOKE.read_text().replace(
+                'name = "digits"',
+                f'name = "probe_digits:loaders"\nprobe = "{tmp_path / mode}"\nmode = "{mode}"',
+            )
+            (tmp_path / f"{mode}.toml").write_text(f'runs_dir = "{tmp_path / mode}-runs"\n' + toml)
+            return subprocess.run(
+                _study_cmd(str(tmp_path / f"{mode}.toml"), "--address", address),
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+
+        failed = study("raise")
+        assert failed.returncode == 3, failed.stdout + failed.stderr
+        pattern = (
+            r"range test (adamw|sgdw) \(weight decay [\d.]+\) raised in its Ray task: RuntimeError: the data"
+        )
+        assert re.search(pattern, failed.stderr) and "No trial was run" in failed.stderr, failed.stderr
+        (run_dir,) = (tmp_path / "raise-runs").glob("smoke-*")
+        assert not (run_dir / "ray").exists() and "Traceback" not in failed.stderr
+
+        done = study("kill_once")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert (tmp_path / "killed").exists()  # a sweep's worker died, and its retry finished the sweep
+        (run_dir,) = (tmp_path / "kill_once-runs").glob("smoke-*")
+        cfg = load_study(SMOKE)
+        ran_on = {
+            o: json.loads((run_dir / f"range_test_{o}.json").read_text())["ran_on"] for o in ("adamw", "sgdw")
+        }
+        for ran in ran_on.values():
+            assert sorted(r["weight_decay"] for r in ran) == sorted(cfg.range_test.weight_decays)
+            assert {r["node_id"] for r in ran} == {worker}, ran
+        progress = list((run_dir / "ray" / "study").glob("*/progress.csv"))
+        trials = pd.read_parquet(run_dir / "trials.parquet")
+        assert len(progress) == trials.trial_id.nunique() and (trials.status != "error").all()
+        assert {n for f in progress for n in pd.read_csv(f).node_id} == {worker}
+        # the sweeps' and the trials' processes called the factory themselves
+        calls = {int(p.name) for p in (tmp_path / "kill_once").iterdir()}
+        sweeps = {r["pid"] for opt in ("adamw", "sgdw") for r in ran_on[opt]}
+        assert sweeps | {pid for f in progress for pid in pd.read_csv(f).pid} <= calls
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=120)
         _stop_head(port)
 
 
