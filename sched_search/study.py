@@ -28,14 +28,17 @@ from .arms import split_arm
 from .config import StudyConfig, load_study, metric_mode, metric_name
 from .data import LoaderData, TensorData
 from .runlock import run_lock
+from .sampler import arm_seed, sampler_settings
 from .search import run_trials
 from .space import (
     ArmSpace,
     RangeSeed,
+    broad_space,
     build_space,
     check_point_in_space,
     first_weight_decay,
     seed_from_summary,
+    with_bounds,
 )
 from .tables import append_tables, tables_from_rows, write_json
 
@@ -164,11 +167,26 @@ def build_spaces(
     bound."""
     spaces = {}
     for arm in cfg.search.arms:
-        space = build_space(arm, seeds[split_arm(arm)[1]], cfg.train.epochs, spe)
-        check_point_in_space(space, space.first_point())
-        spaces[arm] = space
+        spaces[arm] = arm_space(cfg, seeds, arm, spe)
     write_json(run_dir / "spaces.json", {arm: s.to_dict() for arm, s in spaces.items()})
     return spaces
+
+
+def arm_space(cfg: StudyConfig, seeds: dict[str, RangeSeed], arm: str, spe: int) -> ArmSpace:
+    """One arm's space as the study searches it: seeded (or broad), `[search.bounds]` applied, its sampler
+    recorded; what `build_spaces` writes and `benchmarks/bench_search.py` searches."""
+    q = cfg.search
+    if q.space == "broad":
+        space = broad_space(arm, cfg.train.epochs, spe)
+    else:
+        space = build_space(arm, seeds[split_arm(arm)[1]], cfg.train.epochs, spe)
+    if q.bounds:
+        space = with_bounds(space, q.bounds, cfg.source)
+    if space.first_point() is not None:
+        check_point_in_space(space, space.first_point())
+    seed = arm_seed(q.search_seed, arm)
+    sampler = {"name": q.sampler, "settings": sampler_settings(q.sampler, q.trials_per_arm, seed)}
+    return replace(space, sampler=sampler)
 
 
 def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
@@ -321,7 +339,8 @@ def _run_stages(
     # short study; every second keeps a crash's loss to the trials in flight and those finished in the last
     # second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    seeds = range_tests(cfg, run_dir, echo, data, progress)
+    # a broad space has nothing to seed: no range test at all
+    seeds = range_tests(cfg, run_dir, echo, data, progress) if cfg.search.space == "seeded" else {}
     spaces = build_spaces(cfg, seeds, run_dir, spe)
     t0 = time.perf_counter()
     started = _start_ray(cfg, address)
