@@ -89,7 +89,7 @@ class SearchSection:
     seeds: tuple[int, ...] = (0, 1, 2)  # final re-runs: the same seeds for every arm and the baseline
     budgets: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of epochs for the budget ladder
     baseline_lr: float = 3e-4  # constant-LR Adam baseline
-    sampler: str = "tpe"  # tpe | gp | random | qmc: Optuna's samplers (sampler.py), one seed stream per arm
+    sampler: str = "gp"  # gp | tpe | random | qmc: Optuna's samplers (sampler.py), one seed stream per arm
     space: str = "seeded"  # seeded: bounds from the range test | broad: BROAD_SPACE, no range test
     bounds: dict = field(default_factory=dict)  # [search.bounds] name = [low, high]: overrides either space
 

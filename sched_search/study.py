@@ -151,6 +151,22 @@ def range_tests(
     return seeds
 
 
+def range_test_cost(run_dir: Path, epochs: int, steps_per_epoch: int) -> dict[str, float]:
+    """Each optimizer family's range test in trial-equivalents: its optimizer steps (every weight decay's
+    sweep, from `range_test_<opt>.csv`) over one full trial's (`epochs * steps_per_epoch`); {} without one.
+
+    Steps, not seconds: the ratio does not move with the machine's load, and a range-test step costs about a
+    training step (benchmarks/bench_rangetest.py).
+    """
+    import pandas as pd
+
+    trial_steps = max(1, epochs * steps_per_epoch)
+    return {
+        csv.stem.removeprefix("range_test_"): len(pd.read_csv(csv, usecols=["step"])) / trial_steps
+        for csv in sorted(run_dir.glob("range_test_*.csv"))
+    }
+
+
 def _weight_decay_words(summary: dict[str, Any]) -> str:
     """What the search does with the sweep's weight decay: 0 is never searched (the range is log-uniform)."""
     wd = summary["weight_decay"]
@@ -368,6 +384,7 @@ def _run_stages(
             "ray_stop_s": ray_stopped - ray_stopping,
             "trials_wall_s": end - t0,
             "study_wall_s": end - start,
+            "range_test_trial_equivalents": range_test_cost(run_dir, cfg.train.epochs, spe),
         },
     )
     from .report import write_verdict
