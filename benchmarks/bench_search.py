@@ -182,7 +182,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--sampler", help="override the study's [search] sampler")
     parser.add_argument("--out", default="bench_search.json")
+    parser.add_argument("--first-rep", type=int, default=0, help="run repetitions first-rep.. (split runs)")
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print saved runs' table, reps merged")
     args = parser.parse_args()
+    if args.table:
+        result = merge([json.loads(Path(p).read_text()) for p in args.table])
+        _table(result, [k for k in KS if any(str(k) in r["best_at"] for r in _all_reps(result))])
+        return
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = load_study(args.study)
@@ -225,9 +231,8 @@ def main() -> None:
             "sides": {side: {"space": sp.to_dict(), "reps": []} for side, (sp, _, _) in sides.items()},
         }
         result["arms"][arm] = arm_out
-        for rep in range(
-            args.reps
-        ):  # both sides per repetition: a run cut short still compares like with like
+        # both sides per repetition: a run cut short still compares like with like
+        for rep in range(args.first_rep, args.first_rep + args.reps):
             for side, (space, n, extra) in sides.items():
                 t0 = time.perf_counter()
                 trials = search(cfg, space, data, settings, rep, n)
@@ -254,6 +259,28 @@ def main() -> None:
     _table(result, ks)
 
 
+def _at(best_at: dict, k: int) -> float | None:
+    return best_at.get(k, best_at.get(str(k)))
+
+
+def _all_reps(result: dict) -> list[dict]:
+    return [r for a in result["arms"].values() for s in a["sides"].values() for r in s["reps"]]
+
+
+def merge(results: list[dict]) -> dict:
+    """Runs of one study split over processes (`--first-rep`): their repetitions side by side."""
+    out = json.loads(json.dumps(results[0]))
+    for other in results[1:]:
+        for arm, a in other["arms"].items():
+            if arm not in out["arms"]:
+                out["arms"][arm] = a
+                continue
+            for side, s in a["sides"].items():
+                out["arms"][arm]["sides"][side]["reps"] += s["reps"]
+    out["reps"] = max(len(s["reps"]) for a in out["arms"].values() for s in a["sides"].values())
+    return out
+
+
 def _table(result: dict, ks: list[int]) -> None:
     k_study = result["trials_per_arm"]
     print(f"\n{result['study']}  sampler {result['sampler']}  reps {result['reps']}  {result['date']}")
@@ -263,7 +290,7 @@ def _table(result: dict, ks: list[int]) -> None:
     for arm, a in result["arms"].items():
         for side, s in a["sides"].items():
             reps = s["reps"]
-            cells = " | ".join(_ms([r["best_at"][k] for r in reps]) for k in ks)
+            cells = " | ".join(_ms([_at(r["best_at"], k) for r in reps]) for k in ks)
             label = side if side == "seeded" else f"broad (+{a['charge_trials']})"
             failed = sum(r["failed"] for r in reps)
             print(f"{arm} | {label} | {cells} | {_ms([r['held_out_test'] for r in reps])} | {failed}")
