@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,6 +146,25 @@ def test_bad_bounds_stop_the_cli_before_any_work(
     assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("error: ")
     assert "[search.bounds] max_lr" in captured.err and str(path) in captured.err
     assert not (tmp_path / "runs").exists()  # no run folder, no range test
+
+
+@pytest.mark.parametrize(
+    ("line", "key"), [('sampler = "cmaes"', "[search] sampler"), ('space = "wide"', "[search] space")]
+)
+def test_unknown_sampler_or_space_is_refused(tmp_path: Path, line: str, key: str) -> None:
+    with pytest.raises(StudyFileError, match=re.escape(key)):
+        load_study(_study_file(tmp_path, f"{line}\n"))
+
+
+def test_range_test_cost_counts_every_sweep_step(tmp_path: Path) -> None:
+    from sched_search.rangetest import RangeTestConfig, run_range_test
+    from sched_search.study import range_test_cost
+
+    sweep = run_range_test("digits", "mlp", "sgdw", RangeTestConfig(num_steps=40), weight_decays=(0.0, 1e-4))
+    sweep.to_frame().to_csv(tmp_path / "range_test_sgdw.csv", index=False)
+    steps = sum(len(r.lrs) for r in sweep.results)  # both sweeps, each possibly stopped early
+    assert range_test_cost(tmp_path, epochs=4, steps_per_epoch=19) == {"sgdw": pytest.approx(steps / 76)}
+    assert range_test_cost(tmp_path / "nothing", 4, 19) == {}
 
 
 # ------------------------------------------------------------------------------------------------- studies
