@@ -30,6 +30,18 @@ MODELS = ("mlp", "cnn1d", "cnn", "resnet")
 # for.
 MAX_EPOCHS = 100_000
 MAX_TRIALS_PER_ARM = 10_000
+# What `[search.bounds]` may set, and how each is searched (space.build_space): log ranges need low > 0.
+BOUNDABLE = {
+    "max_lr": "log",
+    "weight_decay": "log",
+    "base_div": "log",
+    "div_factor": "log",
+    "pct_start": "fraction",
+    "step_size_epochs": "int",
+    "t_0_epochs": "int",
+}
+SAMPLER_NAMES = ("tpe", "gp", "random", "qmc")
+SPACES = ("seeded", "broad")
 MAX_NAME = 100  # the run folder is <name>-<timestamp>; file systems allow 255 bytes per name
 SEED_LIMIT = 2**32  # torch.Generator and numpy take seeds in [0, 2**32)
 
@@ -85,6 +97,9 @@ class SearchSection:
     budgets: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of epochs for the budget ladder
     baseline_lr: float = 3e-4  # constant-LR Adam baseline
     baselines: tuple[str, ...] = BASELINES  # fixed recipes on every seed, full budget; names from BASELINES
+    sampler: str = "gp"  # gp | tpe | random | qmc: Optuna's samplers (sampler.py), one seed stream per arm
+    space: str = "seeded"  # seeded: bounds from the range test | broad: BROAD_SPACE, no range test
+    bounds: dict = field(default_factory=dict)  # [search.bounds] name = [low, high]: overrides either space
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,7 @@ class RangeTestSection:
     num_steps: int = 0  # 0: from the data, 15 epochs of steps within 300..3000 (rangetest.sweep_steps)
     start_lr: float = 1e-7
     end_lr: float = 10.0
-    weight_decays: tuple[float, ...] = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+    weight_decays: tuple[float, ...] = (0.0, 1e-4)  # 2 sweeps: <= 2 trials of the default study (workflow.md)
     allow_failed: bool = False  # go on with the study even if the sanity check fails
 
 
@@ -193,7 +208,7 @@ def _section(source: str, name: str, cls: type, raw: Any) -> Any:
         default = known[key].default
         if default is None or key == "root":
             default = ""
-        if key == "options":
+        if key in ("options", "bounds"):
             default = {}
         values[key] = _coerce(source, f"[{name}] {key}", value, default)
     if extra:
@@ -295,6 +310,10 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     for name in b:
         _check(s, name in BASELINES, "[search] baselines", f"a list drawn from {', '.join(BASELINES)}", name)
     _check(s, len(set(b)) == len(b), "[search] baselines", "a list without repeats", b)
+    names = " or ".join(map(repr, SAMPLER_NAMES))
+    _check(s, q.sampler in SAMPLER_NAMES, "[search] sampler", names, q.sampler)
+    _check(s, q.space in SPACES, "[search] space", " or ".join(map(repr, SPACES)), q.space)
+    _check_bounds(s, q.bounds)
     e = cfg.early_stopping
     _check(
         s,
@@ -366,6 +385,38 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         )
     _check_metric(cfg)
     return cfg
+
+
+def _check_bounds(s: str, bounds: dict) -> None:
+    """`[search.bounds]`: known parameters, each `[low, high]`, low < high (and low > 0 for a log range)."""
+    for name, value in bounds.items():
+        key = f"[search.bounds] {name}"
+        if name not in BOUNDABLE:
+            raise StudyFileError(
+                f"{s}: unknown key {key}; expected one of {sorted(BOUNDABLE)} (the searched parameters)."
+            )
+        kind = BOUNDABLE[name]
+        numbers = (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            and all(math.isfinite(v) for v in value)
+        )
+        _check(s, numbers, key, "[low, high], two finite numbers", value)
+        low, high = value
+        _check(s, low < high, key, "[low, high] with low < high", value)
+        if kind == "log":
+            _check(s, low > 0, key, "[low, high] with low > 0 (searched log-uniform)", value)
+        elif kind == "fraction":
+            _check(s, 0 < low and high < 1, key, "[low, high] within (0, 1)", value)
+        elif kind == "int":
+            _check(
+                s,
+                all(float(v).is_integer() for v in value) and low >= 1,
+                key,
+                "[low, high], whole epochs >= 1",
+                value,
+            )
 
 
 def metric_name(metric: str) -> str:

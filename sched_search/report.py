@@ -203,8 +203,26 @@ def format_closing(run: Run, report_html: Path) -> str:
             rec.code.rstrip("\n"),
             "---",
         ]
+    cost = range_test_cost_line(run)
+    lines += ["", cost] if cost else []
     lines += ["", f"report: {report_html.resolve()}  (open it in a browser)", f"run folder: {run.path}"]
     return "\n".join(lines)
+
+
+def range_test_cost_line(run: Run) -> str | None:
+    """What the range tests cost, in trials of this study (timing.json); None before the study ends."""
+    path = run.path / "timing.json"
+    if not path.exists():
+        return None
+    import json
+
+    cost = json.loads(path.read_text()).get("range_test_trial_equivalents")
+    if cost is None:
+        return None
+    if not cost:
+        return "range test: none (broad space)"
+    parts = ", ".join(f"{opt} {x:.2g}" for opt, x in cost.items())
+    return f"range test cost: {sum(cost.values()):.2g} trial-equivalents ({parts}; steps over one trial's)"
 
 
 def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[str]]:
@@ -325,6 +343,8 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     written.update({f"plot:{k}": v for k, v in figures.items()})
     notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + notes
     notes = [f"Search: {line}" for line in diverged_search_lines(run.trials)] + notes
+    cost = range_test_cost_line(run)
+    notes += [cost[0].upper() + cost[1:]] if cost else []
     study = run.config.get("study", {})
     title = f"Report: {study.get('name', path.name)} ({path.name})"
     m = run.metric

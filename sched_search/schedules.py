@@ -407,7 +407,11 @@ def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
     """Whether `step` (a count of steps done) ends a cycle: the LR is at a local minimum there.
 
     Early stopping must compare cyclical schedules at these points, not mid-cycle where the LR peaks.
+    One-cycle counts from its peak on (step >= pct_start * total_steps): mid-warm-up the trials with the
+    largest LRs look worst, and its early accuracy ranks trials poorly (docs/workflow.md, "Early stopping").
     """
+    if isinstance(schedule, OneCycleConfig):
+        return step >= schedule.pct_start * schedule.total_steps
     if not isinstance(schedule, (CyclicalConfig, SGDRConfig)):
         return True
     a, b, c = (lr_at(schedule, max(0, s)) for s in (step - 2, step - 1, step))

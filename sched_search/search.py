@@ -20,6 +20,7 @@ from .arms import baseline_config, range_family
 from .config import StudyConfig, metric_mode
 from .interrupt import tune_loop
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
+from .sampler import arm_seed, build_sampler
 from .space import ArmSpace, RangeSeed, build_space, define_by_run
 from .tables import Recorder, records_from_grid, write_json
 from .trial import asha_rungs, trial_trainable
@@ -51,11 +52,17 @@ def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
+def arm_sampler(cfg: StudyConfig, arm: str) -> optuna.samplers.BaseSampler:
+    """The arm's Optuna sampler: `[search] sampler` with its own seed stream (`sampler.arm_seed`)."""
+    q = cfg.search
+    return build_sampler(q.sampler, q.trials_per_arm, arm_seed(q.search_seed, arm))
+
+
 def _optuna_storage(run_dir: Path) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{run_dir.resolve() / 'optuna.db'}")
 
 
-def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int, mode: str) -> None:
+def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler: Any, mode: str) -> None:
     """(Re)create the arm's Optuna study and enqueue the range test's suggestion as its first trial.
 
     Ray's OptunaSearch drops `points_to_evaluate` for define-by-run spaces (ray #35319); an enqueued trial in
@@ -69,10 +76,11 @@ def _new_optuna_study(storage: Any, arm: str, space: ArmSpace, sampler_seed: int
         storage=storage,
         study_name=arm,
         direction="maximize" if mode == "max" else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+        sampler=sampler,
     )
-    study.set_user_attr("first_point_source", "range test suggestion")
-    study.enqueue_trial(space.first_point())
+    if space.first_point() is not None:  # a broad space has none
+        study.set_user_attr("first_point_source", "range test suggestion")
+        study.enqueue_trial(space.first_point())
 
 
 def _restorable(path: Path) -> bool:
@@ -171,7 +179,7 @@ def run_trials(
                     mode=mode,
                     storage=storage,
                     study_name=arm,
-                    sampler=optuna.samplers.TPESampler(seed=cfg.search.search_seed),
+                    sampler=arm_sampler(cfg, arm),
                 ),
                 max_concurrent=cfg.search.max_concurrent_per_arm,
             )
@@ -225,7 +233,7 @@ def run_trials(
     else:
         shutil.rmtree(path, ignore_errors=True)
         for arm, space in spaces.items():
-            _new_optuna_study(storage, arm, space, cfg.search.search_seed, mode)
+            _new_optuna_study(storage, arm, space, arm_sampler(cfg, arm), mode)
         tuner = make()
     try:
         with tune_loop():  # Ctrl-C or SIGTERM: Tune saves its state, then Interrupted skips what follows

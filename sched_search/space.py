@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -42,9 +42,12 @@ class ArmSpace:
     sources: (
         dict  # where each constant and the schedule's shape come from (kept beside the config, not in it)
     )
+    sampler: dict = field(default_factory=dict)  # name and settings of the arm's Optuna sampler
 
-    def first_point(self) -> dict[str, Any]:
-        """The range test's own suggestion: the arm's first trial."""
+    def first_point(self) -> dict[str, Any] | None:
+        """The range test's own suggestion, the arm's first trial; None for a broad space (no suggestion)."""
+        if any(p.first is None for p in self.params):
+            return None
         return {p.name: p.first for p in self.params}
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -78,6 +81,7 @@ class RangeSeed:
     weight_decay: float
     weight_decay_range: tuple[float, float]
     min_loss_lr: float
+    divergence_lr: float | None = None  # where the curve's divergence region starts (None: never diverged)
 
 
 def seed_from_summary(optimizer: str, summary: dict[str, Any]) -> RangeSeed:
@@ -90,7 +94,13 @@ def seed_from_summary(optimizer: str, summary: dict[str, Any]) -> RangeSeed:
         weight_decay=float(wd["chosen"]),
         weight_decay_range=(float(wd["range"][0]), float(wd["range"][1])),
         min_loss_lr=float(summary["min_loss_lr"]),
+        divergence_lr=_divergence_start(summary),
     )
+
+
+def _divergence_start(summary: dict[str, Any]) -> float | None:
+    region = (summary.get("regions") or {}).get("divergence")
+    return float(region[0]) if region else None
 
 
 def search_space(
@@ -131,11 +141,31 @@ def first_weight_decay(chosen: float, low: float, high: float) -> float:
     return _clip(chosen if chosen > 0 else low, low, high)
 
 
+def max_lr_high(seed: RangeSeed) -> float:
+    """The top of the max_lr range: where the curve's divergence region starts, or twice the min-loss LR when
+    the curve never diverged (a failed sanity check, used with allow_failed).
+
+    Example:
+        >>> max_lr_high(RangeSeed("adamw", 0.0095, 0.001, 0.0, (1e-6, 1e-4), 0.0284, 0.0524))
+        0.0524
+    """
+    if seed.divergence_lr is not None and seed.divergence_lr > seed.max_lr:
+        return seed.divergence_lr
+    return 2 * seed.min_loss_lr
+
+
+def _high_words(seed: RangeSeed) -> str:
+    if seed.divergence_lr is not None and seed.divergence_lr > seed.max_lr:
+        return f"the divergence edge {seed.divergence_lr:.3g}"
+    return f"2 x the min-loss lr ({2 * seed.min_loss_lr:.3g}; the curve never diverged)"
+
+
 def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) -> ArmSpace:
     """The define-by-run space for one arm (`schedule-optimizer`) from its optimizer's range test.
 
-    - max_lr: log-uniform in [max_lr/4, 2 max_lr] around the suggestion (2 max_lr stays below the min-loss LR
-      for the default divisor 3, past which the curve diverges).
+    - max_lr: log-uniform from the suggestion / 4 up to the edge of divergence the curve found
+      (`max_lr_high`), first point the suggestion (min-loss LR / 3): the best 20-epoch LRs sat between the
+      min-loss LR and that edge on the workloads measured (docs/workflow.md, "2. Spaces").
     - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0 maps to the range's
       low).
     - clr: base_lr as max_lr / div with div in [3, 25] (Smith: 3-4; one-cycle practice: 25), first point the
@@ -149,7 +179,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     schedule, optimizer = split_arm(arm)
     seed = _family_seed(schedule, optimizer, seed)
     src = f"range test ({optimizer})"
-    lo, hi = seed.max_lr / 4, seed.max_lr * 2
+    lo, hi = seed.max_lr / 4, max_lr_high(seed)
     wd_lo, wd_hi = seed.weight_decay_range
     wd_first = first_weight_decay(seed.weight_decay, wd_lo, wd_hi)
     params = [
@@ -160,8 +190,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             True,
             first=seed.max_lr,
             source=(
-                f"{src}: suggested max_lr {seed.max_lr:.3g} (min-loss lr {seed.min_loss_lr:.3g} / 3);"
-                " x1/4..x2"
+                f"{src}: suggested max_lr {seed.max_lr:.3g} (min-loss lr {seed.min_loss_lr:.3g} / 3); from"
+                f" x1/4 up to {_high_words(seed)}"
             ),
         ),
         Param(
@@ -349,3 +379,62 @@ def check_point_in_space(space: ArmSpace, point: dict[str, Any]) -> None:
             ok = p.low <= v <= p.high and not (p.log and v <= 0) and math.isfinite(v)
         if not ok:
             raise ValueError(f"first point {p.name}={v!r} lies outside its space ({p}).")
+
+
+# The blind space of `[search] space = "broad"`: what a user without a range test would search (the reference
+# of benchmarks/bench_search.py). Per optimizer family, as their LR scales differ by about a decade.
+BROAD_MAX_LR = {"adamw": (1e-5, 1e-1), "sgdw": (1e-4, 1.0)}
+BROAD_WEIGHT_DECAY = (1e-6, 1e-2)
+
+
+def broad_space(arm: str, epochs: int, steps_per_epoch: int) -> ArmSpace:
+    """The documented fixed space, with no range test: max_lr log-uniform over `BROAD_MAX_LR` of the arm's
+    optimizer, weight decay over `BROAD_WEIGHT_DECAY`, the schedule's own values as in `build_space`; no first
+    point (nothing to suggest one), and SGDR's eta_min 0.
+
+    Example:
+        >>> broad_space("one_cycle-adamw", 20, 70).distributions()["max_lr"]  # doctest: +ELLIPSIS
+        FloatDistribution(high=0.1, log=True, low=1e-05, step=None)
+    """
+    schedule, optimizer = split_arm(arm)
+    family = range_family(arm)  # schedule-free SGD searches SGDW's range
+    if family not in BROAD_MAX_LR:
+        raise ValueError(f"no broad space for optimizer {optimizer!r}: expected one of {list(BROAD_MAX_LR)}.")
+    lr_lo, lr_hi = BROAD_MAX_LR[family]
+    # A stand-in seed for the schedule's own values (cycle lengths, divisors); its LRs are replaced below.
+    seed = RangeSeed(optimizer, lr_hi, lr_hi / 25, 0.0, BROAD_WEIGHT_DECAY, lr_hi)
+    shaped = build_space(arm, seed, epochs, steps_per_epoch)
+    fixed_ranges = {"max_lr": (lr_lo, lr_hi), "weight_decay": BROAD_WEIGHT_DECAY}
+    params = []
+    for p in shaped.params:
+        if p.name in fixed_ranges:
+            low, high = fixed_ranges[p.name]
+            p = replace(p, low=low, high=high, source=f"broad space ({optimizer}): fixed [{low:g}, {high:g}]")
+        elif "range test" in p.source:
+            p = replace(p, source=f"broad space: {p.source.split(': ', 1)[-1].split(';')[0]}")
+        params.append(replace(p, first=None))
+    fixed = dict(shaped.fixed)
+    sources = dict(shaped.sources)
+    if "eta_min" in fixed:
+        fixed["eta_min"] = 0.0
+        sources["eta_min"] = "broad space: 0 (no range test to set it)"
+    return ArmSpace(arm, schedule, optimizer, tuple(params), fixed, sources)
+
+
+def with_bounds(space: ArmSpace, bounds: dict[str, Any], source: str) -> ArmSpace:
+    """`space` with the `[search.bounds]` of the study file `source` in place of its own (for the parameters
+    this arm has); a first point outside the new bounds moves to the nearest bound. The source says both.
+
+    Example:
+        >>> with_bounds(space, {"max_lr": [1e-4, 1.0]}, "studies/x.toml").distributions()  # doctest: +SKIP
+    """
+    params = []
+    for p in space.params:
+        if p.name in bounds and p.choices is None:
+            low, high = (int(v) for v in bounds[p.name]) if p.integer else (float(v) for v in bounds[p.name])
+            first = None if p.first is None else type(p.first)(_clip(p.first, low, high))
+            what = f"{source}: [search.bounds] {p.name} = [{low:g}, {high:g}]"
+            was = f"replaces {p.low:.3g}..{p.high:.3g}: {p.source}"
+            p = replace(p, low=low, high=high, first=first, source=f"{what} ({was})")
+        params.append(p)
+    return replace(space, params=tuple(params))

@@ -31,14 +31,17 @@ from .config import StudyConfig, load_study, metric_mode, metric_name
 from .data import LoaderData, TensorData
 from .interrupt import Interrupted, handling, reinstall
 from .runlock import run_lock
+from .sampler import arm_seed, sampler_settings
 from .search import run_trials
 from .space import (
     ArmSpace,
     RangeSeed,
+    broad_space,
     build_space,
     check_point_in_space,
     first_weight_decay,
     seed_from_summary,
+    with_bounds,
 )
 from .tables import append_tables, tables_from_rows, write_json
 
@@ -218,6 +221,22 @@ def _g(values: list[float]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
 
+def range_test_cost(run_dir: Path, epochs: int, steps_per_epoch: int) -> dict[str, float]:
+    """Each optimizer family's range test in trial-equivalents: its optimizer steps (every weight decay's
+    sweep, from `range_test_<opt>.csv`) over one full trial's (`epochs * steps_per_epoch`); {} without one.
+
+    Steps, not seconds: the ratio does not move with the machine's load, and a range-test step costs about a
+    training step (benchmarks/bench_rangetest.py).
+    """
+    import pandas as pd
+
+    trial_steps = max(1, epochs * steps_per_epoch)
+    return {
+        csv.stem.removeprefix("range_test_"): len(pd.read_csv(csv, usecols=["step"])) / trial_steps
+        for csv in sorted(run_dir.glob("range_test_*.csv"))
+    }
+
+
 def _weight_decay_words(summary: dict[str, Any]) -> str:
     """What the search does with the sweep's weight decay: 0 is never searched (the range is log-uniform)."""
     wd = summary["weight_decay"]
@@ -234,11 +253,26 @@ def build_spaces(
     bound."""
     spaces = {}
     for arm in cfg.search.arms:
-        space = build_space(arm, seeds[range_family(arm)], cfg.train.epochs, spe)
-        check_point_in_space(space, space.first_point())
-        spaces[arm] = space
+        spaces[arm] = arm_space(cfg, seeds, arm, spe)
     write_json(run_dir / "spaces.json", {arm: s.to_dict() for arm, s in spaces.items()})
     return spaces
+
+
+def arm_space(cfg: StudyConfig, seeds: dict[str, RangeSeed], arm: str, spe: int) -> ArmSpace:
+    """One arm's space as the study searches it: seeded (or broad), `[search.bounds]` applied, its sampler
+    recorded; what `build_spaces` writes and `benchmarks/bench_search.py` searches."""
+    q = cfg.search
+    if q.space == "broad":
+        space = broad_space(arm, cfg.train.epochs, spe)
+    else:
+        space = build_space(arm, seeds[range_family(arm)], cfg.train.epochs, spe)
+    if q.bounds:
+        space = with_bounds(space, q.bounds, cfg.source)
+    if space.first_point() is not None:
+        check_point_in_space(space, space.first_point())
+    seed = arm_seed(q.search_seed, arm)
+    sampler = {"name": q.sampler, "settings": sampler_settings(q.sampler, q.trials_per_arm, seed)}
+    return replace(space, sampler=sampler)
 
 
 def _start_ray(cfg: StudyConfig, address: str | None) -> bool:
@@ -437,7 +471,12 @@ def _run_stages(
         # tests' tasks and the trials alike; loader data is made by each worker from the study's factory
         # (trial.worker_data)
         data_ref = [ray.put(data)] if tensors else None
-        seeds = range_tests(cfg, run_dir, echo, data, progress, data_ref, stage)
+        # a broad space has nothing to seed: no range test at all
+        seeds = (
+            range_tests(cfg, run_dir, echo, data, progress, data_ref, stage)
+            if cfg.search.space == "seeded"
+            else {}
+        )
         spaces = build_spaces(cfg, seeds, run_dir, spe)
         trials_start = time.perf_counter()
         records = run_trials(cfg, run_dir, spaces, data_ref, echo)
@@ -464,6 +503,7 @@ def _run_stages(
             # Ray's start, the trials, Ray's stop and the tables: what bench_study's plain loop replaces
             "trials_wall_s": (ray_started - t0) + (end - trials_start),
             "study_wall_s": end - start,
+            "range_test_trial_equivalents": range_test_cost(run_dir, cfg.train.epochs, spe),
         },
     )
     from .report import write_verdict

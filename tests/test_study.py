@@ -21,12 +21,24 @@ import pytest
 from sched_search.arms import build_schedule
 from sched_search.config import BASELINE_ARM, load_study
 from sched_search.schedules import at_lr_minimum
-from sched_search.space import RangeSeed, build_space, check_point_in_space, seed_from_summary
+from sched_search.space import (
+    RangeSeed,
+    build_space,
+    check_point_in_space,
+    max_lr_high,
+    seed_from_summary,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
 SEED = RangeSeed(
-    "sgdw", max_lr=0.06, min_lr=0.015, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3), min_loss_lr=0.18
+    "sgdw",
+    max_lr=0.06,
+    min_lr=0.015,
+    weight_decay=1e-4,
+    weight_decay_range=(1e-5, 1e-3),
+    min_loss_lr=0.18,
+    divergence_lr=0.3,
 )
 
 
@@ -37,7 +49,8 @@ SEED = RangeSeed(
 def test_space_bounds_come_from_the_range_test(arm: str) -> None:
     space = build_space(arm, SEED, epochs=30, steps_per_epoch=19)
     params = {p.name: p for p in space.params}
-    assert params["max_lr"].low == pytest.approx(0.06 / 4) and params["max_lr"].high == pytest.approx(0.12)
+    # up to where the curve diverges (divergence_lr), from a quarter of the suggestion
+    assert params["max_lr"].low == pytest.approx(0.06 / 4) and params["max_lr"].high == pytest.approx(0.3)
     assert params["max_lr"].first == 0.06 and params["max_lr"].log
     assert (params["weight_decay"].low, params["weight_decay"].high) == (1e-5, 1e-3)
     assert params["weight_decay"].first == 1e-4
@@ -154,7 +167,7 @@ def test_smoke_spaces_come_from_its_range_tests(smoke_run: Path) -> None:
         seed = seed_from_summary(arm.split("-")[1], summary)
         max_lr = next(p for p in space["params"] if p["name"] == "max_lr")
         assert max_lr["first"] == pytest.approx(summary["suggested_max_lr"])
-        assert (max_lr["low"], max_lr["high"]) == pytest.approx((seed.max_lr / 4, seed.max_lr * 2))
+        assert (max_lr["low"], max_lr["high"]) == pytest.approx((seed.max_lr / 4, max_lr_high(seed)))
         wd = next(p for p in space["params"] if p["name"] == "weight_decay")
         assert (wd["low"], wd["high"]) == pytest.approx(tuple(summary["weight_decay"]["range"]))
 
@@ -1094,12 +1107,14 @@ def test_search_space_from_a_range_test_for_your_own_tuner() -> None:
         "suggested_max_lr": 0.06,
         "suggested_min_lr": 0.015,
         "min_loss_lr": 0.18,
+        "regions": {"divergence": [0.3, 10.0]},
         "weight_decay": {"chosen": 1e-4, "range": [1e-5, 1e-3]},
     }
     space = search_space("one_cycle-sgdw", summary, epochs=20, steps_per_epoch=70)
     dists = space.distributions()
     assert set(dists) == {"max_lr", "weight_decay", "pct_start", "div_factor"}
-    assert dists["max_lr"].log and (dists["max_lr"].low, dists["max_lr"].high) == pytest.approx((0.015, 0.12))
+    # from a quarter of the suggestion up to where the divergence region starts
+    assert dists["max_lr"].log and (dists["max_lr"].low, dists["max_lr"].high) == pytest.approx((0.015, 0.3))
     assert all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in space.first_point().items())
     assert space.constants() == {
         "arm": "one_cycle-sgdw",

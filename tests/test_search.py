@@ -1,0 +1,197 @@
+"""The search: the sampler learns at the study's size, bounds hold the divergence edge, a user's bounds and
+the broad space are honoured, bad bounds stop before any work."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from sched_search.config import StudyFileError, load_study
+from sched_search.curve import read_curve
+from sched_search.sampler import arm_seed, build_sampler, startup_trials
+from sched_search.space import BROAD_MAX_LR, BROAD_WEIGHT_DECAY, RangeSeed, search_space
+from sched_search.study import arm_space
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = RangeSeed("sgdw", 0.06, 0.015, 1e-4, (1e-5, 1e-3), 0.18, 0.3)
+
+
+# ------------------------------------------------------------------------------------------------- sampler
+
+
+def _distance_after_startup(sampler: optuna.samplers.BaseSampler, n: int, optimum: float) -> float:
+    """Mean |log10(x / optimum)| of the trials after the startup ones, on a toy peaked at optimum."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for _ in range(n):
+        trial = study.ask()
+        x = trial.suggest_float("max_lr", 1e-4, 1.0, log=True)
+        wd = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+        study.tell(trial, -((math.log10(x / optimum)) ** 2) - 0.1 * (math.log10(wd / 1e-4)) ** 2)
+    late = study.trials[startup_trials(n) :]
+    return float(np.mean([abs(math.log10(t.params["max_lr"] / optimum)) for t in late]))
+
+
+def test_default_sampler_concentrates_near_the_optimum_after_startup() -> None:
+    # 10 trials, as a study with trials_per_arm = 10: after its 2 startup trials the proposals should sit
+    # nearer the optimum than uniform draws do (a uniform log draw over 4 decades sits ~1 decade from 0.01)
+    gp = [_distance_after_startup(build_sampler("gp", 10, s), 10, 0.01) for s in range(3)]
+    uniform = [_distance_after_startup(build_sampler("random", 10, s), 10, 0.01) for s in range(3)]
+    assert np.mean(gp) < 0.8 * np.mean(uniform), (gp, uniform)
+
+
+def test_every_arm_draws_its_own_stream() -> None:
+    def first_draws(arm: str) -> list[float]:
+        study = optuna.create_study(sampler=build_sampler("tpe", 8, arm_seed(0, arm)))
+        return [study.ask().suggest_float("x", 0, 1) for _ in range(2)]
+
+    assert first_draws("clr-sgdw") != first_draws("clr-adamw")
+    assert first_draws("clr-sgdw") == first_draws("clr-sgdw")  # reproducible from search_seed
+    assert arm_seed(0, "clr-sgdw") != arm_seed(1, "clr-sgdw")
+
+
+# ------------------------------------------------------------------------------------------------- bounds
+
+
+def test_bounds_from_a_synthetic_curve_contain_its_divergence_edge() -> None:
+    # a loss that falls until lr 0.1 and climbs steeply past it: the divergence region starts a little above
+    lrs = np.geomspace(1e-6, 10, 600)
+    t = np.log10(lrs)
+    losses = 2.3 - 2.0 / (1 + np.exp(-3 * (t + 3))) + np.where(t > -1, 8 * (t + 1) ** 2, 0.0)
+    reading = read_curve(lrs, losses)
+    assert reading.verdict == "ok", reading.reasons
+    edge = reading.regions.divergence[0]
+    summary = {
+        "verdict": "ok",
+        "suggested_max_lr": reading.suggested_max_lr,
+        "suggested_min_lr": reading.suggested_min_lr,
+        "min_loss_lr": reading.min_loss_lr,
+        "regions": {"divergence": list(reading.regions.divergence)},
+        "weight_decay": {"chosen": 0.0, "range": [1e-6, 1e-4]},
+    }
+    max_lr = search_space("one_cycle-adamw", summary, 20, 70).params[0]
+    assert max_lr.name == "max_lr" and max_lr.low < max_lr.first < reading.min_loss_lr < edge
+    assert max_lr.high == pytest.approx(edge)  # up to the edge, not the old 2 x suggestion
+    assert max_lr.high > 2 * reading.suggested_max_lr
+
+
+def _study_file(tmp_path: Path, search: str) -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(
+        'name = "t"\n[data]\nname = "digits"\n[model]\nname = "mlp"\n[train]\nepochs = 2\n'
+        "[early_stopping]\ngrace_period = 1\n"
+        f'[search]\narms = ["one_cycle-sgdw"]\ntrials_per_arm = 2\nseeds = [0]\n{search}'
+    )
+    return path
+
+
+def test_bounds_override_is_honoured_and_recorded(tmp_path: Path) -> None:
+    path = _study_file(tmp_path, "[search.bounds]\nmax_lr = [1e-4, 0.02]\npct_start = [0.3, 0.4]\n")
+    cfg = load_study(path)
+    space = arm_space(cfg, {"sgdw": SEED}, "one_cycle-sgdw", 19)
+    params = {p.name: p for p in space.params}
+    assert (params["max_lr"].low, params["max_lr"].high) == (1e-4, 0.02)
+    assert params["max_lr"].first == 0.02  # the suggestion (0.06) moves into the user's bounds
+    assert (params["pct_start"].low, params["pct_start"].high) == (0.3, 0.4)
+    assert str(path) in params["max_lr"].source and "[search.bounds] max_lr" in params["max_lr"].source
+    assert "range test" in params["weight_decay"].source  # the others keep the range test's bounds
+    record = json.loads(json.dumps(space.to_dict()))  # what spaces.json holds
+    assert record["sampler"]["name"] == "gp"  # the default
+    assert record["sampler"]["settings"]["n_startup_trials"] == startup_trials(2)
+    assert record["sampler"]["settings"]["seed"] == arm_seed(cfg.search.search_seed, "one_cycle-sgdw")
+
+
+def test_broad_space_is_fixed_and_has_no_first_point(tmp_path: Path) -> None:
+    cfg = load_study(_study_file(tmp_path, 'space = "broad"\nsampler = "qmc"\n'))
+    space = arm_space(cfg, {}, "one_cycle-sgdw", 19)  # no range-test seeds needed
+    dists = space.distributions()
+    assert (dists["max_lr"].low, dists["max_lr"].high) == BROAD_MAX_LR["sgdw"]
+    assert (dists["weight_decay"].low, dists["weight_decay"].high) == BROAD_WEIGHT_DECAY
+    assert space.first_point() is None and space.sampler["name"] == "qmc"
+
+
+@pytest.mark.parametrize(
+    ("bounds", "words"),
+    [
+        ("max_lr = [0.1, 0.01]", "low < high"),
+        ("weight_decay = [0.0, 1e-3]", "low > 0"),
+        ("momentum = [0.8, 0.99]", "unknown key [search.bounds] momentum"),
+        ("max_lr = [0.1]", "two finite numbers"),
+    ],
+)
+def test_bad_bounds_are_refused_naming_file_and_key(tmp_path: Path, bounds: str, words: str) -> None:
+    path = _study_file(tmp_path, f"[search.bounds]\n{bounds}\n")
+    with pytest.raises(StudyFileError) as e:
+        load_study(path)
+    assert str(path) in str(e.value) and "[search.bounds]" in str(e.value) and words in str(e.value)
+
+
+def test_bad_bounds_stop_the_cli_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from sched_search.cli import main
+
+    path = _study_file(tmp_path, "[search.bounds]\nmax_lr = [-1, 1]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", str(path)]) != 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("error: ")
+    assert "[search.bounds] max_lr" in captured.err and str(path) in captured.err
+    assert not (tmp_path / "runs").exists()  # no run folder, no range test
+
+
+@pytest.mark.parametrize(
+    ("line", "key"), [('sampler = "cmaes"', "[search] sampler"), ('space = "wide"', "[search] space")]
+)
+def test_unknown_sampler_or_space_is_refused(tmp_path: Path, line: str, key: str) -> None:
+    with pytest.raises(StudyFileError, match=re.escape(key)):
+        load_study(_study_file(tmp_path, f"{line}\n"))
+
+
+def test_range_test_cost_counts_every_sweep_step(tmp_path: Path) -> None:
+    from sched_search.rangetest import RangeTestConfig, run_range_test
+    from sched_search.study import range_test_cost
+
+    sweep = run_range_test("digits", "mlp", "sgdw", RangeTestConfig(num_steps=40), weight_decays=(0.0, 1e-4))
+    sweep.to_frame().to_csv(tmp_path / "range_test_sgdw.csv", index=False)
+    steps = sum(len(r.lrs) for r in sweep.results)  # both sweeps, each possibly stopped early
+    assert range_test_cost(tmp_path, epochs=4, steps_per_epoch=19) == {"sgdw": pytest.approx(steps / 76)}
+    assert range_test_cost(tmp_path / "nothing", 4, 19) == {}
+
+
+# ------------------------------------------------------------------------------------------------- studies
+
+
+@pytest.mark.slow
+def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local) -> None:
+    from sched_search.study import run_study
+
+    cfg = load_study(_study_file(tmp_path, 'space = "broad"\n'))
+    cfg = replace(cfg, runs_dir=str(tmp_path / "runs"))
+    lines: list[str] = []
+    run_dir = run_study(cfg, echo=lines.append)
+    assert not list(run_dir.glob("range_test_*")) and not any("range test" in line for line in lines)
+    spaces = json.loads((run_dir / "spaces.json").read_text())
+    max_lr = next(p for p in spaces["one_cycle-sgdw"]["params"] if p["name"] == "max_lr")
+    assert (max_lr["low"], max_lr["high"]) == list(BROAD_MAX_LR["sgdw"]) and max_lr["first"] is None
+    assert json.loads((run_dir / "timing.json").read_text())["range_test_trial_equivalents"] == {}
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert (trials.stage == "search").sum() == 2
+
+
+@pytest.mark.slow
+def test_range_test_cost_in_trial_equivalents(smoke_run: Path) -> None:
+    cfg = json.loads((smoke_run / "resolved_config.json").read_text())
+    trial_steps = cfg["study"]["train"]["epochs"] * cfg["steps_per_epoch"]
+    cost = json.loads((smoke_run / "timing.json").read_text())["range_test_trial_equivalents"]
+    for opt in ("sgdw", "adamw"):
+        steps = len(pd.read_csv(smoke_run / f"range_test_{opt}.csv"))
+        assert cost[opt] == pytest.approx(steps / trial_steps) and cost[opt] > 0
