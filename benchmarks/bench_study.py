@@ -27,10 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sched_search.config import load_study
 from sched_search.data import load_data
 from sched_search.search import trial_settings
 from sched_search.study import run_study
+from sched_search.studyfile import load_study
 from sched_search.trial import train_trial
 
 

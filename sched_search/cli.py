@@ -222,7 +222,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _joins_a_cluster(args: argparse.Namespace) -> bool:
-    from .config import load_study
+    from .studyfile import load_study
 
     if args.address:
         return True
@@ -290,7 +290,8 @@ def _interrupted_line(e: BaseException) -> str:
 
 def _print_report(run_dir: Path) -> int:
     """Print the leaderboard and the closing block; 4 when every run of some arm failed, else 0."""
-    from .report import format_closing, format_leaderboard, write_report
+    from .closing import format_closing
+    from .report import format_leaderboard, write_report
     from .results import load_run
     from .tables import failed_arms, failure_lines
 

@@ -3,7 +3,7 @@ resources, so the sweeps run in parallel where the trials run (a cluster's worke
 
 The task loads the data as a trial does (`trial.worker_data`: tensors from the object store, or the study's
 loader factory called in the worker) and returns its sweep, where it ran and the data's steps per epoch; the
-driver (`study.range_tests`) needs neither the data nor a GPU. Each finished sweep is saved at once under
+driver (`rangestage.range_tests`) needs neither the data nor a GPU. Each finished sweep is saved at once under
 `range_test_parts/`, so a killed stage resumes per sweep.
 """
 

@@ -19,10 +19,11 @@ import optuna
 from .arms import baseline_config, range_family
 from .config import StudyConfig, metric_mode
 from .interrupt import tune_loop
+from .recorder import Recorder
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .sampler import arm_seed, build_sampler
 from .space import ArmSpace, RangeSeed, build_space, define_by_run
-from .tables import Recorder, records_from_grid, write_json
+from .tables import records_from_grid, write_json
 from .trial import asha_rungs, trial_trainable
 
 

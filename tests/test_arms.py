@@ -20,9 +20,10 @@ from sched_search.arms import (
     optimizer_and_scheduler,
     range_family,
 )
-from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS, load_study
+from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS
 from sched_search.schedules import lr_at
 from sched_search.space import SCHEDULE_FREE_SGD_SCALE, RangeSeed, build_space, check_point_in_space
+from sched_search.studyfile import load_study
 from sched_search.warmup_decay import CosineConfig, WSDConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,17 +15,19 @@ FLOORS = {
     # the leaves: nothing of ours
     "config": 0, "_importpath": 0, "schedules": 0, "optim": 0, "curve": 0, "tables": 0, "runlock": 0,
     "routing": 0, "paired": 0, "interrupt": 0, "schedule_free": 0, "warmup_decay": 0,
+    "sampler": 0,
     # the parts
     "data": 1, "models": 1, "arms": 1, "plots": 1, "verdict": 1, "precision": 1, "objective": 1,
+    "studyfile": 1, "recorder": 1,
     "rangeresult": 2, "space": 2, "train": 2, "preflight": 2, "leaderboard": 2, "snippet": 2,
     "attribution": 2,
     "rangetest": 3, "trial": 3, "results": 3,
     # the answer and the Tuner
-    "report": 4, "search": 4, "rangetasks": 4,
-    # the driver
-    "study": 5,
+    "closing": 4, "search": 4, "rangetasks": 4, "report": 5,
+    # the driver: stages 1-2 (range tests, spaces), then the study in order
+    "rangestage": 5, "study": 6,
     # the entry points
-    "cli": 6, "__init__": 6, "__main__": 7,
+    "cli": 7, "__init__": 7, "__main__": 8,
 }
 # fmt: on
 

@@ -327,8 +327,9 @@ DATA_CASES = [
 def test_bad_data_or_model_is_refused_by_check_study(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replace: dict, words: list[str]
 ) -> None:
-    from sched_search.config import StudyFileError, load_study
+    from sched_search.config import StudyFileError
     from sched_search.preflight import check_study
+    from sched_search.studyfile import load_study
 
     (tmp_path / "pf_factories.py").write_text(FACTORIES)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -400,8 +401,8 @@ def test_refusal_through_the_process_has_no_traceback(tmp_path: Path) -> None:
 def test_run_folders_of_one_second_are_distinct(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from sched_search.config import load_study
     from sched_search.study import new_run_dir
+    from sched_search.studyfile import load_study
 
     cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path))
     paths = [new_run_dir(cfg) for _ in range(3)]

@@ -7,8 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from sched_search.config import load_study
 from sched_search.search import trial_settings
+from sched_search.studyfile import load_study
 
 SMOKE = Path(__file__).resolve().parents[1] / "studies" / "smoke.toml"
 

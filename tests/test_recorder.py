@@ -1,4 +1,4 @@
-"""`tables.Recorder`, Tune's callback that writes the tables while a study runs, driven with Tune's own
+"""`recorder.Recorder`, Tune's callback that writes the tables while a study runs, driven with Tune's own
 `Trial` objects: finished trials are merged into trials.parquet / epochs.parquet (never overwriting what an
 earlier write put there), a retried trial replaces its rows, writes wait for `write_every_s`, a failed trial's
 traceback goes to errors/."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from ray.tune.experiment import Trial
 
-from sched_search.tables import Recorder
+from sched_search.recorder import Recorder
 
 EPOCHS = 3
 

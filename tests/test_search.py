@@ -14,11 +14,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from sched_search.config import StudyFileError, load_study
+from sched_search.config import StudyFileError
 from sched_search.curve import read_curve
 from sched_search.sampler import arm_seed, build_sampler, startup_trials
 from sched_search.space import BROAD_MAX_LR, BROAD_WEIGHT_DECAY, RangeSeed, search_space
 from sched_search.study import arm_space
+from sched_search.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = RangeSeed("sgdw", 0.06, 0.015, 1e-4, (1e-5, 1e-3), 0.18, 0.3)

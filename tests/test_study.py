@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from sched_search.arms import build_schedule
-from sched_search.config import BASELINE_ARM, load_study
+from sched_search.config import BASELINE_ARM
 from sched_search.schedules import at_lr_minimum
 from sched_search.space import (
     RangeSeed,
@@ -28,6 +28,7 @@ from sched_search.space import (
     max_lr_high,
     seed_from_summary,
 )
+from sched_search.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"

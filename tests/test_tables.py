@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from sched_search.leaderboard import build_leaderboard
+from sched_search.recorder import progress_text
 from sched_search.tables import (
     append_tables,
     decode_examples,
@@ -19,7 +20,6 @@ from sched_search.tables import (
     failed_arms,
     failure_lines,
     failures,
-    progress_text,
     short_reason,
     tables_from_rows,
 )

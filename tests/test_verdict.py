@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from sched_search.closing import format_closing
 from sched_search.paired import holm, paired_difference
-from sched_search.report import format_closing, format_leaderboard, write_report
+from sched_search.report import format_leaderboard, write_report
 from sched_search.results import load_run
 from sched_search.tables import encode_examples
 from sched_search.verdict import decide

@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 
 from sched_search.attribution import attribution, attribution_lines
-from sched_search.config import BASELINE_ARM, BASELINES, load_study
+from sched_search.config import BASELINE_ARM, BASELINES
 from sched_search.paired import ALPHA, bootstrap_weights, holm, paired_difference, resampled_means
 from sched_search.search import baseline_runs, final_runs, ladder_runs, trial_settings
 from sched_search.snippet import NO_WINNER, recommend
 from sched_search.space import RangeSeed, build_space
+from sched_search.studyfile import load_study
 from sched_search.tables import encode_examples, tables_from_rows
 from sched_search.verdict import decide, difference_text, is_baseline, metric_text, speedup_text
 

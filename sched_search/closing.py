@@ -1,0 +1,83 @@
+"""The last words of a study in the terminal: the verdict in a sentence, the arm to use and its torch code,
+what the range tests cost, where the report is. `report.py` writes the same answer into report.md/html."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .attribution import LADDER_TITLE, attribution_lines
+from .leaderboard import call_text
+from .results import Run
+from .snippet import Recommendation, recommend
+from .verdict import metric_text
+
+
+def recommendation(run: Run) -> Recommendation | None:
+    """The arm to use and its torch code (`snippet.recommend` on the run's verdict and final configs); None
+    for an unfinished study."""
+    if run.unfinished:
+        return None
+    return recommend(
+        run.verdict,
+        run.final_configs,
+        run.config.get("steps_per_epoch"),
+        run.config.get("n_train"),
+        run.path.name,
+    )
+
+
+def _first_sentence(text: str) -> str:
+    match = re.match(r"(.*?[.!?])(\s|$)", text)
+    return match.group(1) if match else text
+
+
+def format_closing(run: Run, report_html: Path) -> str:
+    """The last words of a study in the terminal: the verdict in a sentence, the arm to use with its torch
+    code, and where the report is.
+
+    Example:
+        >>> print(format_closing(run, run.path / "report.html"))  # doctest: +SKIP
+    """
+    rec = recommendation(run)
+    lines = [f"answer: {_first_sentence(run.summary)}"]
+    if rec is None:
+        lines.append("recommended: none yet (no final runs with a verdict in this folder)")
+    else:
+        lines.append(f"recommended: {rec.arm} ({rec.why})")
+        v, m = run.verdict, run.metric
+        for b in v.get("baselines", []) if len(v.get("baselines", [])) > 1 else []:
+            c = v["arms"].get(rec.arm, {}).get("vs_baselines", {}).get(b)
+            strongest = " (the strongest baseline)" if b == v.get("strongest_baseline") else ""
+            mean = metric_text(v["arms"][b]["mean"], m)
+            lines.append(f"  vs {b}{strongest}, val {m} {mean}: {call_text(c, m) or 'itself'}")
+        if ladder := attribution_lines(run.verdict.get("attribution")):
+            lines += [f"{LADDER_TITLE}:", *[f"  {line}" for line in ladder]]
+        lines += [
+            "",
+            f"--- {rec.arm} in your own training loop (runs as written; replace the '# your ...' lines) ---",
+            rec.code.rstrip("\n"),
+            "---",
+        ]
+    cost = range_test_cost_line(run)
+    lines += ["", cost] if cost else []
+    lines += ["", f"report: {report_html.resolve()}  (open it in a browser)", f"run folder: {run.path}"]
+    return "\n".join(lines)
+
+
+def range_test_cost_line(run: Run) -> str | None:
+    """What the range tests cost, in trials of this study (timing.json); None before the study ends."""
+    path = run.path / "timing.json"
+    if not path.exists():
+        return None
+    cost = json.loads(path.read_text()).get("range_test_trial_equivalents")
+    if cost is None:
+        return None
+    if not cost:
+        return "range test: none (broad space)"
+    parts = ", ".join(f"{opt} {x:.2g}" for opt, x in cost.items())
+    return f"range test cost: {sum(cost.values()):.2g} trial-equivalents ({parts}; steps over one trial's)"
+
+
+__all__ = ["format_closing", "range_test_cost_line", "recommendation"]
