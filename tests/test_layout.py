@@ -15,7 +15,7 @@ FLOORS = {
     # the leaves: nothing of ours
     "config": 0, "_importpath": 0, "schedules": 0, "optim": 0, "curve": 0, "tables": 0, "runlock": 0,
     "routing": 0, "paired": 0, "interrupt": 0, "schedule_free": 0, "warmup_decay": 0,
-    "sampler": 0,
+    "sampler": 1,
     # the parts
     "data": 1, "models": 1, "arms": 1, "plots": 1, "verdict": 1, "precision": 1, "objective": 1,
     "studyfile": 1, "recorder": 1,
