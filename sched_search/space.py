@@ -296,7 +296,14 @@ def _family_seed(schedule: str, optimizer: str, seed: RangeSeed) -> RangeSeed:
     if (schedule, optimizer) != ("schedule_free", "sgd"):
         return seed
     k = SCHEDULE_FREE_SGD_SCALE
-    return replace(seed, max_lr=seed.max_lr * k, min_lr=seed.min_lr * k, min_loss_lr=seed.min_loss_lr * k)
+    edge = None if seed.divergence_lr is None else seed.divergence_lr * k
+    return replace(
+        seed,
+        max_lr=seed.max_lr * k,
+        min_lr=seed.min_lr * k,
+        min_loss_lr=seed.min_loss_lr * k,
+        divergence_lr=edge,
+    )
 
 
 def _warmup_param(why: str) -> Param:

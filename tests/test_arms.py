@@ -65,7 +65,11 @@ def test_range_family_seeds_schedule_free_from_the_scheduled_optimizer_it_replac
     assert (
         sgd["max_lr"].first == pytest.approx(0.06 * SCHEDULE_FREE_SGD_SCALE) and SCHEDULE_FREE_SGD_SCALE == 10
     )
-    assert (sgd["max_lr"].low, sgd["max_lr"].high) == pytest.approx((0.6 / 4, 1.2))
+    sgdw = {p.name: p for p in build_space("one_cycle-sgdw", SEEDS["sgdw"], 20, 70).params}
+    # SGDW's range, every bound on the schedule-free scale
+    assert (sgd["max_lr"].low, sgd["max_lr"].high) == pytest.approx(
+        (sgdw["max_lr"].low * 10, sgdw["max_lr"].high * 10)
+    )
     assert "sgdw" in build_space("schedule_free-sgd", SEEDS["sgdw"], 20, 70).sources["max_lr"]
     adamw = {p.name: p for p in build_space("schedule_free-adamw", SEEDS["adamw"], 20, 70).params}
     assert adamw["max_lr"].first == 4e-3  # Adam's step size: the range test's own suggestion
