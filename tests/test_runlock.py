@@ -174,3 +174,33 @@ def test_a_damaged_lock_file_without_a_holder_is_taken_over(tmp_path: Path) -> N
         (tmp_path / LOCK_NAME).write_text(damaged)
         with run_lock(tmp_path):
             pass
+
+
+@pytest.mark.parametrize(
+    ("holder", "said"),
+    [
+        ({"pid": 1, "host": "elsewhere"}, "pid 1 on host elsewhere since ?"),
+        (
+            {"host": "elsewhere", "since": "2026-01-01 12:00:00"},
+            "pid ? on host elsewhere since 2026-01-01 12:00:00",
+        ),
+        ({"pid": 1}, "pid 1 on host ? since ?"),  # no host: cannot be checked from here either
+    ],
+)
+def test_a_holder_that_cannot_be_checked_is_refused_saying_what_is_known(
+    tmp_path: Path, holder: dict, said: str
+) -> None:
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+    with pytest.raises(RunFolderLocked) as refused, run_lock(tmp_path):
+        pass
+    assert f"in use by a study ({said}; lock file {tmp_path / LOCK_NAME})" in str(refused.value)
+    assert json.loads((tmp_path / LOCK_NAME).read_text()) == holder  # left as it was
+
+
+def test_start_time_is_the_kernels_field_22() -> None:
+    """proc(5): field 22 of /proc/PID/stat, the start time in clock ticks: fixed for a process's life."""
+    from sched_search.runlock import _start_time
+
+    fields = Path(f"/proc/{os.getpid()}/stat").read_text().split()  # this process's name has no spaces
+    assert _start_time(os.getpid()) == fields[21]
+    assert _start_time(2**22 + 1) is None  # no such process

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from sched_search.attribution import attribution, attribution_lines
 from sched_search.config import BASELINE_ARM, BASELINES
@@ -507,3 +508,29 @@ def test_numbers_in_words() -> None:
     sp = {"estimate": 4.0, "ci_low": 2.0, "ci_high": 8.0, "lower_bound": False}
     assert speedup_text(sp) == "4x (95% CI 2-8x)"
     assert speedup_text({**sp, "lower_bound": True}) == ">= 4x (a lower bound; 95% CI 2-8x)"
+
+
+def test_paired_difference_by_hand_at_the_edges() -> None:
+    """2 seeds (1 df) and 2 examples by hand; the interval clipped to [-1, 1] only when asked (accuracy), and
+    by default in the metric's own units."""
+    a = np.array([[1.0, 0.0], [1.0, 1.0]])
+    b = np.array([[0.0, 0.0], [1.0, 0.0]])
+    c = paired_difference(a, b)
+    d_s, delta = a.mean(1) - b.mean(1), (a - b).mean(0)  # per seed [0.5, 0.5], per example [0.5, 0.5]
+    v1, v2 = d_s.var(ddof=1) / 2, delta.var(ddof=1) / 2
+    assert (v1, v2) == (0.0, 0.0) and c["p"] == 0.0  # the same gap everywhere
+    rng = np.random.default_rng(6)
+    a, b = rng.random((2, 2)), rng.random((2, 2))
+    c = paired_difference(a, b)
+    d_s, delta = a.mean(1) - b.mean(1), (a - b).mean(0)
+    v1, v2 = d_s.var(ddof=1) / 2, delta.var(ddof=1) / 2
+    df = (v1 + v2) ** 2 / (v1**2 + v2**2)
+    assert c["diff"] == pytest.approx(d_s.mean()) and c["df"] == pytest.approx(df)
+    assert c["p"] == pytest.approx(2 * stats.t.sf(abs(d_s.mean()) / math.sqrt(v1 + v2), df))
+    # a wide interval: seeds that disagree a lot on a metric in [0, 1]
+    wide_a = np.array([[1.0] * 4, [0.0] * 4, [1.0] * 4])
+    wide_b = np.array([[0.0] * 4, [1.0] * 4, [0.0] * 4])
+    raw, clipped = paired_difference(wide_a, wide_b), paired_difference(wide_a, wide_b, clip=True)
+    assert raw["ci_low"] < -1 and raw["ci_high"] > 1  # the metric's units, not clipped by default
+    assert (clipped["ci_low"], clipped["ci_high"]) == (-1.0, 1.0)
+    assert clipped["diff"] == raw["diff"] and clipped["p"] == raw["p"]
