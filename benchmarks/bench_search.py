@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--sampler", help="override the study's [search] sampler")
     parser.add_argument("--out", default="bench_search.json")
+    parser.add_argument("--sides", nargs="+", default=["seeded", "broad"], choices=["seeded", "broad"])
     parser.add_argument("--first-rep", type=int, default=0, help="run repetitions first-rep.. (split runs)")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print saved runs' table, reps merged")
     args = parser.parse_args()
@@ -210,6 +211,7 @@ def main() -> None:
         "study": args.study,
         "date": datetime.now(UTC).isoformat(timespec="minutes"),
         "sampler": cfg.search.sampler,
+        "metric_mode": metric_mode(cfg.train),
         "trials_per_arm": k_study,
         "reps": args.reps,
         "range_test": cost,
@@ -234,6 +236,8 @@ def main() -> None:
         # both sides per repetition: a run cut short still compares like with like
         for rep in range(args.first_rep, args.first_rep + args.reps):
             for side, (space, n, extra) in sides.items():
+                if side not in args.sides:
+                    continue
                 t0 = time.perf_counter()
                 trials = search(cfg, space, data, settings, rep, n)
                 curve = {k: best_of(trials[: k + extra], sign) for k in ks}
@@ -284,7 +288,9 @@ def merge(results: list[dict]) -> dict:
 def _table(result: dict, ks: list[int]) -> None:
     k_study = result["trials_per_arm"]
     print(f"\n{result['study']}  sampler {result['sampler']}  reps {result['reps']}  {result['date']}")
-    print("best-so-far val metric at k trials (broad at k + c: the range test's cost), mean±sd over reps")
+    better = "lower" if result.get("metric_mode") == "min" else "higher"
+    print(f"best-so-far val metric at k trials ({better} is better; broad at k + c trials, c the range")
+    print("test's cost in trials), mean±sd over repetitions")
     head = " | ".join(f"k={k}" for k in ks)
     print(f"arm | side | {head} | held-out test @{k_study} | failed @{k_study}")
     for arm, a in result["arms"].items():
