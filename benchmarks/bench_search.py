@@ -37,7 +37,7 @@ import torch
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 from sched_search.arms import split_arm
-from sched_search.config import load_study, metric_mode
+from sched_search.config import metric_mode
 from sched_search.data import data_steps, load_data
 from sched_search.models import IMAGE_MODELS
 from sched_search.rangetest import RangeTestConfig, run_range_test, sweep_steps
@@ -45,6 +45,7 @@ from sched_search.sampler import arm_seed, build_sampler
 from sched_search.search import trial_settings
 from sched_search.space import seed_from_summary, suggest
 from sched_search.study import arm_space
+from sched_search.studyfile import load_study
 from sched_search.trial import train_trial
 
 KS = (1, 2, 4, 8, 16)

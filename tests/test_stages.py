@@ -1,4 +1,4 @@
-"""The study's stages in a run folder, without Ray: range tests are reused when the folder has them (a resume
+"""The study's stages in a run folder: range tests are reused when the folder has them (a resume
 never sweeps again), a failed range test stops the study unless allow_failed is set (in the study file or
 by the caller), and a folder without study.toml is not resumed."""
 
@@ -20,8 +20,9 @@ SMOKE = ROOT / "studies" / "smoke.toml"
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path, list[str]]:
-    """The smoke study cut to one optimizer family and one short sweep, run once in a fresh folder."""
+def swept(tmp_path_factory: pytest.TempPathFactory, ray_local) -> tuple[object, Path, list[str]]:
+    """The smoke study cut to one optimizer family and one short sweep (a Ray task), run once in a fresh
+    folder."""
     cfg = load_study(SMOKE)
     cfg = replace(
         cfg,
