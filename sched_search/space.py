@@ -143,7 +143,8 @@ def first_weight_decay(chosen: float, low: float, high: float) -> float:
 
 def max_lr_high(seed: RangeSeed) -> float:
     """The top of the max_lr range: where the curve's divergence region starts, or twice the min-loss LR when
-    the curve never diverged (a failed sanity check, used with allow_failed).
+    the curve never diverged (a failed sanity check, used with allow_failed); never below twice the suggestion
+    (a suggestion past the edge: a hand-made or failed reading), so that the first point lies inside.
 
     Example:
         >>> max_lr_high(RangeSeed("adamw", 0.0095, 0.001, 0.0, (1e-6, 1e-4), 0.0284, 0.0524))
@@ -151,12 +152,14 @@ def max_lr_high(seed: RangeSeed) -> float:
     """
     if seed.divergence_lr is not None and seed.divergence_lr > seed.max_lr:
         return seed.divergence_lr
-    return 2 * seed.min_loss_lr
+    return max(2 * seed.min_loss_lr, 2 * seed.max_lr)
 
 
 def _high_words(seed: RangeSeed) -> str:
     if seed.divergence_lr is not None and seed.divergence_lr > seed.max_lr:
         return f"the divergence edge {seed.divergence_lr:.3g}"
+    if seed.min_loss_lr < seed.max_lr:
+        return f"2 x the suggestion ({2 * seed.max_lr:.3g}; it lies past the min-loss lr)"
     return f"2 x the min-loss lr ({2 * seed.min_loss_lr:.3g}; the curve never diverged)"
 
 

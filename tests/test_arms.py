@@ -161,7 +161,12 @@ def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) 
         name="modern-smoke",
         runs_dir=str(tmp_path),
         search=replace(
-            smoke.search, arms=tuple(NEW_ARMS), trials_per_arm=1, budgets=(1.0,), baselines=BASELINES
+            smoke.search,
+            arms=tuple(NEW_ARMS),
+            trials_per_arm=1,
+            budgets=(1.0,),
+            seeds=(0, 1),
+            baselines=BASELINES,
         ),
         early_stopping=replace(smoke.early_stopping, enabled=False),
     )

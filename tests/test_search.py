@@ -182,7 +182,7 @@ def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local) -> Non
     assert not list(run_dir.glob("range_test_*")) and not any("range test" in line for line in lines)
     spaces = json.loads((run_dir / "spaces.json").read_text())
     max_lr = next(p for p in spaces["one_cycle-sgdw"]["params"] if p["name"] == "max_lr")
-    assert (max_lr["low"], max_lr["high"]) == list(BROAD_MAX_LR["sgdw"]) and max_lr["first"] is None
+    assert [max_lr["low"], max_lr["high"]] == list(BROAD_MAX_LR["sgdw"]) and max_lr["first"] is None
     assert json.loads((run_dir / "timing.json").read_text())["range_test_trial_equivalents"] == {}
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert (trials.stage == "search").sum() == 2

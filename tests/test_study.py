@@ -592,7 +592,8 @@ class Net(torch.nn.Module):
         self.body = mlp(input_shape, num_classes, hidden)
         self.steps = 0
         self.nth = 0
-        if ray.is_initialized():
+        # a Tune trial runs in an actor; the range test's sweeps are plain Ray tasks, left alone
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
             if os.environ.get("MODE") == "raise":
                 raise ValueError("this layer has no kernel on this worker")
             trial = ray.tune.get_context().get_trial_id()
