@@ -20,8 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One arm, two seeds, no early stopping (results independent of timing), one baseline: 2 search trials, 2 final
-# re-runs of the arm and 2 of the baseline.
+# One arm, two seeds, no early stopping (results independent of timing), one baseline: 2 search trials,
+# 2 final re-runs of the arm and 2 of the baseline.
 TINY = """
 name = "tiny"
 
