@@ -32,6 +32,17 @@ def _check_step(step: int) -> None:
     _check(_is_int(step) and step >= 0, "step", "an int >= 0", step)
 
 
+def _check_peak_and_length(cfg: CosineConfig | WSDConfig) -> None:
+    """What both warm-up schedules require: 0 <= eta_min <= max_lr, max_lr > 0, whole steps >= 1."""
+    _check(
+        0 <= cfg.eta_min <= cfg.max_lr and cfg.max_lr > 0,
+        "eta_min, max_lr",
+        "0 <= eta_min <= max_lr with max_lr > 0",
+        (cfg.eta_min, cfg.max_lr),
+    )
+    _check(_is_int(cfg.total_steps) and cfg.total_steps >= 1, "total_steps", "an int >= 1", cfg.total_steps)
+
+
 @dataclass(frozen=True)
 class CosineConfig:
     """Linear warm-up, then cosine decay to `eta_min` (nanoGPT's `get_lr`; torch's LinearLR then
@@ -48,18 +59,7 @@ class CosineConfig:
     eta_min: float = 0.0  # floor LR, in [0, max_lr]
 
     def __post_init__(self) -> None:
-        _check(
-            0 <= self.eta_min <= self.max_lr and self.max_lr > 0,
-            "eta_min, max_lr",
-            "0 <= eta_min <= max_lr with max_lr > 0",
-            (self.eta_min, self.max_lr),
-        )
-        _check(
-            _is_int(self.total_steps) and self.total_steps >= 1,
-            "total_steps",
-            "an int >= 1",
-            self.total_steps,
-        )
+        _check_peak_and_length(self)
         _check(
             _is_int(self.warmup_steps) and 0 <= self.warmup_steps < self.total_steps,
             "warmup_steps",
@@ -98,18 +98,7 @@ class WSDConfig:
     decay: str = "1-sqrt"  # cooldown shape, one of WSD_DECAYS
 
     def __post_init__(self) -> None:
-        _check(
-            0 <= self.eta_min <= self.max_lr and self.max_lr > 0,
-            "eta_min, max_lr",
-            "0 <= eta_min <= max_lr with max_lr > 0",
-            (self.eta_min, self.max_lr),
-        )
-        _check(
-            _is_int(self.total_steps) and self.total_steps >= 1,
-            "total_steps",
-            "an int >= 1",
-            self.total_steps,
-        )
+        _check_peak_and_length(self)
         _check(
             _is_int(self.decay_steps) and self.decay_steps >= 1,
             "decay_steps",
