@@ -580,7 +580,8 @@ class Net(torch.nn.Module):
 """
 
 
-def _flaky_study(tmp_path: Path, name: str, mode: str) -> subprocess.CompletedProcess:
+def _flaky_study(tmp_path: Path, name: str, mode: str, **changes: str) -> subprocess.CompletedProcess:
+    """The smoke study (2 seeds) on `flaky:Net`, with `changes` (old=new lines) made to its text."""
     folder = tmp_path / name
     folder.mkdir()
     (folder / "flaky.py").write_text(FLAKY_WORKER)
@@ -589,6 +590,9 @@ def _flaky_study(tmp_path: Path, name: str, mode: str) -> subprocess.CompletedPr
         .replace('name = "mlp"', 'name = "flaky:Net"')
         .replace("[early_stopping]", "[early_stopping]\nenabled = false")
     )  # no ASHA: results independent of timing
+    for old, new in changes.items():
+        assert old in text, old
+        text = text.replace(old, new)
     (folder / "smoke.toml").write_text(f'runs_dir = "{folder / "runs"}"\n' + text)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{folder}", "MODE": mode}
     return subprocess.run(
@@ -639,7 +643,9 @@ def test_killed_trial_worker_leaves_no_duplicate_rows_and_the_runs_a_plain_loop_
 
 @pytest.mark.slow
 def test_every_run_failing_exits_4_with_short_reasons_and_tracebacks_in_errors(tmp_path: Path) -> None:
-    done = _flaky_study(tmp_path, "raise", "raise")
+    # one search trial per arm, one seed and no range test: every run fails either way, each in two attempts
+    one_each = {"trials_per_arm = 2": 'trials_per_arm = 1\nspace = "broad"', "seeds = [0, 1]": "seeds = [0]"}
+    done = _flaky_study(tmp_path, "raise", "raise", **one_each)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "error: every run of clr-sgdw, constant-adam, one_cycle-adamw failed" in done.stderr
     assert (
