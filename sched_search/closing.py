@@ -10,7 +10,7 @@ from pathlib import Path
 from .attribution import LADDER_TITLE, attribution_lines
 from .leaderboard import call_text
 from .results import Run
-from .snippet import Recommendation, recommend
+from .snippet import Recommendation, ToyBatch, recommend
 from .verdict import metric_text
 
 
@@ -25,6 +25,7 @@ def recommendation(run: Run) -> Recommendation | None:
         run.config.get("steps_per_epoch"),
         run.config.get("n_train"),
         run.path.name,
+        toy=ToyBatch.of(run.config),
     )
 
 

@@ -19,6 +19,53 @@ from .verdict import NO_WINNER
 
 
 @dataclass(frozen=True)
+class ToyBatch:
+    """The study's shapes and loss, for the snippet's stand-in model and batch (so that it runs as written
+    with the loss the study trained on)."""
+
+    input_shape: tuple[int, ...] = (40,)
+    num_outputs: int = 10
+    loss: str = "cross_entropy"  # cross_entropy | mse | a "pkg.mod:fn" import path
+
+    @classmethod
+    def of(cls, resolved: dict[str, Any]) -> ToyBatch:
+        """From a run's resolved_config.json; what an older folder lacks keeps the default."""
+        shape, outputs = resolved.get("input_shape"), resolved.get("num_outputs")
+        return cls(
+            tuple(shape) if shape else cls.input_shape,
+            int(outputs) if outputs else cls.num_outputs,
+            resolved.get("loss") or cls.loss,
+        )
+
+    def lines(self, batch: int) -> tuple[list[str], list[str], str]:
+        """(import lines, the model and loader lines, the loss line inside the loop)."""
+        width = math.prod(self.input_shape)
+        model = f"torch.nn.Linear({width}, {self.num_outputs})"
+        if len(self.input_shape) > 1:
+            model = f"torch.nn.Sequential(torch.nn.Flatten(), {model})"
+        x = f"torch.randn({', '.join(str(n) for n in (batch, *self.input_shape))})"
+        imports: list[str] = []
+        if self.loss == "cross_entropy":
+            y, loss = f"torch.randint(0, {self.num_outputs}, ({batch},))", "torch.nn.functional.cross_entropy"
+        elif self.loss == "mse":
+            y, loss = f"torch.randn({batch}, {self.num_outputs})", "torch.nn.functional.mse_loss"
+        else:  # the user's own loss, imported as the study did; targets as a regression's or a classifier's
+            module, _, name = self.loss.partition(":")
+            imports = [f"from {module} import {name} as study_loss  # the study's loss"]
+            y = (
+                f"torch.randn({batch})"
+                if self.num_outputs == 1
+                else f"torch.randint(0, {self.num_outputs}, ({batch},))"
+            )
+            loss = "study_loss"
+        setup = [
+            f"model = {model}  # your model",
+            f"loader = [({x}, {y})] * steps_per_epoch  # your DataLoader",
+        ]
+        return imports, setup, f"        loss = {loss}(model(x), y)  # your loss (the study's: {self.loss})"
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """The arm to use, why it was picked, its final re-run config, and that config as torch code."""
 
@@ -35,6 +82,7 @@ def recommend(
     steps_per_epoch: int | None,
     n_train: int | None = None,
     source: str = "",
+    toy: ToyBatch = ToyBatch(),
 ) -> Recommendation | None:
     """The verdict's `recommended` arm; else (an older verdict) its winner, else the first arm of its top
     group that is not a baseline; None without one.
@@ -45,6 +93,7 @@ def recommend(
         steps_per_epoch: the study's (resolved_config.json); None (an older run folder): no recommendation.
         n_train: the study's training examples, said beside the steps per epoch.
         source: the run folder's name, for the code's first comment.
+        toy: the study's shapes and loss (`ToyBatch.of(resolved_config)`), for the code's stand-ins.
 
     Example:
         >>> rec = recommend(run.verdict, run.final_configs, run.config["steps_per_epoch"])  # doctest: +SKIP
@@ -68,7 +117,7 @@ def recommend(
         return None
     spe = int(steps_per_epoch)
     title = f"{arm} as sched_search chose it" + (f" (run {source})" if source else "")
-    return Recommendation(arm, why, configs[0], spe, torch_code(configs[0], spe, n_train, title))
+    return Recommendation(arm, why, configs[0], spe, torch_code(configs[0], spe, n_train, title, toy))
 
 
 # --------------------------------------------------------------------------------------------- the code
@@ -165,18 +214,24 @@ def _schedule_free_lines(
 
 
 def torch_code(
-    config: dict[str, Any], steps_per_epoch: int, n_train: int | None = None, title: str = ""
+    config: dict[str, Any],
+    steps_per_epoch: int,
+    n_train: int | None = None,
+    title: str = "",
+    toy: ToyBatch = ToyBatch(),
 ) -> str:
     """A runnable snippet that trains with a trial config's optimizer and schedule over its full budget.
 
-    Placeholder model and data (a linear layer on random batches) make it run as written; the lines marked
-    "# your model" and "# your DataLoader" are the ones to replace.
+    Placeholder model and data (a linear layer on random batches of the study's shapes, `toy`) make it run as
+    written with the study's loss; the lines marked "# your model", "# your DataLoader" and "# your loss" are
+    the ones to replace.
 
     Args:
         config: a trial config (schedule, optimizer, epochs, batch_size and the schedule's values).
         steps_per_epoch: the optimizer steps per epoch the config was trained with; the code states it.
         n_train: the training examples behind those steps, said in the comment.
         title: the first comment line (what this config is).
+        toy: the study's input shape, outputs and loss.
 
     Example:
         >>> print(torch_code(run.final_configs[0], 70))  # doctest: +SKIP
@@ -193,7 +248,7 @@ def torch_code(
         ours, optimizer = _optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0))
         imports = f"from sched_search import {', '.join(x for x in (ours, kind, 'build_scheduler') if x)}"
     batch = int(config.get("batch_size", 64))
-    batch_xy = f"(torch.randn({batch}, 40), torch.randint(0, 10, ({batch},)))"
+    toy_imports, stand_ins, loss_line = toy.lines(batch)
     study = f"{n_train} examples / batch {batch}" if n_train else f"batch {batch}"
     driven = "LR" if momentum_at(schedule, 0) is None else "LR and the momentum"
     lines = [
@@ -202,16 +257,13 @@ def torch_code(
         "import torch",
         "",
         imports,
+        *toy_imports,
         "",
         f"epochs = {epochs}",
         f"steps_per_epoch = {steps_per_epoch}  # the study's ({study}); len(loader) for yours",
-        "model = torch.nn.Linear(40, 10)  # your model",
-        f"loader = [{batch_xy}] * steps_per_epoch  # your DataLoader",
+        *stand_ins,
         "",
     ]
-    loss_line = "        loss = torch.nn.functional.cross_entropy(model(x), y)  # your loss" + (
-        f" (the study's: {config['loss']})" if config.get("loss", "cross_entropy") != "cross_entropy" else ""
-    )
     if free:
         return "\n".join(lines + _schedule_free_lines(config, lr, epochs, steps_per_epoch, loss_line)) + "\n"
     if ours:
@@ -234,4 +286,4 @@ def torch_code(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["NO_WINNER", "Recommendation", "recommend", "torch_code"]
+__all__ = ["NO_WINNER", "Recommendation", "ToyBatch", "recommend", "torch_code"]

@@ -221,13 +221,17 @@ def _run_stages(
     """The stages of `run_study` in order, in a locked run folder."""
     import ray
 
-    from .data import data_steps
+    from .data import data_steps, model_shape
 
     spe = data_steps(data, cfg.train.batch_size)
     tensors = isinstance(data, TensorData)
+    input_shape, num_outputs = model_shape(data)
     resolved = {
         "study": cfg.to_dict(),
         "steps_per_epoch": spe,
+        # what the model is built with: the snippet's toy batch has these shapes
+        "input_shape": list(input_shape) if input_shape else None,
+        "num_outputs": num_outputs,
         "n_train": len(data.x_train) if tensors else None,
         "n_val": len(data.y_val) if tensors else None,
         "metric": metric_name(cfg.train.metric),

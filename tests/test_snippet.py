@@ -14,7 +14,7 @@ import torch
 from sched_search.arms import build_schedule, optimizer_and_scheduler, range_family
 from sched_search.optim import SGDW, AdamW
 from sched_search.schedules import lr_at, momentum_at
-from sched_search.snippet import NO_WINNER, recommend, torch_code
+from sched_search.snippet import NO_WINNER, ToyBatch, recommend, torch_code
 from sched_search.space import RangeSeed, build_space
 
 EPOCHS, SPE = 6, 5
@@ -159,3 +159,40 @@ def test_each_new_arms_code_runs_in_a_fresh_interpreter() -> None:
     for arm, line in printed.items():
         assert line.startswith(f"{EPOCHS * SPE} steps, last loss "), (arm, line)
         assert math.isfinite(float(line.split()[-1])), (arm, line)
+
+
+@pytest.mark.parametrize(
+    "toy",
+    [
+        ToyBatch((1, 8, 8), 10, "cross_entropy"),  # digits as images: a flattening stand-in
+        ToyBatch((10,), 1, "mse"),
+        ToyBatch((10,), 1, "friedman:huber"),  # a user's loss, imported as the study imported it
+    ],
+    ids=["images", "mse", "user-loss"],
+)
+def test_code_trains_on_a_toy_batch_of_the_studys_shapes_with_its_loss(
+    toy: ToyBatch, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
+    code = torch_code(_config("one_cycle-sgdw"), SPE, toy=toy)
+    ns = _run(code)
+    assert capsys.readouterr().out.startswith(f"{EPOCHS * SPE} steps, last loss ")
+    x, y = ns["loader"][0]
+    assert tuple(x.shape) == (8, *toy.input_shape) and ns["model"](x).shape == (8, toy.num_outputs)
+    assert f"# your loss (the study's: {toy.loss})" in code
+    if toy.loss == "cross_entropy":
+        assert y.dtype == torch.int64 and "cross_entropy" in code and "mse" not in code
+    else:  # a regression's float targets, never class labels
+        assert y.is_floating_point() and "cross_entropy" not in code
+    if toy.loss == "friedman:huber":
+        import friedman
+
+        assert ns["study_loss"] is friedman.huber
+
+
+def test_the_toy_batch_comes_from_the_run_and_defaults_for_an_older_one() -> None:
+    resolved = {"input_shape": [40], "num_outputs": 10, "loss": "mse"}
+    assert ToyBatch.of(resolved) == ToyBatch((40,), 10, "mse")
+    assert ToyBatch.of({}) == ToyBatch()
