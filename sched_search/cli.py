@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .config import RangeTestSection
 
 DESCRIPTION = """\
 Leslie Smith's workflow in one command: an LR range test seeds the search spaces, Ray Tune runs
@@ -95,7 +96,14 @@ def _add_range_test(sub: argparse._SubParsersAction) -> None:
         default="sgdw",
         help="sgdw | adamw (ours, decoupled decay) | sgd | adam (torch's)",
     )
-    p.add_argument("--steps", type=int, default=300, metavar="N", help="optimizer steps in each sweep")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="optimizer steps in each sweep; 0 (default): the study's rule, 15 passes over the data within "
+        "300-3000 steps",
+    )
     p.add_argument("--start-lr", metavar="LR", type=float, default=1e-7, help="the LR of the first step")
     p.add_argument(
         "--end-lr",
@@ -109,8 +117,9 @@ def _add_range_test(sub: argparse._SubParsersAction) -> None:
         "--weight-decays",
         metavar="LIST",
         type=_weight_decays,
-        default="0,1e-5,1e-4,1e-3,1e-2",
-        help="comma-separated weight decays, one sweep each; 'none' for a single sweep without decay",
+        default=",".join(f"{wd:g}" for wd in RangeTestSection.weight_decays),
+        help="comma-separated weight decays, one sweep each (default: the study's); 'none' for a single "
+        "sweep without decay",
     )
     p.add_argument(
         "--seed", metavar="N", type=int, default=0, help="seeds the model's weights and the batch order"
@@ -124,9 +133,14 @@ def _add_range_test(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_range_test(args: argparse.Namespace) -> int:
-    from .rangetest import RangeTestConfig, run_range_test
+    from .data import data_steps, load_data
+    from .models import IMAGE_MODELS
+    from .rangetest import RangeTestConfig, run_range_test, sweep_steps
 
-    config = RangeTestConfig(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps, seed=args.seed)
+    # the data loaded once here: the sweep's length follows its steps per epoch, as a study's does
+    data = load_data(args.data, root=args.data_root, image=args.model in IMAGE_MODELS)
+    steps = args.steps or sweep_steps(data_steps(data, args.batch_size))
+    config = RangeTestConfig(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=steps, seed=args.seed)
     decays = args.weight_decays
     bars = sys.stderr.isatty()
 
@@ -137,7 +151,7 @@ def cmd_range_test(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = run_range_test(
-        args.data,
+        data,
         args.model,
         args.optimizer,
         config,

@@ -128,6 +128,21 @@ def test_range_test_off_a_terminal_prints_a_line_per_sweep(
     assert "suggested max_lr" in captured.out
 
 
+def test_range_test_by_default_sweeps_as_a_study_of_that_data_does(tmp_path: Path) -> None:
+    """No --steps and no --weight-decays: the study's rule for the sweep's length (passes over the data at the
+    batch size) and the study's weight decays, so the command line reads what a study would."""
+    from sched_search.config import RangeTestSection
+    from sched_search.data import data_steps, load_data
+    from sched_search.rangetest import sweep_steps
+
+    out = tmp_path / "rt"
+    main(["range-test", "--batch-size", "128", "--out", str(out)])
+    record = json.loads((out / "range_test.json").read_text())
+    assert record["config"]["num_steps"] == sweep_steps(data_steps(load_data("digits"), 128))
+    per_decay = record["weight_decay"]["per_decay"]
+    assert sorted(s["weight_decay"] for s in per_decay) == sorted(RangeTestSection.weight_decays)
+
+
 @pytest.mark.slow
 def test_smoke_report_closing_block(smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_dir = tmp_path / smoke_run.name
