@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import BASELINE_ARM
+
 
 def _pyplot():
     import matplotlib
@@ -96,12 +98,23 @@ def _no_data(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} yet", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
+GREYS = (BASELINE_COLOR, "#4d4d4d", "#b3b3b3", "#6e6e6e", "#cccccc")
+
+
+def _fixed(arm: str) -> bool:
+    """A baseline (`verdict.is_baseline`) or an attribution-ladder rung: a fixed recipe, drawn in grey."""
+    return arm == BASELINE_ARM or arm.startswith(("default:", "ladder:"))
+
+
 def _colors(arms: Sequence[str]) -> dict[str, str]:
-    """One color per arm, stable across figures; the baseline always grey."""
+    """One color per searched arm, stable across figures; baselines and ladder rungs in shades of grey (the
+    seed's constant Adam always the same one)."""
     palette = [f"C{i}" for i in range(10)]
-    ordered = sorted(a for a in arms if a != "constant-adam")
+    ordered = sorted(a for a in arms if not _fixed(a))
     colors = {a: palette[i % len(palette)] for i, a in enumerate(ordered)}
-    colors["constant-adam"] = BASELINE_COLOR
+    fixed = sorted(a for a in set(arms) if _fixed(a) and a != BASELINE_ARM)
+    colors.update({a: GREYS[1 + i % (len(GREYS) - 1)] for i, a in enumerate(fixed)})
+    colors[BASELINE_ARM] = BASELINE_COLOR
     return colors
 
 

@@ -561,3 +561,19 @@ def test_smoke_html_in_headless_chromium(smoke_report: tuple[Path, dict[str, Pat
     dom = done.stdout
     assert "<h2>Leaderboard</h2>" in dom and "one_cycle-adamw" in dom and "clr-sgdw" in dom
     assert dom.count("data:image/png;base64,") >= 5
+
+
+def test_baselines_and_ladder_rungs_are_grey_and_searched_arms_are_not() -> None:
+    from matplotlib.colors import to_rgb
+
+    from sched_search.plots import _colors
+
+    arms = ["one_cycle-adamw", BASELINE, "default:adamw-cosine", "ladder:cosine-adamw", "clr-sgdw"]
+    colors = {a: to_rgb(c) for a, c in _colors(arms).items()}
+    for arm in (BASELINE, "default:adamw-cosine", "ladder:cosine-adamw"):
+        r, g, b = colors[arm]
+        assert r == g == b, arm  # a grey
+    for arm in ("one_cycle-adamw", "clr-sgdw"):
+        assert len(set(colors[arm])) > 1, arm
+    assert colors["default:adamw-cosine"] != colors[BASELINE]  # two baselines told apart
+    assert _colors([*arms, "sgdr-sgdw"])[BASELINE] == _colors(arms)[BASELINE]  # stable across figures
