@@ -7,11 +7,13 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
+
 from .attribution import LADDER_TITLE, attribution_lines
 from .leaderboard import call_text
 from .results import Run
 from .snippet import Recommendation, ToyBatch, recommend
-from .verdict import metric_text
+from .verdict import LADDER_PREFIX, is_baseline, metric_text
 
 
 def recommendation(run: Run) -> Recommendation | None:
@@ -61,8 +63,8 @@ def format_closing(run: Run, report_html: Path) -> str:
             rec.code.rstrip("\n"),
             "---",
         ]
-    cost = range_test_cost_line(run)
-    lines += ["", cost] if cost else []
+    cost = [line for line in (range_test_cost_line(run), run_cost_line(run)) if line]
+    lines += ["", *cost] if cost else []
     lines += ["", f"report: {report_html.resolve()}  (open it in a browser)", f"run folder: {run.path}"]
     return "\n".join(lines)
 
@@ -81,4 +83,43 @@ def range_test_cost_line(run: Run) -> str | None:
     return f"range test cost: {sum(cost.values()):.2g} trial-equivalents ({parts}; steps over one trial's)"
 
 
-__all__ = ["format_closing", "range_test_cost_line", "recommendation"]
+# What each kind of training run is in the trials table, in the order the cost line lists them.
+RUN_KINDS = (
+    ("search", "search trials"),
+    ("finals", "finals of the searched arms"),
+    ("budget ladder", "shorter budgets of those finals (epochs to target)"),
+    ("baselines", "baselines"),
+    ("attribution", "attribution ladder"),
+)
+
+
+def run_kinds(trials: pd.DataFrame) -> pd.Series:
+    """Each row's kind of run (`RUN_KINDS`): a search trial, a searched arm's final at the full budget or at
+    a shorter one, a baseline, or an attribution-ladder rung."""
+    final = trials.stage == "final"
+    kinds = pd.Series("search", index=trials.index)
+    kinds[final & (trials.budget >= 1.0)] = "finals"
+    kinds[final & (trials.budget < 1.0)] = "budget ladder"
+    kinds[final & trials.arm.map(is_baseline)] = "baselines"
+    kinds[final & trials.arm.str.startswith(LADDER_PREFIX)] = "attribution"
+    return kinds
+
+
+def run_cost_line(run: Run) -> str | None:
+    """Where the study's training time went, per kind of run, with its share: what the extra final runs
+    (baselines, budget ladder, attribution) cost beside the search. None without trials."""
+    trials = run.trials
+    if trials.empty or "wall_time" not in trials:
+        return None
+    seconds = trials.wall_time.fillna(0.0).groupby(run_kinds(trials)).agg(["size", "sum"])
+    total = float(seconds["sum"].sum()) or 1.0
+    parts = [
+        f"{name} {int(seconds.loc[kind, 'size'])} runs, {seconds.loc[kind, 'sum']:.0f} s "
+        f"({seconds.loc[kind, 'sum'] / total:.0%})"
+        for kind, name in RUN_KINDS
+        if kind in seconds.index
+    ]
+    return f"training time: {total:.0f} s in all runs: " + "; ".join(parts)
+
+
+__all__ = ["format_closing", "range_test_cost_line", "recommendation", "run_cost_line", "run_kinds"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .attribution import LADDER_TITLE, attribution_lines
-from .closing import range_test_cost_line, recommendation
+from .closing import range_test_cost_line, recommendation, run_cost_line
 from .leaderboard import FULL_RUN_NOTE, baseline_calls, budget_ladder
 from .results import Run, learning_curves, load_run, param_importances, schedule_curves
 from .tables import diverged_search_lines, failure_lines, write_json
@@ -274,8 +274,8 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     written.update({f"plot:{k}": v for k, v in figures.items()})
     notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + notes
     notes = [f"Search: {line}" for line in diverged_search_lines(run.trials)] + notes
-    cost = range_test_cost_line(run)
-    notes += [cost[0].upper() + cost[1:]] if cost else []
+    for cost in (range_test_cost_line(run), run_cost_line(run)):
+        notes += [cost[0].upper() + cost[1:]] if cost else []
     study = run.config.get("study", {})
     title = f"Report: {study.get('name', path.name)} ({path.name})"
     m = run.metric

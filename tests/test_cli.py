@@ -19,6 +19,7 @@ from test_report import _fabricate
 from sched_search import __version__
 from sched_search.cli import build_parser, main
 from sched_search.snippet import NO_WINNER
+from sched_search.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,3 +161,14 @@ def test_smoke_report_closing_block(smoke_run: Path, tmp_path: Path, capsys: pyt
     assert "steps_per_epoch = 19 " in code  # digits: 1,212 examples / batch 64
     exec(compile(code, "<closing block>", "exec"), {})  # noqa: S102 - the printed code, run as a user would
     assert capsys.readouterr().out.startswith(f"{4 * 19} steps, last loss ")
+    # where the training time went, each kind of run counted from the study file
+    cfg = load_study(run_dir / "study.toml")
+    (cost,) = [line for line in out.splitlines() if line.startswith("training time: ")]
+    n_arms, n_seeds = len(cfg.search.arms), len(cfg.search.seeds)
+    assert f"search trials {n_arms * cfg.search.trials_per_arm} runs, " in cost, cost
+    assert f"finals of the searched arms {n_arms * n_seeds} runs, " in cost, cost
+    shorter = n_arms * n_seeds * sum(b < 1 for b in cfg.search.budgets)
+    assert f"shorter budgets of those finals (epochs to target) {shorter} runs, " in cost, cost
+    assert f"baselines {len(cfg.search.baselines) * n_seeds} runs, " in cost, cost
+    shares = [int(x) for x in re.findall(r"\((\d+)%\)", cost)]
+    assert len(shares) == 4 and abs(sum(shares) - 100) <= 2, cost
