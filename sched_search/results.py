@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from .arms import baseline_config
+from .arms import baseline_config, range_family
 from .attribution import attribution
 from .leaderboard import build_leaderboard
 from .tables import final_rows
-from .verdict import decide
+from .verdict import LADDER_PREFIX, decide
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,9 +151,9 @@ def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.Data
 
 def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
     """(done, planned) runs of a study (`study`: resolved_config.json's): its search trials and its final
-    re-runs, one per arm and seed, the baseline's included. A run is done when the tables hold it, finished or
-    failed with its reason; an arm none of whose search trials is usable has no config to re-run, so its final
-    re-runs count as done (they failed for the search's recorded reasons).
+    re-runs, one per arm and seed, the baselines' and the attribution ladder's included. A run is done when
+    the tables hold it, finished or failed with its reason; an arm none of whose search trials is usable has
+    no config to re-run, so its final re-runs count as done (they failed for the search's recorded reasons).
 
     Example:
         >>> runs_done(run.trials, run.config["study"])  # doctest: +SKIP
@@ -164,6 +164,7 @@ def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
     n_seeds = len(search.get("seeds", []))
     # a folder older than `[search] baselines` ran the constant Adam baseline alone
     baselines = [baseline_config(name)["arm"] for name in search.get("baselines", ["default:adam"])]
+    baselines += _ladder_arms(search)  # fixed configs too: every seed, no search
     planned = len(arms) * (per_arm + n_seeds) + n_seeds * len(baselines)
     if trials.empty or not {"stage", "arm", "trial_id", "status"} <= set(trials.columns):
         return 0, planned
@@ -282,6 +283,16 @@ def load_run(path: str | Path) -> Run:
         metric_mode=mode,
         unfinished=unfinished,
     )
+
+
+def _ladder_arms(search: dict) -> list[str]:
+    """The attribution ladder's arm names `search.ladder_runs` queues for a study's `[search]`: none when
+    `attribution` is off or absent (folders older than the key ran none) or without a range test."""
+    arms = list(search.get("arms", []))
+    if not search.get("attribution", False) or search.get("space", "seeded") != "seeded":
+        return []
+    cosine = sorted({f"{LADDER_PREFIX}cosine-{range_family(a)}" for a in arms})
+    return cosine + [f"{LADDER_PREFIX}untuned-{a}" for a in arms]
 
 
 __all__ = ["Run", "learning_curves", "load_run", "param_importances", "runs_done", "schedule_curves"]
