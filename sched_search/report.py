@@ -15,7 +15,7 @@ from .closing import range_test_cost_line, recommendation, run_cost_line
 from .leaderboard import FULL_RUN_NOTE, baseline_calls, budget_ladder
 from .results import Run, learning_curves, load_run, param_importances, schedule_curves
 from .tables import diverged_search_lines, failure_lines, write_json
-from .verdict import LADDER_PREFIX, metric_text
+from .verdict import metric_text
 
 # --------------------------------------------------------------------------------------------- output
 
@@ -171,20 +171,17 @@ def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[st
         files["range_test"] = plots.plot_range_curves(
             run.range_test, out_dir / "range_test.png", run.range_summaries
         )
-    # the attribution ladder's runs are not arms: its steps are in the report's text, not in the figures
-    configs = [c for c in run.final_configs if not str(c.get("arm", "")).startswith(LADDER_PREFIX)]
-    trials, epochs = _without_ladder(run.trials), _without_ladder(run.epochs)
-    if configs:
-        curves = schedule_curves(configs, epochs, int(run.config.get("steps_per_epoch", 100)))
+    if run.final_configs:
+        curves = schedule_curves(run.final_configs, run.epochs, int(run.config.get("steps_per_epoch", 100)))
         files["schedules"] = plots.plot_schedules(curves, out_dir / "schedules.png")
     if not run.leaderboard.empty:
         files["leaderboard"] = plots.plot_leaderboard(
             run.leaderboard, out_dir / "leaderboard.png", run.target, run.metric, run.metric_mode
         )
         files["budget_ladder"] = plots.plot_budget_ladder(
-            budget_ladder(trials), out_dir / "budget_ladder.png", run.target, run.metric
+            budget_ladder(run.trials), out_dir / "budget_ladder.png", run.target, run.metric
         )
-    curves = learning_curves(epochs)
+    curves = learning_curves(run.epochs)
     if not curves.empty:
         files["learning_curves"] = plots.plot_learning_curves(
             curves, out_dir / "learning_curves.png", run.target, metric=run.metric
@@ -194,13 +191,6 @@ def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[st
     if not importances.empty:
         files["importances"] = plots.plot_importances(importances, out_dir / "importances.png")
     return files, notes
-
-
-def _without_ladder(table: pd.DataFrame) -> pd.DataFrame:
-    """The table's rows of arms and baselines, without the attribution ladder's (`ladder:...`)."""
-    if table.empty or "arm" not in table.columns:
-        return table
-    return table[~table["arm"].astype(str).str.startswith(LADDER_PREFIX)]
 
 
 def _html_table(df: pd.DataFrame, css_class: str) -> str:

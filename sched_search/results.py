@@ -49,13 +49,14 @@ class Run:
 
 
 def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Full-budget final runs per (arm, epoch): median, min and max over seeds of val metric and val loss.
+    """Full-budget final runs per (arm, epoch): median, min and max over seeds of val metric and val loss;
+    the attribution ladder's runs are not arms and are left out (its steps are in the verdict's words).
 
     Example:
         >>> learning_curves(run.epochs).columns[:3].tolist()  # doctest: +SKIP
         ['arm', 'epoch', 'val_metric_median']
     """
-    rows = final_rows(epochs)
+    rows = _without_ladder(final_rows(epochs))
     if rows.empty:
         return pd.DataFrame(columns=["arm", "epoch"])
     g = rows.groupby(["arm", "epoch"])[["val_metric", "val_loss"]].agg(["median", "min", "max"])
@@ -85,8 +86,8 @@ def schedule_curves(
     seen = set()
     for config in final_configs:
         arm = config.get("arm", "?")
-        if arm in seen:
-            continue  # seeds share the config
+        if arm in seen or arm.startswith(LADDER_PREFIX):
+            continue  # seeds share the config; the attribution ladder's runs are not arms
         seen.add(arm)
         n_epochs = float(config["epochs"])
         schedule = build_schedule(config, n_epochs, steps_per_epoch)
@@ -97,7 +98,7 @@ def schedule_curves(
                 (arm, step / steps_per_epoch, lr_at(schedule, step), math.nan if m is None else m, False)
             )
     frame = pd.DataFrame(out, columns=["arm", "epoch", "lr", "momentum", "recorded"])
-    rows = final_rows(epochs) if epochs is not None else pd.DataFrame()
+    rows = _without_ladder(final_rows(epochs)) if epochs is not None else pd.DataFrame()
     if not rows.empty:
         rec = rows.groupby(["arm", "epoch"])[["lr", "momentum"]].first().reset_index()
         for arm, g in rec.groupby("arm"):
@@ -283,6 +284,10 @@ def load_run(path: str | Path) -> Run:
         metric_mode=mode,
         unfinished=unfinished,
     )
+
+
+def _without_ladder(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[~rows["arm"].astype(str).str.startswith(LADDER_PREFIX)] if not rows.empty else rows
 
 
 def _ladder_arms(search: dict) -> list[str]:

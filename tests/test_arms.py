@@ -152,8 +152,9 @@ def test_the_seeds_baseline_keeps_its_arm_name_and_lr() -> None:
 def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) -> None:
     """The smoke study's data and model with the six new arms, the three baselines and the attribution
     ladder's runs: 1 trial per arm, 2 seeds, the full budget."""
+    from sched_search.leaderboard import budget_ladder
     from sched_search.report import write_report
-    from sched_search.results import load_run
+    from sched_search.results import learning_curves, load_run, schedule_curves
     from sched_search.study import run_study
 
     smoke = load_study(ROOT / "studies" / "smoke.toml")
@@ -201,6 +202,12 @@ def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) 
     assert att["rungs"] == [name for name, _ in ladder_rungs(v["recommended"])]
     assert len(att["steps"]) == len(att["rungs"]) - 1
     assert all(s["ci_low"] is not None and s["ci_low"] <= s["diff"] <= s["ci_high"] for s in att["steps"])
+    figures = [  # what the report's and the notebook's figures draw: arms and baselines only
+        budget_ladder(run.trials),
+        learning_curves(run.epochs),
+        schedule_curves(run.final_configs, run.epochs, 10),
+    ]
+    assert all(set(f.arm) == {*NEW_ARMS, *baselines} for f in figures), [set(f.arm) for f in figures]
     spaces = json.loads((run_dir / "spaces.json").read_text())
     assert "sgdw" in spaces["schedule_free-sgd"]["sources"]["max_lr"]
     written = write_report(run_dir)
