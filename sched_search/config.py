@@ -92,6 +92,7 @@ class SearchSection:
     budgets: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of epochs for the budget ladder
     baseline_lr: float = 3e-4  # constant-LR Adam baseline
     baselines: tuple[str, ...] = BASELINES  # fixed recipes on every seed, full budget; names from BASELINES
+    attribution: bool = True  # the attribution ladder's runs (search.ladder_runs) on every seed, full budget
     sampler: str = "gp"  # gp | tpe | random | qmc: Optuna's samplers (sampler.py), one seed stream per arm
     space: str = "seeded"  # seeded: bounds from the range test | broad: BROAD_SPACE, no range test
     bounds: dict = field(default_factory=dict)  # [search.bounds] name = [low, high]: overrides either space

@@ -57,12 +57,13 @@ COLUMNS = [
 
 def budget_ladder(trials: pd.DataFrame) -> pd.DataFrame:
     """Final-stage val metric (`final_val_metric`) per (arm, budget_epochs): mean, std, min, max and n over
-    seeds.
+    seeds; without the attribution ladder's runs, which are not arms.
 
     Example:
         >>> budget_ladder(run.trials)  # doctest: +SKIP
     """
     rows = final_rows(trials, full_only=False)
+    rows = rows[~rows["arm"].astype(str).str.startswith(LADDER_PREFIX)] if not rows.empty else rows
     if rows.empty:
         return pd.DataFrame(columns=["arm", "budget", "budget_epochs", "mean", "std", "min", "max", "n"])
     g = rows.groupby(["arm", "budget", "budget_epochs"])["final_val_metric"]

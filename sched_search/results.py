@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from .arms import baseline_config
+from .arms import baseline_config, range_family
 from .attribution import attribution
 from .leaderboard import build_leaderboard
 from .tables import final_rows
-from .verdict import decide
+from .verdict import LADDER_PREFIX, decide
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,13 +49,14 @@ class Run:
 
 
 def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Full-budget final runs per (arm, epoch): median, min and max over seeds of val metric and val loss.
+    """Full-budget final runs per (arm, epoch): median, min and max over seeds of val metric and val loss;
+    the attribution ladder's runs are not arms and are left out (its steps are in the verdict's words).
 
     Example:
         >>> learning_curves(run.epochs).columns[:3].tolist()  # doctest: +SKIP
         ['arm', 'epoch', 'val_metric_median']
     """
-    rows = final_rows(epochs)
+    rows = _without_ladder(final_rows(epochs))
     if rows.empty:
         return pd.DataFrame(columns=["arm", "epoch"])
     g = rows.groupby(["arm", "epoch"])[["val_metric", "val_loss"]].agg(["median", "min", "max"])
@@ -85,8 +86,8 @@ def schedule_curves(
     seen = set()
     for config in final_configs:
         arm = config.get("arm", "?")
-        if arm in seen:
-            continue  # seeds share the config
+        if arm in seen or arm.startswith(LADDER_PREFIX):
+            continue  # seeds share the config; the attribution ladder's runs are not arms
         seen.add(arm)
         n_epochs = float(config["epochs"])
         schedule = build_schedule(config, n_epochs, steps_per_epoch)
@@ -97,7 +98,7 @@ def schedule_curves(
                 (arm, step / steps_per_epoch, lr_at(schedule, step), math.nan if m is None else m, False)
             )
     frame = pd.DataFrame(out, columns=["arm", "epoch", "lr", "momentum", "recorded"])
-    rows = final_rows(epochs) if epochs is not None else pd.DataFrame()
+    rows = _without_ladder(final_rows(epochs)) if epochs is not None else pd.DataFrame()
     if not rows.empty:
         rec = rows.groupby(["arm", "epoch"])[["lr", "momentum"]].first().reset_index()
         for arm, g in rec.groupby("arm"):
@@ -151,9 +152,9 @@ def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.Data
 
 def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
     """(done, planned) runs of a study (`study`: resolved_config.json's): its search trials and its final
-    re-runs, one per arm and seed, the baseline's included. A run is done when the tables hold it, finished or
-    failed with its reason; an arm none of whose search trials is usable has no config to re-run, so its final
-    re-runs count as done (they failed for the search's recorded reasons).
+    re-runs, one per arm and seed, the baselines' and the attribution ladder's included. A run is done when
+    the tables hold it, finished or failed with its reason; an arm none of whose search trials is usable has
+    no config to re-run, so its final re-runs count as done (they failed for the search's recorded reasons).
 
     Example:
         >>> runs_done(run.trials, run.config["study"])  # doctest: +SKIP
@@ -164,6 +165,7 @@ def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
     n_seeds = len(search.get("seeds", []))
     # a folder older than `[search] baselines` ran the constant Adam baseline alone
     baselines = [baseline_config(name)["arm"] for name in search.get("baselines", ["default:adam"])]
+    baselines += _ladder_arms(search)  # fixed configs too: every seed, no search
     planned = len(arms) * (per_arm + n_seeds) + n_seeds * len(baselines)
     if trials.empty or not {"stage", "arm", "trial_id", "status"} <= set(trials.columns):
         return 0, planned
@@ -282,6 +284,20 @@ def load_run(path: str | Path) -> Run:
         metric_mode=mode,
         unfinished=unfinished,
     )
+
+
+def _without_ladder(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[~rows["arm"].astype(str).str.startswith(LADDER_PREFIX)] if not rows.empty else rows
+
+
+def _ladder_arms(search: dict) -> list[str]:
+    """The attribution ladder's arm names `search.ladder_runs` queues for a study's `[search]`: none when
+    `attribution` is off or absent (folders older than the key ran none) or without a range test."""
+    arms = list(search.get("arms", []))
+    if not search.get("attribution", False) or search.get("space", "seeded") != "seeded":
+        return []
+    cosine = sorted({f"{LADDER_PREFIX}cosine-{range_family(a)}" for a in arms})
+    return cosine + [f"{LADDER_PREFIX}untuned-{a}" for a in arms]
 
 
 __all__ = ["Run", "learning_curves", "load_run", "param_importances", "runs_done", "schedule_curves"]

@@ -134,7 +134,8 @@ def ladder_runs(
         if family in seeds:
             cosine = build_space(f"cosine-{family}", seeds[family], cfg.train.epochs, steps_per_epoch)
             configs[f"ladder:cosine-{family}"] = {**cosine.first_point(), **cosine.constants()}
-        configs[f"ladder:untuned-{arm}"] = {**space.first_point(), **space.constants()}
+        if space.first_point() is not None:  # a broad space has no suggestion to start from
+            configs[f"ladder:untuned-{arm}"] = {**space.first_point(), **space.constants()}
     return [
         {**config, "arm": name, "stage": "final", "seed": s, "budgets": [1.0]}
         for name, config in sorted(configs.items())
@@ -142,12 +143,38 @@ def ladder_runs(
     ]
 
 
+def fixed_runs(
+    cfg: StudyConfig,
+    spaces: dict[str, ArmSpace],
+    seeds: dict[str, RangeSeed] | None = None,
+    steps_per_epoch: int = 0,
+) -> tuple[list[dict], list[dict]]:
+    """The runs the Tuner queues before any search trial: the baselines', and the attribution ladder's when
+    `[search] attribution` is on and the range tests' `seeds` are given (None: a caller without the range-test
+    stage; a broad space's `{}` gives no ladder rung that needs a suggestion).
+
+    Returns:
+        (baseline runs, ladder runs), each a list of trial configs.
+    """
+    ladder = []
+    if cfg.search.attribution and seeds is not None:
+        ladder = ladder_runs(cfg, spaces, seeds, steps_per_epoch)
+    return baseline_runs(cfg), ladder
+
+
 def run_trials(
-    cfg: StudyConfig, run_dir: Path, spaces: dict[str, ArmSpace], data_ref: Any, echo: Callable[[str], None]
+    cfg: StudyConfig,
+    run_dir: Path,
+    spaces: dict[str, ArmSpace],
+    data_ref: Any,
+    echo: Callable[[str], None],
+    seeds: dict[str, RangeSeed] | None = None,
+    steps_per_epoch: int = 0,
 ) -> dict:
     """Stages 3 and 4 in one Tuner: per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends; as
-    soon as an arm's search is done, its best config's final re-runs join the queue (with the baseline's from
-    the start).
+    soon as an arm's search is done, its best config's final re-runs join the queue (with the baselines' and
+    the attribution ladder's from the start: `fixed_runs`, given the range tests' `seeds` and the data's
+    `steps_per_epoch`).
 
     One Tuner keeps both worker slots busy across the stages: a second Tuner cost about 3 s of start-up (fresh
     workers importing torch) plus the idle tail of the search, against about 12 s of work per slot.
@@ -164,11 +191,13 @@ def run_trials(
     )
     n_search = cfg.search.trials_per_arm * len(spaces)
     n_final = len(cfg.search.seeds) * (len(spaces) + len(cfg.search.baselines))
-    recorder = Recorder(run_dir, echo, total=n_search + n_final)
+    baselines, ladder = fixed_runs(cfg, spaces, seeds, steps_per_epoch)
+    recorder = Recorder(run_dir, echo, total=n_search + n_final + len(ladder))
     echo(
         f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and {n_final} "
         f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
         + ("the baseline)" if len(cfg.search.baselines) == 1 else f"{len(cfg.search.baselines)} baselines)")
+        + (_ladder_words(ladder, len(cfg.search.seeds)) if ladder else "")
     )
 
     def make() -> Any:
@@ -199,7 +228,7 @@ def run_trials(
             searchers,
             cfg.search.trials_per_arm,
             final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
-            first_runs=baseline_runs(cfg),
+            first_runs=baselines + ladder,
             epochs=cfg.train.epochs,
             mode=mode,
         )
@@ -207,7 +236,7 @@ def run_trials(
             trainable,
             param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
             tune_config=tune.TuneConfig(
-                num_samples=n_search + n_final,
+                num_samples=n_search + n_final + len(ladder),
                 search_alg=searcher,
                 scheduler=scheduler,
                 reuse_actors=True,
@@ -247,4 +276,15 @@ def run_trials(
     return records
 
 
-__all__ = ["baseline_runs", "final_runs", "ladder_runs", "run_trials", "trial_settings"]
+def _ladder_words(ladder: list[dict], n_seeds: int) -> str:
+    """The trials line's tail: and 16 ladder runs (2 seeds x 8 rungs: 2 cosine at the range test's LR, 6
+    untuned arms)."""
+    names = sorted({c["arm"] for c in ladder})
+    cosine = sum(n.startswith("ladder:cosine-") for n in names)
+    return (
+        f" and {len(ladder)} ladder runs ({n_seeds} seeds x {len(names)} rungs: {cosine} cosine at the range "
+        f"test's LR, {len(names) - cosine} untuned arms)"
+    )
+
+
+__all__ = ["baseline_runs", "final_runs", "fixed_runs", "ladder_runs", "run_trials", "trial_settings"]

@@ -269,7 +269,7 @@ def _run_stages(
         )
         spaces = build_spaces(cfg, seeds, run_dir, spe)
         trials_start = time.perf_counter()
-        records = run_trials(cfg, run_dir, spaces, data_ref, echo)
+        records = run_trials(cfg, run_dir, spaces, data_ref, echo, seeds, spe)
     finally:
         ray_stopping = time.perf_counter()
         if started:

@@ -20,6 +20,7 @@ from sched_search.arms import (
     optimizer_and_scheduler,
     range_family,
 )
+from sched_search.attribution import LADDER_TITLE, ladder_rungs
 from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS
 from sched_search.schedules import lr_at
 from sched_search.space import SCHEDULE_FREE_SGD_SCALE, RangeSeed, build_space, check_point_in_space
@@ -149,10 +150,11 @@ def test_the_seeds_baseline_keeps_its_arm_name_and_lr() -> None:
 
 @pytest.mark.slow
 def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) -> None:
-    """The smoke study's data and model with the six new arms and the three baselines: 1 trial per arm, 2
-    seeds, the full budget."""
+    """The smoke study's data and model with the six new arms, the three baselines and the attribution
+    ladder's runs: 1 trial per arm, 2 seeds, the full budget."""
+    from sched_search.leaderboard import budget_ladder
     from sched_search.report import write_report
-    from sched_search.results import load_run
+    from sched_search.results import learning_curves, load_run, schedule_curves
     from sched_search.study import run_study
 
     smoke = load_study(ROOT / "studies" / "smoke.toml")
@@ -167,26 +169,48 @@ def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) 
             budgets=(1.0,),
             seeds=(0, 1),
             baselines=BASELINES,
+            attribution=True,
         ),
         early_stopping=replace(smoke.early_stopping, enabled=False),
     )
     start = time.perf_counter()
-    run_dir = run_study(cfg, echo=lambda line: None)
+    lines: list[str] = []
+    run_dir = run_study(cfg, echo=lines.append)
     print(f"six-arm study: {time.perf_counter() - start:.1f} s")  # the report's figure (pytest -s)
     assert sorted(p.name for p in run_dir.glob("range_test_*.json")) == [
         "range_test_adamw.json",
         "range_test_sgdw.json",
     ]  # schedule_free-sgd is seeded by SGDW's range test: no third one
     run = load_run(run_dir)
+    assert not run.unfinished
     finals = run.trials[run.trials.stage == "final"]
     baselines = {"constant-adam", "default:adamw-cosine", "default:schedule_free"}
-    assert set(finals.arm) == {*NEW_ARMS, *baselines}
+    ladder = {"ladder:cosine-adamw", "ladder:cosine-sgdw", *(f"ladder:untuned-{a}" for a in NEW_ARMS)}
+    assert set(finals.arm) == {*NEW_ARMS, *baselines, *ladder}
+    n_ladder = 2 * len(ladder)  # 2 seeds
+    assert any(line.startswith("trials: ") and f"and {n_ladder} ladder runs" in line for line in lines)
     assert (finals.groupby("arm").seed.nunique() == 2).all() and (finals.status == "ok").all()
     means = finals.groupby("arm").final_val_metric.mean()
     print(means.round(3).to_dict())
     assert (means[NEW_ARMS] > 0.5).all(), means  # digits, 4 epochs of the first point; chance is 10%
-    assert set(run.leaderboard.arm) == {*NEW_ARMS, *baselines}
+    assert set(run.leaderboard.arm) == {*NEW_ARMS, *baselines}  # the ladder's runs are no arms
+    v = run.verdict
+    assert not ladder & {*v["arms"], *v["top_group"], *v["baselines"]}
+    assert v["recommended"] in NEW_ARMS, v["recommended"]
+    att = v["attribution"]  # every rung of the recommended arm ran, so no step is merged
+    assert att["arm"] == v["recommended"] and att["missing"] == []
+    assert att["rungs"] == [name for name, _ in ladder_rungs(v["recommended"])]
+    assert len(att["steps"]) == len(att["rungs"]) - 1
+    assert all(s["ci_low"] is not None and s["ci_low"] <= s["diff"] <= s["ci_high"] for s in att["steps"])
+    figures = [  # what the report's and the notebook's figures draw: arms and baselines only
+        budget_ladder(run.trials),
+        learning_curves(run.epochs),
+        schedule_curves(run.final_configs, run.epochs, 10),
+    ]
+    assert all(set(f.arm) == {*NEW_ARMS, *baselines} for f in figures), [set(f.arm) for f in figures]
     spaces = json.loads((run_dir / "spaces.json").read_text())
     assert "sgdw" in spaces["schedule_free-sgd"]["sources"]["max_lr"]
     written = write_report(run_dir)
     assert all(Path(p).exists() for p in (written.values() if isinstance(written, dict) else [written]))
+    report = (run_dir / "report.md").read_text()
+    assert LADDER_TITLE in report and "not run (their steps merged" not in report

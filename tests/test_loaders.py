@@ -207,8 +207,11 @@ def test_regression_study_over_a_dataloader_factory_end_to_end(tmp_path) -> None
     study = (root / "studies" / "regression.toml").read_text()
     assert 'name = "friedman:loaders"' in study
     study = study.replace('name = "friedman:loaders"', 'name = "probe:loaders"')
-    # fewer runs than documented (the machinery, not the answer): 2 trials per arm, the seed's baseline only
-    study = study.replace("trials_per_arm = 3", 'trials_per_arm = 2\nbaselines = ["default:adam"]')
+    # fewer runs than documented (the machinery, not the answer): 2 trials per arm, the seed's baseline only,
+    # no attribution ladder (15 runs more)
+    study = study.replace(
+        "trials_per_arm = 3", 'trials_per_arm = 2\nbaselines = ["default:adam"]\nattribution = false'
+    )
     (tmp_path / "regression.toml").write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + study)
     env = {
         **os.environ,

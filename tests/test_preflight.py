@@ -267,6 +267,12 @@ CASES = [
         ["[train] augment", "loaders", "DataLoader"],
     ),
     (
+        "attribution not a boolean",
+        "",
+        {"attribution = false": 'attribution = "yes"'},
+        ["[search] attribution", "true or false", "'yes'"],
+    ),
+    (
         "no such module",
         "",
         {'name = "mlp"': 'name = "no_such_module:net"'},

@@ -168,6 +168,43 @@ def test_range_test_cost_counts_every_sweep_step(tmp_path: Path) -> None:
     assert range_test_cost(tmp_path / "nothing", 4, 19) == {}
 
 
+def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_every_seed() -> None:
+    from sched_search.arms import range_family
+    from sched_search.results import runs_done
+    from sched_search.search import fixed_runs
+
+    smoke = load_study(ROOT / "studies" / "smoke.toml")  # attribution = false
+    arms = ("clr-sgdw", "one_cycle-adamw", "schedule_free-sgd")
+    seeds = {"sgdw": SEED, "adamw": replace(SEED, optimizer="adamw", max_lr=4e-3, min_lr=1e-3)}
+    cfg = replace(smoke, search=replace(smoke.search, arms=arms, attribution=True))
+    spaces = {arm: arm_space(cfg, seeds, arm, 19) for arm in arms}
+    baselines, ladder = fixed_runs(cfg, spaces, seeds, 19)
+    families = sorted({range_family(arm) for arm in arms})
+    n_seeds = len(cfg.search.seeds)
+    assert len(ladder) == (len(families) + len(arms)) * n_seeds
+    names = {*(f"ladder:cosine-{f}" for f in families), *(f"ladder:untuned-{a}" for a in arms)}
+    assert {c["arm"] for c in ladder} == names
+    assert sorted((c["arm"], c["seed"]) for c in ladder) == sorted(
+        (n, s) for n in names for s in cfg.search.seeds
+    )
+    assert all(c["stage"] == "final" and c["budgets"] == [1.0] for c in ladder)
+    for arm in arms:  # untuned: the arm's schedule at the search's first point
+        untuned = next(c for c in ladder if c["arm"] == f"ladder:untuned-{arm}")
+        assert {k: untuned[k] for k in spaces[arm].first_point()} == spaces[arm].first_point()
+        assert untuned["schedule"] == spaces[arm].schedule
+    cosine = next(c for c in ladder if c["arm"] == "ladder:cosine-adamw")
+    assert cosine["optimizer"] == "adamw" and cosine["max_lr"] == pytest.approx(seeds["adamw"].max_lr)
+    # the run folder counts them as planned runs, so that a study killed before they ran is unfinished
+    planned = len(arms) * (cfg.search.trials_per_arm + n_seeds) + n_seeds * len(cfg.search.baselines)
+    assert runs_done(pd.DataFrame(), cfg.to_dict()) == (0, planned + len(ladder))
+    # off (the smoke study), without the range tests' seeds, or with a broad space: no ladder run
+    assert fixed_runs(smoke, spaces, seeds, 19) == (baselines, [])
+    assert fixed_runs(cfg, spaces, None, 19) == (baselines, [])
+    broad = replace(cfg, search=replace(cfg.search, space="broad"))
+    assert fixed_runs(broad, {arm: arm_space(broad, {}, arm, 19) for arm in arms}, {}, 19)[1] == []
+    assert runs_done(pd.DataFrame(), broad.to_dict())[1] == planned
+
+
 # ------------------------------------------------------------------------------------------------- studies
 
 
@@ -186,6 +223,9 @@ def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local) -> Non
     assert json.loads((run_dir / "timing.json").read_text())["range_test_trial_equivalents"] == {}
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert (trials.stage == "search").sum() == 2
+    # attribution is on by default, yet without a range test no ladder run is queued
+    assert load_study(_study_file(tmp_path, "")).search.attribution
+    assert not trials.arm.str.startswith("ladder:").any()
 
 
 @pytest.mark.slow
