@@ -22,9 +22,9 @@ os.environ.setdefault(
 )  # small models: one thread is as fast and is steady on a shared box
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-# mutmut (on demand, docs/workflow.md): its "stats" pass records which tests reach which function and reads its
-# config from the working directory, which a test's child process (a study run in tmp_path) lacks. The children
-# then run the unmutated code without recording; this process records, from mutmut's process-local copy.
+# mutmut (on demand, docs/workflow.md): its "stats" pass records which tests reach which function and reads
+# its config from the working directory, which a test's child process (a study run in tmp_path) lacks. The
+# children then run the unmutated code without recording; this process records (mutmut's process-local copy).
 if os.environ.get("MUTANT_UNDER_TEST") == "stats":
     from mutmut.mutation import trampoline
 

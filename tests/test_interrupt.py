@@ -43,6 +43,7 @@ max_concurrent_per_arm = 2
 seeds = [0, 1]
 budgets = [0.5, 1.0]
 baselines = ["default:adam"]
+attribution = false  # its run count (RUNS) has no ladder runs
 
 [early_stopping]
 enabled = false
