@@ -11,9 +11,9 @@ interval:
    schedule bought;
 4. -> the tuned config (the arm's final runs): what the search bought.
 
-A rung that did not run merges the steps on either side (the step then says what it bundles). Intervals are
-simultaneous over the steps (Bonferroni) and calls Holm-corrected over them; a step that is not significant
-"bought nothing measurable here", a useful answer (the range test's suggestion may be enough).
+A rung that did not run merges the steps on either side (the step then says what it bundles). Calls are
+Holm-corrected over the steps, each interval at its step's Holm level (`paired.holm_family`); a step that is
+not significant "bought nothing measurable here", a useful answer (the range test's suggestion may be enough).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import pandas as pd
 
 from .arms import range_family
 from .config import BASELINE_ARM
-from .paired import ALPHA, holm, paired_difference
+from .paired import ALPHA, holm_family
 from .tables import outcomes
 from .verdict import LADDER_PREFIX, MIN_SEEDS, difference_text, is_baseline
 
-LADDER_TITLE = "What each step bought (paired on the same seeds, simultaneous 95% intervals)"
+LADDER_TITLE = "What each step bought (paired on the same seeds, Holm-adjusted 95% intervals)"
 
 
 def ladder_rungs(arm: str) -> list[tuple[str, str]]:
@@ -78,19 +78,20 @@ def attribution(trials: pd.DataFrame, verdict: dict[str, Any]) -> dict[str, Any]
         return out
     accuracy, sign = verdict.get("metric") == "accuracy", 1.0 if verdict.get("mode", "max") == "max" else -1.0
     names = [name for name, _ in rungs]
-    k = len(present) - 1
-    for (lo, _), (hi, _) in itertools.pairwise(present):
-        bought = [b for name, b in rungs[names.index(lo) + 1 : names.index(hi) + 1]]
-        c = paired_difference(full[hi], full[lo], ALPHA / k, accuracy)
-        out["steps"].append({"from": lo, "to": hi, "bought": " and ".join(bought), **c})
     estimable = len(seeds) >= MIN_SEEDS
-    adjusted = holm({i: s["p"] for i, s in enumerate(out["steps"])}) if estimable else {}
-    for i, step in enumerate(out["steps"]):
+    pairs = list(itertools.pairwise(present))
+    family = holm_family(
+        {i: (full[hi], full[lo]) for i, ((lo, _), (hi, _)) in enumerate(pairs)}, accuracy, estimable
+    )
+    for i, ((lo, _), (hi, _)) in enumerate(pairs):
+        bought = [b for name, b in rungs[names.index(lo) + 1 : names.index(hi) + 1]]
+        out["steps"].append({"from": lo, "to": hi, "bought": " and ".join(bought), **family[i]})
+    for step in out["steps"]:
         step.pop("df")
-        step["p_holm"] = adjusted.get(i)
+        step["p_holm"] = step["p_holm"] if estimable else None
         if not estimable:
             step["call"] = "not estimable"
-        elif adjusted[i] >= ALPHA:
+        elif step["p_holm"] >= ALPHA:
             step["call"] = "not measurable"
         else:
             step["call"] = "gain" if sign * step["diff"] > 0 else "loss"

@@ -72,6 +72,34 @@ def holm(pvalues: dict) -> dict:
     return out
 
 
+def holm_family(pairs: dict, clip: bool = False, estimable: bool = True) -> dict:
+    """A family of paired comparisons (key -> (a, b) matrices, each `a` minus `b`) under Holm's correction.
+
+    Each comparison gets `p_holm` and an interval at its own Holm step's level, alpha / (m - rank) with rank 0
+    for the smallest p: the interval excludes 0 whenever Holm calls the difference (at rank 0 it is the
+    Bonferroni interval). Simultaneous Bonferroni intervals (alpha / m for all) did not: a comparison Holm
+    called could show an interval across 0. Without `estimable`, p_holm is NaN and the intervals are at
+    alpha / m.
+
+    Example:
+        >>> a = np.array([[1, 1, 1, 0]] * 3, float); b = np.array([[1, 0, 0, 0]] * 3, float)
+        >>> holm_family({"x": (a, b)})["x"]["p_holm"]
+        0.0
+    """
+    m = max(1, len(pairs))
+    p = {k: paired_difference(a, b, ALPHA, clip)["p"] for k, (a, b) in pairs.items()}
+    adjusted = holm(p) if estimable else {}
+    ranked = sorted(pairs, key=lambda k: (math.isnan(p[k]), p[k])) if estimable else []
+    level = {k: ALPHA / (m - rank) for rank, k in enumerate(ranked)}
+    return {
+        k: {
+            **paired_difference(a, b, level.get(k, ALPHA / m), clip),
+            "p_holm": adjusted.get(k, math.nan),
+        }
+        for k, (a, b) in pairs.items()
+    }
+
+
 def compare_family(
     full: dict[str, np.ndarray],
     arms: list[str],
@@ -83,7 +111,7 @@ def compare_family(
     """Every arm against every reference (the study's baselines) as one family of comparisons.
 
     Holm's correction runs over all len(arms) x len(references) comparisons, so adding baselines makes each
-    call harder, never easier; intervals are simultaneous (Bonferroni, alpha / m). A call is "better" or
+    call harder, never easier; intervals at each comparison's Holm step (`holm_family`). A call is "better" or
     "worse" in the metric's direction (`sign` +1: higher is better), "equal" when not told apart, "not
     estimable" when `estimable` is False (too few seeds).
 
@@ -95,16 +123,13 @@ def compare_family(
         >>> compare_family({"a": a, "b": b}, ["a"], ["b"])["a"]["b"]["call"]
         'better'
     """
-    pairs = [(a, r) for a in arms for r in references]
-    alpha = ALPHA / max(1, len(pairs))
-    raw = {(a, r): paired_difference(full[a], full[r], alpha, clip) for a, r in pairs}
-    adjusted = holm({k: c["p"] for k, c in raw.items()}) if estimable else {}
+    family = holm_family({(a, r): (full[a], full[r]) for a in arms for r in references}, clip, estimable)
     out: dict[str, dict[str, dict[str, float | str]]] = {}
-    for (a, r), c in raw.items():
+    for (a, r), c in family.items():
         call = "not estimable"
         if estimable:
-            call = "equal" if adjusted[(a, r)] >= ALPHA else ("better" if sign * c["diff"] > 0 else "worse")
-        out.setdefault(a, {})[r] = {**c, "p_holm": adjusted.get((a, r), math.nan), "call": call}
+            call = "equal" if c["p_holm"] >= ALPHA else ("better" if sign * c["diff"] > 0 else "worse")
+        out.setdefault(a, {})[r] = {**c, "call": call}
     return out
 
 

@@ -23,8 +23,7 @@ from .paired import (
     bootstrap_weights,
     compare_family,
     epochs_to_target,
-    holm,
-    paired_difference,
+    holm_family,
     resampled_means,
 )
 from .tables import final_rows, outcomes
@@ -169,16 +168,12 @@ def decide(
     out["leader"] = leader
 
     # --- the top group: leader against every other arm, Holm over those comparisons
-    # intervals at alpha / m (Bonferroni): simultaneous, so one that excludes 0 agrees with the Holm call
-    simultaneous = ALPHA / max(1, len(arms) - 1)
-    vs_leader = {
-        a: paired_difference(full[leader], full[a], simultaneous, accuracy) for a in arms if a != leader
-    }
-    adjusted = holm({a: c["p"] for a, c in vs_leader.items()}) if estimable else {}
+    # each interval at its Holm step's level: one that Holm calls below the leader excludes 0
+    vs_leader = holm_family({a: (full[leader], full[a]) for a in arms if a != leader}, accuracy, estimable)
     for a, c in vs_leader.items():
-        out["arms"][a]["vs_leader"] = {**_clean(c), "p_holm": adjusted.get(a)}
+        out["arms"][a]["vs_leader"] = {**_clean(c), "p_holm": c["p_holm"] if estimable else None}
     if estimable:
-        out["top_group"] = [leader] + [a for a in vs_leader if adjusted[a] >= ALPHA]
+        out["top_group"] = [leader] + [a for a in vs_leader if vs_leader[a]["p_holm"] >= ALPHA]
     else:
         out["top_group"] = list(arms)
     out["winner"] = leader if estimable and len(out["top_group"]) == 1 else None
@@ -373,7 +368,8 @@ def _rule(out: dict[str, Any]) -> str:
         f"{100 * (1 - ALPHA):.0f}% after Holm's correction; a winner is named only when the top group has "
         f"one arm. The same test against each baseline ({against}) calls each searched arm better, equal or "
         f"worse, Holm over all {out['n_baseline_comparisons']} such comparisons; a baseline is recommended "
-        "only when it beats every searched arm. Intervals of differences are simultaneous (Bonferroni). "
+        "only when it beats every searched arm. Each interval of a difference is at its Holm step's level "
+        "(alpha / (m - rank)), so it excludes 0 whenever the difference is called. "
         f"Intervals of {means} and speed-ups: bootstrap over {resampled}."
     )
     if s < MIN_SEEDS:

@@ -20,7 +20,14 @@ from scipy import stats
 
 from sched_search.attribution import attribution, attribution_lines
 from sched_search.config import BASELINE_ARM, BASELINES
-from sched_search.paired import ALPHA, bootstrap_weights, holm, paired_difference, resampled_means
+from sched_search.paired import (
+    ALPHA,
+    bootstrap_weights,
+    holm,
+    holm_family,
+    paired_difference,
+    resampled_means,
+)
 from sched_search.search import baseline_runs, final_runs, ladder_runs, trial_settings
 from sched_search.snippet import NO_WINNER, recommend
 from sched_search.space import RangeSeed, build_space
@@ -353,9 +360,12 @@ def test_several_baselines_are_one_family_holm_over_every_comparison() -> None:
     close = v["arms"]["clr-sgdw"]["vs_baselines"][SCHEDULE_FREE]
     assert close["p"] < ALPHA <= close["p_holm"] and close["call"] == "equal"
     assert v["arms"]["clr-sgdw"]["vs_baselines"][BASELINE_ARM]["call"] == "better"
-    # intervals simultaneous over the six: Bonferroni at alpha / 6
-    six = paired_difference(np.stack(arms["clr-sgdw"][1.0]), np.stack(arms[SCHEDULE_FREE][1.0]), ALPHA / 6)
-    assert (close["ci_low"], close["ci_high"]) == pytest.approx((six["ci_low"], six["ci_high"]))
+    # each interval at its Holm step's level, alpha / (6 - rank): every call's interval excludes 0
+    for rank, (a, b) in enumerate(sorted(raw, key=raw.get)):
+        c = v["arms"][a]["vs_baselines"][b]
+        at = paired_difference(np.stack(arms[a][1.0]), np.stack(arms[b][1.0]), ALPHA / (6 - rank), True)
+        assert (c["ci_low"], c["ci_high"]) == pytest.approx((at["ci_low"], at["ci_high"])), (a, b)
+        assert c["call"] == "equal" or not c["ci_low"] <= 0 <= c["ci_high"], (a, b)
     assert close["ci_low"] < 0 < close["ci_high"]
     assert v["better_than_every_baseline"] == []  # neither beats Schedule-Free after the correction
     assert v["baseline"] == SCHEDULE_FREE and v["better_than_baseline"] == []
@@ -452,12 +462,14 @@ def test_attribution_ladder_a_step_within_noise_is_not_measurable() -> None:
     steps = att["steps"]
     assert [(s["from"], s["to"]) for s in steps] == list(itertools.pairwise(LADDER))
     adjusted = holm({i: s["p"] for i, s in enumerate(steps)})
+    rank = {i: r for r, i in enumerate(sorted(range(4), key=lambda i: steps[i]["p"]))}
     for i, s in enumerate(steps):
         lo, hi = (np.stack(arms[a][1.0]) for a in (s["from"], s["to"]))
-        c = paired_difference(hi, lo, ALPHA / 4, True)  # simultaneous over the four steps
+        c = paired_difference(hi, lo, ALPHA / (4 - rank[i]), True)  # at the step's Holm level
         assert s["diff"] == pytest.approx(hi.mean() - lo.mean()) and s["ci_low"] == pytest.approx(c["ci_low"])
         assert s["p_holm"] == pytest.approx(adjusted[i])
         assert s["call"] == ("not measurable" if adjusted[i] >= ALPHA else "gain")
+        assert s["call"] == "not measurable" or s["ci_low"] > 0  # a gain's interval excludes 0
     assert [s["call"] for s in steps] == ["gain", "gain", "not measurable", "gain"]
     schedule, range_lr = 100 * (1369 - 1371) / 1500, 100 * (1371 - 888) / 1500  # points, from the counts
     assert steps[2]["text"].startswith(
@@ -534,3 +546,31 @@ def test_paired_difference_by_hand_at_the_edges() -> None:
     assert raw["ci_low"] < -1 and raw["ci_high"] > 1  # the metric's units, not clipped by default
     assert (clipped["ci_low"], clipped["ci_high"]) == (-1.0, 1.0)
     assert clipped["diff"] == raw["diff"] and clipped["p"] == raw["p"]
+
+
+def test_a_holm_call_never_shows_an_interval_across_zero() -> None:
+    """Three comparisons; the weakest has p between alpha / 3 and alpha, so Holm calls it (the two before it
+    are called too) while its Bonferroni interval (alpha / 3) crosses 0: its interval is at alpha / 1."""
+    base = np.zeros((3, 1))
+
+    def seeds(gap: float, spread: float) -> np.ndarray:  # 3 seeds, one example: a t test on 2 df
+        return (gap + spread * np.array([-1.0, 0.0, 1.0]))[:, None]
+
+    # the weakest: t = gap / (spread / sqrt(3)) at the t quantile of p = 0.03, 2 df
+    spread = 1.0
+    weak_gap = stats.t.ppf(1 - 0.03 / 2, 2) * spread / math.sqrt(3)
+    pairs = {
+        "strong": (seeds(10.0, 0.1), base),
+        "clear": (seeds(5.0, 0.1), base),
+        "weak": (seeds(weak_gap, 1.0), base),
+    }
+    family = holm_family(pairs)
+    weak = family["weak"]
+    assert weak["p"] == pytest.approx(0.03) and weak["p_holm"] < ALPHA  # Holm calls it
+    bonferroni = paired_difference(*pairs["weak"], ALPHA / 3)
+    assert bonferroni["ci_low"] < 0  # what the report used to print beside "better"
+    assert weak["ci_low"] > 0 and weak["ci_low"] == pytest.approx(
+        paired_difference(*pairs["weak"], ALPHA)["ci_low"]
+    )
+    strong = family["strong"]  # the smallest p: the Bonferroni interval, as before
+    assert strong["ci_low"] == pytest.approx(paired_difference(*pairs["strong"], ALPHA / 3)["ci_low"])
