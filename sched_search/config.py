@@ -89,7 +89,7 @@ class SearchSection:
     max_concurrent_per_arm: int = 2  # caps Optuna's parallel asks (unbounded parallelism is random search)
     search_seed: int = 0  # sampler seed; also the training seed of search trials
     seeds: tuple[int, ...] = (0, 1, 2)  # final re-runs: the same seeds for every arm and the baseline
-    budgets: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of epochs for the budget ladder
+    budgets: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5, 1.0)  # fractions of epochs: the budget ladder
     baseline_lr: float = 3e-4  # constant-LR Adam baseline
     baselines: tuple[str, ...] = BASELINES  # fixed recipes on every seed, full budget; names from BASELINES
     attribution: bool = True  # the attribution ladder's runs (search.ladder_runs) on every seed, full budget
