@@ -204,3 +204,14 @@ def test_start_time_is_the_kernels_field_22() -> None:
     fields = Path(f"/proc/{os.getpid()}/stat").read_text().split()  # this process's name has no spaces
     assert _start_time(os.getpid()) == fields[21]
     assert _start_time(2**22 + 1) is None  # no such process
+
+
+def test_a_live_pid_without_a_recorded_start_time_holds_its_lock() -> None:
+    """A lock written without the holder's start time (an older one) trusts the pid alone; with a start time,
+    a reused pid (another start time) does not hold it."""
+    from sched_search.runlock import _alive, _start_time
+
+    assert _alive(os.getpid(), None)
+    assert _alive(os.getpid(), _start_time(os.getpid()))
+    if _start_time(os.getpid()) is not None:  # /proc is there: the start time tells a reused pid apart
+        assert not _alive(os.getpid(), "0")
