@@ -19,12 +19,13 @@ METRIC = "val_metric"  # what Optuna optimises: a trial's final val metric, in t
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """`OptunaSearch` that tolerates a resumed trial which Optuna has already finished.
+    """`OptunaSearch` that tolerates a resumed trial which Optuna has already finished, and one it never will.
 
     After a kill -9, Tune's experiment checkpoint can lag Optuna's database: Tune re-runs a trial Optuna was
     already told about, and `OptunaSearch.on_trial_result` (`ot_trial.report`) raises
     UpdateFinishedTrialError; its `on_trial_complete` already only logs such errors. The first outcome stays
-    in Optuna; the tables take Tune's.
+    in Optuna; the tables take Tune's. A trial asked after the checkpoint is failed on restore
+    (`fail_orphans`).
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -32,6 +33,18 @@ class ResumableOptunaSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
+
+    def fail_orphans(self) -> None:
+        """After a resume: fail the Optuna trials asked after Tune last saved this searcher.
+
+        Tune asks again for those (its restored state never started them), so each would stay RUNNING in the
+        study for good, one more trial than the arm's budget. Trials the saved state knows are re-run by Tune
+        and told as usual.
+        """
+        known = {t.number for t in self._ot_trials.values()}
+        for t in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.number not in known:
+                self._ot_study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
 
 class ArmsSearcher(Searcher):
@@ -119,6 +132,10 @@ class ArmsSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        for searcher in self.searchers.values():
+            inner = getattr(searcher, "searcher", searcher)  # under a ConcurrencyLimiter
+            if isinstance(inner, ResumableOptunaSearch):
+                inner.fail_orphans()
 
 
 def cycle_asha(

@@ -5,6 +5,8 @@ directions, and the Optuna study's own direction."""
 
 from __future__ import annotations
 
+import functools
+
 import optuna
 import pytest
 
@@ -18,9 +20,11 @@ SEED = RangeSeed("sgdw", max_lr=0.1, min_lr=0.01, weight_decay=1e-4, weight_deca
 ARMS = ("one_cycle-sgdw", "clr-sgdw")
 
 
-def _searcher(mode: str, trials_per_arm: int) -> tuple[ArmsSearcher, list, optuna.storages.BaseStorage]:
+def _searcher(
+    mode: str, trials_per_arm: int, storage: optuna.storages.BaseStorage | None = None
+) -> tuple[ArmsSearcher, list, optuna.storages.BaseStorage]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.InMemoryStorage()
+    storage = storage or optuna.storages.InMemoryStorage()
     spaces = {arm: build_space(arm, SEED, EPOCHS, 10) for arm in ARMS}
     for arm, space in spaces.items():
         _new_optuna_study(storage, arm, space, 0, mode)
@@ -36,13 +40,14 @@ def _searcher(mode: str, trials_per_arm: int) -> tuple[ArmsSearcher, list, optun
         for arm, space in spaces.items()
     }
     chosen: list[tuple[str, dict]] = []
-
-    def final_runs(arm: str, best: dict) -> list[dict]:
-        chosen.append((arm, best))
-        return [{"arm": arm, "stage": "final", "seed": s} for s in (0, 1, 2)]
-
+    final_runs = functools.partial(_final_runs, chosen)  # picklable, as Tune saves the searcher
     searcher = ArmsSearcher(searchers, trials_per_arm, final_runs, epochs=EPOCHS, mode=mode)
     return searcher, chosen, storage
+
+
+def _final_runs(chosen: list, arm: str, best: dict) -> list[dict]:
+    chosen.append((arm, best))
+    return [{"arm": arm, "stage": "final", "seed": s} for s in (0, 1, 2)]
 
 
 def _result(goodness: float, mode: str, val_loss: float, epoch: int = EPOCHS, status: str = "ok") -> dict:
@@ -117,3 +122,27 @@ def test_no_finals_before_an_arms_last_search_trial_ends() -> None:
     for _ in range(6):
         assert searcher.suggest("f")["stage"] == "final"
     assert searcher.suggest("done") == "FINISHED"
+
+
+def test_restore_fails_the_optuna_trials_asked_after_the_saved_state(tmp_path) -> None:
+    """kill -9 between Tune saving the searcher and Tune saving the next: Optuna asked trials the restored
+    searcher never started. Restored, it fails exactly those; the trials it knows stay running for Tune to
+    re-run, and each arm again holds its budget of live trials."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher, _, _ = _searcher("max", trials_per_arm=2, storage=storage)
+    known = [searcher.suggest(f"t{i}") for i in range(2)]  # one per arm
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("t2")
+    searcher.suggest("t3")  # the orphans: one more per arm
+
+    restored = ArmsSearcher({}, trials_per_arm=2, final_runs=list)  # Tune makes it anew, then restores it
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    running, fail = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
+    for arm in ARMS:
+        assert [t.state for t in optuna.load_study(study_name=arm, storage=storage).trials] == [running, fail]
+    assert all(c is not None and c != ArmsSearcher.FINISHED for c in known)
+    for i in (4, 5):
+        assert isinstance(restored.suggest(f"t{i}"), dict)  # each arm's second trial, asked again
+    for arm in ARMS:
+        trials = optuna.load_study(study_name=arm, storage=storage).trials
+        assert [t.state for t in trials] == [running, fail, running]

@@ -204,16 +204,13 @@ def test_smoke_finals_rerun_each_arms_best_search_trial(smoke_run: Path) -> None
 
 
 @pytest.mark.slow
-def test_smoke_search_trials_use_both_worker_slots(smoke_run: Path) -> None:
-    """Tune keeps a single trial pending for a custom searcher unless capped: the search then ran one at a
-    time."""
-    pids = {}
-    for progress in (smoke_run / "ray" / "study").glob("*/progress.csv"):
-        rows = pd.read_csv(progress)
-        pids.setdefault(
-            json.loads((progress.parent / "params.json").read_text()).get("stage", "search"), set()
-        ).update(rows.pid)
-    assert len(pids["search"]) == 2, pids
+def test_smoke_trials_use_both_worker_slots(smoke_run: Path) -> None:
+    """Tune keeps a single trial pending for a custom searcher unless capped: the study then ran one trial at
+    a time, all on one reused actor. (Which stage runs on which slot is up to timing: the search may run on
+    one while the baseline's runs hold the other.)"""
+    progress = (smoke_run / "ray" / "study").glob("*/progress.csv")
+    pids = {pid for path in progress for pid in pd.read_csv(path).pid}
+    assert len(pids) == 2, pids
 
 
 @pytest.mark.slow
@@ -529,8 +526,10 @@ def test_resume_after_kill_9_keeps_what_finished_and_a_second_resume_is_refused(
             f"{trial_id} finished before the kill and ran again"
         )
     storage = f"sqlite:///{run_dir / 'optuna.db'}"
-    for arm in cfg.search.arms:
-        assert len(optuna.load_study(study_name=arm, storage=storage).trials) == cfg.search.trials_per_arm
+    for arm in cfg.search.arms:  # a trial asked after Tune's last save is asked again, its first failed
+        states = [t.state for t in optuna.load_study(study_name=arm, storage=storage).trials]
+        assert optuna.trial.TrialState.RUNNING not in states, states
+        assert sum(s != optuna.trial.TrialState.FAIL for s in states) == cfg.search.trials_per_arm, states
 
 
 def _read(path: Path) -> str:
