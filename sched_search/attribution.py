@@ -8,7 +8,7 @@ interval:
 2. -> warm-up + cosine with the arm's optimizer at its range test's suggested LR (`ladder:cosine-<family>`):
    what the range test bought;
 3. -> the arm's schedule at the range test's suggestion, no search (`ladder:untuned-<arm>`): what the
-   schedule bought;
+   schedule bought (no such rung for a warm-up + cosine arm: its first point is rung 2);
 4. -> the tuned config (the arm's final runs): what the search bought.
 
 A rung that did not run merges the steps on either side (the step then says what it bundles). Calls are
@@ -40,13 +40,24 @@ def ladder_rungs(arm: str) -> list[tuple[str, str]]:
         >>> [name for name, _ in ladder_rungs("one_cycle-sgdw")][2:]
         ['ladder:cosine-sgdw', 'ladder:untuned-one_cycle-sgdw', 'one_cycle-sgdw']
     """
+    cosine = f"cosine-{range_family(arm)}"
     return [
         (BASELINE_ARM, "the seed's default"),
         ("default:adamw-cosine", "the common default (AdamW 1e-3, warm-up + cosine)"),
-        (f"{LADDER_PREFIX}cosine-{range_family(arm)}", "the range test's LR"),
-        (f"{LADDER_PREFIX}untuned-{arm}", "the schedule"),
+        (f"{LADDER_PREFIX}{cosine}", "the range test's LR"),
+        *([(f"{LADDER_PREFIX}untuned-{arm}", "the schedule")] if arm != cosine else []),
         (arm, "the search"),
     ]
+
+
+def ladder_arms(arms: list[str] | tuple[str, ...]) -> list[str]:
+    """The names of the ladder's own runs for a study's searched arms (`search.ladder_runs` queues them).
+
+    Example:
+        >>> ladder_arms(["cosine-adamw", "clr-sgdw"])
+        ['ladder:cosine-adamw', 'ladder:cosine-sgdw', 'ladder:untuned-clr-sgdw']
+    """
+    return sorted({name for arm in arms for name, _ in ladder_rungs(arm) if name.startswith(LADDER_PREFIX)})
 
 
 def attribution(trials: pd.DataFrame, verdict: dict[str, Any]) -> dict[str, Any] | None:
@@ -128,4 +139,4 @@ def attribution_lines(att: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-__all__ = ["LADDER_TITLE", "attribution", "attribution_lines", "ladder_rungs"]
+__all__ = ["LADDER_TITLE", "attribution", "attribution_lines", "ladder_arms", "ladder_rungs"]

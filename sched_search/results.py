@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from .arms import baseline_config, range_family
-from .attribution import attribution
+from .arms import baseline_config
+from .attribution import attribution, ladder_arms
 from .leaderboard import build_leaderboard
 from .tables import final_rows
 from .verdict import LADDER_PREFIX, decide
@@ -296,8 +296,7 @@ def _ladder_arms(search: dict) -> list[str]:
     arms = list(search.get("arms", []))
     if not search.get("attribution", False) or search.get("space", "seeded") != "seeded":
         return []
-    cosine = sorted({f"{LADDER_PREFIX}cosine-{range_family(a)}" for a in arms})
-    return cosine + [f"{LADDER_PREFIX}untuned-{a}" for a in arms]
+    return ladder_arms(arms)
 
 
 __all__ = ["Run", "learning_curves", "load_run", "param_importances", "runs_done", "schedule_curves"]

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from .arms import baseline_config, range_family
+from .attribution import ladder_arms
 from .config import StudyConfig, metric_mode
 from .interrupt import tune_loop
 from .recorder import Recorder
@@ -127,15 +128,18 @@ def ladder_runs(
     """The attribution ladder's own runs (`attribution.py`) on every seed, full budget only: per optimizer
     family of the arms, warm-up + cosine at its range test's suggestion (`ladder:cosine-<family>`, the
     cosine arm's first point), and per arm its schedule at the range test's suggestion without search
-    (`ladder:untuned-<arm>`, its space's first point: what the search started from)."""
+    (`ladder:untuned-<arm>`, its space's first point: what the search started from; not for a cosine arm,
+    whose first point is the cosine rung)."""
     configs: dict[str, dict] = {}
+    wanted = set(ladder_arms(list(spaces)))
     for arm, space in spaces.items():
         family = range_family(arm)
         if family in seeds:
             cosine = build_space(f"cosine-{family}", seeds[family], cfg.train.epochs, steps_per_epoch)
             configs[f"ladder:cosine-{family}"] = {**cosine.first_point(), **cosine.constants()}
-        if space.first_point() is not None:  # a broad space has no suggestion to start from
-            configs[f"ladder:untuned-{arm}"] = {**space.first_point(), **space.constants()}
+        untuned = f"ladder:untuned-{arm}"
+        if untuned in wanted and space.first_point() is not None:  # a broad space has no suggestion
+            configs[untuned] = {**space.first_point(), **space.constants()}
     return [
         {**config, "arm": name, "stage": "final", "seed": s, "budgets": [1.0]}
         for name, config in sorted(configs.items())

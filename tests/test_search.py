@@ -174,26 +174,33 @@ def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_eve
     from sched_search.search import fixed_runs
 
     smoke = load_study(ROOT / "studies" / "smoke.toml")  # attribution = false
-    arms = ("clr-sgdw", "one_cycle-adamw", "schedule_free-sgd")
+    arms = ("clr-sgdw", "one_cycle-adamw", "schedule_free-sgd", "cosine-adamw")
     seeds = {"sgdw": SEED, "adamw": replace(SEED, optimizer="adamw", max_lr=4e-3, min_lr=1e-3)}
     cfg = replace(smoke, search=replace(smoke.search, arms=arms, attribution=True))
     spaces = {arm: arm_space(cfg, seeds, arm, 19) for arm in arms}
     baselines, ladder = fixed_runs(cfg, spaces, seeds, 19)
     families = sorted({range_family(arm) for arm in arms})
     n_seeds = len(cfg.search.seeds)
-    assert len(ladder) == (len(families) + len(arms)) * n_seeds
-    names = {*(f"ladder:cosine-{f}" for f in families), *(f"ladder:untuned-{a}" for a in arms)}
+    untuned = arms[:3]  # cosine-adamw's untuned run would be ladder:cosine-adamw again
+    assert len(ladder) == (len(families) + len(untuned)) * n_seeds
+    names = {*(f"ladder:cosine-{f}" for f in families), *(f"ladder:untuned-{a}" for a in untuned)}
     assert {c["arm"] for c in ladder} == names
     assert sorted((c["arm"], c["seed"]) for c in ladder) == sorted(
         (n, s) for n in names for s in cfg.search.seeds
     )
     assert all(c["stage"] == "final" and c["budgets"] == [1.0] for c in ladder)
-    for arm in arms:  # untuned: the arm's schedule at the search's first point
+    for arm in untuned:  # the arm's schedule at the search's first point
         untuned = next(c for c in ladder if c["arm"] == f"ladder:untuned-{arm}")
         assert {k: untuned[k] for k in spaces[arm].first_point()} == spaces[arm].first_point()
         assert untuned["schedule"] == spaces[arm].schedule
     cosine = next(c for c in ladder if c["arm"] == "ladder:cosine-adamw")
     assert cosine["optimizer"] == "adamw" and cosine["max_lr"] == pytest.approx(seeds["adamw"].max_lr)
+    first = {
+        **spaces["cosine-adamw"].first_point(),
+        **spaces["cosine-adamw"].constants(),
+        "arm": cosine["arm"],
+    }
+    assert {k: cosine[k] for k in first} == first  # the cosine arm's untuned run: the ladder skips no step
     # the run folder counts them as planned runs, so that a study killed before they ran is unfinished
     planned = len(arms) * (cfg.search.trials_per_arm + n_seeds) + n_seeds * len(cfg.search.baselines)
     assert runs_done(pd.DataFrame(), cfg.to_dict()) == (0, planned + len(ladder))

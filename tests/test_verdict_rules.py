@@ -490,6 +490,20 @@ def test_attribution_ladder_a_step_within_noise_is_not_measurable() -> None:
     assert last["text"].endswith(": the range test's suggestion is enough")
 
 
+def test_attribution_of_a_cosine_arm_has_no_schedule_step() -> None:
+    """Warm-up + cosine recommended: its untuned run is the cosine rung itself, so the ladder has no step
+    for the schedule (and no rung reported missing); the search is the step after the range test's LR."""
+    ladder = (BASELINE_ARM, ADAMW_COSINE, "ladder:cosine-sgdw", "cosine-sgdw")
+    rng = np.random.default_rng(3)
+    counts = ((255, 258, 254), (296, 294, 298), (457, 455, 459), (476, 475, 477))
+    arms = {a: {1.0: [_right(500, k, rng) for k in ks]} for a, ks in zip(ladder, counts, strict=True)}
+    trials, configs = _study(arms)
+    assert not any(c["arm"].startswith("ladder:untuned-") for c in configs)
+    att = attribution(trials, decide(trials))
+    assert att["arm"] == "cosine-sgdw" and att["rungs"] == list(ladder) and att["missing"] == []
+    assert [s["bought"] for s in att["steps"]][-2:] == ["the range test's LR", "the search"]
+
+
 def test_attribution_merges_the_steps_of_rungs_that_did_not_run() -> None:
     arms = _ladder(((255, 258, 254), (296, 294, 298), (457, 455, 459), (456, 458, 455), (476, 475, 477)))
     for a in LADDER[2:4]:
