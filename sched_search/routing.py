@@ -117,7 +117,7 @@ class ArmsSearcher(Searcher):
         self.searchers[arm].on_trial_complete(trial_id, result, error)
         self.ended[arm] += 1
         if result and not error and result.get("status") == "ok":
-            complete = result.get("epoch", 0) >= self.epochs
+            complete = result["epoch"] >= self.epochs
             score = self.sign * result[METRIC]
             self.outcomes[arm].append((complete, score, -result["val_loss"], trial_id))
         if self.ended[arm] == self.trials_per_arm and self.outcomes[arm]:

@@ -9,8 +9,11 @@ import functools
 
 import optuna
 import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
 
-from sched_search.routing import METRIC, ArmsSearcher, ResumableOptunaSearch
+from sched_search.routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from sched_search.search import _new_optuna_study
 from sched_search.space import RangeSeed, build_space, define_by_run
 
@@ -21,11 +24,17 @@ ARMS = ("one_cycle-sgdw", "clr-sgdw")
 
 
 def _searcher(
-    mode: str, trials_per_arm: int, storage: optuna.storages.BaseStorage | None = None
+    mode: str,
+    trials_per_arm: int,
+    storage: optuna.storages.BaseStorage | None = None,
+    arms: tuple[str, ...] = ARMS,
+    max_concurrent: int = 0,
 ) -> tuple[ArmsSearcher, list, optuna.storages.BaseStorage]:
+    """As `search.run_trials` builds it; `max_concurrent` > 0 puts each arm's searcher under Tune's
+    ConcurrencyLimiter, as the study does."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or optuna.storages.InMemoryStorage()
-    spaces = {arm: build_space(arm, SEED, EPOCHS, 10) for arm in ARMS}
+    spaces = {arm: build_space(arm, SEED, EPOCHS, 10) for arm in arms}
     for arm, space in spaces.items():
         _new_optuna_study(storage, arm, space, 0, mode)
     searchers = {
@@ -39,6 +48,10 @@ def _searcher(
         )
         for arm, space in spaces.items()
     }
+    if max_concurrent:
+        searchers = {
+            arm: ConcurrencyLimiter(s, max_concurrent=max_concurrent) for arm, s in searchers.items()
+        }
     chosen: list[tuple[str, dict]] = []
     final_runs = functools.partial(_final_runs, chosen)  # picklable, as Tune saves the searcher
     searcher = ArmsSearcher(searchers, trials_per_arm, final_runs, epochs=EPOCHS, mode=mode)
@@ -126,23 +139,127 @@ def test_no_finals_before_an_arms_last_search_trial_ends() -> None:
 
 def test_restore_fails_the_optuna_trials_asked_after_the_saved_state(tmp_path) -> None:
     """kill -9 between Tune saving the searcher and Tune saving the next: Optuna asked trials the restored
-    searcher never started. Restored, it fails exactly those; the trials it knows stay running for Tune to
-    re-run, and each arm again holds its budget of live trials."""
+    searcher never started. Restored, it fails those still running; the trials it knows stay running for Tune
+    to re-run, and a trial that finished meanwhile keeps its result."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
-    searcher, _, _ = _searcher("max", trials_per_arm=2, storage=storage)
+    searcher, _, _ = _searcher("max", trials_per_arm=3, storage=storage, max_concurrent=3)
     known = [searcher.suggest(f"t{i}") for i in range(2)]  # one per arm
     searcher.save(str(tmp_path / "searcher.pkl"))
-    searcher.suggest("t2")
-    searcher.suggest("t3")  # the orphans: one more per arm
+    for i in range(2, 6):  # after the save: a second and a third trial per arm
+        searcher.suggest(f"t{i}")
+    searcher.on_trial_complete("t4", _result(0.5, "max", 0.4))  # ARMS[0]'s third finished before the kill
 
-    restored = ArmsSearcher({}, trials_per_arm=2, final_runs=list)  # Tune makes it anew, then restores it
+    restored = ArmsSearcher({}, trials_per_arm=3, final_runs=list)  # Tune makes it anew, then restores it
     restored.restore(str(tmp_path / "searcher.pkl"))
-    running, fail = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
-    for arm in ARMS:
-        assert [t.state for t in optuna.load_study(study_name=arm, storage=storage).trials] == [running, fail]
+    running, fail, complete = (optuna.trial.TrialState[s] for s in ("RUNNING", "FAIL", "COMPLETE"))
+    states = {
+        arm: [t.state for t in optuna.load_study(study_name=arm, storage=storage).trials] for arm in ARMS
+    }
+    assert states == {ARMS[0]: [running, fail, complete], ARMS[1]: [running, fail, fail]}
     assert all(c is not None and c != ArmsSearcher.FINISHED for c in known)
-    for i in (4, 5):
-        assert isinstance(restored.suggest(f"t{i}"), dict)  # each arm's second trial, asked again
+    for i in range(6, 10):
+        assert isinstance(restored.suggest(f"t{i}"), dict)  # each arm's second and third, asked again
     for arm in ARMS:
         trials = optuna.load_study(study_name=arm, storage=storage).trials
-        assert [t.state for t in trials] == [running, fail, running]
+        assert [t.state for t in trials][-2:] == [running, running]
+
+
+def test_round_robin_serves_the_next_arm_with_room() -> None:
+    """Three arms, one trial at a time each: new trials go round the arms in order; an arm at its
+    concurrency cap or at its budget is passed over for the next one in turn, not for the end of the
+    round."""
+    arms = ("one_cycle-sgdw", "clr-sgdw", "sgdr-sgdw")
+
+    def start(searcher: ArmsSearcher, trial_id: str) -> str:
+        assert isinstance(searcher.suggest(trial_id), dict), trial_id
+        return searcher.arm_of[trial_id]
+
+    searcher, _, _ = _searcher("max", trials_per_arm=2, arms=arms, max_concurrent=1)
+    assert [start(searcher, f"t{i}") for i in range(3)] == list(arms)
+    assert searcher.suggest("none") is None  # every arm at its cap of 1
+    searcher.on_trial_complete("t1", _result(0.5, "max", 0.4))
+    searcher.on_trial_complete("t2", _result(0.5, "max", 0.4))
+    assert start(searcher, "t3") == arms[1]  # arms[0] has the turn but is at its cap: the next one in order
+
+    searcher, _, _ = _searcher("max", trials_per_arm=2, arms=arms, max_concurrent=1)
+    for i in range(3):
+        start(searcher, f"t{i}")
+    searcher.on_trial_complete("t1", _result(0.5, "max", 0.4))
+    assert start(searcher, "t3") == arms[1]  # arms[1]'s last: it keeps running, at its budget
+    searcher.on_trial_complete("t0", _result(0.5, "max", 0.4))
+    assert start(searcher, "t4") == arms[0]  # arms[2] at its cap; the turn is arms[1]'s next
+    searcher.on_trial_complete("t2", _result(0.5, "max", 0.4))
+    assert start(searcher, "t5") == arms[2]  # the turn's arms[1] is at its budget: passed over
+    assert searcher.started == dict.fromkeys(arms, 2)
+
+
+def test_results_reach_the_arms_optuna_trial_and_errors_fail_it() -> None:
+    """Tune's intermediate results are reported to the arm's Optuna trial (a final re-run's are not Optuna's
+    business); an errored trial is failed in Optuna; a result for a trial Optuna already finished (a resumed
+    trial re-run) is ignored, not raised."""
+    searcher, _, storage = _searcher("max", trials_per_arm=2)
+    searcher.suggest("t0")
+    searcher.suggest("t1")
+    searcher.on_trial_result("t0", {METRIC: 0.25, "training_iteration": 1})
+    searcher.on_trial_result("final-0", {METRIC: 0.5, "training_iteration": 1})
+    first = optuna.load_study(study_name=ARMS[0], storage=storage).trials[0]
+    assert first.intermediate_values == {1: 0.25}
+    searcher.on_trial_complete("t1", None, error=True)
+    assert optuna.load_study(study_name=ARMS[1], storage=storage).trials[0].state.name == "FAIL"
+    searcher.on_trial_complete("t0", _result(0.5, "max", 0.4))
+    searcher.on_trial_result("t0", {METRIC: 0.75, "training_iteration": 2})  # Tune re-runs it after a resume
+    first = optuna.load_study(study_name=ARMS[0], storage=storage).trials[0]
+    assert first.state.name == "COMPLETE" and first.value == 0.5 and first.intermediate_values == {1: 0.25}
+
+
+def _asha_trial(trial_id: str, arm: str, stage: str = "search") -> Trial:
+    return Trial("trial_trainable", config={"arm": arm, "stage": stage}, trial_id=trial_id, stub=True)
+
+
+def _at(cycle_epoch: int, metric: float) -> dict:
+    """A Tune result at a cycle end; the epoch count and the plain val metric differ on purpose, so that
+    ASHA judging on either would show."""
+    return {
+        "cycle_epoch": cycle_epoch,
+        "cycle_val_metric": metric,
+        "training_iteration": cycle_epoch + 1,
+        "epoch": cycle_epoch + 1,
+        METRIC: 1 - metric,
+    }
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_per_arm_asha_judges_a_trial_only_against_its_own_arm(mode: str) -> None:
+    """At the first rung (cycle_epoch 2) a poor trial of a second arm goes on, the same poor value in the
+    arm that already has a better trial is stopped; a value before the rung is not judged; finals run out;
+    a finished trial's result is counted for the next."""
+    good, poor = (0.9, 0.1) if mode == "max" else (0.1, 0.9)
+    asha = PerArmASHA(metric="cycle_val_metric", mode=mode, max_t=8, grace_period=2, reduction_factor=2)
+    asha.set_search_properties("cycle_val_metric", mode)
+    a1, b1, a2, final = (
+        _asha_trial("a1", "clr-sgdw"),
+        _asha_trial("b1", "sgdr-sgdw"),
+        _asha_trial("a2", "clr-sgdw"),
+        _asha_trial("f", "clr-sgdw", stage="final"),
+    )
+    for t in (a1, b1, a2, final):
+        asha.on_trial_add(None, t)
+    go, stop = TrialScheduler.CONTINUE, TrialScheduler.STOP
+    assert asha.on_trial_result(None, a1, _at(1, good)) == go
+    assert asha.on_trial_result(None, a2, _at(1, poor)) == go  # before the first rung (grace period 2)
+    assert asha.on_trial_result(None, a1, _at(2, good)) == go
+    assert asha.on_trial_result(None, b1, _at(2, poor)) == go  # sgdr-sgdw's first at the rung
+    assert asha.on_trial_result(None, a2, _at(2, poor)) == stop  # below clr-sgdw's rung
+    assert asha.on_trial_result(None, final, _at(2, poor)) == go
+    asha.on_trial_remove(None, a2)
+    a3 = _asha_trial("a3", "clr-sgdw")
+    asha.on_trial_add(None, a3)
+    assert asha.on_trial_result(None, a1, _at(4, good)) == go
+    assert asha.on_trial_result(None, a3, _at(2, good)) == go
+    assert asha.on_trial_result(None, a3, _at(4, poor)) == stop  # the second rung (reduction factor 2)
+    assert asha.on_trial_result(None, a1, _at(8, good)) == stop  # max_t: done
+    asha.on_trial_complete(None, b1, _at(8, good))
+    b2 = _asha_trial("b2", "sgdr-sgdw")
+    asha.on_trial_add(None, b2)
+    assert asha.on_trial_result(None, b2, _at(2, (good + poor) / 2)) == go  # above b1's poor 2-epoch value
+    assert set(asha.by_arm) == {"clr-sgdw", "sgdr-sgdw"}
