@@ -177,3 +177,175 @@ def test_a_diverged_run_has_no_final_metric_and_no_pointer_to_tracebacks() -> No
     assert diverged_search_lines(trials) == [
         "clr-sgdw: 1 of 2 search trials diverged (training loss is nan at epoch 2)"
     ]
+
+
+# ------------------------------------------------------------------ every column, from the epoch it came from
+
+PARAMS = {"arm": "clr-sgdw", "epochs": 4, "seed": 3, "max_lr": 0.1, "metric_mode": "min"}
+LEFT_OUT = {"model_options": {"hidden": 8}, "_threads": 1, "_rungs": [2], "weight_decays": [0.0, 1e-4]}
+EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_metric", "lr", "momentum", "cycle_epoch", "wall_time")
+
+
+def _distinct_epoch(epoch: int, budget: float) -> dict:
+    """An epoch whose every value is its own (budget x 100 + epoch + a per-key fraction), so a column
+    filled from the wrong key or the wrong epoch shows; val_metric falls, so its best (mode "min") is the
+    last epoch's and its max the first's."""
+    base = 100 * budget + epoch
+    return {
+        "epoch": epoch,
+        "budget": budget,
+        "train_loss": base + 0.1,
+        "val_loss": base + 0.2,
+        "val_metric": 1000 - base,
+        "lr": base + 0.4,
+        "momentum": base + 0.5,
+        "cycle_epoch": epoch - 1,
+        "wall_time": base + 0.6,
+        "test_metric": base + 0.7,
+        "val_examples": f"{epoch % 2}1",
+        "status": "ok",
+        "reason": "",
+        "not_a_column": base,
+    }
+
+
+def test_every_column_of_both_tables_comes_from_its_epoch() -> None:
+    """A final run over two budgets, each its own Tune result: one trials row per budget from the budget's
+    last epoch (its best val metric in the study's direction), one epochs row per epoch, the trial's
+    params beside them and nothing that is not a param."""
+    config = {**PARAMS, **LEFT_OUT, "stage": "final", "budgets": [0.5, 1.0]}
+    epochs_of = {b: [_distinct_epoch(e, b) for e in range(1, int(4 * b) + 1)] for b in (0.5, 1.0)}
+    results = [_result(epochs_of[0.5]), _result(epochs_of[1.0])]
+    trials, epochs = tables_from_rows({("final", "f7"): (config, results, None)})
+    key = {"stage": "final", "trial_id": "f7", **PARAMS}
+    expected_trials = [
+        {
+            **key,
+            "budget": b,
+            "budget_epochs": 4 * b,
+            "epochs_run": rows[-1]["epoch"],
+            "final_val_metric": rows[-1]["val_metric"],
+            "final_val_loss": rows[-1]["val_loss"],
+            "best_val_metric": min(r["val_metric"] for r in rows),
+            "test_metric": rows[-1]["test_metric"],
+            "val_examples": rows[-1]["val_examples"],
+            "wall_time": rows[-1]["wall_time"],
+            "status": "ok",
+            "reason": "",
+            "error_text": "",
+        }
+        for b, rows in epochs_of.items()
+    ]
+    assert trials.to_dict("records") == expected_trials
+    expected_epochs = [
+        {**key, "budget": b, **{k: r[k] for k in EPOCH_KEYS}} for b, rows in epochs_of.items() for r in rows
+    ]
+    assert epochs.to_dict("records") == expected_epochs
+    # in "max" the best is the first epoch's
+    maxed = tables_from_rows({("final", "f7"): ({**config, "metric_mode": "max"}, results, None)})[0]
+    assert maxed.best_val_metric.tolist() == [epochs_of[b][0]["val_metric"] for b in (0.5, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("stage", "last", "error", "status"),
+    [
+        ("search", {"epoch": 4}, None, "ok"),
+        ("search", {"epoch": 2}, None, "stopped"),  # ASHA stopped it before its epochs
+        ("final", {"epoch": 2}, None, "ok"),  # a final run is never "stopped": its budget is its epochs
+        ("search", {"epoch": 4, "status": "nan"}, None, "nan"),
+        ("search", {"epoch": 4, "status": "error"}, None, "error"),
+        ("search", {"epoch": 4}, "RuntimeError: worker died", "error"),
+    ],
+)
+def test_status_of_a_run(stage: str, last: dict, error: str | None, status: str) -> None:
+    rows = [_epoch(1, 0.5), {**_epoch(last["epoch"], 0.6), **last}]
+    config = {"arm": "clr-sgdw", "epochs": 4, "seed": 0, "budgets": [1.0]}
+    trials, _ = tables_from_rows({(stage, "t"): (config, [_result(rows)], error)})
+    assert trials.status.tolist() == [status]
+    failed = status in ("nan", "error")
+    assert math.isnan(trials.final_val_metric[0]) == failed
+    if error:
+        assert trials.reason[0] == error and trials.error_text[0] == error
+
+
+def test_results_without_history_and_a_run_that_reported_nothing() -> None:
+    """A result without `history` counts as one epoch when it has one; one without either is no epoch. A run
+    with no epoch at all (no error either) is one error row: "no result reported"."""
+    config = {"arm": "clr-sgdw", "epochs": 2, "seed": 0}
+    plain = [{**_epoch(1, 0.5), "history": ""}, {"training_iteration": 1}, _epoch(2, 0.7)]
+    trials, epochs = tables_from_rows(
+        {("search", "a"): (config, plain, None), ("search", "b"): (config, [], None)}
+    )
+    assert epochs[epochs.trial_id == "a"].epoch.tolist() == [1, 2]
+    by_id = trials.set_index("trial_id")
+    assert by_id.loc["a", "status"] == "ok" and by_id.loc["a", "final_val_metric"] == 0.7
+    assert by_id.loc["b", ["status", "reason", "budget"]].tolist() == ["error", "no result reported", 1.0]
+    assert (epochs.trial_id == "b").sum() == 0
+
+
+def test_error_text_reads_tunes_error_file_and_keeps_other_text(tmp_path: Path) -> None:
+    from sched_search.tables import error_text
+
+    log = tmp_path / "error.txt"
+    log.write_text(TRACEBACK)
+    assert error_text(None) == "" and error_text(str(log)) == TRACEBACK and error_text(log) == TRACEBACK
+    assert error_text(str(tmp_path / "absent.txt")) == str(tmp_path / "absent.txt")
+    assert error_text(ValueError("boom")) == "boom"
+    long = "x" * 5000  # too long to be a path: never looked up
+    assert error_text(long) == long
+    assert short_reason("") == "" and short_reason("no error line\n  last line  ") == "last line"
+    assert short_reason("RuntimeError: " + "y" * 400) == ("RuntimeError: " + "y" * 400)[:300]
+    assert short_reason("KeyboardInterrupt\nSystemExit: 2\nnot an error") == "SystemExit: 2"
+
+
+def test_append_tables_merges_by_trial_and_keeps_what_it_does_not_replace(tmp_path: Path) -> None:
+    config = {"arm": "clr-sgdw", "epochs": 2, "seed": 0}
+    first = tables_from_rows(
+        {("search", "a"): (config, [_result([_epoch(1, 0.1), _epoch(2, 0.2)])], None),
+         ("search", "b"): (config, [_result([_epoch(1, 0.3), _epoch(2, 0.4)])], None)}
+    )  # fmt: skip
+    append_tables(tmp_path, *first)
+    again = tables_from_rows({("search", "a"): (config, [_result([_epoch(1, 0.5), _epoch(2, 0.6)])], None)})
+    append_tables(tmp_path, *again)
+    append_tables(tmp_path, pd.DataFrame(), pd.DataFrame())  # nothing new: nothing lost
+    trials = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    assert trials.final_val_metric.to_dict() == {"b": 0.4, "a": 0.6}
+    epochs = pd.read_parquet(tmp_path / "epochs.parquet")
+    assert sorted(zip(epochs.trial_id, epochs.val_metric, strict=True)) == [
+        ("a", 0.5), ("a", 0.6), ("b", 0.3), ("b", 0.4)
+    ]  # fmt: skip
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "errors").exists()
+
+
+def test_records_from_grid_keys_by_stage_and_trial_id(tmp_path: Path) -> None:
+    """What a ResultGrid iterates (Tune's own `Result`s): each trial's progress rows, config and error,
+    keyed (stage, trial_id); a trial with no metrics is named by its folder and has no rows."""
+    from ray.tune import Result
+
+    from sched_search.tables import records_from_grid
+
+    rows = [_epoch(1, 0.5), _epoch(2, 0.6)]
+    search = {"arm": "clr-sgdw", "stage": "search"}
+    ok = Result(
+        metrics={**rows[-1], "trial_id": "s1", "config": search},
+        checkpoint=None,
+        error=None,
+        path=str(tmp_path / "trial_s1"),
+        metrics_dataframe=pd.DataFrame(rows),
+    )
+    error = RuntimeError("worker died")
+    final = {"arm": "clr-sgdw", "stage": "final"}  # Tune's last result of a trial that never reported
+    died = Result(metrics={"config": final}, checkpoint=None, error=error, path=str(tmp_path / "trial_f9"))
+    records = records_from_grid([ok, died])
+    assert list(records) == [("search", "s1"), ("final", "trial_f9")]
+    config, got, err = records[("search", "s1")]
+    assert config == search and got == rows and err is None
+    assert records[("final", "trial_f9")] == (final, [], error)
+    unstaged = Result(  # a config without a stage is a search trial's
+        metrics={"trial_id": "s2", "config": {"arm": "clr-sgdw"}},
+        checkpoint=None,
+        error=None,
+        path=str(tmp_path / "trial_s2"),
+        metrics_dataframe=pd.DataFrame(),
+    )
+    assert records_from_grid([unstaged]) == {("search", "s2"): ({"arm": "clr-sgdw"}, [], None)}
