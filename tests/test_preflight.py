@@ -108,6 +108,26 @@ def float_labels():
 
 def one_too_many(input_shape, num_classes):
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes + 1))
+
+def _steps(n):  # a regression over loaders, no test split, `n` batches per epoch said outright
+    return LoaderData(lambda: DataLoader(_reg(64), 16), lambda: DataLoader(_reg(32), 16), num_outputs=1,
+                      steps_per_epoch=n)
+
+def one_step():
+    return _steps(1)
+
+def no_steps():
+    return _steps(0)
+
+class _Stream:  # an iterable with no len()
+    def __iter__(self):
+        return iter(DataLoader(_reg(64), 16))
+
+def unsized():
+    return LoaderData(_Stream, lambda: DataLoader(_reg(32), 16), num_outputs=1)
+
+def unsplittable():
+    return LoaderData(lambda: [torch.zeros(16, 64)], lambda: DataLoader(_reg(32), 16), num_outputs=1)
 """
 REGRESSION = {
     'name = "digits"': 'name = "pf_factories:regression"',
@@ -224,7 +244,10 @@ CASES = [
         "loader not callable",
         "",
         {**REGRESSION, 'name = "digits"': 'name = "pf_factories:not_callable"'},
-        ["LoaderData.train is a DataLoader", "zero-argument callable"],
+        [
+            "[data] name = 'pf_factories:not_callable': LoaderData.train is a DataLoader; expected a ",
+            "expected a zero-argument callable returning a DataLoader (e.g. lambda: DataLoader(...)).",
+        ],
     ),
     (
         "metric not a number",
@@ -264,7 +287,10 @@ CASES = [
         "augment loaders",
         "",
         {**REGRESSION, "epochs = 4": 'epochs = 4\naugment = "crop_flip"'},
-        ["[train] augment", "loaders", "DataLoader"],
+        [
+            "[train] augment = 'crop_flip' works on tensor data only; 'pf_factories:regression' gives ",
+            "gives loaders: augment in its Dataset or DataLoader instead.",
+        ],
     ),
     (
         "attribution not a boolean",
@@ -322,6 +348,21 @@ DATA_CASES = [
         ["[data] name", "y_train has dtype torch.float32", "integer class labels"],
     ),
     (
+        "no batches per epoch",
+        {**REGRESSION, 'name = "digits"': 'name = "pf_factories:no_steps"'},
+        ["[data] name = 'pf_factories:no_steps': the training loader has 0 batches per epoch."],
+    ),
+    (
+        "loader without len",
+        {**REGRESSION, 'name = "digits"': 'name = "pf_factories:unsized"'},
+        ["[data] name = 'pf_factories:unsized': the training loader (_Stream) has no len(): set LoaderData("],
+    ),
+    (
+        "batch without targets",
+        {**REGRESSION, 'name = "digits"': 'name = "pf_factories:unsplittable"'},
+        ["[data] name = 'pf_factories:unsplittable': LoaderData.train: ValueError: cannot split a batch"],
+    ),
+    (
         "model output shape",
         {'name = "mlp"\nhidden = 64': 'name = "pf_factories:one_too_many"'},
         ["[model] name", "pf_factories:one_too_many", "to shape (2, 11)", "(2, num_classes=10)"],
@@ -346,6 +387,20 @@ def test_bad_data_or_model_is_refused_by_check_study(
     assert message.startswith(f"{path}: ") and "\n" not in message
     for word in words:
         assert word in message, (word, message)
+
+
+def test_loaders_with_one_batch_per_epoch_and_no_test_split_pass(tmp_path: Path, monkeypatch) -> None:
+    from sched_search.preflight import check_study
+    from sched_search.studyfile import load_study
+
+    (tmp_path / "pf_factories.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = check_study(
+        load_study(
+            _study(tmp_path, replace={**REGRESSION, 'name = "digits"': 'name = "pf_factories:one_step"'})
+        )
+    )
+    assert data.test is None and data.steps_per_epoch == 1
 
 
 @pytest.mark.parametrize("address", ["localhost", "127.0.0.1:", ":6379", "127.0.0.1:port", "ray://"])
@@ -455,3 +510,71 @@ def test_resume_with_another_study_file_is_refused(tmp_path: Path, capsys: pytes
     kept = run_dir / "study.toml"
     assert err.startswith(f"error: --resume {run_dir} runs the study in {kept}, but {other} was given"), err
     assert sorted(p.name for p in run_dir.iterdir()) == ["study.toml"]  # nothing written
+
+
+def test_a_trial_no_node_of_the_cluster_can_hold_is_refused(tmp_path: Path, ray_local) -> None:
+    """On the session's Ray (2 CPUs, no GPU): a trial asking 3 CPUs, or a GPU fraction, names its key, what it
+    asked and the largest node's; one that fits passes."""
+    from dataclasses import replace as swap
+
+    from sched_search.preflight import check_cluster
+    from sched_search.studyfile import StudyFileError, load_study
+
+    cfg = load_study(_study(tmp_path))
+    check_cluster(swap(cfg, resources=swap(cfg.resources, cpus_per_trial=2)), "here")
+    for field, need, unit in (("cpus_per_trial", 3, "2 CPUs"), ("gpus_per_trial", 0.25, "0 GPUs")):
+        big = swap(cfg, resources=swap(cfg.resources, **{"cpus_per_trial": 1, field: need}))
+        with pytest.raises(StudyFileError) as err:
+            check_cluster(big, "127.0.0.1:6379")
+        text = str(err.value)
+        assert f"[resources] {field}" in text and str(cfg.source) in text, text
+        assert text.endswith(
+            f"= {need:g}, but the largest node of the cluster at 127.0.0.1:6379 has {unit}: no trial could "
+            "ever be scheduled."
+        ), text
+
+
+def test_a_failed_join_says_token_authentication_when_it_is_the_likely_cause(monkeypatch) -> None:
+    from sched_search.preflight import ClusterError, auth_hint
+
+    failed = ConnectionError("Failed to connect to GCS\n  at 127.0.0.1:6379 (timeout)")
+    token = "requires token authentication (Ray 2.60's default): set RAY_AUTH_MODE=token in this shell"
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    hint = auth_hint("127.0.0.1:6379", failed)
+    assert isinstance(hint, ClusterError)
+    one_line = "ConnectionError: Failed to connect to GCS at 127.0.0.1:6379 (timeout)"  # _one_line's
+    assert str(hint).startswith(f"cannot join the Ray cluster at 127.0.0.1:6379 ({one_line}); it probably")
+    assert token in str(hint) and "\n" not in str(hint)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # set already: the cause is something else
+    assert str(auth_hint("h:1", failed)) == f"cannot join the Ray cluster at h:1: {one_line}"
+    assert token not in str(auth_hint("h:1", failed))
+    assert token in str(auth_hint("h:1", RuntimeError("Unauthenticated: bad token")))  # Ray said so
+
+
+def test_probe_tells_a_ray_gcs_from_another_server(ray_local) -> None:
+    """In this process (the CLI test runs it in another): the session's own GCS answers; a loopback HTTP
+    server accepts TCP but is no GCS; an unresolvable host says why; "auto" is Ray's to resolve."""
+    import http.server
+    import threading
+
+    from sched_search.preflight import ClusterError, probe_address
+
+    gcs = ray_local.get_runtime_context().gcs_address
+    probe_address(gcs)
+    probe_address("auto")
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ClusterError) as err:
+            probe_address(address, where="here")
+    finally:
+        server.shutdown()
+    assert str(err.value).startswith(
+        f"here: something listens at {address}, but it is not a Ray cluster's GCS"
+    )
+    with pytest.raises(ClusterError) as err:
+        probe_address("no-such-host.invalid:6379", timeout_s=5)
+    text = str(err.value)
+    assert text.startswith("Ray address 'no-such-host.invalid:6379': cannot reach a Ray cluster at ")
+    assert "nothing listens there" not in text and "ray start --head --port 6379" in text
