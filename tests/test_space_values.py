@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sched_search.arms import build_schedule
+from sched_search.config import ARMS
 from sched_search.schedules import lr_at
 from sched_search.space import RangeSeed, build_space, check_point_in_space
 
@@ -117,3 +118,55 @@ def test_a_point_outside_the_space_is_refused(arm: str, name: str, bad: object) 
     space = build_space(arm, _seed(), 20, SPE)
     with pytest.raises(ValueError, match=f"first point {name}={bad!r} lies outside its space"):
         check_point_in_space(space, {**space.first_point(), name: bad})
+
+
+# the broad space's documented LR and decay ranges (docs/search_benchmark.md), and the schedules' own ones
+BROAD_LR = {"adamw": (1e-5, 0.1), "sgdw": (1e-4, 1.0)}
+BROAD_SHAPE = {"base_div": (3.0, 25.0), "div_factor": (5.0, 25.0)}  # ratios of the broad top LR's stand-in
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_broad_space_fixes_lr_and_decay_and_suggests_nothing(arm: str) -> None:
+    """No range test: max_lr and weight decay over the documented fixed ranges, log-uniform, each source
+    saying so; no first point; SGDR/cosine anneal to 0; the schedule's own parameters as the seeded space
+    has them, their Optuna distributions of the right kind."""
+    import optuna
+
+    from sched_search.arms import range_family, split_arm
+    from sched_search.space import broad_space
+
+    space = broad_space(arm, 20, 70)
+    schedule, optimizer = split_arm(arm)
+    assert (space.arm, space.schedule, space.optimizer) == (arm, schedule, optimizer)
+    params = {p.name: p for p in space.params}
+    fixed = {"max_lr": BROAD_LR[range_family(arm)], "weight_decay": (1e-6, 1e-2)}
+    for name, (low, high) in fixed.items():
+        p = params[name]
+        assert (p.low, p.high, p.log) == (low, high, True)
+        assert p.source == f"broad space ({optimizer}): fixed [{low:g}, {high:g}]"
+    assert space.first_point() is None and all(p.first is None for p in space.params)
+    seeded = build_space(arm, _seed(), 20, 70)
+    assert [p.name for p in space.params] == [p.name for p in seeded.params]
+    for p in seeded.params:
+        if p.name in fixed:
+            continue
+        mine = params[p.name]
+        if p.name in BROAD_SHAPE:
+            assert (mine.low, mine.high) == BROAD_SHAPE[p.name]
+            assert mine.source.startswith("broad space: ") and "range test" not in mine.source
+        else:
+            assert (mine.low, mine.high, mine.choices, mine.source) == (p.low, p.high, p.choices, p.source)
+    kinds = {name: type(d).__name__.removesuffix("Distribution") for name, d in space.distributions().items()}
+    for p in space.params:
+        assert kinds[p.name] == ("Categorical" if p.choices else "Int" if p.integer else "Float"), p.name
+        dist = space.distributions()[p.name]
+        if p.choices:
+            assert list(dist.choices) == list(p.choices)
+        else:
+            assert (dist.low, dist.high) == (p.low, p.high)
+            assert not isinstance(dist, optuna.distributions.FloatDistribution) or dist.log == p.log
+    if "eta_min" in seeded.fixed:
+        assert space.fixed["eta_min"] == 0.0 and seeded.fixed["eta_min"] > 0
+        assert space.sources["eta_min"] == "broad space: 0 (no range test to set it)"
+    else:
+        assert space.fixed == seeded.fixed and "eta_min" not in space.sources
