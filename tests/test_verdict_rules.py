@@ -1,25 +1,23 @@
-"""The verdict's rules one by one, on trials tables built the way a study builds them: final-run configs from
-`search.final_runs` / `baseline_runs`, Tune results as `trial._final_run` reports them, and
-`tables.tables_from_rows` making the table. Each test sets up a case where a plausible slip in `verdict.py`
-or `paired.py` changes the answer (the order inside the top group, excluded arms, the leader's tie-break, the
-3-seed minimum, the headline's sentences, a missing baseline, per-example values of unequal length, the
-zero-variance and 1-seed paths, the bootstrap)."""
+"""The verdict's rules one by one, on trials tables built the way a study builds them (`runfolder.py`:
+final-run configs from `search.final_runs` / `baseline_runs`, Tune results as `trial._final_run` reports
+them, and `tables.tables_from_rows` making the table). Each test sets up a case where a plausible slip in
+`verdict.py` or `paired.py` changes the answer (the order inside the top group, excluded arms, the leader's
+tie-break, the 3-seed minimum, the headline's sentences, a missing baseline, per-example values of unequal
+length, the zero-variance and 1-seed paths, the bootstrap)."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from runfolder import EPOCHS, SEED, SPE, study_tables
 from scipy import stats
 
 from sched_search.attribution import attribution, attribution_lines
-from sched_search.config import BASELINE_ARM, BASELINES
+from sched_search.config import BASELINE_ARM
 from sched_search.paired import (
     ALPHA,
     bootstrap_weights,
@@ -28,27 +26,9 @@ from sched_search.paired import (
     paired_difference,
     resampled_means,
 )
-from sched_search.search import baseline_runs, final_runs, ladder_runs, trial_settings
 from sched_search.snippet import NO_WINNER, recommend
-from sched_search.space import RangeSeed, build_space
-from sched_search.studyfile import load_study
-from sched_search.tables import encode_examples, tables_from_rows
-from sched_search.verdict import decide, difference_text, is_baseline, metric_text, speedup_text
-
-ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 8
-SPE = 10  # steps per epoch of the made-up study
-SEED = RangeSeed("sgdw", max_lr=0.1, min_lr=0.01, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3),
-                 min_loss_lr=0.3)  # fmt: skip
-
-
-def _cfg(n_seeds: int, budgets: list[float]):
-    cfg = load_study(ROOT / "studies" / "smoke.toml")
-    return replace(
-        cfg,
-        train=replace(cfg.train, epochs=EPOCHS),
-        search=replace(cfg.search, seeds=list(range(n_seeds)), budgets=budgets, baselines=BASELINES),
-    )
+from sched_search.space import build_space
+from sched_search.verdict import decide, difference_text, metric_text, speedup_text
 
 
 def _right(n: int, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -63,59 +43,14 @@ def _study(
     loss: dict[str, float] | None = None,
     died: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """The trials table of a study's final re-runs, and their configs (final_configs.json).
+    """The trials table of a study's runs (`runfolder.study_tables`), and its final re-runs' configs
+    (final_configs.json).
 
     `arms`: arm -> budget -> per-seed vectors of per-example values; `loss`: an arm's final val loss (default
     1 - its mean); `died`: arm -> the budget at which every seed's run raised (that budget and later ones are
     left without results, as a worker's error leaves them).
     """
-    loss, died = loss or {}, died or {}
-    budgets = sorted({b for rungs in arms.values() for b in rungs})
-    n_seeds = len(next(iter(next(iter(arms.values())).values())))
-    cfg = _cfg(n_seeds, budgets)
-    configs = []
-    spaces = {a: build_space(a, SEED, EPOCHS, SPE) for a in arms if not (is_baseline(a) or ":" in a)}
-    for arm, rungs in arms.items():
-        if is_baseline(arm):
-            configs += [c for c in baseline_runs(cfg) if c["arm"] == arm]
-        elif arm.startswith("ladder:"):
-            configs += [c for c in ladder_runs(cfg, spaces, {"sgdw": SEED}, SPE) if c["arm"] == arm]
-        else:
-            space = build_space(arm, SEED, EPOCHS, SPE)
-            best = {**space.first_point(), "trial_id": f"search-{arm}"}
-            configs += [{**c, "budgets": sorted(rungs)} for c in final_runs(cfg, {arm: space}, arm, best)]
-    # Tune merges its param_space (the study's settings) under each config the searcher gives
-    configs = [{**trial_settings(cfg), **c} for c in configs]
-    records = {}
-    for config in configs:
-        arm, seed = config["arm"], config["seed"]
-        results = []
-        for budget in config["budgets"]:
-            if budget >= died.get(arm, math.inf):
-                break
-            values = arms[arm][budget][seed]
-            epochs = budget * EPOCHS
-            row = {
-                "epoch": epochs,
-                "train_loss": 0.5,
-                "lr": 0.01,
-                "momentum": 0.9,
-                "val_loss": loss.get(arm, 1 - values.mean()),
-                "val_metric": float(values.mean()),
-                "cycle_epoch": epochs,
-                "status": "ok",
-                "reason": "",
-                "wall_time": 1.0,
-                "test_loss": 0.5,
-                "test_metric": float(values.mean()),
-                "val_examples": encode_examples(values),
-                "budget": budget,
-                "budget_epochs": epochs,
-            }
-            results.append({**row, "history": json.dumps([row])})
-        error = "RuntimeError: worker died" if arm in died else None
-        records[("final", f"{arm}_{seed}")] = (config, results, error)
-    trials, _ = tables_from_rows(records)
+    _, _, trials, _, configs = study_tables(arms, loss, died)
     return trials, configs
 
 
