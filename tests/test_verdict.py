@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from runfolder import flat_rows, run_folder
 from scipy import stats
 
 from sched_search.closing import format_closing
 from sched_search.paired import holm, paired_difference
 from sched_search.report import format_leaderboard, write_report
 from sched_search.results import load_run
-from sched_search.tables import encode_examples
 from sched_search.verdict import decide
 
 BASELINE = "constant-adam"
-EPOCHS = 8
 
 
 def _run(
@@ -33,36 +32,13 @@ def _run(
     mode: str = "max",
     per_example: bool = True,
 ) -> Path:
-    """A run folder of final runs only: arm -> budget -> per-seed vectors of per-example values (0/1
-    correctness for accuracy); `per_example` False records none (a metric that gives one number per run)."""
-    root.mkdir(parents=True)
-    study = {"name": "hand", "train": {"epochs": EPOCHS}, "target": target}
-    config = {"study": study, "chance_accuracy": chance, "metric": metric, "metric_mode": mode, "loss": "mse"}
-    (root / "resolved_config.json").write_text(json.dumps(config))
-    rows = []
-    for arm, rungs in arms.items():
-        for budget, vectors in rungs.items():
-            for seed, right in enumerate(vectors):
-                rows.append(
-                    {
-                        "stage": "final",
-                        "trial_id": f"{arm}-{seed}",
-                        "arm": arm,
-                        "seed": seed,
-                        "budget": budget,
-                        "budget_epochs": budget * EPOCHS,
-                        "epochs_run": budget * EPOCHS,
-                        "final_val_metric": right.mean(),
-                        "final_val_loss": right.mean() if mode == "min" else 1 - right.mean(),
-                        "test_metric": right.mean(),
-                        "wall_time": 1.0,
-                        "status": "ok",
-                        "reason": "",
-                        "val_examples": encode_examples(right) if per_example else None,
-                    }
-                )
-    pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)
-    return root
+    """The run folder of a study of these arms (`runfolder.run_folder`): arm -> budget -> per-seed vectors of
+    per-example values (0/1 correctness for accuracy); `per_example` False records none, each run only its
+    mean (a metric that gives one number per run)."""
+    first = next(iter(next(iter(arms.values())).values()))[0]
+    if not per_example:
+        arms = {a: {b: [float(v.mean()) for v in vs] for b, vs in rungs.items()} for a, rungs in arms.items()}
+    return run_folder(root, arms, chance, target, metric, mode, n_val=len(first))
 
 
 def _right(n: int, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -149,7 +125,7 @@ def test_clear_winner_over_three_seeds(tmp_path: Path) -> None:
     ):
         assert key in written, key
     assert written["winner"] == "one_cycle-sgdw" and written["baseline"] == BASELINE
-    # a folder of before issue 20, constant-adam its only baseline: that baseline is the strongest
+    # a study whose only baseline is default:adam (constant-adam): that baseline is the strongest
     assert written["baselines"] == [BASELINE] == [written["strongest_baseline"]]
     assert written["recommended"] == "one_cycle-sgdw" and written["vs_adam"]["target"] == written["target"]
     assert "Strongest baseline" not in run.summary
@@ -169,14 +145,9 @@ def test_several_baselines_in_the_report(tmp_path: Path) -> None:
         "default:schedule_free": {1.0: [_right(n, k, rng) for k in (450, 440, 455)]},
         "ladder:cosine-sgdw": {1.0: [_right(n, k, rng) for k in (540, 545, 538)]},
         "ladder:untuned-one_cycle-sgdw": {1.0: [_right(n, k, rng) for k in (545, 542, 540)]},
+        "ladder:untuned-clr-sgdw": {1.0: [_right(n, k, rng) for k in (480, 485, 478)]},
     }
     root = _run(tmp_path / "three", arms)
-    config = json.loads((root / "resolved_config.json").read_text()) | {"steps_per_epoch": 10}
-    (root / "resolved_config.json").write_text(json.dumps(config))
-    one_cycle = {"arm": "one_cycle-sgdw", "schedule": "one_cycle", "optimizer": "sgdw", "max_lr": 0.1}
-    one_cycle |= {"weight_decay": 1e-4, "pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4}
-    final = [{**one_cycle, "epochs": EPOCHS, "batch_size": 8, "seed": 0, "stage": "final"}]
-    (root / "final_configs.json").write_text(json.dumps(final))
     run = load_run(root)
     assert run.verdict["strongest_baseline"] == "default:schedule_free"
     assert "Strongest baseline: default:schedule_free" in run.summary
@@ -301,10 +272,20 @@ def test_a_failed_seed_leaves_the_comparison_paired(tmp_path: Path) -> None:
         "clr-adamw": {1.0: [_right(n, k, rng) for k in (300, 310, 305)]},
         BASELINE: {1.0: [_right(n, k, rng) for k in (200, 210, 205)]},
     }
-    root = _run(tmp_path / "f", arms)
+    flat = flat_rows({}, "max")
+
+    def rows(arm: str, seed: int, budget: float, epochs: int, right: np.ndarray) -> list[dict]:
+        if (arm, seed) != (BASELINE, 2):
+            return flat(arm, seed, budget, epochs, right)
+        # as train.train_epochs stops a run whose loss went NaN in epoch 2: no test, no examples
+        nan = {"val_loss": math.nan, "val_metric": 0.0, "status": "nan", "reason": "training loss is nan"}
+        first, second = flat(arm, seed, budget, epochs, right)[:2]
+        return [first, {**second, **nan}]
+
+    root = run_folder(tmp_path / "f", arms, rows=rows)
     trials = pd.read_parquet(root / "trials.parquet")
-    trials.loc[(trials.arm == BASELINE) & (trials.seed == 2), ["status", "val_examples"]] = ["nan", None]
-    trials.to_parquet(root / "trials.parquet", index=False)
+    failed = trials[(trials.arm == BASELINE) & (trials.seed == 2)]
+    assert failed["status"].tolist() == ["nan"] and failed["val_examples"].isna().all()
     v = load_run(root).verdict
     assert v["seeds"] == [0, 1] and v["winner"] is None  # seed 2 left out of every comparison
 
@@ -413,10 +394,9 @@ def test_no_per_example_values_pairs_by_seed_only(tmp_path: Path) -> None:
     }
     rng = np.random.default_rng(10)
     arms = {arm: {1.0: [_errors(50, m, rng) for m in ms]} for arm, ms in per_seed.items()}
-    root = _run(tmp_path / "seeds", arms, metric="r2_loss", mode="min", per_example=False)
-    trials = pd.read_parquet(root / "trials.parquet")
-    trials.loc[trials.arm == "clr-adamw", "val_examples"] = encode_examples(np.ones(50))  # one arm only
-    trials.to_parquet(root / "trials.parquet", index=False)
+    outcomes = {a: {1.0: [float(v.mean()) for v in vs]} for a, rungs in arms.items() for vs in rungs.values()}
+    outcomes["clr-adamw"] = arms["clr-adamw"]  # one arm only: per-example values, their mean the run's
+    root = run_folder(tmp_path / "seeds", outcomes, metric="r2_loss", mode="min", n_val=50)
     run = load_run(root)
     v = run.verdict
     assert v["paired_by_example"] is False and v["eval_examples"] is None and v["points_per_example"] is None
