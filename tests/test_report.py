@@ -10,21 +10,30 @@ import math
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from runfolder import (
+    EPOCHS,
+    epoch_rows,
+    flat_rows,
+    records,
+    run_folder,
+    study_config,
+    trial_configs,
+    write_run,
+)
 
 from sched_search import plots
 from sched_search.leaderboard import budget_ladder
 from sched_search.report import format_leaderboard, write_plots, write_report
 from sched_search.results import learning_curves, load_run, param_importances, schedule_curves
-from sched_search.tables import encode_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
-EPOCHS = 8
 N_VAL = 200  # validation examples of the fabricated run: accuracies below are multiples of 1/200
 BASELINE = "constant-adam"
 # arm -> budget -> final val accuracy per seed. Target = baseline mean 0.90; one_cycle-adamw reaches 0.91 at
@@ -72,17 +81,17 @@ MAE_ARMS = {
 }
 
 
-def errors_string(mean: float, n: int, rng: np.random.Generator) -> str:
-    """A JSON record of `n` per-example values (absolute errors, say) whose mean is exactly `mean`."""
+def errors(mean: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` per-example values (absolute errors, say) whose mean is exactly `mean`."""
     z = rng.standard_normal(n)
-    return encode_examples(mean * (1 + 0.5 * (z - z.mean())))
+    return mean * (1 + 0.5 * (z - z.mean()))
 
 
-def correct_string(accuracy: float, n: int, rng: np.random.Generator) -> str:
-    """A "0110..." record of `n` examples with exactly round(accuracy * n) right, at random places."""
+def correct(accuracy: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` examples with exactly round(accuracy * n) right, at random places."""
     right = np.zeros(n, dtype=bool)
     right[rng.permutation(n)[: round(accuracy * n)]] = True
-    return "".join("01"[int(v)] for v in right)
+    return right
 
 
 def _fabricate(
@@ -93,87 +102,24 @@ def _fabricate(
     extras: bool = True,
     n_val: int = N_VAL,
     metric: str | None = None,
+    died: dict[str, float] | None = None,
 ) -> Path:
-    """A run folder written by hand: known accuracies; full-budget curves rise 1 point per epoch to the
-    final. `metric` (lower is better): known mean per-example values instead, curves falling to the final;
-    without it the folder is an old one (accuracy, `target_accuracy`, no metric keys)."""
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    study = {"name": "fab", "train": {"epochs": EPOCHS}, "search": {"seeds": [0, 1, 2]}}
-    config = {"study": study, "package_version": "0.1.0"}
-    if metric is None:
-        study["target_accuracy"] = target
-    else:
-        study["target"] = target
-        config.update(metric=metric, metric_mode="min", loss="mse", chance_accuracy=None)
-    (root / "resolved_config.json").write_text(json.dumps(config))
-    step = 0.01 if metric is None else -0.01  # per epoch before the last, towards the final value
-    trial_rows, epoch_rows, configs = [], [], []
-    for arm, rungs in arms.items():
-        schedule, optimizer = arm.split("-")
-        common = {"arm": arm, "schedule": schedule, "optimizer": optimizer, "epochs": EPOCHS, **CONFIGS[arm]}
-        for seed in range(3):
-            configs.append({**common, "seed": seed, "batch_size": 64})
-        for budget, accs in rungs.items():
-            for seed, acc in enumerate(accs):
-                ident = {
-                    "stage": "final",
-                    "trial_id": f"{arm}-{seed}",
-                    **common,
-                    "seed": seed,
-                    "budget": budget,
-                }
-                n = int(budget * EPOCHS)
-                trial_rows.append(
-                    {
-                        **ident,
-                        "budget_epochs": budget * EPOCHS,
-                        "epochs_run": n,
-                        "final_val_metric": acc,
-                        "final_val_loss": 1 - acc,
-                        "best_val_metric": acc,
-                        "test_metric": acc - 0.01,
-                        "wall_time": 1.0 + seed,
-                        "status": "ok",
-                        "reason": "",
-                        "val_examples": correct_string(acc, n_val, rng)
-                        if metric is None
-                        else errors_string(acc, n_val, rng),
-                    }
-                )
-                epoch_rows += [
-                    {
-                        **ident,
-                        "epoch": e,
-                        "train_loss": 1.0 / e,
-                        "val_loss": 1 - acc + (n - e) * 0.01,
-                        "val_metric": acc - (n - e) * step,
-                        "lr": 0.01,
-                        "momentum": 0.9,
-                        "cycle_epoch": e,
-                        "wall_time": 0.1 * e,
-                    }
-                    for e in range(1, n + 1)
-                ]
-    if "trials" in tables:
-        pd.DataFrame(trial_rows).to_parquet(root / "trials.parquet", index=False)
-    if "epochs" in tables:
-        pd.DataFrame(epoch_rows).to_parquet(root / "epochs.parquet", index=False)
+    """A run folder of a study with known accuracies (`runfolder.run_folder`); full-budget curves rise 1 point
+    per epoch to the final. `metric` (lower is better): known mean per-example values instead, curves falling
+    to the final. Without `extras`, no final_configs.json, spaces.json or range tests."""
+    lower = metric is not None
+
+    def rows(arm: str, seed: int, budget: float, epochs: int, value: float) -> list[dict]:
+        # one record per run, the same wherever it is drawn (a search trial is its arm's seed-0 full run)
+        rng = np.random.default_rng([zlib.crc32(arm.encode()), seed, round(budget * EPOCHS)])
+        examples = errors(value, n_val, rng) if lower else correct(value, n_val, rng)
+        step = -0.01 if lower else 0.01  # per epoch before the last, towards the final value
+        return epoch_rows(epochs, value, 1 - value, examples, value - 0.01, 1.0 + seed, step, 0.01)
+
+    best = {arm: CONFIGS[arm] for arm in arms if arm != BASELINE}
+    run_folder(root, arms, target=target, metric=metric or "accuracy", mode="min" if lower else "max",
+               best=best, rows=rows, died=died, n_val=n_val, tables=tables, spaces=extras)  # fmt: skip
     if extras:
-        (root / "final_configs.json").write_text(json.dumps(configs))
-        (root / "spaces.json").write_text(
-            json.dumps(
-                {
-                    arm: {
-                        "params": [
-                            {"name": k} for k in CONFIGS[arm] if k not in ("gamma", "final_div_factor")
-                        ]
-                    }
-                    for arm in arms
-                    if arm != BASELINE
-                }
-            )
-        )
         lr = np.geomspace(1e-6, 1.0, 40)
         for opt in ("adamw", "sgdw"):
             for wd in (0.0, 1e-4):
@@ -244,9 +190,20 @@ def test_leaderboard_numbers(fab: Path) -> None:
     assert base["to_target"] == "reference" and base["best_config"] == "lr=0.0003"
 
 
+def _as_old_folder(root: Path) -> Path:
+    """resolved_config.json as sched_search 0.1 wrote it: no metric keys (accuracy, maximised) and the target
+    under `target_accuracy`."""
+    config = json.loads((root / "resolved_config.json").read_text())
+    for key in ("metric", "metric_mode", "loss", "chance_accuracy"):
+        del config[key]
+    config["study"]["target_accuracy"] = config["study"].pop("target")
+    (root / "resolved_config.json").write_text(json.dumps(config))
+    return root
+
+
 def test_study_target_overrides_the_baseline(tmp_path: Path) -> None:
     """An old run folder: the target under study.target_accuracy still counts."""
-    run = load_run(_fabricate(tmp_path / "t", target=0.915))
+    run = load_run(_as_old_folder(_fabricate(tmp_path / "t", target=0.915)))
     board = run.leaderboard.set_index("arm")
     assert run.target == 0.915 and run.verdict["target_source"] == "the study's target"
     assert board.loc["one_cycle-adamw", "epochs_to_target"] == 4  # 0.915 at budget 0.5
@@ -331,34 +288,31 @@ def test_run_that_has_only_started(tmp_path: Path) -> None:
 
 
 def test_search_stage_only(tmp_path: Path) -> None:
-    root = _fabricate(tmp_path / "q")
-    trials = pd.read_parquet(root / "trials.parquet").assign(stage="search")
-    trials.to_parquet(root / "trials.parquet")
+    """A study stopped after its search trials (the tables hold no final run yet): the verdict's own answer
+    is "no finished final runs", but the folder says it is unfinished and no verdict.json is written."""
+    cfg = study_config(list(ARMS), 3, [0.125, 0.25, 0.5, 1.0])
+    searches, finals = trial_configs(cfg, ARMS)
+    recs = records(searches, [], ARMS, flat_rows({}, "max"))
+    root = write_run(tmp_path / "q", cfg, recs, N_VAL, 0.1, spaces=False)
     run = load_run(root)
-    assert run.leaderboard.empty and run.summary.startswith("No finished final runs")
+    assert run.leaderboard.empty and set(run.trials["stage"]) == {"search"}
+    assert run.unfinished == f"study unfinished: {len(searches)} of {len(searches) + len(finals)} runs"
+    assert run.summary.startswith(run.unfinished)
+    v = run.verdict
+    assert v["winner"] is None and v["arms"] == {} and v["headline"].startswith("No finished final runs")
     written = write_report(root)
-    verdict = json.loads(written["verdict.json"].read_text())
-    assert verdict["winner"] is None and verdict["arms"] == {} and verdict["headline"] == run.summary
+    assert "verdict.json" not in written and not (root / "verdict.json").exists()
     assert run.summary in written["report.md"].read_text()
     assert "plot:leaderboard" not in written and "plot:budget_ladder" not in written
 
 
 def test_only_failed_trials(tmp_path: Path) -> None:
-    root = _fabricate(tmp_path / "f", extras=False)
-    rows = [
-        {
-            "stage": "final",
-            "trial_id": "x",
-            "arm": "clr-sgdw",
-            "seed": 0,
-            "budget": 1.0,
-            "status": "error",
-            "reason": "worker died",
-        }
-    ]
-    pd.DataFrame(rows).to_parquet(root / "trials.parquet")
+    """Every final run raised (a worker died in its first budget): no arm has a result, each failure and its
+    reason is reported."""
+    root = _fabricate(tmp_path / "f", extras=False, died=dict.fromkeys(ARMS, 0.125))
     run = load_run(root)
-    assert run.leaderboard["n_seeds"].tolist() == [0]
+    assert run.leaderboard["n_seeds"].tolist() == [0] * len(ARMS)
+    assert (run.leaderboard["n_failed"] == 3).all()
     assert run.summary.startswith("No finished final runs")
     written = write_report(root)
     md = written["report.md"].read_text()
@@ -503,6 +457,23 @@ def test_smoke_report(smoke_report: tuple[Path, dict[str, Path]]) -> None:
     assert load_run(run_dir).summary in html.unescape(page)
     # the smoke study has 2 trials per arm: too few for importances, said in the notes
     assert "plot:importances" not in written and "need &gt;= 4" in page
+
+
+@pytest.mark.slow
+def test_made_up_folders_hold_what_a_study_writes(smoke_run: Path, tmp_path: Path) -> None:
+    """`runfolder.py` against the smoke study (the same arms): the files it writes, resolved_config.json's
+    keys, both tables' columns and their types, each arm's final config keys, so that its folders cannot
+    drift from a real one."""
+    made = _fabricate(tmp_path / "made")
+    real_files = {p.name for p in smoke_run.iterdir()}
+    assert {p.name for p in made.iterdir()} <= real_files
+    config, real_config = (json.loads((d / "resolved_config.json").read_text()) for d in (made, smoke_run))
+    assert config.keys() == real_config.keys() and config["study"].keys() == real_config["study"].keys()
+    for name in ("trials", "epochs"):
+        table, real = (pd.read_parquet(d / f"{name}.parquet") for d in (made, smoke_run))
+        assert table.dtypes.sort_index().to_dict() == real.dtypes.sort_index().to_dict(), name
+    finals, real_finals = (json.loads((d / "final_configs.json").read_text()) for d in (made, smoke_run))
+    assert {c["arm"]: c.keys() for c in finals} == {c["arm"]: c.keys() for c in real_finals}
 
 
 @pytest.mark.slow
