@@ -103,7 +103,7 @@ def trial_configs(
             space = spaces[arm]
             point = {**space.first_point(), **best.get(arm, {}), "trial_id": f"search-{arm}"}
             searched = {p.name: point[p.name] for p in space.params}
-            searches.append({**searched, **space.constants(), "trial_id": point["trial_id"]})
+            searches.append({**searched, **space.constants()})
             # the arm's final runs report only the budgets the test gives it (a study's ladder is every arm's)
             finals += [{**c, "budgets": sorted(rungs)} for c in final_runs(cfg, {arm: space}, arm, point)]
     settings = trial_settings(cfg)
@@ -177,7 +177,7 @@ def records(
             r["cycle_val_metric"] = r["val_metric"]
             for key in ("test_loss", "test_metric", "val_examples"):  # a search trial is not tested
                 r.pop(key, None)
-        out[("search", config["trial_id"])] = (config, [_result(trial)], None)
+        out[("search", f"search-{arm}")] = (config, [_result(trial)], None)  # final_runs' source_trial
     for config in finals:
         arm, seed = config["arm"], config["seed"]
         results = []
