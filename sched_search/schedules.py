@@ -403,15 +403,20 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         self._set_momentum()
 
 
+ONE_CYCLE_JUDGED_AT = 0.5  # a one-cycle run is comparable once its LR is at or below this fraction of max_lr
+
+
 def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
     """Whether `step` (a count of steps done) ends a cycle: the LR is at a local minimum there.
 
     Early stopping must compare cyclical schedules at these points, not mid-cycle where the LR peaks.
-    One-cycle counts from its peak on (step >= pct_start * total_steps): mid-warm-up the trials with the
-    largest LRs look worst, and its early accuracy ranks trials poorly (docs/workflow.md, "Early stopping").
+    One-cycle counts once its LR has come down to half its peak (ONE_CYCLE_JUDGED_AT): mid-warm-up and just
+    past the peak the trials with the largest LRs look worst, and early stopping cut the very trials that
+    ended best (docs/workflow.md, "3. Trials").
     """
     if isinstance(schedule, OneCycleConfig):
-        return step >= schedule.pct_start * schedule.total_steps
+        past_peak = step >= schedule.pct_start * schedule.total_steps
+        return past_peak and lr_at(schedule, step) <= ONE_CYCLE_JUDGED_AT * schedule.max_lr
     if not isinstance(schedule, (CyclicalConfig, SGDRConfig)):
         return True
     a, b, c = (lr_at(schedule, max(0, s)) for s in (step - 2, step - 1, step))

@@ -20,6 +20,7 @@ from sched_search.schedules import (
     OneCycleConfig,
     ScheduleLR,
     SGDRConfig,
+    at_lr_minimum,
     build_scheduler,
     lr_at,
     momentum_at,
@@ -477,3 +478,17 @@ def test_plot_schedule_gallery_writes_a_png(tmp_path):
 
     path = plot_schedule_gallery(tmp_path / "schedules.png", total_steps=300, steps_per_epoch=20)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("preset", sorted(ONE_CYCLE_PRESETS))
+@pytest.mark.parametrize("pct_start", [0.25, 0.45])
+def test_one_cycle_is_judged_only_once_its_lr_is_down_to_half_its_peak(preset: str, pct_start: float) -> None:
+    """Early stopping may compare a one-cycle run only after its peak, once the LR has come down to half of
+    it: not in the warm-up, where the LR is also low, and not just past the peak."""
+    cfg = one_cycle(0.4, 400, preset, pct_start=pct_start)
+    lrs = [lr_at(cfg, s) for s in range(401)]
+    peak = max(range(401), key=lrs.__getitem__)
+    judged = [s for s in range(401) if at_lr_minimum(cfg, s)]
+    assert judged == list(range(judged[0], 401))  # from the first judged step to the end
+    assert judged[0] > peak and lrs[judged[0]] <= 0.2 < lrs[judged[0] - 1]
+    assert lrs[0] <= 0.2 and not at_lr_minimum(cfg, 0)  # a low LR in the warm-up is not comparable
