@@ -7,13 +7,13 @@ interval:
 1. constant Adam 3e-4 -> `default:adamw-cosine` (the common default): what today's recipe buys;
 2. -> warm-up + cosine with the arm's optimizer at its range test's suggested LR (`ladder:cosine-<family>`):
    what the range test bought;
-3. -> the arm's schedule at the range test's suggestion, no search (`ladder:untuned-<arm>`): what the
-   schedule bought (no such rung for a warm-up + cosine arm: its first point is rung 2);
+3. -> the arm's schedule at its first point from the range test, no search (`ladder:untuned-<arm>`): what
+   the schedule bought (no such rung for a warm-up + cosine arm: its first point is rung 2);
 4. -> the tuned config (the arm's final runs): what the search bought.
 
 A rung that did not run merges the steps on either side (the step then says what it bundles). Calls are
 Holm-corrected over the steps, each interval at its step's Holm level (`paired.holm_family`); a step that is
-not significant "bought nothing measurable here", a useful answer (the range test's suggestion may be enough).
+not significant "bought nothing measurable here", a useful answer (the range test's reading may be enough).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _step_text(step: dict[str, Any], metric: str) -> str:
         return f"{step['bought']}: {diff} (fewer than {MIN_SEEDS} seeds: not estimable)"
     lo, hi = (difference_text(step[k], metric).removesuffix(" points") for k in ("ci_low", "ci_high"))
     if step["call"] == "not measurable":
-        enough = ": the range test's suggestion is enough" if step["bought"] == "the search" else ""
+        enough = ": the range test's reading is enough" if step["bought"] == "the search" else ""
         return f"{step['bought']} bought nothing measurable here ({diff} [{lo}, {hi}]){enough}"
     verb = "bought" if step["call"] == "gain" else "cost"
     return f"{step['bought']} {verb} {diff} [{lo}, {hi}]"

@@ -127,7 +127,7 @@ def ladder_runs(
 ) -> list[dict]:
     """The attribution ladder's own runs (`attribution.py`) on every seed, full budget only: per optimizer
     family of the arms, warm-up + cosine at its range test's suggestion (`ladder:cosine-<family>`, the
-    cosine arm's first point), and per arm its schedule at the range test's suggestion without search
+    cosine arm's first point), and per arm its schedule at its first point from the range test without search
     (`ladder:untuned-<arm>`, its space's first point: what the search started from; not for a cosine arm,
     whose first point is the cosine rung)."""
     configs: dict[str, dict] = {}

@@ -167,8 +167,10 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     """The define-by-run space for one arm (`schedule-optimizer`) from its optimizer's range test.
 
     - max_lr: log-uniform from the suggestion / 4 up to the edge of divergence the curve found
-      (`max_lr_high`), first point the suggestion (min-loss LR / 3): the best 20-epoch LRs sat between the
-      min-loss LR and that edge on the workloads measured (docs/workflow.md, "2. Spaces").
+      (`max_lr_high`): the best full-run LRs sat between the min-loss LR and that edge on the workloads
+      measured (docs/workflow.md, "2. Spaces"). First point: for one-cycle and CLR the min-loss LR, Smith's
+      "highest value found in the range test" (a cycle spends little time at its peak); for the schedules
+      that hold their peak, the safer suggestion (min-loss LR / 3).
     - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0 maps to the range's
       low).
     - clr: base_lr as max_lr / div with div in [3, 25] (Smith: 3-4; one-cycle practice: 25), first point the
@@ -183,6 +185,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     seed = _family_seed(schedule, optimizer, seed)
     src = f"range test ({optimizer})"
     lo, hi = seed.max_lr / 4, max_lr_high(seed)
+    smith = schedule in ("one_cycle", "clr")
+    lr_first = min(seed.min_loss_lr, hi) if smith else seed.max_lr
     wd_lo, wd_hi = seed.weight_decay_range
     wd_first = first_weight_decay(seed.weight_decay, wd_lo, wd_hi)
     params = [
@@ -191,10 +195,11 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             lo,
             hi,
             True,
-            first=seed.max_lr,
+            first=lr_first,
             source=(
-                f"{src}: suggested max_lr {seed.max_lr:.3g} (min-loss lr {seed.min_loss_lr:.3g} / 3); from"
-                f" x1/4 up to {_high_words(seed)}"
+                f"{src}: first "
+                + (f"the min-loss lr {lr_first:.3g} (Smith)" if smith else f"the suggestion {lr_first:.3g}")
+                + f"; from the suggestion {seed.max_lr:.3g} (min-loss lr / 3) x1/4 up to {_high_words(seed)}"
             ),
         ),
         Param(
@@ -209,7 +214,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     fixed: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if schedule == "clr":
-        div_first = _clip(seed.max_lr / seed.min_lr, 3, 25)
+        div_first = _clip(lr_first / seed.min_lr, 3, 25)
         s_hi = max(1, min(10, epochs // 4))
         s_lo = min(2, s_hi)
         params += [
@@ -271,8 +276,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
                 5.0,
                 25.0,
                 True,
-                first=_clip(seed.max_lr / seed.min_lr, 5, 25),
-                source=f"{src}: first = max_lr / min_lr; range between the paper (10) and fastai/torch (25)",
+                first=_clip(lr_first / seed.min_lr, 5, 25),
+                source=f"{src}: first = max_lr / min_lr; range from the paper (10) to fastai/torch (25)",
             ),
         ]
         fixed["final_div_factor"] = 1e4

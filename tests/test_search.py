@@ -79,9 +79,15 @@ def test_bounds_from_a_synthetic_curve_contain_its_divergence_edge() -> None:
         "weight_decay": {"chosen": 0.0, "range": [1e-6, 1e-4]},
     }
     max_lr = search_space("one_cycle-adamw", summary, 20, 70).params[0]
-    assert max_lr.name == "max_lr" and max_lr.low < max_lr.first < reading.min_loss_lr < edge
+    assert max_lr.name == "max_lr" and max_lr.low < reading.suggested_max_lr < reading.min_loss_lr < edge
     assert max_lr.high == pytest.approx(edge)  # up to the edge, not the old 2 x suggestion
     assert max_lr.high > 2 * reading.suggested_max_lr
+    # Smith's cycles start at the min-loss LR; a schedule that holds its peak at the safer suggestion
+    assert max_lr.first == reading.min_loss_lr
+    for arm in ("clr-sgdw", "sgdr-sgdw", "cosine-adamw", "wsd-adamw"):
+        first = search_space(arm, summary, 20, 70).params[0].first
+        smith = arm.startswith("clr")
+        assert first == (reading.min_loss_lr if smith else reading.suggested_max_lr), arm
 
 
 def _study_file(tmp_path: Path, search: str) -> Path:

@@ -20,6 +20,11 @@ def _seed(max_lr: float = 0.1, min_lr: float = 0.01, weight_decay: float = 1e-4)
     return RangeSeed("sgdw", max_lr, min_lr, weight_decay, (1e-5, 1e-3), min_loss_lr=3 * max_lr)
 
 
+def _smith_seed(peak: float, min_lr: float) -> RangeSeed:
+    """A range test whose min-loss LR is `peak`: the first peak of Smith's cycles (one-cycle, CLR)."""
+    return RangeSeed("sgdw", peak / 3, min_lr, 1e-4, (1e-5, 1e-3), min_loss_lr=peak)
+
+
 def _first_config(arm: str, seed: RangeSeed, epochs: int, **changes) -> dict:
     """The arm's first trial config as Tune gets it: the first point, the arm's constants, the epochs."""
     space = build_space(arm, seed, epochs, SPE)
@@ -59,9 +64,9 @@ def test_sgdr_anneals_to_a_tenth_of_the_range_tests_min_lr(max_lr: float, min_lr
 def test_clr_first_base_lr_is_the_range_tests_min_lr_within_its_range(
     max_lr: float, min_lr: float, base_lr: float
 ) -> None:
-    """base_lr = max_lr / base_div with base_div in [3, 25]: the first point's base_lr is min_lr itself when
-    the ratio fits, else the nearest end."""
-    config = _first_config("clr-sgdw", _seed(max_lr, min_lr), 20)
+    """base_lr = max_lr / base_div with base_div in [3, 25]: the first point peaks at the min-loss LR and its
+    base_lr is min_lr itself when the ratio fits, else the nearest end."""
+    config = _first_config("clr-sgdw", _smith_seed(max_lr, min_lr), 20)
     schedule = build_schedule(config, 20, SPE)
     assert schedule.base_lr == pytest.approx(base_lr) and schedule.max_lr == pytest.approx(max_lr)
     assert lr_at(schedule, 0) == pytest.approx(base_lr)
@@ -72,8 +77,9 @@ def test_clr_first_base_lr_is_the_range_tests_min_lr_within_its_range(
 def test_one_cycle_first_point_starts_at_the_range_tests_min_lr(
     max_lr: float, min_lr: float, start: float
 ) -> None:
-    """div_factor in [5, 25]: the first point's one-cycle starts at min_lr when max_lr / min_lr fits."""
-    config = _first_config("one_cycle-sgdw", _seed(max_lr, min_lr), 20)
+    """div_factor in [5, 25]: the first point's one-cycle peaks at the min-loss LR and starts at min_lr when
+    their ratio fits."""
+    config = _first_config("one_cycle-sgdw", _smith_seed(max_lr, min_lr), 20)
     schedule = build_schedule(config, 20, SPE)
     assert lr_at(schedule, 0) == pytest.approx(start)
     assert max(lr_at(schedule, s) for s in range(20 * SPE)) == pytest.approx(max_lr)

@@ -52,7 +52,9 @@ def test_space_bounds_come_from_the_range_test(arm: str) -> None:
     params = {p.name: p for p in space.params}
     # up to where the curve diverges (divergence_lr), from a quarter of the suggestion
     assert params["max_lr"].low == pytest.approx(0.06 / 4) and params["max_lr"].high == pytest.approx(0.3)
-    assert params["max_lr"].first == 0.06 and params["max_lr"].log
+    # Smith's cycles (one-cycle, CLR) start at the min-loss LR, SGDR at the suggestion
+    assert params["max_lr"].log
+    assert params["max_lr"].first == (0.06 if arm == "sgdr-sgdw" else SEED.min_loss_lr)
     assert (params["weight_decay"].low, params["weight_decay"].high) == (1e-5, 1e-3)
     assert params["weight_decay"].first == 1e-4
     assert all(p.source for p in space.params)

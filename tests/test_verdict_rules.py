@@ -422,7 +422,7 @@ def test_attribution_ladder_a_step_within_noise_is_not_measurable() -> None:
     trials = _study(same)[0]
     last = attribution(trials, decide(trials))["steps"][-1]
     assert last["call"] == "not measurable"
-    assert last["text"].endswith(": the range test's suggestion is enough")
+    assert last["text"].endswith(": the range test's reading is enough")
 
 
 def test_attribution_of_a_cosine_arm_has_no_schedule_step() -> None:
