@@ -523,3 +523,79 @@ def test_a_holm_call_never_shows_an_interval_across_zero() -> None:
     )
     strong = family["strong"]  # the smallest p: the Bonferroni interval, as before
     assert strong["ci_low"] == pytest.approx(paired_difference(*pairs["strong"], ALPHA / 3)["ci_low"])
+
+
+# ----------------------------------------------------------------------------- speed-up intervals, the rule
+
+
+def test_speedup_interval_is_the_bootstrap_of_epochs_to_target_ratios() -> None:
+    """The speed-up's interval, recomputed draw by draw from the same bootstrap weights: the baseline's
+    resampled mean is that draw's target, each arm's epochs to it are its first rung whose resampled mean
+    reaches it, a draw where an arm never reaches it counts 0, and the interval is the 2.5-97.5 percentiles.
+    One arm reaches the target early in some draws only; the other misses it in some draws."""
+    rng = np.random.default_rng(3)
+    n, s = 200, 3
+
+    def runs(k: int) -> list[np.ndarray]:
+        return [_right(n, k + d, rng) for d in (-4, 0, 4)]
+
+    arms = {
+        BASELINE_ARM: {1.0: runs(150)},
+        "one_cycle-sgdw": {0.125: runs(146), 0.25: runs(150), 0.5: runs(156), 1.0: runs(170)},
+        "clr-sgdw": {0.25: runs(140), 0.5: runs(146), 1.0: runs(151)},
+    }
+    v = decide(_study(arms)[0])
+    seed_w, example_w = bootstrap_weights(s, n)
+    target = resampled_means(np.stack(arms[BASELINE_ARM][1.0]), seed_w, example_w)
+    for arm in ("one_cycle-sgdw", "clr-sgdw"):
+        means = {b * EPOCHS: resampled_means(np.stack(m), seed_w, example_w) for b, m in arms[arm].items()}
+        ratio = []
+        for d in range(len(seed_w)):
+            reached = [e for e in sorted(means) if means[e][d] >= target[d] - 1e-12]
+            ratio.append(EPOCHS / reached[0] if reached else 0.0)
+        sp = v["speedup"][arm]
+        assert (sp["ci_low"], sp["ci_high"]) == pytest.approx(tuple(np.percentile(ratio, [2.5, 97.5])))
+        assert sp["reached_share"] == pytest.approx(np.mean(np.array(ratio) > 0))
+    assert v["speedup"]["clr-sgdw"]["ci_low"] == 0.0 < v["speedup"]["clr-sgdw"]["reached_share"] < 1
+    assert len({EPOCHS / r for r in [1, 2, 4]} & {v["speedup"]["one_cycle-sgdw"]["ci_high"]}) == 1
+
+
+RULE = (
+    " An arm joins the top group unless a paired test ({test}) shows it {worse} the leader at 95% after"
+    " Holm's correction; a winner is named only when the top group has one arm. The same test against each"
+    f" baseline ({BASELINE_ARM}) calls each searched arm better, equal or worse, Holm over all 2 such"
+    " comparisons; a baseline is recommended only when it beats every searched arm. Each interval of a"
+    " difference is at its Holm step's level (alpha / (m - rank)), so it excludes 0 whenever the difference"
+    " is called. Intervals of {means} and speed-ups: bootstrap over {resampled}."
+)
+FEW = " With {seeds} the seed-to-seed spread is not estimable: no winner is named."
+
+
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_the_rule_as_printed_for_accuracy_paired_by_example(n_seeds: int) -> None:
+    n = 200
+    arms = {a: {1.0: [_right(n, k + d) for d in range(n_seeds)]} for a, k in
+            (("one_cycle-sgdw", 180), ("sgdr-sgdw", 170), (BASELINE_ARM, 150))}  # fmt: skip
+    seeds = "1 seed" if n_seeds == 1 else f"{n_seeds} seeds"
+    head = f"Final val accuracy at the full budget over {seeds} x {n} validation examples (one example = 0.5"
+    test = "by seed and by example, Student t with Welch-Satterthwaite df"
+    rule = RULE.format(test=test, worse="below", means="accuracies", resampled="seeds and examples")
+    assert decide(_study(arms)[0])["rule"] == head + " points)." + rule + (
+        FEW.format(seeds=seeds) * (n_seeds < 3)
+    )
+
+
+@pytest.mark.parametrize("n_seeds", [1, 4])
+def test_the_rule_as_printed_for_a_lower_metric_paired_by_seed(n_seeds: int) -> None:
+    """One number per run (no per-example values): paired by seed, Student t with seeds - 1 df."""
+    arms = {a: {1.0: [v + 0.01 * d for d in range(n_seeds)]} for a, v in
+            (("one_cycle-sgdw", 0.2), ("sgdr-sgdw", 0.3), (BASELINE_ARM, 0.5))}  # fmt: skip
+    v = decide(study_tables(arms, metric="mae", mode="min")[2], metric="mae", mode="min")
+    seeds = "1 seed" if n_seeds == 1 else f"{n_seeds} seeds"
+    head = (
+        f"Final val mae at the full budget over {seeds}; the final runs recorded no per-example values, so"
+        " arms are paired by seed only. Lower is better."
+    )
+    test = f"by seed, Student t with {n_seeds - 1} df"
+    rule = RULE.format(test=test, worse="above", means="mean val mae", resampled="seeds")
+    assert v["rule"] == head + rule + (FEW.format(seeds=seeds) * (n_seeds < 3))
