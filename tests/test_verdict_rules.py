@@ -120,6 +120,14 @@ def test_two_seeds_give_no_speedups_no_winner_and_no_calls() -> None:
     assert all(a["ci_low"] is None and a["std_over_seeds"] is None for a in two["arms"].values())
 
 
+def test_with_two_seeds_a_baseline_at_chance_is_judged_by_its_mean() -> None:
+    """No interval with 2 seeds: whether the baseline beat chance is read from its mean (0.75 here)."""
+    two = _study(_three_tied(2))[0]
+    assert decide(two, chance_accuracy=0.7)["target_meaningful"] is True
+    v = decide(two, chance_accuracy=0.75)
+    assert v["target_meaningful"] is False and "is not better than chance" in v["headline"]
+
+
 def test_one_seed_compares_nothing() -> None:
     v = decide(_study(_three_tied(1))[0])
     assert v["n_seeds"] == 1 and v["winner"] is None and v["speedup"] == {}
@@ -599,3 +607,15 @@ def test_the_rule_as_printed_for_a_lower_metric_paired_by_seed(n_seeds: int) -> 
     test = f"by seed, Student t with {n_seeds - 1} df"
     rule = RULE.format(test=test, worse="above", means="mean val mae", resampled="seeds")
     assert v["rule"] == head + rule + (FEW.format(seeds=seeds) * (n_seeds < 3))
+
+
+def test_better_than_the_strongest_baseline_but_not_every_baseline() -> None:
+    """Both searched arms clearly beat the strongest baseline, but not a weaker one whose seeds spread from
+    10% to 97%: the headline says whom they beat, naming both."""
+    arms = _with_baselines({"one_cycle-sgdw": (370, 372, 368), "clr-sgdw": (360, 362, 358)}, (300, 300, 300))
+    arms[ADAMW_COSINE] = {1.0: [_right(400, k, np.random.default_rng(k)) for k in (40, 380, 390)]}
+    v = decide(_study(arms)[0])
+    assert v["strongest_baseline"] == SCHEDULE_FREE and v["better_than_every_baseline"] == []
+    assert v["better_than_baseline"] == ["clr-sgdw", "one_cycle-sgdw"]
+    assert v["headline"].startswith("No clear winner: ")  # the spread-out baseline is in the top group too
+    assert f" Better than {SCHEDULE_FREE}: clr-sgdw, one_cycle-sgdw." in v["headline"]
