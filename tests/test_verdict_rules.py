@@ -81,6 +81,8 @@ def test_no_winner_top_group_is_ordered_by_epochs_to_target_then_val_loss() -> N
     assert v["top_group"] == ["sgdr-sgdw", "one_cycle-sgdw", "clr-sgdw"]
     assert v["speedup"]["sgdr-sgdw"]["epochs_to_target"] == 2.0
     assert v["headline"].startswith("No clear winner: sgdr-sgdw, one_cycle-sgdw, clr-sgdw cannot be told")
+    # the recommended arm is also the fastest: no second sentence about speed
+    assert "sgdr-sgdw reaches the target" in v["headline"] and "Fastest" not in v["headline"]
     rec = recommend(v, configs, SPE)
     assert (rec.arm, rec.why) == ("sgdr-sgdw", NO_WINNER)
     assert rec.config["seed"] == 0 and rec.config["arm"] == "sgdr-sgdw"
