@@ -108,6 +108,7 @@ def decide(
     arms = sorted(matrices)
     full = {arm: matrices[arm][max(matrices[arm])] for arm in arms}
     n_examples = next(iter(full.values())).shape[1] if full else 0
+    by_example = by_example and n_examples > 0  # shorter budgets' values, but no full-budget run to pair
     out: dict[str, Any] = {
         "winner": None,
         "leader": None,

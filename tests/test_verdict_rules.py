@@ -621,3 +621,14 @@ def test_better_than_the_strongest_baseline_but_not_every_baseline() -> None:
     assert v["better_than_baseline"] == ["clr-sgdw", "one_cycle-sgdw"]
     assert v["headline"].startswith("No clear winner: ")  # the spread-out baseline is in the top group too
     assert f" Better than {SCHEDULE_FREE}: clr-sgdw, one_cycle-sgdw." in v["headline"]
+
+
+def test_no_finished_run_gives_a_verdict_with_every_key_of_a_full_one() -> None:
+    """verdict.json has one schema: a study whose every full-budget run raised answers with the same keys,
+    empty, as a study that finished (a reader of the file needs no special case)."""
+    arms = _three_tied()
+    full = decide(_study(arms)[0])
+    empty = decide(_study(arms, died=dict.fromkeys(arms, 1.0))[0])
+    assert empty["headline"].startswith("No finished final runs") and empty["arms"] == {}
+    assert set(empty) == set(full)
+    assert empty["baselines"] == [] and empty["strongest_baseline"] is None and empty["top_group"] == []
