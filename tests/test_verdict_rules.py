@@ -632,3 +632,33 @@ def test_no_finished_run_gives_a_verdict_with_every_key_of_a_full_one() -> None:
     assert empty["headline"].startswith("No finished final runs") and empty["arms"] == {}
     assert set(empty) == set(full)
     assert empty["baselines"] == [] and empty["strongest_baseline"] is None and empty["top_group"] == []
+
+
+def test_baselines_tied_on_the_metric_rank_by_val_loss_and_a_named_baseline_is_kept() -> None:
+    """Two baselines with the same per-example values: the strongest is the one with the lower mean val loss
+    (recorded per arm), whichever name sorts first; `baseline=` names the reference instead."""
+    arms = _with_baselines({"one_cycle-sgdw": (370, 372, 368), "clr-sgdw": (360, 362, 358)}, (300, 300, 300))
+    arms[ADAMW_COSINE] = arms[SCHEDULE_FREE]
+    for low in (ADAMW_COSINE, SCHEDULE_FREE):
+        loss = {ADAMW_COSINE: 0.5, SCHEDULE_FREE: 0.5} | {low: 0.2}
+        trials = _study(arms, loss=loss)[0]
+        v = decide(trials)
+        assert v["strongest_baseline"] == v["baseline"] == low
+        assert v["arms"][low]["mean_val_loss"] == pytest.approx(0.2)
+        named = decide(trials, baseline=BASELINE_ARM)
+        assert named["baseline"] == BASELINE_ARM and named["strongest_baseline"] == low
+
+
+def test_accuracy_differences_against_baselines_stay_within_plus_minus_one() -> None:
+    """Accuracy differences live in [-1, 1]: an interval wide enough to pass 1 (3 seeds that disagree) is
+    clipped there, in the baseline comparisons as in the top group."""
+    n = 100
+    arms = {
+        "one_cycle-sgdw": {1.0: [_right(n, k) for k in (100, 100, 40)]},
+        "clr-sgdw": {1.0: [_right(n, k) for k in (100, 100, 40)]},
+        BASELINE_ARM: {1.0: [_right(n, k) for k in (0, 0, 35)]},
+    }
+    v = decide(_study(arms)[0])
+    c = v["arms"]["one_cycle-sgdw"]["vs_baselines"][BASELINE_ARM]
+    unclipped = paired_difference(np.stack(arms["one_cycle-sgdw"][1.0]), np.stack(arms[BASELINE_ARM][1.0]))
+    assert unclipped["ci_high"] > 1 and c["ci_high"] == 1.0 and c["ci_low"] >= -1
