@@ -106,7 +106,7 @@ def test_bounds_override_is_honoured_and_recorded(tmp_path: Path) -> None:
     space = arm_space(cfg, {"sgdw": SEED}, "one_cycle-sgdw", 19)
     params = {p.name: p for p in space.params}
     assert (params["max_lr"].low, params["max_lr"].high) == (1e-4, 0.02)
-    assert params["max_lr"].first == 0.02  # the suggestion (0.06) moves into the user's bounds
+    assert params["max_lr"].first == 0.02  # the first point (min-loss LR 0.18) moves into the bounds
     assert (params["pct_start"].low, params["pct_start"].high) == (0.3, 0.4)
     assert str(path) in params["max_lr"].source and "[search.bounds] max_lr" in params["max_lr"].source
     assert "range test" in params["weight_decay"].source  # the others keep the range test's bounds

@@ -169,8 +169,10 @@ def test_smoke_spaces_come_from_its_range_tests(smoke_run: Path) -> None:
         summary = json.loads((smoke_run / f"range_test_{arm.split('-')[1]}.json").read_text())
         seed = seed_from_summary(arm.split("-")[1], summary)
         max_lr = next(p for p in space["params"] if p["name"] == "max_lr")
-        assert max_lr["first"] == pytest.approx(summary["suggested_max_lr"])
         assert (max_lr["low"], max_lr["high"]) == pytest.approx((seed.max_lr / 4, max_lr_high(seed)))
+        smith = arm.split("-")[0] in ("one_cycle", "clr")  # a cycle's peak: the min-loss LR, within the box
+        first = min(summary["min_loss_lr"], max_lr["high"]) if smith else summary["suggested_max_lr"]
+        assert max_lr["first"] == pytest.approx(first)
         wd = next(p for p in space["params"] if p["name"] == "weight_decay")
         assert (wd["low"], wd["high"]) == pytest.approx(tuple(summary["weight_decay"]["range"]))
 
