@@ -171,13 +171,10 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
       measured (docs/workflow.md, "2. Spaces"). First point: for one-cycle and CLR the min-loss LR, Smith's
       "highest value found in the range test" (a cycle spends little time at its peak); for the schedules
       that hold their peak, the safer suggestion (min-loss LR / 3).
-    - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0 maps to the range's
-      low).
+    - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0: the range's low).
     - clr: base_lr as max_lr / div with div in [3, 25] (Smith: 3-4; one-cycle practice: 25), first point the
-      curve's min_lr; step_size in epochs in Smith's 2-10 range, capped at epochs/4 so at least two cycles
-      fit.
-    - sgdr: t_0 in [1, epochs/3] whole epochs, t_mult in {1, 2}; eta_min the curve's
-      min_lr / 10.
+      curve's min_lr; step_size in epochs in Smith's 2-10 range, capped at epochs/4 so two cycles fit.
+    - sgdr: t_0 in [1, epochs/3] whole epochs, t_mult in {1, 2}; eta_min the curve's min_lr / 10.
     - one_cycle: pct_start (warm-up fraction; the cycle is 2 pct_start, the rest is annihilation)
       in [0.25, 0.45]; div_factor in [5, 25].
     """
@@ -196,11 +193,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             hi,
             True,
             first=lr_first,
-            source=(
-                f"{src}: first "
-                + (f"the min-loss lr {lr_first:.3g} (Smith)" if smith else f"the suggestion {lr_first:.3g}")
-                + f"; from the suggestion {seed.max_lr:.3g} (min-loss lr / 3) x1/4 up to {_high_words(seed)}"
-            ),
+            source=f"{src}: first {'the min-loss lr (Smith)' if smith else 'the suggestion'} {lr_first:.3g};"
+            f" from the suggestion {seed.max_lr:.3g} (min-loss lr / 3) x1/4 up to {_high_words(seed)}",
         ),
         Param(
             "weight_decay",
