@@ -281,7 +281,8 @@ def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) 
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=3)
     # LRs of 1e4..1e5 make SGDW's loss overflow at once.
-    space = build_space("clr-sgdw", replace(SEED, max_lr=3e4, min_lr=1e3), cfg.train.epochs, 19)
+    seed = replace(SEED, max_lr=3e4, min_lr=1e3, min_loss_lr=9e4, divergence_lr=None)
+    space = build_space("clr-sgdw", seed, cfg.train.epochs, 19)
     lines: list[str] = []
     records = run_trials(
         cfg, tmp_path, {"clr-sgdw": space}, [ray_local.put(load_data("digits"))], lines.append
