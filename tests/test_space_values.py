@@ -7,11 +7,12 @@ of its range, and the first point lies inside the space, categoricals included."
 from __future__ import annotations
 
 import pytest
+from optuna.distributions import IntDistribution
 
 from sched_search.arms import build_schedule
 from sched_search.config import ARMS
 from sched_search.schedules import lr_at
-from sched_search.space import RangeSeed, build_space, check_point_in_space
+from sched_search.space import RangeSeed, build_space, check_point_in_space, suggest, with_bounds
 
 SPE = 7  # steps per epoch
 
@@ -176,3 +177,23 @@ def test_broad_space_fixes_lr_and_decay_and_suggests_nothing(arm: str) -> None:
         assert space.sources["eta_min"] == "broad space: 0 (no range test to set it)"
     else:
         assert space.fixed == seeded.fixed and "eta_min" not in space.sources
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_suggest_asks_every_parameter_and_returns_the_constants(arm: str) -> None:
+    """What a define-by-run trial gets: Optuna asked once per searched parameter, in its range, and the arm's
+    constants (its name, schedule, optimizer, fixed values) back for the config."""
+    import optuna
+
+    space = build_space(arm, _seed(), 20, SPE)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    assert suggest(trial, space.to_dict()) == space.constants()
+    assert set(trial.params) == {p.name for p in space.params}
+    check_point_in_space(space, trial.params)
+
+
+def test_whole_epoch_bounds_stay_integers() -> None:
+    """`[search.bounds]` on a whole-epoch parameter gives an integer range (TOML may hold 3.0)."""
+    space = with_bounds(build_space("clr-sgdw", _seed(), 40, SPE), {"step_size_epochs": [3.0, 6]}, "s.toml")
+    dist = space.distributions()["step_size_epochs"]
+    assert isinstance(dist, IntDistribution) and (dist.low, dist.high) == (3, 6)
