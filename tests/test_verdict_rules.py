@@ -662,3 +662,11 @@ def test_accuracy_differences_against_baselines_stay_within_plus_minus_one() -> 
     c = v["arms"]["one_cycle-sgdw"]["vs_baselines"][BASELINE_ARM]
     unclipped = paired_difference(np.stack(arms["one_cycle-sgdw"][1.0]), np.stack(arms[BASELINE_ARM][1.0]))
     assert unclipped["ci_high"] > 1 and c["ci_high"] == 1.0 and c["ci_low"] >= -1
+
+
+def test_the_rule_says_higher_is_better_for_a_custom_metric_maximised() -> None:
+    arms = {a: {1.0: [v + 0.01 * d for d in range(3)]} for a, v in
+            (("one_cycle-sgdw", 0.8), ("sgdr-sgdw", 0.7), (BASELINE_ARM, 0.5))}  # fmt: skip
+    v = decide(study_tables(arms, metric="r2", mode="max")[2], metric="r2", mode="max")
+    assert " so arms are paired by seed only. Higher is better. An arm joins" in v["rule"]
+    assert "shows it below the leader" in v["rule"] and v["leader"] == "one_cycle-sgdw"
