@@ -172,7 +172,7 @@ def decide(
     # each interval at its Holm step's level: one that Holm calls below the leader excludes 0
     vs_leader = holm_family({a: (full[leader], full[a]) for a in arms if a != leader}, accuracy, estimable)
     for a, c in vs_leader.items():
-        out["arms"][a]["vs_leader"] = {**_clean(c), "p_holm": c["p_holm"] if estimable else None}
+        out["arms"][a]["vs_leader"] = _clean(c)  # p_holm NaN (not estimable) becomes None there
     if estimable:
         out["top_group"] = [leader] + [a for a in vs_leader if vs_leader[a]["p_holm"] >= ALPHA]
     else:
