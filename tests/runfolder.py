@@ -206,6 +206,26 @@ def _result(rows: list[dict]) -> dict:
     return {**rows[-1], "node_id": "node-0", "history": json.dumps(rows)}
 
 
+def _made_up(
+    outcomes: Outcomes,
+    metric: str,
+    mode: str,
+    target: float | None = None,
+    best: dict[str, dict] | None = None,
+    rows: Rows | None = None,
+    loss: dict[str, float] | None = None,
+    died: dict[str, float] | None = None,
+) -> tuple[StudyConfig, dict, list[dict]]:
+    """The made-up study of `outcomes` (every arm on the same seeds): its config, its Tune records and its
+    final configs."""
+    budgets = sorted({b for rungs in outcomes.values() for b in rungs})
+    n_seeds = len(next(iter(next(iter(outcomes.values())).values())))
+    cfg = study_config(list(outcomes), n_seeds, budgets, metric, mode, target)
+    searches, finals = trial_configs(cfg, outcomes, best)
+    recs = records(searches, finals, outcomes, rows or flat_rows(loss or {}, mode), died)
+    return cfg, recs, finals
+
+
 def study_tables(
     outcomes: Outcomes,
     loss: dict[str, float] | None = None,
@@ -215,11 +235,7 @@ def study_tables(
 ) -> tuple[StudyConfig, dict, pd.DataFrame, pd.DataFrame, list[dict]]:
     """A made-up study of `outcomes`: (its config, its Tune records, the trials table, the epochs table, its
     final configs). `loss`: an arm's final val loss; `died`: see `records`."""
-    budgets = sorted({b for rungs in outcomes.values() for b in rungs})
-    n_seeds = len(next(iter(next(iter(outcomes.values())).values())))
-    cfg = study_config(list(outcomes), n_seeds, budgets, metric, mode)
-    searches, finals = trial_configs(cfg, outcomes)
-    recs = records(searches, finals, outcomes, flat_rows(loss or {}, mode), died)
+    cfg, recs, finals = _made_up(outcomes, metric, mode, loss=loss, died=died)
     trials, epochs = tables_from_rows(recs)
     return cfg, recs, trials, epochs, finals
 
@@ -279,11 +295,7 @@ def run_folder(
     """A run folder of a made-up study of `outcomes` (every arm on the same seeds): see `write_run`. `best`:
     arm -> its searched values (default its space's first point); `rows`: each run's epochs (default
     `flat_rows(loss, mode)`); `died`: see `records`; `n_val`: default the per-example vectors' length."""
-    budgets = sorted({b for rungs in outcomes.values() for b in rungs})
-    n_seeds = len(next(iter(next(iter(outcomes.values())).values())))
-    cfg = study_config(list(outcomes), n_seeds, budgets, metric, mode, target)
-    searches, finals = trial_configs(cfg, outcomes, best)
-    recs = records(searches, finals, outcomes, rows or flat_rows(loss or {}, mode), died)
+    cfg, recs, _ = _made_up(outcomes, metric, mode, target, best, rows, loss, died)
     first = next(iter(next(iter(outcomes.values())).values()))[0]
     n_val = n_val if n_val is not None or not isinstance(first, np.ndarray) else len(first)
     return write_run(root, cfg, recs, n_val, chance if metric == "accuracy" else None, tables, spaces)
