@@ -65,7 +65,7 @@ class LoaderData:
     seed its own order, the same in every arm.
 
     Example:
-        >>> LoaderData(train=lambda: DataLoader(train_set, 64, shuffle=True),
+        >>> LoaderData(train=lambda: DataLoader(train_set, 64, shuffle=True),  # doctest: +SKIP
         ...            val=lambda: DataLoader(val_set, 256), num_outputs=1)
     """
 

@@ -120,8 +120,9 @@ def range_test(
         channels_last: image inputs and model in NHWC, as the training will run.
 
     Example:
-        >>> result = range_test(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), data)
-        >>> result.reading.suggested_max_lr, result.verdict
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # doctest: +SKIP
+        >>> result = range_test(model, opt, data)  # doctest: +SKIP
+        >>> result.reading.suggested_max_lr, result.verdict  # doctest: +SKIP
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
     device = next(model.parameters()).device
@@ -321,8 +322,8 @@ def weight_decay_sweep(
     weight_decay)` is called as sweep i (from 1) of n starts, for a caller that reports progress its own way.
 
     Example:
-        >>> sweep = weight_decay_sweep(model, optimizer, data)
-        >>> sweep.chosen, sweep.search_range
+        >>> sweep = weight_decay_sweep(model, optimizer, data)  # doctest: +SKIP
+        >>> sweep.chosen, sweep.search_range  # doctest: +SKIP
     """
     decays = sorted({float(w) for w in weight_decays})
     if not decays or any(w < 0 for w in decays):
@@ -345,7 +346,8 @@ def choose_weight_decay(results: Iterable[RangeTestResult]) -> WeightDecaySweep:
     study does with sweeps that ran apart (as Ray tasks, `rangetasks.py`).
 
     Example:
-        >>> sweep = choose_weight_decay([range_test(model, opt, data, weight_decay=wd) for wd in (0.0, 1e-4)])
+        >>> curves = [range_test(model, opt, data, weight_decay=wd) for wd in (0.0, 1e-4)]  # doctest: +SKIP
+        >>> sweep = choose_weight_decay(curves)  # doctest: +SKIP
     """
     results = sorted(results, key=lambda r: r.weight_decay)
     decays = [r.weight_decay for r in results]
@@ -415,8 +417,8 @@ def run_range_test(
     and `on_sweep` report each sweep as `weight_decay_sweep` does.
 
     Example:
-        >>> sweep = run_range_test("digits", "mlp", "adamw")
-        >>> sweep.best.reading.suggested_max_lr
+        >>> sweep = run_range_test("digits", "mlp", "adamw")  # doctest: +SKIP
+        >>> sweep.best.reading.suggested_max_lr  # doctest: +SKIP
     """
     from .models import IMAGE_MODELS, build_model
 

@@ -91,7 +91,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     killed study's lock at once, exactly one gets the flock and takes the file over; the other is refused.
 
     Example:
-        >>> with run_lock(Path("runs/smoke-20260101-120000")):
+        >>> with run_lock(Path("runs/smoke-20260101-120000")):  # doctest: +SKIP
         ...     ...  # resume the study
     """
     path = run_dir / LOCK_NAME

@@ -347,6 +347,7 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
     Example:
         >>> cfg = load_study("studies/smoke.toml")
         >>> cfg.train.epochs
+        4
     """
     if path is None:
         return validate(StudyConfig(name="mnist1d"))
