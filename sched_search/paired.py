@@ -33,6 +33,12 @@ def paired_difference(
         >>> round(paired_difference(a, b)["diff"], 2)
         0.25
     """
+    return _at_level(_gap(a, b), alpha, clip)
+
+
+def _gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """`paired_difference`'s mean difference, standard error and degrees of freedom (se NaN with one seed,
+    0 when the two agree on every seed and example), computed once for any level."""
     s, n = a.shape
     per_seed = a.mean(1) - b.mean(1)
     per_example = (a - b).mean(0)
@@ -40,12 +46,20 @@ def paired_difference(
     v_seed = float(per_seed.var(ddof=1)) / s if s > 1 else math.nan
     v_example = float(per_example.var(ddof=1)) / n if n > 1 else 0.0
     if not math.isfinite(v_seed):
-        return {"diff": diff, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "df": math.nan}
+        return diff, math.nan, math.nan
     var = v_seed + v_example
     if var == 0:  # identical on every seed and example, or one always right where the other is always wrong
-        return {"diff": diff, "ci_low": diff, "ci_high": diff, "p": 1.0 if diff == 0 else 0.0, "df": math.inf}
+        return diff, 0.0, math.inf
     df = var**2 / ((v_seed**2 / (s - 1) if v_seed else 0.0) + (v_example**2 / (n - 1) if v_example else 0.0))
-    se = math.sqrt(var)
+    return diff, math.sqrt(var), df
+
+
+def _at_level(gap: tuple[float, float, float], alpha: float, clip: bool) -> dict[str, float]:
+    diff, se, df = gap
+    if not math.isfinite(se):
+        return {"diff": diff, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "df": math.nan}
+    if se == 0:
+        return {"diff": diff, "ci_low": diff, "ci_high": diff, "p": 1.0 if diff == 0 else 0.0, "df": math.inf}
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
     bound = 1.0 if clip else math.inf
     return {
@@ -82,21 +96,19 @@ def holm_family(pairs: dict, clip: bool = False, estimable: bool = True) -> dict
     alpha / m.
 
     Example:
-        >>> a = np.array([[1, 1, 1, 0]] * 3, float); b = np.array([[1, 0, 0, 0]] * 3, float)
-        >>> holm_family({"x": (a, b)})["x"]["p_holm"]
-        0.0
+        >>> a = np.array([[1, 1, 1, 0] * 10] * 3, float); b = np.array([[1, 0, 0, 0] * 10] * 3, float)
+        >>> holm_family({"x": (a, b)})["x"]["p_holm"] < 0.001
+        True
     """
     m = max(1, len(pairs))
-    p = {k: paired_difference(a, b, ALPHA, clip)["p"] for k, (a, b) in pairs.items()}
+    gaps = {k: _gap(a, b) for k, (a, b) in pairs.items()}
+    p = {k: _at_level(g, ALPHA, clip)["p"] for k, g in gaps.items()}
     adjusted = holm(p) if estimable else {}
     ranked = sorted(pairs, key=lambda k: (math.isnan(p[k]), p[k])) if estimable else []
     level = {k: ALPHA / (m - rank) for rank, k in enumerate(ranked)}
     return {
-        k: {
-            **paired_difference(a, b, level.get(k, ALPHA / m), clip),
-            "p_holm": adjusted.get(k, math.nan),
-        }
-        for k, (a, b) in pairs.items()
+        k: {**_at_level(g, level.get(k, ALPHA / m), clip), "p_holm": adjusted.get(k, math.nan)}
+        for k, g in gaps.items()
     }
 
 
@@ -119,7 +131,7 @@ def compare_family(
         arm -> reference -> `paired_difference` (arm minus reference) with `p_holm` and `call`.
 
     Example:
-        >>> a = np.array([[1, 1, 1, 0]] * 3, float); b = np.array([[1, 0, 0, 0]] * 3, float)
+        >>> a = np.array([[1, 1, 1, 0] * 10] * 3, float); b = np.array([[1, 0, 0, 0] * 10] * 3, float)
         >>> compare_family({"a": a, "b": b}, ["a"], ["b"])["a"]["b"]["call"]
         'better'
     """
