@@ -125,8 +125,8 @@ def run_study(
         progress: tqdm bars for the range-test sweeps instead of their lines (the CLI: when on a terminal).
 
     Example:
-        >>> run_dir = run_study("studies/smoke.toml")
-        >>> load_run(run_dir).leaderboard
+        >>> run_dir = run_study("studies/smoke.toml")  # doctest: +SKIP
+        >>> load_run(run_dir).leaderboard  # doctest: +SKIP
     """
     start = time.perf_counter()
     if resume is not None:
@@ -209,6 +209,32 @@ def _check_resumed_study(run_dir: Path, study: str | Path | StudyConfig | None) 
         )
 
 
+def resolved_config(
+    cfg: StudyConfig,
+    steps_per_epoch: int,
+    input_shape: tuple[int, ...] | None,
+    num_outputs: int,
+    n_train: int | None,
+    n_val: int | None,
+    chance_accuracy: float | None,
+) -> dict[str, Any]:
+    """resolved_config.json: the study as run, with what the data told (the snippet's toy batch has the
+    model's `input_shape` and `num_outputs`; `n_train`/`n_val` None for loader data)."""
+    return {
+        "study": cfg.to_dict(),
+        "steps_per_epoch": steps_per_epoch,
+        "input_shape": list(input_shape) if input_shape else None,
+        "num_outputs": num_outputs,
+        "n_train": n_train,
+        "n_val": n_val,
+        "metric": metric_name(cfg.train.metric),
+        "metric_mode": metric_mode(cfg.train),
+        "loss": cfg.train.loss,
+        "chance_accuracy": chance_accuracy,
+        "version": _version(),
+    }
+
+
 def _run_stages(
     cfg: StudyConfig,
     run_dir: Path,
@@ -226,23 +252,21 @@ def _run_stages(
     spe = data_steps(data, cfg.train.batch_size)
     tensors = isinstance(data, TensorData)
     input_shape, num_outputs = model_shape(data)
-    resolved = {
-        "study": cfg.to_dict(),
-        "steps_per_epoch": spe,
-        # what the model is built with: the snippet's toy batch has these shapes
-        "input_shape": list(input_shape) if input_shape else None,
-        "num_outputs": num_outputs,
-        "n_train": len(data.x_train) if tensors else None,
-        "n_val": len(data.y_val) if tensors else None,
-        "metric": metric_name(cfg.train.metric),
-        "metric_mode": metric_mode(cfg.train),
-        "loss": cfg.train.loss,
-        # always predicting the most frequent validation class: a baseline at or below this learned nothing
-        "chance_accuracy": float(data.y_val.bincount().max()) / len(data.y_val)
+    # always predicting the most frequent validation class: a baseline at or below this learned nothing
+    chance = (
+        float(data.y_val.bincount().max()) / len(data.y_val)
         if tensors and cfg.train.metric == "accuracy"
-        else None,
-        "version": _version(),
-    }
+        else None
+    )
+    resolved = resolved_config(
+        cfg,
+        spe,
+        input_shape,
+        num_outputs,
+        n_train=len(data.x_train) if tensors else None,
+        n_val=len(data.y_val) if tensors else None,
+        chance_accuracy=chance,
+    )
     write_json(run_dir / "resolved_config.json", resolved)
     # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a
     # short study; every second keeps a crash's loss to the trials in flight and those finished in the last
@@ -331,4 +355,12 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["StudyAborted", "StudyUnfinished", "arm_space", "range_test_cost", "range_tests", "run_study"]
+__all__ = [
+    "StudyAborted",
+    "StudyUnfinished",
+    "arm_space",
+    "range_test_cost",
+    "range_tests",
+    "resolved_config",
+    "run_study",
+]

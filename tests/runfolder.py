@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sched_search import __version__
 from sched_search.arms import baseline_config, range_family
-from sched_search.config import BASELINES, METRICS, StudyConfig, metric_mode, metric_name
+from sched_search.config import BASELINES, METRICS, StudyConfig
 from sched_search.rangestage import arm_space, build_spaces
 from sched_search.search import baseline_runs, final_runs, ladder_runs, trial_settings
 from sched_search.space import ArmSpace, RangeSeed
+from sched_search.study import resolved_config
 from sched_search.studyfile import load_study
 from sched_search.tables import append_tables, encode_examples, tables_from_rows, write_json
 from sched_search.verdict import LADDER_PREFIX, is_baseline
@@ -253,19 +253,7 @@ def write_run(
     digits-like data: 64 inputs, 10 classes), the `tables` named, final_configs.json and, with `spaces`,
     spaces.json (`rangestage.build_spaces`)."""
     root.mkdir(parents=True, exist_ok=True)
-    resolved = {
-        "study": cfg.to_dict(),
-        "steps_per_epoch": SPE,
-        "input_shape": [64],
-        "num_outputs": 10,
-        "n_train": SPE * cfg.train.batch_size,
-        "n_val": n_val,
-        "metric": metric_name(cfg.train.metric),
-        "metric_mode": metric_mode(cfg.train),
-        "loss": cfg.train.loss,
-        "chance_accuracy": chance,
-        "version": __version__,
-    }
+    resolved = resolved_config(cfg, SPE, (64,), 10, SPE * cfg.train.batch_size, n_val, chance)
     write_json(root / "resolved_config.json", resolved)
     trials, epochs = tables_from_rows(recs)
     empty = pd.DataFrame()
