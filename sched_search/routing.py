@@ -55,6 +55,9 @@ class ArmsSearcher(Searcher):
     new search trial to the next arm with budget left (equal trials per arm) and every result back to that
     arm's searcher; when an arm's last search trial ends, `final_runs(arm, best_config)` queues its re-runs.
     Fixed runs (`first_runs`, the baseline, and the finals) go before new search trials, longest work first.
+    `last_runs`, when given, is called once after every other run has ended, with their records
+    (`tables.tables_from_rows`'s input): the runs it returns are the study's last (the attribution ladder of
+    the arm the verdict recommends, which only the finals decide).
 
     The best config has the best final val metric (in `mode`'s direction) among trials that ran all `epochs`
     (ASHA-stopped trials are judged on a shorter run and are eligible only when none completed), ties to the
@@ -69,6 +72,7 @@ class ArmsSearcher(Searcher):
         first_runs: list[dict] = (),
         epochs: int = 0,
         mode: str = "max",
+        last_runs: Callable[[dict], list[dict]] | None = None,
     ):
         super().__init__(metric=METRIC, mode=mode)
         self.sign = 1.0 if mode == "max" else -1.0
@@ -83,13 +87,23 @@ class ArmsSearcher(Searcher):
         self.arm_of: dict[str, str] = {}
         self.configs: dict[str, dict] = {}
         self.turn = 0
+        self.last_runs = last_runs
+        # a started fixed or final run's trial id -> [its results, its error or None]
+        self.fixed: dict[str, list] = {}
+        self.fixed_running: set[str] = set()
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # every arm's searcher already has its space, metric and mode
 
     def suggest(self, trial_id: str) -> dict | str | None:
+        if not self.queue and self.last_runs is not None and self._all_ended():
+            last_runs, self.last_runs = self.last_runs, None
+            self.queue += last_runs(self._records())
         if self.queue:
-            return self.queue.pop(0)
+            config = self.queue.pop(0)
+            self.configs[trial_id], self.fixed[trial_id] = config, [[], None]
+            self.fixed_running.add(trial_id)
+            return config
         arms = list(self.searchers)
         for i in range(len(arms)):
             arm = arms[(self.turn + i) % len(arms)]
@@ -103,17 +117,31 @@ class ArmsSearcher(Searcher):
             self.configs[trial_id] = config
             self.turn = (arms.index(arm) + 1) % len(arms)
             return config
-        done = all(n >= self.trials_per_arm for n in self.ended.values())
+        done = all(n >= self.trials_per_arm for n in self.ended.values()) and self.last_runs is None
         return Searcher.FINISHED if done else None
+
+    def _all_ended(self) -> bool:
+        return all(n >= self.trials_per_arm for n in self.ended.values()) and not self.fixed_running
+
+    def _records(self) -> dict[tuple[str, str], tuple[dict, list[dict], Any]]:
+        return {
+            (self.configs[t].get("stage", "search"), t): (self.configs[t], results, error)
+            for t, (results, error) in self.fixed.items()
+        }
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.arm_of:
             self.searchers[self.arm_of[trial_id]].on_trial_result(trial_id, result)
+        elif trial_id in self.fixed and self.last_runs is not None:
+            self.fixed[trial_id][0].append(result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         arm = self.arm_of.get(trial_id)
-        if arm is None:
-            return  # a final re-run: not Optuna's business
+        if arm is None:  # a fixed or final run: not Optuna's business
+            self.fixed_running.discard(trial_id)
+            if trial_id in self.fixed and error:
+                self.fixed[trial_id][1] = "the run failed (its error is in the trials table)"
+            return
         self.searchers[arm].on_trial_complete(trial_id, result, error)
         self.ended[arm] += 1
         if result and not error and result.get("status") == "ok":

@@ -137,6 +137,49 @@ def test_no_finals_before_an_arms_last_search_trial_ends() -> None:
     assert searcher.suggest("done") == "FINISHED"
 
 
+def _last_runs(told: list, records: dict) -> list[dict]:
+    told.append(records)
+    return [{"arm": "ladder:untuned-clr-sgdw", "stage": "final", "seed": s} for s in (0, 1)]
+
+
+def test_last_runs_wait_for_every_other_run_and_see_their_results(tmp_path) -> None:
+    """The attribution ladder's hook: asked once, after every search trial, baseline and final run has ended
+    (failed ones included), with what those runs reported; its runs are the last, and a searcher saved before
+    it was asked still asks it when restored."""
+    searcher, _, _ = _searcher("max", trials_per_arm=1)
+    told: list[dict] = []
+    searcher.last_runs = functools.partial(_last_runs, told)
+    searcher.queue = [{"arm": "constant-adam", "stage": "final", "seed": s} for s in (0, 1)]
+    assert searcher.suggest("b0")["arm"] == searcher.suggest("b1")["arm"] == "constant-adam"
+    searcher.on_trial_result("b0", {"val_metric": 0.5, "epoch": 4})
+    searcher.on_trial_complete("b0", {"val_metric": 0.5, "epoch": 4})
+    searcher.on_trial_complete("b1", None, error=True)
+    s0, s1 = searcher.suggest("s0"), searcher.suggest("s1")
+    assert isinstance(s0, dict) and isinstance(s1, dict)
+    searcher.on_trial_complete("s0", _result(0.6, "max", 0.4))
+    searcher.on_trial_complete("s1", _result(0.7, "max", 0.4))
+    finals = [searcher.suggest(f"f{i}") for i in range(6)]  # both arms' finals, 3 seeds each
+    assert all(c["stage"] == "final" for c in finals)
+    for i in range(5):
+        searcher.on_trial_result(f"f{i}", {"val_metric": 0.9, "epoch": 4, "seed": i})
+        searcher.on_trial_complete(f"f{i}", {"val_metric": 0.9})
+    assert searcher.suggest("early") is None and told == []  # one final run still running
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = ArmsSearcher({}, trials_per_arm=1, final_runs=list)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.last_runs = searcher.last_runs  # the partial's list was pickled as a copy: watch this one
+    restored.on_trial_complete("f5", None, error=True)
+    assert restored.suggest("l0") == {"arm": "ladder:untuned-clr-sgdw", "stage": "final", "seed": 0}
+    (records,) = told
+    assert set(records) == {("final", t) for t in ("b0", "b1", *(f"f{i}" for i in range(6)))}
+    config, results, error = records[("final", "b0")]
+    assert config["arm"] == "constant-adam" and results == [{"val_metric": 0.5, "epoch": 4}] and error is None
+    assert records[("final", "b1")][2] and records[("final", "f5")][2]  # failed: the tables' error rows
+    assert [r["seed"] for r in records[("final", "f2")][1]] == [2]
+    assert restored.suggest("l1")["seed"] == 1
+    assert restored.suggest("done") == "FINISHED" and len(told) == 1  # Tune lets the running ones end
+
+
 def test_restore_fails_the_optuna_trials_asked_after_the_saved_state(tmp_path) -> None:
     """kill -9 between Tune saving the searcher and Tune saving the next: Optuna asked trials the restored
     searcher never started. Restored, it fails those still running; the trials it knows stay running for Tune
