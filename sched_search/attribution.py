@@ -31,6 +31,7 @@ from .tables import outcomes
 from .verdict import LADDER_PREFIX, MIN_SEEDS, difference_text, is_baseline
 
 LADDER_TITLE = "What each step bought (paired on the same seeds, Holm-adjusted 95% intervals)"
+UNTUNED_PREFIX = f"{LADDER_PREFIX}untuned-"  # the schedule's rung: `ladder_rungs`
 
 
 def ladder_rungs(arm: str) -> list[tuple[str, str]]:
@@ -45,7 +46,7 @@ def ladder_rungs(arm: str) -> list[tuple[str, str]]:
         (BASELINE_ARM, "the seed's default"),
         ("default:adamw-cosine", "the common default (AdamW 1e-3, warm-up + cosine)"),
         (f"{LADDER_PREFIX}{cosine}", "the range test's LR"),
-        *([(f"{LADDER_PREFIX}untuned-{arm}", "the schedule")] if arm != cosine else []),
+        *([(f"{UNTUNED_PREFIX}{arm}", "the schedule")] if arm != cosine else []),
         (arm, "the search"),
     ]
 
@@ -139,4 +140,11 @@ def attribution_lines(att: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-__all__ = ["LADDER_TITLE", "attribution", "attribution_lines", "ladder_arms", "ladder_rungs"]
+__all__ = [
+    "LADDER_TITLE",
+    "UNTUNED_PREFIX",
+    "attribution",
+    "attribution_lines",
+    "ladder_arms",
+    "ladder_rungs",
+]

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .arms import baseline_config
-from .attribution import attribution, ladder_arms
+from .attribution import UNTUNED_PREFIX, attribution, ladder_arms
 from .leaderboard import build_leaderboard
 from .tables import final_rows
 from .verdict import LADDER_PREFIX, decide
@@ -150,11 +150,13 @@ def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.Data
 # --------------------------------------------------------------------------------------------- loading
 
 
-def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
+def runs_done(trials: pd.DataFrame, study: dict, recommended: str | None = None) -> tuple[int, int]:
     """(done, planned) runs of a study (`study`: resolved_config.json's): its search trials and its final
-    re-runs, one per arm and seed, the baselines' and the attribution ladder's included. A run is done when
-    the tables hold it, finished or failed with its reason; an arm none of whose search trials is usable has
-    no config to re-run, so its final re-runs count as done (they failed for the search's recorded reasons).
+    re-runs, one per arm and seed, the baselines' and the attribution ladder's included: the ladder of the
+    arm whose untuned rung ran, else of `recommended` (the verdict's arm, which the study's searcher picks
+    the same way: `search.recommended_ladder`). A run is done when the tables hold it, finished or failed
+    with its reason; an arm none of whose search trials is usable has no config to re-run, so its final
+    re-runs count as done (they failed for the search's recorded reasons).
 
     Example:
         >>> runs_done(run.trials, run.config["study"])  # doctest: +SKIP
@@ -165,7 +167,7 @@ def runs_done(trials: pd.DataFrame, study: dict) -> tuple[int, int]:
     n_seeds = len(search.get("seeds", []))
     # a folder older than `[search] baselines` ran the constant Adam baseline alone
     baselines = [baseline_config(name)["arm"] for name in search.get("baselines", ["default:adam"])]
-    baselines += _ladder_arms(search)  # fixed configs too: every seed, no search
+    baselines += _ladder_arms(search, trials, recommended)  # fixed configs too: every seed, no search
     planned = len(arms) * (per_arm + n_seeds) + n_seeds * len(baselines)
     if trials.empty or not {"stage", "arm", "trial_id", "status"} <= set(trials.columns):
         return 0, planned
@@ -263,7 +265,11 @@ def load_run(path: str | Path) -> Run:
     if not math.isfinite(target):
         missing.append("target: no study target and no baseline result yet")
     # (folders written by hand, or before resolved_config.json named the arms, are not judged)
-    done, planned = runs_done(trials, study) if (study.get("search") or {}).get("arms") else (0, 0)
+    done, planned = (
+        runs_done(trials, study, verdict["recommended"])
+        if (study.get("search") or {}).get("arms")
+        else (0, 0)
+    )
     unfinished = f"study unfinished: {done} of {planned} runs" if done < planned else ""
     return Run(
         path=path,
@@ -290,13 +296,17 @@ def _without_ladder(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[~rows["arm"].astype(str).str.startswith(LADDER_PREFIX)] if not rows.empty else rows
 
 
-def _ladder_arms(search: dict) -> list[str]:
-    """The attribution ladder's arm names `search.ladder_runs` queues for a study's `[search]`: none when
-    `attribution` is off or absent (folders older than the key ran none) or without a range test."""
+def _ladder_arms(search: dict, trials: pd.DataFrame, recommended: str | None) -> list[str]:
+    """The attribution ladder's arm names `search.recommended_ladder` queues for a study's `[search]`: none
+    when `attribution` is off or absent (folders older than the key ran none) or without a range test."""
     arms = list(search.get("arms", []))
     if not search.get("attribution", False) or search.get("space", "seeded") != "seeded":
         return []
-    return ladder_arms(arms)
+    ran = sorted(
+        {a for a in trials.get("arm", pd.Series(dtype=str)).astype(str) if a.startswith(UNTUNED_PREFIX)}
+    )
+    arm = ran[0].removeprefix(UNTUNED_PREFIX) if ran else recommended
+    return ladder_arms([arm]) if arm in arms else []
 
 
 __all__ = ["Run", "learning_curves", "load_run", "param_importances", "runs_done", "schedule_curves"]

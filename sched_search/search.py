@@ -17,15 +17,16 @@ from typing import Any
 import optuna
 
 from .arms import baseline_config, range_family
-from .attribution import ladder_arms
-from .config import StudyConfig, metric_mode
+from .attribution import ladder_arms, ladder_rungs
+from .config import StudyConfig, metric_mode, metric_name
 from .interrupt import tune_loop
 from .recorder import Recorder
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .sampler import arm_seed, build_sampler
 from .space import ArmSpace, RangeSeed, build_space, define_by_run
-from .tables import records_from_grid, write_json
+from .tables import records_from_grid, tables_from_rows, write_json
 from .trial import asha_rungs, trial_trainable
+from .verdict import decide, is_baseline
 
 
 def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
@@ -147,15 +148,36 @@ def ladder_runs(
     ]
 
 
+def rungs_of(arm: str | None, ladder: list[dict]) -> list[dict]:
+    """The runs of `ladder` (`ladder_runs`) on `arm`'s attribution ladder: none for a baseline or no arm."""
+    if not arm or is_baseline(arm):
+        return []
+    names = {name for name, _ in ladder_rungs(arm)}
+    return [c for c in ladder if c["arm"] in names]
+
+
+def recommended_ladder(cfg: StudyConfig, ladder: list[dict], records: dict) -> list[dict]:
+    """The ladder's runs (`ladder_runs`) of the arm the verdict recommends, from the records of every final
+    and baseline run (`tables.tables_from_rows`'s input): the verdict leaves the ladder's own runs out, so
+    these finals decide the arm exactly as the study's verdict will. The other arms' rungs would never be
+    reported (about a fifth of the default study's epochs)."""
+    trials, _ = tables_from_rows(records)
+    verdict = decide(
+        trials, target=cfg.target, metric=metric_name(cfg.train.metric), mode=metric_mode(cfg.train)
+    )
+    return rungs_of(verdict["recommended"], ladder)
+
+
 def fixed_runs(
     cfg: StudyConfig,
     spaces: dict[str, ArmSpace],
     seeds: dict[str, RangeSeed] | None = None,
     steps_per_epoch: int = 0,
 ) -> tuple[list[dict], list[dict]]:
-    """The runs the Tuner queues before any search trial: the baselines', and the attribution ladder's when
-    `[search] attribution` is on and the range tests' `seeds` are given (None: a caller without the range-test
-    stage; a broad space's `{}` gives no ladder rung that needs a suggestion).
+    """The runs the Tuner queues before any search trial, the baselines', and the attribution ladder's
+    candidates, when `[search] attribution` is on and the range tests' `seeds` are given (None: a caller
+    without the range-test stage; a broad space's `{}` gives no ladder rung that needs a suggestion): of
+    those, only the recommended arm's rungs run, last (`recommended_ladder`).
 
     Returns:
         (baseline runs, ladder runs), each a list of trial configs.
@@ -176,9 +198,9 @@ def run_trials(
     steps_per_epoch: int = 0,
 ) -> dict:
     """Stages 3 and 4 in one Tuner: per arm an OptunaSearch on its own Optuna study and ASHA on cycle ends; as
-    soon as an arm's search is done, its best config's final re-runs join the queue (with the baselines' and
-    the attribution ladder's from the start: `fixed_runs`, given the range tests' `seeds` and the data's
-    `steps_per_epoch`).
+    soon as an arm's search is done, its best config's final re-runs join the queue (the baselines' from the
+    start); when all have ended, the attribution ladder of the arm they recommend (`fixed_runs`, given the
+    range tests' `seeds` and the data's `steps_per_epoch`).
 
     One Tuner keeps both worker slots busy across the stages: a second Tuner cost about 3 s of start-up (fresh
     workers importing torch) plus the idle tail of the search, against about 12 s of work per slot.
@@ -196,12 +218,13 @@ def run_trials(
     n_search = cfg.search.trials_per_arm * len(spaces)
     n_final = len(cfg.search.seeds) * (len(spaces) + len(cfg.search.baselines))
     baselines, ladder = fixed_runs(cfg, spaces, seeds, steps_per_epoch)
-    recorder = Recorder(run_dir, echo, total=n_search + n_final + len(ladder))
+    n_ladder = max((len(rungs_of(arm, ladder)) for arm in spaces), default=0)
+    recorder = Recorder(run_dir, echo, total=n_search + n_final + n_ladder)
     echo(
         f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and {n_final} "
         f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
         + ("the baseline)" if len(cfg.search.baselines) == 1 else f"{len(cfg.search.baselines)} baselines)")
-        + (_ladder_words(ladder, len(cfg.search.seeds)) if ladder else "")
+        + (_ladder_words(n_ladder, len(cfg.search.seeds)) if n_ladder else "")
     )
 
     def make() -> Any:
@@ -232,15 +255,16 @@ def run_trials(
             searchers,
             cfg.search.trials_per_arm,
             final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
-            first_runs=baselines + ladder,
+            first_runs=baselines,
             epochs=cfg.train.epochs,
             mode=mode,
+            last_runs=functools.partial(recommended_ladder, cfg, ladder) if ladder else None,
         )
         return tune.Tuner(
             trainable,
             param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
             tune_config=tune.TuneConfig(
-                num_samples=n_search + n_final + len(ladder),
+                num_samples=n_search + n_final + n_ladder,
                 search_alg=searcher,
                 scheduler=scheduler,
                 reuse_actors=True,
@@ -280,15 +304,21 @@ def run_trials(
     return records
 
 
-def _ladder_words(ladder: list[dict], n_seeds: int) -> str:
-    """The trials line's tail: and 16 ladder runs (2 seeds x 8 rungs: 2 cosine at the range test's LR, 6
-    untuned arms)."""
-    names = sorted({c["arm"] for c in ladder})
-    cosine = sum(n.startswith("ladder:cosine-") for n in names)
+def _ladder_words(n_ladder: int, n_seeds: int) -> str:
+    """The trials line's tail: and up to 6 ladder runs (3 seeds x 2 rungs of the recommended arm, last)."""
     return (
-        f" and {len(ladder)} ladder runs ({n_seeds} seeds x {len(names)} rungs: {cosine} cosine at the range "
-        f"test's LR, {len(names) - cosine} untuned arms)"
+        f" and up to {n_ladder} ladder runs ({n_seeds} seeds x {n_ladder // n_seeds} rungs of the "
+        "recommended arm, once its final re-runs and the baselines' decide it)"
     )
 
 
-__all__ = ["baseline_runs", "final_runs", "fixed_runs", "ladder_runs", "run_trials", "trial_settings"]
+__all__ = [
+    "baseline_runs",
+    "final_runs",
+    "fixed_runs",
+    "ladder_runs",
+    "recommended_ladder",
+    "run_trials",
+    "rungs_of",
+    "trial_settings",
+]

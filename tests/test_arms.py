@@ -185,21 +185,18 @@ def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) 
     assert not run.unfinished
     finals = run.trials[run.trials.stage == "final"]
     baselines = {"constant-adam", "default:adamw-cosine", "default:schedule_free"}
-    untuned = [
-        a for a in NEW_ARMS if not a.startswith("cosine-")
-    ]  # a cosine arm's first point: the cosine rung
-    ladder = {"ladder:cosine-adamw", "ladder:cosine-sgdw", *(f"ladder:untuned-{a}" for a in untuned)}
+    v = run.verdict
+    assert v["recommended"] in NEW_ARMS, v["recommended"]
+    # the ladder ran last, for the arm the finals recommend: the searcher's pick is the verdict's
+    ladder = {name for name, _ in ladder_rungs(v["recommended"]) if name.startswith("ladder:")}
     assert set(finals.arm) == {*NEW_ARMS, *baselines, *ladder}
-    n_ladder = 2 * len(ladder)  # 2 seeds
-    assert any(line.startswith("trials: ") and f"and {n_ladder} ladder runs" in line for line in lines)
+    assert any(line.startswith("trials: ") and "and up to 4 ladder runs" in line for line in lines)
     assert (finals.groupby("arm").seed.nunique() == 2).all() and (finals.status == "ok").all()
     means = finals.groupby("arm").final_val_metric.mean()
     print(means.round(3).to_dict())
     assert (means[NEW_ARMS] > 0.5).all(), means  # digits, 4 epochs of the first point; chance is 10%
     assert set(run.leaderboard.arm) == {*NEW_ARMS, *baselines}  # the ladder's runs are no arms
-    v = run.verdict
     assert not ladder & {*v["arms"], *v["top_group"], *v["baselines"]}
-    assert v["recommended"] in NEW_ARMS, v["recommended"]
     att = v["attribution"]  # every rung of the recommended arm ran, so no step is merged
     assert att["arm"] == v["recommended"] and att["missing"] == []
     assert att["rungs"] == [name for name, _ in ladder_rungs(v["recommended"])]

@@ -177,7 +177,7 @@ def test_range_test_cost_counts_every_sweep_step(tmp_path: Path) -> None:
 def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_every_seed() -> None:
     from sched_search.arms import range_family
     from sched_search.results import runs_done
-    from sched_search.search import fixed_runs
+    from sched_search.search import fixed_runs, rungs_of
 
     smoke = load_study(ROOT / "studies" / "smoke.toml")  # attribution = false
     arms = ("clr-sgdw", "one_cycle-adamw", "schedule_free-sgd", "cosine-adamw")
@@ -207,9 +207,23 @@ def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_eve
         "arm": cosine["arm"],
     }
     assert {k: cosine[k] for k in first} == first  # the cosine arm's untuned run: the ladder skips no step
+    # the study runs those of the recommended arm only (`rungs_of`): a cosine arm's ladder has no untuned rung
+    assert {c["arm"] for c in rungs_of("clr-sgdw", ladder)} == {
+        "ladder:cosine-sgdw",
+        "ladder:untuned-clr-sgdw",
+    }
+    assert {c["arm"] for c in rungs_of("cosine-adamw", ladder)} == {"ladder:cosine-adamw"}
+    assert rungs_of("default:adamw-cosine", ladder) == rungs_of(None, ladder) == []
     # the run folder counts them as planned runs, so that a study killed before they ran is unfinished
     planned = len(arms) * (cfg.search.trials_per_arm + n_seeds) + n_seeds * len(cfg.search.baselines)
-    assert runs_done(pd.DataFrame(), cfg.to_dict()) == (0, planned + len(ladder))
+    assert runs_done(pd.DataFrame(), cfg.to_dict()) == (0, planned)  # no verdict yet: no arm to climb
+    assert runs_done(pd.DataFrame(), cfg.to_dict(), "clr-sgdw") == (0, planned + 2 * n_seeds)
+    assert runs_done(pd.DataFrame(), cfg.to_dict(), "cosine-adamw") == (0, planned + n_seeds)
+    # an untuned rung that ran names the ladder's arm, whatever the verdict says now
+    ran = pd.DataFrame(
+        {"arm": ["ladder:untuned-one_cycle-adamw"], "stage": ["final"], "trial_id": ["x"], "status": ["ok"]}
+    )
+    assert runs_done(ran, cfg.to_dict(), "clr-sgdw") == (1, planned + 2 * n_seeds)
     # off (the smoke study), without the range tests' seeds, or with a broad space: no ladder run
     assert fixed_runs(smoke, spaces, seeds, 19) == (baselines, [])
     assert fixed_runs(cfg, spaces, None, 19) == (baselines, [])
