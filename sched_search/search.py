@@ -160,8 +160,10 @@ def recommended_ladder(cfg: StudyConfig, ladder: list[dict], records: dict) -> l
     """The ladder's runs (`ladder_runs`) of the arm the verdict recommends, from the records of every final
     and baseline run (`tables.tables_from_rows`'s input): the verdict leaves the ladder's own runs out, so
     these finals decide the arm exactly as the study's verdict will. The other arms' rungs would never be
-    reported (about a fifth of the default study's epochs)."""
-    trials, _ = tables_from_rows(records)
+    reported (about a fifth of the default study's epochs). A searcher's configs are its suggestions: Tune
+    merges the study's settings into them (`trial_settings`, the budgets' epochs among them), so here too."""
+    settings = trial_settings(cfg)
+    trials, _ = tables_from_rows({k: ({**settings, **c}, r, e) for k, (c, r, e) in records.items()})
     verdict = decide(
         trials, target=cfg.target, metric=metric_name(cfg.train.metric), mode=metric_mode(cfg.train)
     )

@@ -232,6 +232,56 @@ def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_eve
     assert runs_done(pd.DataFrame(), broad.to_dict())[1] == planned
 
 
+def test_the_searcher_picks_the_ladder_of_the_arm_the_verdict_recommends() -> None:
+    """`recommended_ladder` judges the records the searcher holds (its suggestions, which lack the study's
+    settings Tune merges in) as the study's verdict judges the tables: speed-ups on a budget ladder."""
+    from sched_search.search import (
+        baseline_runs,
+        final_runs,
+        fixed_runs,
+        recommended_ladder,
+        rungs_of,
+        trial_settings,
+    )
+    from sched_search.tables import tables_from_rows
+    from sched_search.verdict import decide
+
+    smoke = load_study(ROOT / "studies" / "smoke.toml")
+    arms = ("clr-sgdw", "one_cycle-adamw")
+    seeds = {"sgdw": SEED, "adamw": replace(SEED, optimizer="adamw", max_lr=4e-3, min_lr=1e-3)}
+    cfg = replace(smoke, search=replace(smoke.search, arms=arms, attribution=True, budgets=(0.5, 1.0)))
+    spaces = {arm: arm_space(cfg, seeds, arm, 19) for arm in arms}
+    _, ladder = fixed_runs(cfg, spaces, seeds, 19)
+    configs = baseline_runs(cfg) + [
+        c
+        for arm in arms
+        for c in final_runs(cfg, spaces, arm, {"trial_id": "t0", **spaces[arm].first_point()})
+    ]
+    final = {"clr-sgdw": 0.95, "one_cycle-adamw": 0.85, "constant-adam": 0.8}  # mean final val accuracy
+    records = {}
+    for i, c in enumerate(configs):
+        results = [
+            {
+                "budget": b,
+                "epoch": e,
+                "val_metric": final[c["arm"]] * (0.9 + 0.1 * e / (4 * b)) + 0.01 * c["seed"],
+            }
+            for b in c["budgets"]
+            for e in range(1, int(cfg.train.epochs * b) + 1)
+        ]
+        records[("final", f"t{i}")] = (c, results, None)
+    picked = recommended_ladder(cfg, ladder, records)
+    assert picked == rungs_of("clr-sgdw", ladder) and {c["arm"] for c in picked} == {
+        "ladder:cosine-sgdw",
+        "ladder:untuned-clr-sgdw",
+    }
+    # the same records as Tune's trials (settings merged) give the study's verdict: with speed-ups
+    merged = {k: ({**trial_settings(cfg), **c}, r, e) for k, (c, r, e) in records.items()}
+    v = decide(tables_from_rows(merged)[0], metric="accuracy", mode="max")
+    assert v["recommended"] == "clr-sgdw"
+    assert v["speedup"]["clr-sgdw"]["epochs_to_target"] == 2.0  # half the budget already beats 0.8
+
+
 # ------------------------------------------------------------------------------------------------- studies
 
 
