@@ -193,6 +193,42 @@ def test_sigint_and_sigterm_leave_a_folder_that_resume_finishes(tmp_path: Path, 
     pd.testing.assert_frame_equal(boards[0], boards[1])
 
 
+@pytest.mark.slow
+def test_a_study_stopped_in_its_ladder_resumes_to_the_recommended_arms_rungs(
+    tmp_path: Path, ray_local
+) -> None:
+    """SIGTERM once the first attribution-ladder run has ended (the searcher has queued the rest, and Tune
+    saves it with them): --resume runs the rest of that arm's rungs, each seed once, and no other arm's."""
+    from sched_search.attribution import ladder_rungs
+    from sched_search.results import load_run
+    from sched_search.study import run_study
+
+    study_file = tmp_path / "tiny.toml"
+    ladder_on = TINY.replace(
+        "attribution = false  # its run count (RUNS) has no ladder runs", "attribution = true"
+    )
+    study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + ladder_on)
+    first = _Study(tmp_path, str(study_file))
+    run_dir = Path(first.wait_for(r"^run folder ").removeprefix("run folder "))
+    first.wait_for(r"\[final ladder:")
+    os.kill(first.proc.pid, signal.SIGTERM)
+    _assert_interrupted(first, 143, run_dir)
+    rungs = {name for name, _ in ladder_rungs("one_cycle-adamw") if name.startswith("ladder:")}
+    ran = pd.read_parquet(run_dir / "trials.parquet")
+    assert 0 < ran.arm.isin(rungs).sum() < 2 * len(rungs), ran[["arm", "seed"]]  # stopped inside the ladder
+    assert load_run(run_dir).unfinished.startswith("study unfinished: "), load_run(run_dir).unfinished
+
+    run_study(resume=run_dir, echo=lambda _: None)
+    run = load_run(run_dir)
+    assert not run.unfinished and run.verdict["recommended"] == "one_cycle-adamw"
+    trials = run.trials
+    assert not trials.duplicated(["stage", "trial_id", "budget"]).any() and (trials.status == "ok").all()
+    ladder = trials[trials.arm.str.startswith("ladder:")]
+    assert set(ladder.arm) == rungs and sorted(ladder.groupby("arm").seed.apply(sorted).sum()) == [0, 0, 1, 1]
+    assert trials.trial_id.nunique() == RUNS + len(ladder)
+    assert run.verdict["attribution"]["missing"] == ["default:adamw-cosine"]  # TINY's one baseline is Adam's
+
+
 def test_address_of_a_server_that_is_not_ray_fails_in_seconds_naming_the_key(tmp_path: Path) -> None:
     """A port that accepts TCP but is not Ray's GCS (here a loopback `http.server`): one bounded gRPC call, rc
     2 with the file, the key and the fix, instead of Ray's minutes of "Failed to connect to GCS"."""
