@@ -180,6 +180,30 @@ def test_last_runs_wait_for_every_other_run_and_see_their_results(tmp_path) -> N
     assert restored.suggest("done") == "FINISHED" and len(told) == 1  # Tune lets the running ones end
 
 
+def test_a_fixed_run_has_ended_for_last_runs_at_its_last_budgets_result() -> None:
+    """Tune tells a run's completion a step after its last result; the last budget's result is all the
+    verdict needs, so the ladder is queued while that run's worker finishes: Tune keeps both slots warm."""
+    searcher, _, _ = _searcher("max", trials_per_arm=1, arms=("clr-sgdw",))
+    told: list[dict] = []
+    searcher.last_runs = functools.partial(_last_runs, told)
+    assert isinstance(searcher.suggest("s0"), dict)
+    searcher.on_trial_complete("s0", _result(0.6, "max", 0.4))
+    finals = [searcher.suggest(f"f{i}") for i in range(3)]
+    for config in finals:
+        config["budgets"] = [0.5, 1.0]  # as `search.final_runs` gives them
+    for i in range(3):
+        searcher.on_trial_result(f"f{i}", {"val_metric": 0.8, "epoch": 2, "budget": 0.5})
+    searcher.on_trial_complete("f0", {"val_metric": 0.9})
+    searcher.on_trial_complete("f1", {"val_metric": 0.9})
+    assert searcher.suggest("early") is None and told == []  # f2 has reported budget 0.5 only
+    searcher.on_trial_result("f2", {"val_metric": 0.9, "epoch": 4, "budget": 1.0})
+    assert searcher.suggest("l0")["arm"] == "ladder:untuned-clr-sgdw"  # before f2's complete event
+    (records,) = told
+    assert [r["budget"] for r in records[("final", "f2")][1]] == [0.5, 1.0]
+    searcher.on_trial_complete("f2", {"val_metric": 0.9})  # then comes, and changes nothing
+    assert searcher.suggest("l1")["seed"] == 1 and len(told) == 1
+
+
 def test_restore_fails_the_optuna_trials_asked_after_the_saved_state(tmp_path) -> None:
     """kill -9 between Tune saving the searcher and Tune saving the next: Optuna asked trials the restored
     searcher never started. Restored, it fails those still running; the trials it knows stay running for Tune
