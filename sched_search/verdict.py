@@ -177,7 +177,6 @@ def decide(
         out["top_group"] = [leader] + [a for a in vs_leader if vs_leader[a]["p_holm"] >= ALPHA]
     else:
         out["top_group"] = list(arms)
-    out["winner"] = leader if estimable and len(out["top_group"]) == 1 else None
 
     # --- against every baseline, one family: Holm over every (searched arm, baseline) pair
     baselines = sorted((a for a in arms if is_baseline(a) or a == baseline), key=rank)
@@ -196,6 +195,17 @@ def decide(
         calls = {a: out["arms"][a]["vs_baseline"]["call"] for a in searched}
         out["better_than_baseline"] = [a for a in searched if calls[a] == "better"]
         out["worse_than_baseline"] = [a for a in searched if calls[a] == "worse"]
+    # The baseline family can separate the leader from an arm (a baseline below a searched leader, or a
+    # searched arm below a leading baseline) where the leader's family, with its other Holm steps, does not:
+    # that arm is told apart, so it leaves the top group rather than sit there beside a "better" call.
+    apart = {
+        b if a == leader else a
+        for a, row in family.items()
+        for b, c in row.items()
+        if leader in (a, b) and c["call"] in ("better", "worse")
+    }
+    out["top_group"] = [a for a in out["top_group"] if a not in apart]
+    out["winner"] = leader if estimable and len(out["top_group"]) == 1 else None
     out["better_than_every_baseline"] = [
         a for a in searched if baselines and all(c["call"] == "better" for c in family[a].values())
     ]
@@ -368,7 +378,8 @@ def _rule(out: dict[str, Any]) -> str:
         f" An arm joins the top group unless a paired test ({test}) shows it {worse} the leader at "
         f"{100 * (1 - ALPHA):.0f}% after Holm's correction; a winner is named only when the top group has "
         f"one arm. The same test against each baseline ({against}) calls each searched arm better, equal or "
-        f"worse, Holm over all {out['n_baseline_comparisons']} such comparisons; a baseline is recommended "
+        f"worse, Holm over all {out['n_baseline_comparisons']} such comparisons (a pair of the leader and an "
+        "arm that these calls tell apart leaves that arm out of the top group); a baseline is recommended "
         "only when it beats every searched arm. Each interval of a difference is at its Holm step's level "
         "(alpha / (m - rank)), so it excludes 0 whenever the difference is called. "
         f"Intervals of {means} and speed-ups: bootstrap over {resampled}."
