@@ -117,11 +117,13 @@ class ArmsSearcher(Searcher):
             self.configs[trial_id] = config
             self.turn = (arms.index(arm) + 1) % len(arms)
             return config
-        done = all(n >= self.trials_per_arm for n in self.ended.values()) and self.last_runs is None
-        return Searcher.FINISHED if done else None
+        return Searcher.FINISHED if self._search_ended() and self.last_runs is None else None
+
+    def _search_ended(self) -> bool:
+        return all(n >= self.trials_per_arm for n in self.ended.values())
 
     def _all_ended(self) -> bool:
-        return all(n >= self.trials_per_arm for n in self.ended.values()) and not self.fixed_running
+        return self._search_ended() and not self.fixed_running
 
     def _records(self) -> dict[tuple[str, str], tuple[dict, list[dict], Any]]:
         return {

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from .arms import baseline_config, range_family
-from .attribution import ladder_arms, ladder_rungs
+from .attribution import ladder_arms
 from .config import StudyConfig, metric_mode, metric_name
 from .interrupt import tune_loop
 from .recorder import Recorder
@@ -152,7 +152,7 @@ def rungs_of(arm: str | None, ladder: list[dict]) -> list[dict]:
     """The runs of `ladder` (`ladder_runs`) on `arm`'s attribution ladder: none for a baseline or no arm."""
     if not arm or is_baseline(arm):
         return []
-    names = {name for name, _ in ladder_rungs(arm)}
+    names = set(ladder_arms([arm]))
     return [c for c in ladder if c["arm"] in names]
 
 
