@@ -16,9 +16,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sched_search.data import augment_batch
-from sched_search.models import build_model
-from sched_search.optim import SGDW
+from sched_search.lr.optim import SGDW
+from sched_search.training.data import augment_batch
+from sched_search.training.models import build_model
 
 
 def median_ms(fn, repeats: int = 15, device: str = "cpu") -> float:

@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sched_search.arms import optimizer_and_scheduler
-from sched_search.data import LoaderData, TensorData, load_mnist1d
-from sched_search.models import build_model
-from sched_search.train import train_epochs
+from sched_search.lr.arms import optimizer_and_scheduler
+from sched_search.training.data import LoaderData, TensorData, load_mnist1d
+from sched_search.training.models import build_model
+from sched_search.training.train import train_epochs
 
 CONFIG = {
     "schedule": "one_cycle",

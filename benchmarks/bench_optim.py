@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from sched_search.optim import SGDW, AdamW
+from sched_search.lr.optim import SGDW, AdamW
 
 
 def resnet56_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:

@@ -20,11 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sched_search.arms import build_schedule, optimizer_and_scheduler
-from sched_search.data import TensorData, batches, steps_per_epoch
-from sched_search.models import build_model
-from sched_search.precision import autocast, grad_scaler, to_memory_format
-from sched_search.train import evaluate, train_epochs
+from sched_search.lr.arms import build_schedule, optimizer_and_scheduler
+from sched_search.training.data import TensorData, batches, steps_per_epoch
+from sched_search.training.models import build_model
+from sched_search.training.precision import autocast, grad_scaler, to_memory_format
+from sched_search.training.train import evaluate, train_epochs
 
 CONFIG = {
     "schedule": "one_cycle",

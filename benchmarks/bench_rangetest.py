@@ -8,8 +8,8 @@ On a shared machine pass ``--threads 1``: intra-op threads that wait on a busy c
 
 The range test runs with `end_lr=1e-2`, below where the digits loss turns up, so it takes all `--steps` steps
 and the two sides do the same number of optimizer steps. The bare loop is what a user would write: seeded
-permutation batches (`sched_search.data.batches`), zero_grad, forward, backward, step, nothing else. The two
-alternate within each round, so drift in machine load hits both alike.
+permutation batches (`sched_search.training.data.batches`), zero_grad, forward, backward, step, nothing
+else. The two alternate within each round, so drift in machine load hits both alike.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import time
 import torch
 from torch import nn
 
-from sched_search.data import TensorData, batches, load_digits
-from sched_search.models import build_model
-from sched_search.rangetest import RangeTestConfig, range_test
+from sched_search.rangetest.sweep import RangeTestConfig, range_test
+from sched_search.training.data import TensorData, batches, load_digits
+from sched_search.training.models import build_model
 
 BATCH_SIZE = 64
 

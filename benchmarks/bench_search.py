@@ -36,17 +36,17 @@ import optuna
 import torch
 from ray.tune.schedulers.async_hyperband import _Bracket
 
-from sched_search.arms import split_arm
 from sched_search.config import metric_mode
-from sched_search.data import data_steps, load_data
-from sched_search.models import IMAGE_MODELS
-from sched_search.rangetest import RangeTestConfig, run_range_test, sweep_steps
-from sched_search.sampler import arm_seed, build_sampler
-from sched_search.search import trial_settings
-from sched_search.space import seed_from_summary, suggest
-from sched_search.study import arm_space
-from sched_search.studyfile import load_study
-from sched_search.trial import train_trial
+from sched_search.lr.arms import split_arm
+from sched_search.rangetest.sweep import RangeTestConfig, run_range_test, sweep_steps
+from sched_search.study.driver import arm_space
+from sched_search.study.sampler import arm_seed, build_sampler
+from sched_search.study.search import trial_settings
+from sched_search.study.space import seed_from_summary, suggest
+from sched_search.study.studyfile import load_study
+from sched_search.study.trial import train_trial
+from sched_search.training.data import data_steps, load_data
+from sched_search.training.models import IMAGE_MODELS
 
 KS = (1, 2, 4, 8, 16)
 HELD_OUT_SEEDS = (1000, 1001, 1002)  # never a search seed nor one of a study's final seeds

@@ -27,11 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sched_search.data import load_data
-from sched_search.search import trial_settings
-from sched_search.study import run_study
-from sched_search.studyfile import load_study
-from sched_search.trial import train_trial
+from sched_search.study.driver import run_study
+from sched_search.study.search import trial_settings
+from sched_search.study.studyfile import load_study
+from sched_search.study.trial import train_trial
+from sched_search.training.data import load_data
 
 
 def plain_loop(run_dir: Path, cfg) -> float:

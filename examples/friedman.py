@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from sched_search.data import LoaderData
+from sched_search import LoaderData
 
 
 def loaders(n: int = 3000, noise: float = 1.0, batch_size: int = 64, seed: int = 0) -> LoaderData:

@@ -6,35 +6,44 @@ The public API; heavy parts (Ray, matplotlib) are imported only where used.
 
 from __future__ import annotations
 
-from .arms import build_schedule, optimizer_and_scheduler
-from .curve import CurveConfig
-from .data import LoaderData, TensorData
-from .objective import build_objective
-from .optim import SGDW, AdamW, normalized_weight_decay
-from .rangetest import RangeTestConfig, range_test, read_curve, run_range_test, weight_decay_sweep
-from .schedules import (
+from .lr import (
+    SGDW,
+    AdamW,
     ConstantConfig,
+    CosineConfig,
     CyclicalConfig,
     OneCycleConfig,
     ScheduleLR,
     SGDRConfig,
+    WSDConfig,
     at_lr_minimum,
+    build_schedule,
     build_scheduler,
     lr_at,
     momentum_at,
+    normalized_weight_decay,
     one_cycle,
+    optimizer_and_scheduler,
 )
-from .warmup_decay import CosineConfig, WSDConfig
+from .rangetest import (
+    CurveConfig,
+    RangeTestConfig,
+    range_test,
+    read_curve,
+    run_range_test,
+    weight_decay_sweep,
+)
+from .training import LoaderData, TensorData, build_objective
 
-__version__ = "0.4.0"  # 0.4: your own loss, metric and DataLoaders; columns named val_metric, not accuracy
+__version__ = "0.5.0"  # 0.5: sub-packages by subject (lr, training, rangetest, results, study)
 
 
 # Imported on first use: these pull in Ray, Optuna or pandas, which `import sched_search` should not pay for.
 _LAZY = {
-    "run_study": "study",
-    "load_run": "results",
-    "search_space": "space",
-    "cycle_asha": "routing",
+    "run_study": "study.driver",
+    "load_run": "results.run",
+    "search_space": "study.space",
+    "cycle_asha": "study.routing",
 }
 
 

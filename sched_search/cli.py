@@ -133,9 +133,9 @@ def _add_range_test(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_range_test(args: argparse.Namespace) -> int:
-    from .data import data_steps, load_data
-    from .models import IMAGE_MODELS
-    from .rangetest import RangeTestConfig, run_range_test, sweep_steps
+    from .rangetest.sweep import RangeTestConfig, run_range_test, sweep_steps
+    from .training.data import data_steps, load_data
+    from .training.models import IMAGE_MODELS
 
     # the data loaded once here: the sweep's length follows its steps per epoch, as a study's does
     data = load_data(args.data, root=args.data_root, image=args.model in IMAGE_MODELS)
@@ -236,7 +236,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _joins_a_cluster(args: argparse.Namespace) -> bool:
-    from .studyfile import load_study
+    from .study.studyfile import load_study
 
     if args.address:
         return True
@@ -254,10 +254,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from .interrupt import Interrupted
-    from .preflight import ClusterError
-    from .runlock import RunFolderLocked
-    from .study import StudyAborted, StudyUnfinished, run_study
+    from .study.driver import StudyAborted, StudyUnfinished, run_study
+    from .study.interrupt import Interrupted
+    from .study.preflight import ClusterError
+    from .study.runlock import RunFolderLocked
 
     # Ignored around the study (run_study installs its own handlers and puts these back): a second Ctrl-C
     # while an interrupted study exits must not end it with a KeyboardInterrupt traceback.
@@ -304,10 +304,10 @@ def _interrupted_line(e: BaseException) -> str:
 
 def _print_report(run_dir: Path) -> int:
     """Print the leaderboard and the closing block; 4 when every run of some arm failed, else 0."""
-    from .closing import format_closing
-    from .report import format_leaderboard, write_report
-    from .results import load_run
-    from .tables import failed_arms, failure_lines
+    from .results.closing import format_closing
+    from .results.report import format_leaderboard, write_report
+    from .results.run import load_run
+    from .results.tables import failed_arms, failure_lines
 
     run = load_run(run_dir)
     paths = write_report(run_dir, run)
@@ -340,7 +340,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import check_run_folder
+    from .results.report import check_run_folder
 
     run_dir = Path(args.run_dir)
     check_run_folder(run_dir)  # before anything is written into it
@@ -365,7 +365,7 @@ def _add_plot_schedules(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plot_schedules(args: argparse.Namespace) -> int:
-    from .plots import plot_schedule_gallery
+    from .results.plots import plot_schedule_gallery
 
     print(f"wrote {plot_schedule_gallery(args.out, args.steps, args.steps_per_epoch)}")
     return 0

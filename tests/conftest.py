@@ -50,8 +50,8 @@ def ray_local():
 def smoke_study(tmp_path_factory: pytest.TempPathFactory, ray_local) -> tuple[Path, list[str]]:
     """studies/smoke.toml run once on the session's Ray: its run folder and the lines it echoed (as the CLI
     prints them when not on a terminal); tests must not write into its folder."""
-    from sched_search.study import run_study
-    from sched_search.studyfile import load_study
+    from sched_search.study.driver import run_study
+    from sched_search.study.studyfile import load_study
 
     study = Path(__file__).resolve().parents[1] / "studies" / "smoke.toml"
     cfg = replace(load_study(study), runs_dir=str(tmp_path_factory.mktemp("runs")))

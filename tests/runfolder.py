@@ -24,15 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sched_search.arms import baseline_config, range_family
 from sched_search.config import BASELINES, METRICS, StudyConfig
-from sched_search.rangestage import arm_space, build_spaces
-from sched_search.search import baseline_runs, final_runs, ladder_runs, trial_settings
-from sched_search.space import ArmSpace, RangeSeed
-from sched_search.study import resolved_config
-from sched_search.studyfile import load_study
-from sched_search.tables import append_tables, encode_examples, tables_from_rows, write_json
-from sched_search.verdict import LADDER_PREFIX, is_baseline
+from sched_search.lr.arms import baseline_config, range_family
+from sched_search.results.tables import append_tables, tables_from_rows, write_json
+from sched_search.results.verdict import LADDER_PREFIX, is_baseline
+from sched_search.study.driver import resolved_config
+from sched_search.study.rangestage import arm_space, build_spaces
+from sched_search.study.search import baseline_runs, final_runs, ladder_runs, trial_settings
+from sched_search.study.space import ArmSpace, RangeSeed
+from sched_search.study.studyfile import load_study
+from sched_search.training.objective import encode_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8

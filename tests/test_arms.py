@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sched_search.arms import (
+from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS
+from sched_search.lr.arms import (
     SCHEDULE_VALUES,
     baseline_config,
     build_schedule,
@@ -20,12 +21,11 @@ from sched_search.arms import (
     optimizer_and_scheduler,
     range_family,
 )
-from sched_search.attribution import LADDER_TITLE, ladder_rungs
-from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS
-from sched_search.schedules import lr_at
-from sched_search.space import SCHEDULE_FREE_SGD_SCALE, RangeSeed, build_space, check_point_in_space
-from sched_search.studyfile import load_study
-from sched_search.warmup_decay import CosineConfig, WSDConfig
+from sched_search.lr.schedules import lr_at
+from sched_search.lr.warmup_decay import CosineConfig, WSDConfig
+from sched_search.results.attribution import LADDER_TITLE, ladder_rungs
+from sched_search.study.space import SCHEDULE_FREE_SGD_SCALE, RangeSeed, build_space, check_point_in_space
+from sched_search.study.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = {
@@ -152,10 +152,10 @@ def test_the_seeds_baseline_keeps_its_arm_name_and_lr() -> None:
 def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) -> None:
     """The smoke study's data and model with the six new arms, the three baselines and the attribution
     ladder's runs: 1 trial per arm, 2 seeds, the full budget."""
-    from sched_search.leaderboard import budget_ladder
-    from sched_search.report import write_report
-    from sched_search.results import learning_curves, load_run, schedule_curves
-    from sched_search.study import run_study
+    from sched_search.results.leaderboard import budget_ladder
+    from sched_search.results.report import write_report
+    from sched_search.results.run import learning_curves, load_run, schedule_curves
+    from sched_search.study.driver import run_study
 
     smoke = load_study(ROOT / "studies" / "smoke.toml")
     cfg = replace(

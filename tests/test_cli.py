@@ -18,8 +18,8 @@ from test_report import _fabricate
 
 from sched_search import __version__
 from sched_search.cli import build_parser, main
-from sched_search.snippet import NO_WINNER
-from sched_search.studyfile import load_study
+from sched_search.results.snippet import NO_WINNER
+from sched_search.study.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,8 +133,8 @@ def test_range_test_by_default_sweeps_as_a_study_of_that_data_does(tmp_path: Pat
     """No --steps and no --weight-decays: the study's rule for the sweep's length (passes over the data at the
     batch size) and the study's weight decays, so the command line reads what a study would."""
     from sched_search.config import RangeTestSection
-    from sched_search.data import data_steps, load_data
-    from sched_search.rangetest import sweep_steps
+    from sched_search.rangetest.sweep import sweep_steps
+    from sched_search.training.data import data_steps, load_data
 
     out = tmp_path / "rt"
     main(["range-test", "--batch-size", "128", "--out", str(out)])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS, StudyFileError
-from sched_search.studyfile import load_study
+from sched_search.study.studyfile import load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 

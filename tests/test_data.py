@@ -1,4 +1,4 @@
-"""Tests for sched_search.data: splits, standardisation, batching, the CIFAR-10 folder reader, import
+"""Tests for sched_search.training.data: splits, standardisation, batching, the CIFAR-10 folder reader, import
 paths."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sched_search.data import (
+from sched_search.training.data import (
     CIFAR10_URL,
     TensorData,
     batches,
@@ -211,7 +211,7 @@ def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         textwrap.dedent(
             """
             import torch
-            from sched_search.data import TensorData
+            from sched_search.training.data import TensorData
 
             def tiny(n=40, features=3):
                 g = torch.Generator().manual_seed(0)
@@ -261,7 +261,7 @@ def test_load_data_bad_paths(factories: str, path: str, error: type[Exception], 
 
 
 def test_crop_flip_takes_a_shifted_window_of_the_padded_image_or_its_mirror() -> None:
-    from sched_search.data import augment_batch
+    from sched_search.training.data import augment_batch
 
     x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
     out = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
@@ -273,7 +273,7 @@ def test_crop_flip_takes_a_shifted_window_of_the_padded_image_or_its_mirror() ->
 
 
 def test_crop_flip_is_seeded_and_varies_over_the_batch() -> None:
-    from sched_search.data import augment_batch
+    from sched_search.training.data import augment_batch
 
     x = torch.randn(64, 1, 8, 8)
     a = augment_batch(x, "crop_flip", torch.Generator().manual_seed(3))
@@ -286,7 +286,7 @@ def test_crop_flip_is_seeded_and_varies_over_the_batch() -> None:
 
 
 def test_crop_flip_refuses_flat_inputs() -> None:
-    from sched_search.data import augment_batch
+    from sched_search.training.data import augment_batch
 
     with pytest.raises(ValueError, match=r"needs image batches \(N, C, H, W\)"):
         augment_batch(torch.randn(4, 64), "crop_flip", torch.Generator())

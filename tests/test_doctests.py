@@ -15,7 +15,7 @@ import sched_search
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(
     m.name
-    for m in pkgutil.iter_modules(sched_search.__path__, "sched_search.")
+    for m in pkgutil.walk_packages(sched_search.__path__, "sched_search.")
     if m.name != "sched_search.__main__"  # importing it runs the CLI
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

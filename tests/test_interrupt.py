@@ -132,8 +132,8 @@ def test_sigint_and_sigterm_leave_a_folder_that_resume_finishes(tmp_path: Path, 
     """Ctrl-C twice during the search, SIGTERM once during the finals, then --resume (with trials.parquet
     cut in half): rc 130 and 143, no verdict, no failure recorded, `report` says unfinished, and the finished
     study has no duplicates and the leaderboard of an uninterrupted one."""
-    from sched_search.results import load_run
-    from sched_search.study import run_study
+    from sched_search.results.run import load_run
+    from sched_search.study.driver import run_study
 
     study_file = tmp_path / "tiny.toml"
     study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + TINY)
@@ -199,9 +199,9 @@ def test_a_study_stopped_in_its_ladder_resumes_to_the_recommended_arms_rungs(
 ) -> None:
     """SIGTERM once the first attribution-ladder run has ended (the searcher has queued the rest, and Tune
     saves it with them): --resume runs the rest of that arm's rungs, each seed once, and no other arm's."""
-    from sched_search.attribution import ladder_rungs
-    from sched_search.results import load_run
-    from sched_search.study import run_study
+    from sched_search.results.attribution import ladder_rungs
+    from sched_search.results.run import load_run
+    from sched_search.study.driver import run_study
 
     study_file = tmp_path / "tiny.toml"
     ladder_on = TINY.replace(

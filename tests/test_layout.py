@@ -1,5 +1,5 @@
-"""The package's shape: imports point down one way (no circles, no lower module importing a higher one) and no
-module grows past about 400 lines. The floors are the module map in docs/workflow.md."""
+"""The package's shape: a package per subject, ranked; a module imports only from its own package or from a
+package of a lower rank (no circles, nothing upward). The ranks are the map in docs/workflow.md."""
 
 from __future__ import annotations
 
@@ -9,54 +9,51 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sched_search"
-# A module may import only modules on lower floors.
-# fmt: off
-FLOORS = {
-    # the leaves: nothing of ours
-    "config": 0, "_importpath": 0, "schedules": 0, "optim": 0, "curve": 0, "tables": 0, "runlock": 0,
-    "routing": 0, "paired": 0, "interrupt": 0, "schedule_free": 0, "warmup_decay": 0,
-    "sampler": 1,
-    # the parts
-    "data": 1, "models": 1, "arms": 1, "plots": 1, "verdict": 1, "precision": 1, "objective": 1,
-    "studyfile": 1, "recorder": 1,
-    "rangeresult": 2, "space": 2, "train": 2, "preflight": 2, "leaderboard": 2, "snippet": 2,
-    "attribution": 2,
-    "rangetest": 3, "trial": 3, "results": 3,
-    # the answer and the Tuner
-    "closing": 4, "search": 4, "rangetasks": 4, "report": 5,
-    # the driver: stages 1-2 (range tests, spaces), then the study in order
-    "rangestage": 5, "study": 6,
-    # the entry points
-    "cli": 7, "__init__": 7, "__main__": 8,
+# A module may import from its own package or from lower ranks only. `config` (the settings' names and
+# defaults) is a leaf every package reads; `cli` and the top-level `__init__` sit above everything.
+RANKS = {
+    "config": 0,
+    "lr": 1,
+    "training": 2,
+    "rangetest": 3,
+    "results": 4,
+    "study": 5,
+    "cli": 6,
+    "__init__": 6,
 }
-# fmt: on
+RANKS["__main__"] = 7
 
 
-def _imports(path: Path) -> set[str]:
-    """Modules of the package that `path` imports anywhere (top level or inside functions)."""
+def _unit(path: Path) -> str:
+    """The ranked unit a file belongs to: its sub-package, or its own name for a top-level module."""
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def _imported_units(path: Path) -> set[str]:
+    """The ranked units that `path` imports anywhere (top level or inside functions)."""
+    unit, nested = _unit(path), len(path.relative_to(PACKAGE).parts) > 1
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node.level == 1 and nested:
+                continue  # a sibling in the same package
+            first = (node.module or "").split(".")[0]
+            found |= {first} if first else {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sched_search."):
             found.add(node.module.split(".")[1])
-    return found - {"__version__", path.stem}
+    return found - {"__version__", unit}
 
 
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
+FILES = sorted(PACKAGE.rglob("*.py"))
 
 
-def test_every_module_has_a_floor() -> None:
-    assert sorted(FLOORS) == MODULES
+def test_every_file_belongs_to_a_ranked_unit() -> None:
+    assert {_unit(f) for f in FILES} == set(RANKS)
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_imports_point_down(module: str) -> None:
-    upward = {m: FLOORS[m] for m in _imports(PACKAGE / f"{module}.py") if FLOORS[m] >= FLOORS[module]}
-    assert not upward, f"{module} (floor {FLOORS[module]}) imports modules on its floor or above: {upward}"
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_modules_stay_readable_in_one_sitting(module: str) -> None:
-    lines = len((PACKAGE / f"{module}.py").read_text().splitlines())
-    assert lines <= 450, f"{module}.py has {lines} lines: probably two ideas"
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path: Path) -> None:
+    unit = _unit(path)
+    upward = {u: RANKS[u] for u in _imported_units(path) if RANKS[u] >= RANKS[unit]}
+    assert not upward, f"{path.relative_to(PACKAGE)} ({unit}, rank {RANKS[unit]}) imports upward: {upward}"

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sched_search.data import LoaderData, load_data
-from sched_search.objective import build_objective, score
-from sched_search.rangetest import RangeTestConfig, run_range_test
-from sched_search.train import train_epochs
+from sched_search.rangetest.sweep import RangeTestConfig, run_range_test
+from sched_search.training.data import LoaderData, load_data
+from sched_search.training.objective import build_objective, score
+from sched_search.training.train import train_epochs
 
 ONE_CYCLE = {
     "schedule": "one_cycle",
@@ -199,7 +199,7 @@ def test_regression_study_over_a_dataloader_factory_end_to_end(tmp_path) -> None
 
     import pandas as pd
 
-    from sched_search.results import load_run
+    from sched_search.results.run import load_run
 
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "probe.py").write_text(PROBE)

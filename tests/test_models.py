@@ -1,4 +1,5 @@
-"""Tests for sched_search.models: shapes, ResNet sizes, seeded construction, user models by import path."""
+"""Tests for sched_search.training.models: shapes, ResNet sizes, seeded construction, user models by import
+path."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from sched_search.models import build_model, cnn, mlp, resnet
+from sched_search.training.models import build_model, cnn, mlp, resnet
 
 
 def _params(model: nn.Module) -> int:

@@ -1,4 +1,5 @@
-"""Tests for sched_search.optim: torch equivalence, hand-computed decay, state dicts, schedulers, training."""
+"""Tests for sched_search.lr.optim: torch equivalence, hand-computed decay, state dicts, schedulers,
+training."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from sched_search.optim import SGDW, AdamW, normalized_weight_decay
+from sched_search.lr.optim import SGDW, AdamW, normalized_weight_decay
 
 
 def _mlp(seed: int = 0) -> nn.Module:
@@ -347,7 +348,7 @@ def test_adamw_has_no_default_decay_mode() -> None:
     _train(ours, AdamW(ours.parameters(), decay_mode="lr"), batches)  # every other default is torch's
     _train(theirs, torch.optim.AdamW(theirs.parameters()), batches)
     _assert_same_params(ours, theirs)
-    from sched_search.optim import build_optimizer
+    from sched_search.lr.optim import build_optimizer
 
     assert build_optimizer("adamw", _mlp().parameters(), lr=1e-3).param_groups[0]["decay_mode"] == "schedule"
 
@@ -453,8 +454,8 @@ def test_trains_on_digits(make) -> None:
 def test_trainers_fused_adamw_is_our_adamw_in_schedule_mode() -> None:
     """build_optimizer's AdamW with the schedule's peak is torch's fused AdamW(weight_decay / peak_lr): the
     same update as Algorithm 2 (decay eta_t * lambda), beta1 cycled by one-cycle included."""
-    from sched_search.optim import build_optimizer
-    from sched_search.schedules import build_scheduler, one_cycle, peak_lr
+    from sched_search.lr.optim import build_optimizer
+    from sched_search.lr.schedules import build_scheduler, one_cycle, peak_lr
 
     def run(make) -> torch.Tensor:
         torch.manual_seed(0)
@@ -494,7 +495,7 @@ def test_trainers_fused_adamw_is_our_adamw_in_schedule_mode() -> None:
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 def test_schedule_free_decay_is_ours_decoupled_and_warmed_up(name: str) -> None:
     """With a zero gradient the z step is pure decay: z shrinks by (lr_t / lr) * lambda = eta_t * lambda."""
-    from sched_search.schedule_free import build_schedule_free
+    from sched_search.lr.schedule_free import build_schedule_free
 
     p = torch.nn.Parameter(torch.full((3,), 2.0))
     lam, lr, warmup = 1e-2, 0.5, 4
@@ -508,7 +509,7 @@ def test_schedule_free_decay_is_ours_decoupled_and_warmed_up(name: str) -> None:
 
 
 def test_schedule_free_is_told_apart_and_rejects_unknown_names() -> None:
-    from sched_search.schedule_free import build_schedule_free, is_schedule_free
+    from sched_search.lr.schedule_free import build_schedule_free, is_schedule_free
 
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert is_schedule_free(build_schedule_free("sgd", params, lr=1.0))
@@ -519,7 +520,7 @@ def test_schedule_free_is_told_apart_and_rejects_unknown_names() -> None:
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 def test_schedule_free_eval_mode_holds_the_average_and_train_mode_comes_back(name: str) -> None:
-    from sched_search.schedule_free import build_schedule_free
+    from sched_search.lr.schedule_free import build_schedule_free
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)

@@ -45,7 +45,7 @@ def _refused(capsys: pytest.CaptureFixture, tmp_path: Path, path: Path, *words: 
 
 FACTORIES = """
 import torch
-from sched_search.data import load_digits, TensorData
+from sched_search.training.data import load_digits, TensorData
 
 def shifted():
     d = load_digits()
@@ -60,7 +60,7 @@ def net(input_shape, num_classes, width=8):
     )
 
 from torch.utils.data import DataLoader, TensorDataset
-from sched_search.data import LoaderData
+from sched_search.training.data import LoaderData
 
 def _reg(n):
     x = torch.randn(n, 64, generator=torch.Generator().manual_seed(0))
@@ -232,7 +232,7 @@ CASES = [
         "factory returns a dict",
         "",
         {'name = "digits"': 'name = "pf_factories:not_data"'},
-        ["[data] name", "returned dict", "TensorData or sched_search.data.LoaderData"],
+        ["[data] name", "returned dict", "TensorData or sched_search.LoaderData"],
     ),
     (
         "loader yields nothing",
@@ -375,8 +375,8 @@ def test_bad_data_or_model_is_refused_by_check_study(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replace: dict, words: list[str]
 ) -> None:
     from sched_search.config import StudyFileError
-    from sched_search.preflight import check_study
-    from sched_search.studyfile import load_study
+    from sched_search.study.preflight import check_study
+    from sched_search.study.studyfile import load_study
 
     (tmp_path / "pf_factories.py").write_text(FACTORIES)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -390,8 +390,8 @@ def test_bad_data_or_model_is_refused_by_check_study(
 
 
 def test_loaders_with_one_batch_per_epoch_and_no_test_split_pass(tmp_path: Path, monkeypatch) -> None:
-    from sched_search.preflight import check_study
-    from sched_search.studyfile import load_study
+    from sched_search.study.preflight import check_study
+    from sched_search.study.studyfile import load_study
 
     (tmp_path / "pf_factories.py").write_text(FACTORIES)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -407,7 +407,7 @@ def test_loaders_with_one_batch_per_epoch_and_no_test_split_pass(tmp_path: Path,
 def test_malformed_address_is_refused_without_trying_it(address: str) -> None:
     """Refused by its form, before any connection (Ray would retry a bad address for minutes); the study
     turns this ClusterError into rc 2 with its message (test_study's dead-address test)."""
-    from sched_search.preflight import ClusterError, probe_address
+    from sched_search.study.preflight import ClusterError, probe_address
 
     with pytest.raises(ClusterError) as refused:
         probe_address(address)
@@ -462,8 +462,8 @@ def test_refusal_through_the_process_has_no_traceback(tmp_path: Path) -> None:
 def test_run_folders_of_one_second_are_distinct(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from sched_search.study import new_run_dir
-    from sched_search.studyfile import load_study
+    from sched_search.study.driver import new_run_dir
+    from sched_search.study.studyfile import load_study
 
     cfg = replace(load_study(SMOKE), runs_dir=str(tmp_path))
     paths = [new_run_dir(cfg) for _ in range(3)]
@@ -486,7 +486,7 @@ def test_num_cpus_above_the_machine_is_refused(tmp_path: Path, capsys: pytest.Ca
 def test_dead_address_error_names_the_file_and_ray_address(tmp_path: Path) -> None:
     import socket
 
-    from sched_search.preflight import ClusterError, probe_address
+    from sched_search.study.preflight import ClusterError, probe_address
 
     with socket.socket() as s:  # bound, never listening: a refused connect
         s.bind(("127.0.0.1", 0))
@@ -517,8 +517,8 @@ def test_a_trial_no_node_of_the_cluster_can_hold_is_refused(tmp_path: Path, ray_
     asked and the largest node's; one that fits passes."""
     from dataclasses import replace as swap
 
-    from sched_search.preflight import check_cluster
-    from sched_search.studyfile import StudyFileError, load_study
+    from sched_search.study.preflight import check_cluster
+    from sched_search.study.studyfile import StudyFileError, load_study
 
     cfg = load_study(_study(tmp_path))
     check_cluster(swap(cfg, resources=swap(cfg.resources, cpus_per_trial=2)), "here")
@@ -535,7 +535,7 @@ def test_a_trial_no_node_of_the_cluster_can_hold_is_refused(tmp_path: Path, ray_
 
 
 def test_a_failed_join_says_token_authentication_when_it_is_the_likely_cause(monkeypatch) -> None:
-    from sched_search.preflight import ClusterError, auth_hint
+    from sched_search.study.preflight import ClusterError, auth_hint
 
     failed = ConnectionError("Failed to connect to GCS\n  at 127.0.0.1:6379 (timeout)")
     token = "requires token authentication (Ray 2.60's default): set RAY_AUTH_MODE=token in this shell"
@@ -557,7 +557,7 @@ def test_probe_tells_a_ray_gcs_from_another_server(ray_local) -> None:
     import http.server
     import threading
 
-    from sched_search.preflight import ClusterError, probe_address
+    from sched_search.study.preflight import ClusterError, probe_address
 
     gcs = ray_local.get_runtime_context().gcs_address
     probe_address(gcs)

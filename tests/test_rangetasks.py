@@ -7,17 +7,17 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from sched_search.search import trial_settings
-from sched_search.studyfile import load_study
+from sched_search.study.search import trial_settings
+from sched_search.study.studyfile import load_study
 
 SMOKE = Path(__file__).resolve().parents[1] / "studies" / "smoke.toml"
 
 
 def test_a_killed_stage_resumes_per_sweep_to_the_same_result(tmp_path: Path, ray_local) -> None:
-    from sched_search.data import load_data
-    from sched_search.rangetasks import PARTS, run_sweeps
-    from sched_search.rangetest import RangeTestConfig, run_range_test
-    from sched_search.study import range_tests
+    from sched_search.rangetest.sweep import RangeTestConfig, run_range_test
+    from sched_search.study.driver import range_tests
+    from sched_search.study.rangetasks import PARTS, run_sweeps
+    from sched_search.training.data import load_data
 
     cfg = load_study(SMOKE)
     cfg = replace(cfg, search=replace(cfg.search, arms=("clr-sgdw",)))  # one family, two decays: 0 and 1e-4

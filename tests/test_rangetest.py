@@ -9,6 +9,7 @@ import json
 import math
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import matplotlib.image as mpimg
@@ -17,11 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-from sched_search.curve import CurveConfig
-from sched_search.data import TensorData, batches, load_data, load_digits, load_synthetic
-from sched_search.models import build_model
-from sched_search.optim import SGDW, AdamW, build_optimizer
-from sched_search.rangetest import (
+from sched_search.lr.optim import SGDW, AdamW, build_optimizer
+from sched_search.rangetest.curve import CurveConfig
+from sched_search.rangetest.sweep import (
     RangeTestConfig,
     RangeTestResult,
     WeightDecaySweep,
@@ -31,6 +30,8 @@ from sched_search.rangetest import (
     sweep_steps,
     weight_decay_sweep,
 )
+from sched_search.training.data import TensorData, batches, load_data, load_digits, load_synthetic
+from sched_search.training.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -152,12 +153,14 @@ def _our_imports(module: Any) -> list[str]:
 
 
 def test_curve_reading_imports_nothing_of_ours() -> None:
-    import sched_search.curve
-    import sched_search.rangetest
+    import sched_search.rangetest.curve
+    import sched_search.rangetest.sweep
 
-    assert _our_imports(sched_search.curve) == []
-    # The runner sits below training: it builds optimizers from optim, never from train.
-    assert not {"train", "trial", "study"} & set(_our_imports(sched_search.rangetest))
+    assert _our_imports(sched_search.rangetest.curve) == []
+    # The runner sits beside training's loop: it builds optimizers from lr, never trains through train_epochs
+    # and never reaches the study.
+    sweep = Path(sched_search.rangetest.sweep.__file__).read_text()
+    assert "train_epochs" not in sweep and "study" not in _our_imports(sched_search.rangetest.sweep)
     assert RangeTestConfig(bandwidth=0.5, min_drop=0.3).curve_config == CurveConfig(0.5, 3.0, 0.3)
 
 
@@ -232,7 +235,7 @@ def test_one_wild_batch_neither_stops_the_sweep_nor_moves_the_suggestion(
 
 
 def test_clean_losses_drops_lone_spikes_and_caps_at_the_early_scale() -> None:
-    from sched_search.curve import clean_losses
+    from sched_search.rangetest.curve import clean_losses
 
     losses = np.array([2.0, 2.1, 1.9, 2.0, 1.5, 1.0, 50, 0.5, 0.4, 0.6, 1.0, 2.0, 3.0, 5.0, 9.0, np.nan, 30])
     cleaned = clean_losses(losses)
@@ -515,7 +518,7 @@ def test_state_restored_exactly(digits_image: TensorData, make_optimizer, traini
 def test_schedule_free_optimizer_sweeps_and_is_restored_in_its_mode(digits: TensorData, name: str) -> None:
     """schedulefree refuses to step outside train mode: the test switches it, then restores it in eval mode
     (the averaged weights) as it found it."""
-    from sched_search.schedule_free import build_schedule_free
+    from sched_search.lr.schedule_free import build_schedule_free
 
     model = _mlp(digits)
     optimizer = build_schedule_free(name, model.parameters(), lr=1e-3, warmup_steps=2)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from ray.tune.experiment import Trial
 
-from sched_search.recorder import Recorder
+from sched_search.study.recorder import Recorder
 
 EPOCHS = 3
 

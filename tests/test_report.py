@@ -27,10 +27,10 @@ from runfolder import (
     write_run,
 )
 
-from sched_search import plots
-from sched_search.leaderboard import budget_ladder
-from sched_search.report import format_leaderboard, write_plots, write_report
-from sched_search.results import learning_curves, load_run, param_importances, schedule_curves
+from sched_search.results import plots
+from sched_search.results.leaderboard import budget_ladder
+from sched_search.results.report import format_leaderboard, write_plots, write_report
+from sched_search.results.run import learning_curves, load_run, param_importances, schedule_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -537,7 +537,7 @@ def test_smoke_html_in_headless_chromium(smoke_report: tuple[Path, dict[str, Pat
 def test_baselines_and_ladder_rungs_are_grey_and_searched_arms_are_not() -> None:
     from matplotlib.colors import to_rgb
 
-    from sched_search.plots import _colors
+    from sched_search.results.plots import _colors
 
     arms = ["one_cycle-adamw", BASELINE, "default:adamw-cosine", "ladder:cosine-adamw", "clr-sgdw"]
     colors = {a: to_rgb(c) for a, c in _colors(arms).items()}

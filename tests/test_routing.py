@@ -13,9 +13,9 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from sched_search.routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
-from sched_search.search import _new_optuna_study
-from sched_search.space import RangeSeed, build_space, define_by_run
+from sched_search.study.routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
+from sched_search.study.search import _new_optuna_study
+from sched_search.study.space import RangeSeed, build_space, define_by_run
 
 EPOCHS = 4
 SEED = RangeSeed("sgdw", max_lr=0.1, min_lr=0.01, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sched_search.runlock import LOCK_NAME, RunFolderLocked, run_lock
+from sched_search.study.runlock import LOCK_NAME, RunFolderLocked, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_two_takers_of_a_stale_lock_exactly_one_holds_it(tmp_path: Path) -> None
         json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "1"})
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    taker = [sys.executable, "-c", TAKER, str(tmp_path), str(ROOT / "sched_search" / "runlock.py")]
+    taker = [sys.executable, "-c", TAKER, str(tmp_path), str(ROOT / "sched_search" / "study" / "runlock.py")]
     first = subprocess.Popen(taker, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert first.stdout.readline() == "taking over\n"
@@ -123,7 +123,7 @@ def test_two_takers_of_a_stale_lock_exactly_one_holds_it(tmp_path: Path) -> None
 _HOLD = """
 import sys, time
 from pathlib import Path
-from sched_search.runlock import run_lock
+from sched_search.study.runlock import run_lock
 with run_lock(Path(sys.argv[1])):
     print("held", flush=True)
     sys.stdin.readline()
@@ -199,7 +199,7 @@ def test_a_holder_that_cannot_be_checked_is_refused_saying_what_is_known(
 
 def test_start_time_is_the_kernels_field_22() -> None:
     """proc(5): field 22 of /proc/PID/stat, the start time in clock ticks: fixed for a process's life."""
-    from sched_search.runlock import _start_time
+    from sched_search.study.runlock import _start_time
 
     fields = Path(f"/proc/{os.getpid()}/stat").read_text().split()  # this process's name has no spaces
     assert _start_time(os.getpid()) == fields[21]
@@ -209,7 +209,7 @@ def test_start_time_is_the_kernels_field_22() -> None:
 def test_a_live_pid_without_a_recorded_start_time_holds_its_lock() -> None:
     """A lock written without the holder's start time (an older one) trusts the pid alone; with a start time,
     a reused pid (another start time) does not hold it."""
-    from sched_search.runlock import _alive, _start_time
+    from sched_search.study.runlock import _alive, _start_time
 
     assert _alive(os.getpid(), None)
     assert _alive(os.getpid(), _start_time(os.getpid()))

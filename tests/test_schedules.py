@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sched_search.schedules import (
+from sched_search.lr.schedules import (
     ONE_CYCLE_PRESETS,
     ConstantConfig,
     CyclicalConfig,
@@ -28,7 +28,7 @@ from sched_search.schedules import (
     peak_lr,
     to_steps,
 )
-from sched_search.warmup_decay import CosineConfig, WSDConfig
+from sched_search.lr.warmup_decay import CosineConfig, WSDConfig
 
 FAST = settings(max_examples=60, deadline=None)
 lrs = st.floats(1e-5, 10.0)
@@ -474,7 +474,7 @@ def test_peak_lr_is_max_lr():
 
 
 def test_plot_schedule_gallery_writes_a_png(tmp_path):
-    from sched_search.plots import plot_schedule_gallery
+    from sched_search.results.plots import plot_schedule_gallery
 
     path = plot_schedule_gallery(tmp_path / "schedules.png", total_steps=300, steps_per_epoch=20)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

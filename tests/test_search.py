@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from sched_search.config import StudyFileError
-from sched_search.curve import read_curve
-from sched_search.sampler import arm_seed, build_sampler, startup_trials
-from sched_search.space import BROAD_MAX_LR, BROAD_WEIGHT_DECAY, RangeSeed, search_space
-from sched_search.study import arm_space
-from sched_search.studyfile import load_study
+from sched_search.rangetest.curve import read_curve
+from sched_search.study.driver import arm_space
+from sched_search.study.sampler import arm_seed, build_sampler, startup_trials
+from sched_search.study.space import BROAD_MAX_LR, BROAD_WEIGHT_DECAY, RangeSeed, search_space
+from sched_search.study.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = RangeSeed("sgdw", 0.06, 0.015, 1e-4, (1e-5, 1e-3), 0.18, 0.3)
@@ -164,8 +164,8 @@ def test_unknown_sampler_or_space_is_refused(tmp_path: Path, line: str, key: str
 
 
 def test_range_test_cost_counts_every_sweep_step(tmp_path: Path) -> None:
-    from sched_search.rangetest import RangeTestConfig, run_range_test
-    from sched_search.study import range_test_cost
+    from sched_search.rangetest.sweep import RangeTestConfig, run_range_test
+    from sched_search.study.driver import range_test_cost
 
     sweep = run_range_test("digits", "mlp", "sgdw", RangeTestConfig(num_steps=40), weight_decays=(0.0, 1e-4))
     sweep.to_frame().to_csv(tmp_path / "range_test_sgdw.csv", index=False)
@@ -175,9 +175,9 @@ def test_range_test_cost_counts_every_sweep_step(tmp_path: Path) -> None:
 
 
 def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_every_seed() -> None:
-    from sched_search.arms import range_family
-    from sched_search.results import runs_done
-    from sched_search.search import fixed_runs, rungs_of
+    from sched_search.lr.arms import range_family
+    from sched_search.results.run import runs_done
+    from sched_search.study.search import fixed_runs, rungs_of
 
     smoke = load_study(ROOT / "studies" / "smoke.toml")  # attribution = false
     arms = ("clr-sgdw", "one_cycle-adamw", "schedule_free-sgd", "cosine-adamw")
@@ -235,7 +235,9 @@ def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_eve
 def test_the_searcher_picks_the_ladder_of_the_arm_the_verdict_recommends() -> None:
     """`recommended_ladder` judges the records the searcher holds (its suggestions, which lack the study's
     settings Tune merges in) as the study's verdict judges the tables: speed-ups on a budget ladder."""
-    from sched_search.search import (
+    from sched_search.results.tables import tables_from_rows
+    from sched_search.results.verdict import decide
+    from sched_search.study.search import (
         baseline_runs,
         final_runs,
         fixed_runs,
@@ -243,8 +245,6 @@ def test_the_searcher_picks_the_ladder_of_the_arm_the_verdict_recommends() -> No
         rungs_of,
         trial_settings,
     )
-    from sched_search.tables import tables_from_rows
-    from sched_search.verdict import decide
 
     smoke = load_study(ROOT / "studies" / "smoke.toml")
     arms = ("clr-sgdw", "one_cycle-adamw")
@@ -287,7 +287,7 @@ def test_the_searcher_picks_the_ladder_of_the_arm_the_verdict_recommends() -> No
 
 @pytest.mark.slow
 def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local) -> None:
-    from sched_search.study import run_study
+    from sched_search.study.driver import run_study
 
     cfg = load_study(_study_file(tmp_path, 'space = "broad"\n'))
     cfg = replace(cfg, runs_dir=str(tmp_path / "runs"))

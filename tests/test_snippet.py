@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 
-from sched_search.arms import build_schedule, optimizer_and_scheduler, range_family
-from sched_search.optim import SGDW, AdamW
-from sched_search.schedules import lr_at, momentum_at
-from sched_search.snippet import NO_WINNER, ToyBatch, recommend, torch_code
-from sched_search.space import RangeSeed, build_space
+from sched_search.lr.arms import build_schedule, optimizer_and_scheduler, range_family
+from sched_search.lr.optim import SGDW, AdamW
+from sched_search.lr.schedules import lr_at, momentum_at
+from sched_search.results.snippet import NO_WINNER, ToyBatch, recommend, torch_code
+from sched_search.study.space import RangeSeed, build_space
 
 EPOCHS, SPE = 6, 5
 SEED = RangeSeed("sgdw", 0.06, 0.015, 0.0, (1e-6, 1e-4), 0.18)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import IntDistribution
 
-from sched_search.arms import build_schedule
 from sched_search.config import ARMS
-from sched_search.schedules import lr_at
-from sched_search.space import RangeSeed, build_space, check_point_in_space, suggest, with_bounds
+from sched_search.lr.arms import build_schedule
+from sched_search.lr.schedules import lr_at
+from sched_search.study.space import RangeSeed, build_space, check_point_in_space, suggest, with_bounds
 
 SPE = 7  # steps per epoch
 
@@ -139,8 +139,8 @@ def test_broad_space_fixes_lr_and_decay_and_suggests_nothing(arm: str) -> None:
     has them, their Optuna distributions of the right kind."""
     import optuna
 
-    from sched_search.arms import range_family, split_arm
-    from sched_search.space import broad_space
+    from sched_search.lr.arms import range_family, split_arm
+    from sched_search.study.space import broad_space
 
     space = broad_space(arm, 20, 70)
     schedule, optimizer = split_arm(arm)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sched_search.cli import main
-from sched_search.data import load_data
-from sched_search.study import StudyAborted, _prepare, range_tests, run_study
-from sched_search.studyfile import load_study
+from sched_search.study.driver import StudyAborted, _prepare, range_tests, run_study
+from sched_search.study.studyfile import load_study
+from sched_search.training.data import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"

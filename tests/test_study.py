@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sched_search.arms import build_schedule
 from sched_search.config import BASELINE_ARM
-from sched_search.schedules import at_lr_minimum
-from sched_search.space import (
+from sched_search.lr.arms import build_schedule
+from sched_search.lr.schedules import at_lr_minimum
+from sched_search.study.space import (
     RangeSeed,
     build_space,
     check_point_in_space,
     max_lr_high,
     seed_from_summary,
 )
-from sched_search.studyfile import load_study
+from sched_search.study.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -275,9 +275,9 @@ def _tiny_cfg(tmp_path: Path, **search):
 
 @pytest.mark.slow
 def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
-    from sched_search.data import load_data
-    from sched_search.search import run_trials
-    from sched_search.tables import tables_from_rows
+    from sched_search.results.tables import tables_from_rows
+    from sched_search.study.search import run_trials
+    from sched_search.training.data import load_data
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=3)
     # LRs of 1e4..1e5 make SGDW's loss overflow at once.
@@ -300,9 +300,9 @@ def test_nan_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, ray_local) 
 
 @pytest.mark.slow
 def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None:
-    from sched_search.data import load_data
-    from sched_search.search import run_trials
-    from sched_search.tables import tables_from_rows
+    from sched_search.results.tables import tables_from_rows
+    from sched_search.study.search import run_trials
+    from sched_search.training.data import load_data
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=8, max_concurrent_per_arm=2)
     cfg = replace(
@@ -329,9 +329,9 @@ def test_asha_never_stops_clr_at_a_cycle_peak(tmp_path: Path, ray_local) -> None
 
 @pytest.mark.slow
 def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path, ray_local) -> None:
-    from sched_search.data import load_data
-    from sched_search.search import run_trials
-    from sched_search.tables import tables_from_rows
+    from sched_search.results.tables import tables_from_rows
+    from sched_search.study.search import run_trials
+    from sched_search.training.data import load_data
 
     cfg = _tiny_cfg(tmp_path, trials_per_arm=2)
     # A negative layer width makes the model factory raise inside every trial (after Ray's one retry).
@@ -350,9 +350,9 @@ def test_raising_trial_is_recorded_as_error_and_the_study_goes_on(tmp_path: Path
 
 
 def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path, ray_local) -> None:
-    from sched_search.data import load_data
-    from sched_search.rangetest import sweep_steps
-    from sched_search.study import range_tests
+    from sched_search.rangetest.sweep import sweep_steps
+    from sched_search.study.driver import range_tests
+    from sched_search.training.data import load_data
 
     # Synthetic data with a non-default n (600 examples, 420 to train: 6 batches of 64) and noise (overlapping
     # clusters, else the MLP fits them perfectly: "no LR limit"). The stage used to load the data again by
@@ -404,11 +404,11 @@ def test_range_tests_run_on_the_study_data_and_record_its_options(tmp_path: Path
 def test_failed_range_test_stops_the_study_before_any_trial(tmp_path: Path, monkeypatch) -> None:
     import ray
 
-    from sched_search.study import StudyAborted, run_study
+    from sched_search.study.driver import StudyAborted, run_study
 
     (tmp_path / "shuffled_digits.py").write_text(
         "import torch\n"
-        "from sched_search.data import TensorData, load_digits\n"
+        "from sched_search.training.data import TensorData, load_digits\n"
         "def make():\n"
         "    d = load_digits()\n"
         "    g = torch.Generator().manual_seed(0)\n"
@@ -549,7 +549,7 @@ def _read(path: Path) -> str:
 FLAKY_WORKER = """
 import os, signal, torch
 import ray
-from sched_search.models import mlp
+from sched_search.training.models import mlp
 
 MARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "killed")
 BUILT = {}  # trial id -> models built in this worker: a final re-run builds one per budget
@@ -618,9 +618,9 @@ def test_killed_trial_worker_leaves_no_duplicate_rows_and_the_runs_a_plain_loop_
 ) -> None:
     """A final re-run whose worker is killed mid-run is retried: no duplicate rows, and every final run's
     metrics are those of the same config trained again here in a plain loop (what an unkilled study gives)."""
-    from sched_search.data import load_data
-    from sched_search.search import trial_settings
-    from sched_search.trial import train_trial
+    from sched_search.study.search import trial_settings
+    from sched_search.study.trial import train_trial
+    from sched_search.training.data import load_data
 
     killed = _flaky_study(tmp_path, "killed", "kill")
     assert killed.returncode == 0, killed.stdout + killed.stderr
@@ -680,7 +680,7 @@ def test_every_run_failing_exits_4_with_short_reasons_and_tracebacks_in_errors(t
 def test_augmenting_flat_inputs_is_refused_before_any_work(tmp_path: Path) -> None:
     import ray
 
-    from sched_search.study import run_study
+    from sched_search.study.driver import run_study
 
     cfg = load_study(SMOKE)
     cfg = replace(cfg, runs_dir=str(tmp_path), train=replace(cfg.train, augment="crop_flip"))
@@ -691,7 +691,7 @@ def test_augmenting_flat_inputs_is_refused_before_any_work(tmp_path: Path) -> No
 
 
 def test_resume_refuses_a_run_folder_of_the_two_experiment_layout(tmp_path: Path) -> None:
-    from sched_search.study import run_study
+    from sched_search.study.driver import run_study
 
     (tmp_path / "study.toml").write_text(SMOKE.read_text())
     (tmp_path / "ray" / "search").mkdir(parents=True)
@@ -701,6 +701,18 @@ def test_resume_refuses_a_run_folder_of_the_two_experiment_layout(tmp_path: Path
         "ray",
         "study.toml",
     ]  # nothing written, nothing lost
+
+
+def test_resume_refuses_a_run_folder_of_the_flat_layout(tmp_path: Path) -> None:
+    from sched_search.study.driver import run_study
+
+    (tmp_path / "study.toml").write_text(SMOKE.read_text())
+    (tmp_path / "ray" / "study").mkdir(parents=True)
+    (tmp_path / "resolved_config.json").write_text(json.dumps({"version": "0.4.0"}))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=r"written by sched_search 0\.4\.0, whose modules have since moved"):
+        run_study(resume=tmp_path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written, nothing lost
 
 
 # ----------------------------------------------------------------------------------- a real Ray head
@@ -833,7 +845,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader, TensorDataset
 
-from sched_search.data import LoaderData, load_digits
+from sched_search.training.data import LoaderData, load_digits
 
 
 def loaders(probe: str, mode: str) -> LoaderData:
@@ -1029,7 +1041,7 @@ def test_default_study_end_to_end_gives_a_verdict_that_holds(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("arm", [f"{s}-{o}" for s in ("clr", "sgdr", "one_cycle") for o in ("adamw", "sgdw")])
 def test_space_and_arms_agree_on_the_names(arm: str) -> None:
-    from sched_search.arms import SCHEDULE_VALUES, hyperparameters
+    from sched_search.lr.arms import SCHEDULE_VALUES, hyperparameters
 
     space = build_space(arm, SEED, epochs=30, steps_per_epoch=19)
     names = SCHEDULE_VALUES[space.schedule]
@@ -1037,7 +1049,7 @@ def test_space_and_arms_agree_on_the_names(arm: str) -> None:
     assert tuple(space.fixed) == names["constants"]
     config = {**space.first_point(), **space.fixed, "schedule": space.schedule, "epochs": 30}
     assert set(hyperparameters(config)) == set(names["searched"]) | set(names["constants"])
-    from sched_search.schedules import lr_at
+    from sched_search.lr.schedules import lr_at
 
     assert lr_at(build_schedule(config, 30, 19), 0) > 0  # every name the schedule needs is there
 

@@ -11,19 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sched_search.leaderboard import build_leaderboard
-from sched_search.recorder import progress_text
-from sched_search.tables import (
+from sched_search.results.leaderboard import build_leaderboard
+from sched_search.results.tables import (
     append_tables,
-    decode_examples,
-    encode_examples,
     failed_arms,
     failure_lines,
     failures,
     short_reason,
     tables_from_rows,
 )
-from sched_search.verdict import decide
+from sched_search.results.verdict import decide
+from sched_search.study.recorder import progress_text
+from sched_search.training.objective import decode_examples, encode_examples
 
 TRACEBACK = (
     "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=123, ip=127.0.0.1)\n"
@@ -153,7 +152,7 @@ def test_examples_round_trip_compact_for_0_1_and_json_for_floats() -> None:
 
 
 def test_a_diverged_run_has_no_final_metric_and_no_pointer_to_tracebacks() -> None:
-    from sched_search.tables import diverged_search_lines
+    from sched_search.results.tables import diverged_search_lines
 
     nan = {"reason": "training loss is nan at epoch 2"}
     records = {
@@ -284,7 +283,7 @@ def test_results_without_history_and_a_run_that_reported_nothing() -> None:
 
 
 def test_error_text_reads_tunes_error_file_and_keeps_other_text(tmp_path: Path) -> None:
-    from sched_search.tables import error_text
+    from sched_search.results.tables import error_text
 
     log = tmp_path / "error.txt"
     log.write_text(TRACEBACK)
@@ -322,7 +321,7 @@ def test_records_from_grid_keys_by_stage_and_trial_id(tmp_path: Path) -> None:
     keyed (stage, trial_id); a trial with no metrics is named by its folder and has no rows."""
     from ray.tune import Result
 
-    from sched_search.tables import records_from_grid
+    from sched_search.results.tables import records_from_grid
 
     rows = [_epoch(1, 0.5), _epoch(2, 0.6)]
     search = {"arm": "clr-sgdw", "stage": "search"}

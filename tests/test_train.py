@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from sched_search.arms import build_schedule, optimizer_and_scheduler, range_family
-from sched_search.data import batches, load_digits
-from sched_search.models import build_model
-from sched_search.optim import build_optimizer
-from sched_search.space import RangeSeed, build_space
-from sched_search.train import evaluate, recompute_batchnorm, train_epochs
+from sched_search.lr.arms import build_schedule, optimizer_and_scheduler, range_family
+from sched_search.lr.optim import build_optimizer
+from sched_search.study.space import RangeSeed, build_space
+from sched_search.training.data import batches, load_digits
+from sched_search.training.models import build_model
+from sched_search.training.train import evaluate, recompute_batchnorm, train_epochs
 
 EPOCHS = 8
 ARMS = {

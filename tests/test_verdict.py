@@ -14,11 +14,11 @@ import pytest
 from runfolder import flat_rows, run_folder
 from scipy import stats
 
-from sched_search.closing import format_closing
-from sched_search.paired import holm, paired_difference
-from sched_search.report import format_leaderboard, write_report
-from sched_search.results import load_run
-from sched_search.verdict import decide
+from sched_search.results.closing import format_closing
+from sched_search.results.paired import holm, paired_difference
+from sched_search.results.report import format_leaderboard, write_report
+from sched_search.results.run import load_run
+from sched_search.results.verdict import decide
 
 BASELINE = "constant-adam"
 

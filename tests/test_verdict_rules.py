@@ -16,9 +16,9 @@ import pytest
 from runfolder import EPOCHS, SEED, SPE, study_tables
 from scipy import stats
 
-from sched_search.attribution import attribution, attribution_lines
 from sched_search.config import BASELINE_ARM
-from sched_search.paired import (
+from sched_search.results.attribution import attribution, attribution_lines
+from sched_search.results.paired import (
     ALPHA,
     bootstrap_weights,
     holm,
@@ -26,9 +26,9 @@ from sched_search.paired import (
     paired_difference,
     resampled_means,
 )
-from sched_search.snippet import NO_WINNER, recommend
-from sched_search.space import build_space
-from sched_search.verdict import decide, difference_text, metric_text, speedup_text
+from sched_search.results.snippet import NO_WINNER, recommend
+from sched_search.results.verdict import decide, difference_text, metric_text, speedup_text
+from sched_search.study.space import build_space
 
 
 def _right(n: int, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -375,7 +375,7 @@ def test_the_strongest_baseline_is_named_and_is_the_speedup_reference() -> None:
     # the same table read as "lower is better": the weakest recipe becomes the strongest baseline
     assert decide(trials, mode="min")["strongest_baseline"] == BASELINE_ARM
     # leaderboard: every baseline reads "baseline", searched arms carry the call against the strongest
-    from sched_search.leaderboard import baseline_calls, build_leaderboard
+    from sched_search.results.leaderboard import baseline_calls, build_leaderboard
 
     board = build_leaderboard(trials, pd.DataFrame(), v).set_index("arm")
     assert set(board.loc[[BASELINE_ARM, ADAMW_COSINE, SCHEDULE_FREE], "vs_baseline"]) == {"baseline"}

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import StudyConfig, StudyFileError
-from .precision import check_precision
+from ..config import StudyConfig, StudyFileError
+from ..training import check_precision
 
 CONNECT_TIMEOUT_S = 10.0  # a TCP connect to a live head on a LAN takes milliseconds
 
@@ -118,9 +118,8 @@ def _check_options(
 
 def load_checked_data(cfg: StudyConfig) -> Any:
     """The study's data, loaded once, with its options, labels and sizes checked."""
-    from . import data as data_mod
-    from ._importpath import load_object
-    from .models import IMAGE_MODELS
+    from ..training import IMAGE_MODELS, load_object
+    from ..training import data as data_mod
 
     name, options = cfg.data.name, dict(cfg.data.options)
     image = cfg.model.name in IMAGE_MODELS
@@ -153,7 +152,7 @@ def load_checked_data(cfg: StudyConfig) -> Any:
 def _check_loaders(cfg: StudyConfig, data: Any) -> None:
     """Each loader is a zero-argument callable whose iterable yields batches that split into (inputs,
     targets); the epoch has a length."""
-    from . import data as data_mod
+    from ..training import data as data_mod
 
     name = cfg.data.name
     for split in ("train", "val", "test"):
@@ -244,10 +243,7 @@ def check_model(cfg: StudyConfig, data: Any) -> None:
     the loss and the metric take."""
     import torch
 
-    from . import models
-    from ._importpath import load_object
-    from .data import TensorData, model_shape
-    from .objective import forward
+    from ..training import TensorData, forward, load_object, model_shape, models
 
     name, options = cfg.model.name, dict(cfg.model.options)
     fixed = {"input_shape": None, "num_classes": None}
@@ -287,7 +283,7 @@ def check_model(cfg: StudyConfig, data: Any) -> None:
 
 def _sample_batches(data: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """A few (inputs, targets) of the training and of the validation split."""
-    from .data import TensorData, first_batch, split_batch
+    from ..training import TensorData, first_batch, split_batch
 
     if isinstance(data, TensorData):
         return (data.x_train[:2], data.y_train[:2]), (data.x_val[:8], data.y_val[:8])
@@ -301,8 +297,8 @@ def check_objective(cfg: StudyConfig, model: Any, out: Any, train_batch: tuple, 
 
     import torch
 
-    from .config import metric_mode
-    from .objective import build_objective, forward, score
+    from ..config import metric_mode
+    from ..training import build_objective, forward, score
 
     t = cfg.train
     try:

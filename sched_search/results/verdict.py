@@ -17,15 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import BASELINE_ARM
-from .paired import (
-    ALPHA,
-    bootstrap_weights,
-    compare_family,
-    epochs_to_target,
-    holm_family,
-    resampled_means,
-)
+from ..config import BASELINE_ARM
+from .paired import ALPHA, bootstrap_weights, compare_family, epochs_to_target, holm_family, resampled_means
 from .tables import final_rows, outcomes
 
 LADDER_PREFIX = "ladder:"  # the attribution ladder's own runs (attribution.py): not arms of the verdict

@@ -11,9 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .arms import range_family
-from .config import StudyConfig
-from .data import LoaderData, TensorData
+from ..config import StudyConfig
+from ..lr import range_family
+from ..results import write_json
+from ..training import LoaderData, TensorData
 from .sampler import arm_seed, sampler_settings
 from .space import (
     ArmSpace,
@@ -25,7 +26,6 @@ from .space import (
     seed_from_summary,
     with_bounds,
 )
-from .tables import write_json
 
 
 class StudyAborted(RuntimeError):
@@ -53,7 +53,7 @@ def range_tests(
     """
     import ray
 
-    from .models import IMAGE_MODELS
+    from ..training import IMAGE_MODELS
     from .rangetasks import SweepTaskError, run_sweeps, task_seconds
     from .search import trial_settings
 
@@ -120,8 +120,8 @@ def _write_range_test(
 ) -> None:
     """A family's files from its sweeps: `range_test_<opt>.csv/png/json` (the JSON last: it marks the family
     done), with the data it ran on and where each sweep ran."""
+    from ..rangetest import choose_weight_decay
     from .rangetasks import remove_parts
-    from .rangetest import choose_weight_decay
 
     sweep = choose_weight_decay([p.result for p in parts])
     sweep.to_frame().to_csv(run_dir / f"range_test_{opt}.csv", index=False)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..training import decode_examples
+
 
 def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as JSON to `path` atomically: a kill never leaves half a file."""
@@ -31,43 +33,6 @@ def final_rows(trials: pd.DataFrame, full_only: bool = True) -> pd.DataFrame:
         return trials.iloc[0:0]
     rows = trials[trials["stage"] == "final"]
     return rows[np.isclose(rows["budget"].astype(float), 1.0)] if full_only else rows
-
-
-def encode_examples(values: Any) -> str | None:
-    """A final run's per-example validation values as one `val_examples` cell: '0'/'1' characters when every
-    value is 0 or 1 (accuracy: right or wrong), else a JSON list of floats; None for no values.
-
-    Example:
-        >>> encode_examples([1, 0, 1]), encode_examples([0.25, 1.5]), encode_examples(None)
-        ('101', '[0.25, 1.5]', None)
-    """
-    if values is None:
-        return None
-    arr = np.asarray(values, dtype=float)
-    if arr.ndim != 1:
-        raise ValueError(f"encode_examples takes one value per example (1-D), but got shape {arr.shape}.")
-    if arr.size == 0:
-        return None
-    if np.isin(arr, (0.0, 1.0)).all():
-        return (arr.astype(np.uint8) + ord("0")).tobytes().decode("ascii")
-    return json.dumps(arr.tolist())
-
-
-def decode_examples(s: Any) -> np.ndarray | None:
-    """The per-example values of a `val_examples` cell (`encode_examples`) as floats; None for None or NaN.
-
-    Example:
-        >>> decode_examples("0110").tolist(), decode_examples("[0.5, 2.0]").tolist()
-        ([0.0, 1.0, 1.0, 0.0], [0.5, 2.0])
-    """
-    if not isinstance(s, str) or not s:
-        return None
-    if s.startswith("["):
-        return np.asarray(json.loads(s), dtype=float)
-    raw = np.frombuffer(s.encode("ascii"), dtype=np.uint8)
-    if not np.isin(raw, (ord("0"), ord("1"))).all():
-        raise ValueError(f"val_examples must be '0'/'1' characters or a JSON list, but got {s[:40]!r}.")
-    return (raw == ord("1")).astype(float)
 
 
 def outcomes(
@@ -140,7 +105,7 @@ def last_attempt(rows: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]
     return by_budget
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(\([\w.]*\))?)(:.*)?$")
 
 
@@ -165,7 +130,7 @@ def error_text(error: Any) -> str:
 def short_reason(text: str) -> str:
     """One line for the tables: the last `SomeError: message` line of a traceback, without terminal
     colours."""
-    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    lines = [line.strip() for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip()]
     found = [line for line in lines if _EXCEPTION_LINE.match(line)]
     line = found[-1] if found else (lines[-1] if lines else "")
     return line[:300]
@@ -272,7 +237,9 @@ def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> 
     if "error_text" in trials:
         for row in trials[trials["error_text"].fillna("") != ""].itertuples():
             (run_dir / "errors").mkdir(exist_ok=True)
-            (run_dir / "errors" / f"{row.stage}-{row.trial_id}.log").write_text(_ANSI.sub("", row.error_text))
+            (run_dir / "errors" / f"{row.stage}-{row.trial_id}.log").write_text(
+                ANSI_ESCAPE.sub("", row.error_text)
+            )
         trials = trials.drop(columns="error_text")
     for name, new in (("trials", trials), ("epochs", epochs)):
         path = run_dir / f"{name}.parquet"

@@ -15,22 +15,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve
-from .data import (
+from ..lr import build_optimizer, is_schedule_free
+from ..training import (
     LoaderData,
     TensorData,
+    autocast,
     batches,
+    build_objective,
+    check_precision,
+    forward,
+    grad_scaler,
     load_data,
     loader_steps,
     model_shape,
     split_batch,
     to_device,
+    to_memory_format,
 )
-from .objective import build_objective, forward
-from .optim import build_optimizer
-from .precision import autocast, check_precision, grad_scaler, to_memory_format
-from .rangeresult import RangeTestConfig, RangeTestResult, WeightDecaySweep, nanmin
-from .schedule_free import is_schedule_free
+from .curve import CurveConfig, CurveReading, Regions, ema_update, read_curve
+from .result import RangeTestConfig, RangeTestResult, WeightDecaySweep, nanmin
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 SWEEP_EPOCHS = 15.0  # default sweep length in passes over the data (see sweep_steps)
@@ -420,7 +423,7 @@ def run_range_test(
         >>> sweep = run_range_test("digits", "mlp", "adamw")  # doctest: +SKIP
         >>> sweep.best.reading.suggested_max_lr  # doctest: +SKIP
     """
-    from .models import IMAGE_MODELS, build_model
+    from ..training import IMAGE_MODELS, build_model
 
     if isinstance(data, str):
         data = load_data(data, root=data_root, image=model in IMAGE_MODELS, **(data_options or {}))

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .arms import range_family
-from .config import BASELINE_ARM
+from ..config import BASELINE_ARM
+from ..lr import range_family
 from .paired import ALPHA, holm_family
 from .tables import outcomes
 from .verdict import LADDER_PREFIX, MIN_SEEDS, difference_text, is_baseline

@@ -5,77 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from .config import BASELINE_ARM
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers, CI or Ray workers
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_range_test(results: Sequence[Any], path: str | Path, highlight: float | None = None) -> Path:
-    """Loss against LR (log x) per weight decay (`RangeTestResult`s): raw and smoothed curves, regions shaded,
-    suggestions, NaN steps."""
-    plt = _pyplot()
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    main = next((r for r in results if r.weight_decay == highlight), results[0])
-    for r in results:
-        frame = r.to_frame()
-        emphasis = r is main
-        label = f"wd={r.weight_decay:g}" + (" (chosen)" if emphasis and len(results) > 1 else "")
-        line = ax.plot(frame["lr"], frame["curve"], lw=2.2 if emphasis else 1.0, label=label)[0]
-        if emphasis:
-            ax.plot(frame["lr"], frame["loss"], color=line.get_color(), alpha=0.25, lw=0.8, label="raw loss")
-    reading = main.reading
-    shades = (
-        ("too_small", "#bbbbbb", "too small"),
-        ("descent", "#8fd18f", "descent"),
-        ("divergence", "#f4a3a3", "divergence"),
-    )
-    for key, color, name in shades:
-        bounds = getattr(reading.regions, key)
-        if bounds is not None:
-            ax.axvspan(bounds[0], bounds[1], color=color, alpha=0.25, label=f"{name} region")
-    marks = (
-        ("suggested_min_lr", "--", "min_lr"),
-        ("suggested_max_lr", "-", "max_lr"),
-        ("steepest_lr", ":", "steepest"),
-    )
-    for attr, style, name in marks:
-        value = getattr(reading, attr)
-        if value is not None:
-            ax.axvline(value, color="k", ls=style, lw=1.2, label=f"{name} = {value:.2g}")
-    finite = [v for r in results for v in r.curve if math.isfinite(v)]
-    top = max(finite) if finite else 1.0
-    if main.nan_steps:
-        ax.scatter(
-            [lr for _, lr, _ in main.nan_steps],
-            [top] * len(main.nan_steps),
-            marker="x",
-            color="red",
-            zorder=5,
-            label=f"non-finite loss ({len(main.nan_steps)})",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    ax.set_title(
-        f"LR range test: {reading.verdict}" + (f" ({reading.reasons[0][:60]}...)" if reading.reasons else "")
-    )
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
+from ..config import BASELINE_ARM
+from ..rangetest import pyplot
 
 # --------------------------------------------------------------------------------------------- report figures
 # Each takes a table from `report.py` (the calculation) and only draws it; an empty table gives a labelled,
@@ -85,7 +17,7 @@ BASELINE_COLOR = "#888888"
 
 
 def _save(fig, path: str | Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -144,7 +76,7 @@ def plot_range_curves(range_test, path: str | Path, summaries: dict | None = Non
         summaries: optimizer -> range_test_<opt>.json (suggested_min_lr, suggested_max_lr,
             weight_decay.chosen).
     """
-    plt = _pyplot()
+    plt = pyplot()
     opts = sorted(range_test["optimizer"].unique()) if len(range_test) else []
     fig, axes = plt.subplots(1, max(1, len(opts)), figsize=(6 * max(1, len(opts)), 4.5), squeeze=False)
     if not opts:
@@ -179,7 +111,7 @@ def plot_range_curves(range_test, path: str | Path, summaries: dict | None = Non
 def plot_schedules(curves, path: str | Path) -> Path:
     """LR (log y) and momentum against epochs for each arm's best config: lines computed from the schedules,
     dots recorded by the runs at epoch ends (`report.schedule_curves`)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_lr, ax_m) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
     if len(curves) == 0:
         _no_data(ax_lr, "schedules")
@@ -204,7 +136,7 @@ def plot_budget_ladder(
 ) -> Path:
     """Final val metric against budget in epochs (log2 x): mean over seeds with min-max error bars per arm,
     the target as a horizontal line (`leaderboard.budget_ladder`); `metric` names the axis."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if len(ladder) == 0:
         _no_data(ax, "final-stage results")
@@ -237,7 +169,7 @@ def plot_learning_curves(
 ) -> Path:
     """Val metric and val loss (log y) against epoch of the full-budget runs: median over seeds with a
     min-max band per arm (`results.learning_curves`); `arms` picks some, `metric` names the axis."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_a, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
     if len(curves) == 0:
         _no_data(ax_a, "full-budget runs")
@@ -263,7 +195,7 @@ def plot_arm_comparison(
     curves, arms: Sequence[str], path: str | Path, target: float | None = None, metric: str = "accuracy"
 ) -> Path:
     """Two (or more) arms' full-budget val metric side by side, one panel each with a shared y axis."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), sharey=True, squeeze=False)
     colors = _colors(curves["arm"].unique() if len(curves) else [])
     for ax, arm in zip(axes[0], arms, strict=True):
@@ -293,7 +225,7 @@ def plot_leaderboard(
 ) -> Path:
     """Mean final val metric per arm as bars with the verdict's 95% interval (none when not estimable); the
     top group's bars are hatched; `mode` "min" says lower is better."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(leaderboard) + 2), 4.5))
     if len(leaderboard) == 0:
         _no_data(ax, "leaderboard")
@@ -333,7 +265,7 @@ def plot_importances(importances, path: str | Path) -> Path:
     """Optuna parameter importances as horizontal bars, one panel per arm in rows of three
     (`results.param_importances`), each titled with its count of trials, the figure with a caveat: fANOVA
     on a handful of trials ranks parameters roughly at best."""
-    plt = _pyplot()
+    plt = pyplot()
     arms = list(dict.fromkeys(importances["arm"])) if len(importances) else []
     cols = min(3, max(1, len(arms)))
     rows = max(1, math.ceil(len(arms) / cols))
@@ -365,7 +297,7 @@ def plot_schedule_gallery(path: str | Path, total_steps: int = 1000, steps_per_e
     `path`, as the study runs them: CLR and SGDR keep the optimizer's momentum (SGDW 0.9, AdamW beta1 0.9)
     flat, one-cycle cycles it 0.95 -> 0.85 -> 0.95 (the paper preset). Each panel says which.
     """
-    from .schedules import (
+    from ..lr import (
         ConstantConfig,
         CyclicalConfig,
         ScheduleConfig,
@@ -390,7 +322,7 @@ def plot_schedule_gallery(path: str | Path, total_steps: int = 1000, steps_per_e
         ),
         "constant (Adam 3e-4)": (ConstantConfig(lr=3e-4), "Adam's beta1 0.9, flat"),
     }
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(15, 7))
     steps = range(total_steps)
     for ax, (title, (cfg, momentum)) in zip(fig.subplots(2, 3).flat, panels.items(), strict=True):

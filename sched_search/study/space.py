@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from .arms import range_family, split_arm
+from ..lr import range_family, split_arm
 
 
 @dataclass(frozen=True)

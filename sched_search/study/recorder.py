@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .tables import _ANSI, append_tables, error_text, expand_history, short_reason, tables_from_rows
+from ..results import ANSI_ESCAPE, append_tables, error_text, expand_history, short_reason, tables_from_rows
 
 
 def _duration(seconds: float) -> str:
@@ -100,7 +100,7 @@ class Recorder:
         )
         if error_file and not getattr(self, "traceback_shown", False):  # (absent in an older pickled one)
             self.traceback_shown = True
-            text = _ANSI.sub("", error_text(error_file)).rstrip()
+            text = ANSI_ESCAPE.sub("", error_text(error_file)).rstrip()
             self.echo(f"traceback of {trial.trial_id} (every failed run's is in errors/):\n{text}")
         self.unwritten[(stage, trial.trial_id)] = (config, self.rows.get(trial.trial_id, []), error_file)
         if time.monotonic() - self.written_at >= self.write_every_s:

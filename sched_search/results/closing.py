@@ -11,7 +11,7 @@ import pandas as pd
 
 from .attribution import LADDER_TITLE, attribution_lines
 from .leaderboard import call_text
-from .results import Run
+from .run import Run
 from .snippet import Recommendation, ToyBatch, recommend
 from .verdict import LADDER_PREFIX, is_baseline, metric_text
 

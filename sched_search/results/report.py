@@ -13,7 +13,7 @@ import pandas as pd
 from .attribution import LADDER_TITLE, attribution_lines
 from .closing import range_test_cost_line, recommendation, run_cost_line
 from .leaderboard import FULL_RUN_NOTE, baseline_calls, budget_ladder
-from .results import Run, learning_curves, load_run, param_importances, schedule_curves
+from .run import Run, learning_curves, load_run, param_importances, schedule_curves
 from .tables import diverged_search_lines, failure_lines, write_json
 from .verdict import metric_text
 

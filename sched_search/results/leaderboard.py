@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .arms import HYPERPARAMETERS
-from .config import BASELINE_ARM
+from ..config import BASELINE_ARM
+from ..lr import HYPERPARAMETERS
 from .tables import final_rows
 from .verdict import LADDER_PREFIX, difference_text, speedup_text
 

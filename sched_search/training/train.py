@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .arms import optimizer_and_scheduler
+from ..lr import at_lr_minimum, is_schedule_free, optimizer_and_scheduler
 from .data import (
     LoaderData,
     TensorData,
@@ -29,11 +29,8 @@ from .data import (
     model_shape,
 )
 from .models import build_model
-from .objective import Evaluation, Objective, build_objective, forward, score
+from .objective import Evaluation, Objective, build_objective, encode_examples, forward, score
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
-from .schedule_free import is_schedule_free
-from .schedules import at_lr_minimum
-from .tables import encode_examples
 
 
 @torch.no_grad()

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._importpath import load_object
-from .config import AUGMENTATIONS, DATASETS
+from ..config import AUGMENTATIONS, DATASETS
+from .importpath import load_object
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -370,6 +370,6 @@ def load_data(name: str, root: str | None = None, image: bool = False, **kwargs)
     if not isinstance(data, (TensorData, LoaderData)):
         raise TypeError(
             f"data factory {name!r} returned {type(data).__name__}; it must return "
-            "sched_search.data.TensorData or sched_search.data.LoaderData."
+            "sched_search.TensorData or sched_search.LoaderData."
         )
     return data

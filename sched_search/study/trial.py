@@ -48,7 +48,7 @@ def worker_data(config: dict[str, Any], data_ref: Any = None) -> Any:
         import ray
 
         return ray.get(data_ref[0])
-    from .data import load_data
+    from ..training import load_data
 
     spec = config["data"]
     key = json.dumps(spec, sort_keys=True, default=str)
@@ -121,7 +121,7 @@ def _final_run(config: dict[str, Any], data: Any) -> None:
 def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = False) -> Any:
     """`train_epochs` with the run settings a trial config carries (`search.trial_settings`): what every trial
     trains."""
-    from .train import train_epochs
+    from ..training import train_epochs
 
     return train_epochs(
         config,
@@ -141,7 +141,7 @@ def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = F
 
 
 def _objective(config: dict[str, Any]) -> Any:
-    from .objective import build_objective
+    from ..training import build_objective
 
     return build_objective(
         config.get("loss", "cross_entropy"), config.get("metric", "accuracy"), config.get("metric_mode", "")

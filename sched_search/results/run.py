@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .arms import baseline_config
+from ..lr import baseline_config
 from .attribution import UNTUNED_PREFIX, attribution, ladder_arms
 from .leaderboard import build_leaderboard
 from .tables import final_rows
@@ -79,8 +79,7 @@ def schedule_curves(
     Example:
         >>> schedule_curves(run.final_configs, run.epochs)  # doctest: +SKIP
     """
-    from .arms import build_schedule
-    from .schedules import lr_at, momentum_at
+    from ..lr import build_schedule, lr_at, momentum_at
 
     out = []
     seen = set()

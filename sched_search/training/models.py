@@ -8,8 +8,8 @@ import math
 import torch
 from torch import nn
 
-from ._importpath import load_object
-from .config import MODELS
+from ..config import MODELS
+from .importpath import load_object
 
 IMAGE_MODELS = ("cnn", "resnet")  # 2-D convolutions: built-in image data is shaped (N, C, H, W) for them
 

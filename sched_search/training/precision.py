@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .config import PRECISIONS
+from ..config import PRECISIONS
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .config import BASELINE_ARM, BASELINES
+from ..config import BASELINE_ARM, BASELINES
 from .optim import build_optimizer
 from .schedule_free import build_schedule_free
 from .schedules import (

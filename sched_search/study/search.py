@@ -16,17 +16,15 @@ from typing import Any
 
 import optuna
 
-from .arms import baseline_config, range_family
-from .attribution import ladder_arms
-from .config import StudyConfig, metric_mode, metric_name
+from ..config import StudyConfig, metric_mode, metric_name
+from ..lr import baseline_config, range_family
+from ..results import decide, is_baseline, ladder_arms, records_from_grid, tables_from_rows, write_json
 from .interrupt import tune_loop
 from .recorder import Recorder
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .sampler import arm_seed, build_sampler
 from .space import ArmSpace, RangeSeed, build_space, define_by_run
-from .tables import records_from_grid, tables_from_rows, write_json
 from .trial import asha_rungs, trial_trainable
-from .verdict import decide, is_baseline
 
 
 def trial_settings(cfg: StudyConfig) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import (
+from ..config import (
     ARMS,
     AUGMENTATIONS,
     BASELINES,

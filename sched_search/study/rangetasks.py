@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .rangeresult import RangeTestConfig, RangeTestResult
+from ..rangetest import RangeTestConfig, RangeTestResult
 
 PARTS = "range_test_parts"  # the run folder's sub-folder of finished sweeps, until their family is written
 ONE_TASK_PER_DECAY = True  # False: one task per family, its decays one after another (for measurements)
@@ -59,8 +59,8 @@ def sweep_task(
     data. `settings` are the trials' (`search.trial_settings`)."""
     import ray
 
-    from .data import TensorData, data_steps
-    from .rangetest import run_range_test, sweep_steps
+    from ..rangetest import run_range_test, sweep_steps
+    from ..training import TensorData, data_steps
     from .trial import _threads, worker_data
 
     start = time.perf_counter()
@@ -223,7 +223,7 @@ def remove_parts(run_dir: Path, opt: str) -> None:
 
 def load_part(run_dir: Path, opt: str, wd: float, range_test: Any) -> SweepPart | None:
     """A sweep saved by an earlier call with the same sweep settings; None when there is none."""
-    from .curve import read_curve
+    from ..rangetest import read_curve
 
     path = _part_path(run_dir, opt, wd)
     try:

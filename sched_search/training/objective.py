@@ -9,16 +9,18 @@ verdict can then pair arms example by example), called once on the whole evaluat
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._importpath import load_object
-from .config import METRICS, metric_name
+from ..config import METRICS, metric_name
+from .importpath import load_object
 
 
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -161,3 +163,40 @@ def _user_metric(
 
 
 __all__ = ["Evaluation", "Objective", "build_objective", "forward", "score"]
+
+
+def encode_examples(values: Any) -> str | None:
+    """A final run's per-example validation values as one `val_examples` cell: '0'/'1' characters when every
+    value is 0 or 1 (accuracy: right or wrong), else a JSON list of floats; None for no values.
+
+    Example:
+        >>> encode_examples([1, 0, 1]), encode_examples([0.25, 1.5]), encode_examples(None)
+        ('101', '[0.25, 1.5]', None)
+    """
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"encode_examples takes one value per example (1-D), but got shape {arr.shape}.")
+    if arr.size == 0:
+        return None
+    if np.isin(arr, (0.0, 1.0)).all():
+        return (arr.astype(np.uint8) + ord("0")).tobytes().decode("ascii")
+    return json.dumps(arr.tolist())
+
+
+def decode_examples(s: Any) -> np.ndarray | None:
+    """The per-example values of a `val_examples` cell (`encode_examples`) as floats; None for None or NaN.
+
+    Example:
+        >>> decode_examples("0110").tolist(), decode_examples("[0.5, 2.0]").tolist()
+        ([0.0, 1.0, 1.0, 0.0], [0.5, 2.0])
+    """
+    if not isinstance(s, str) or not s:
+        return None
+    if s.startswith("["):
+        return np.asarray(json.loads(s), dtype=float)
+    raw = np.frombuffer(s.encode("ascii"), dtype=np.uint8)
+    if not np.isin(raw, (ord("0"), ord("1"))).all():
+        raise ValueError(f"val_examples must be '0'/'1' characters or a JSON list, but got {s[:40]!r}.")
+    return (raw == ord("1")).astype(float)

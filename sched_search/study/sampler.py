@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from .config import SAMPLER_NAMES
+from ..config import SAMPLER_NAMES
 
 SAMPLERS = SAMPLER_NAMES
 

@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .arms import build_schedule
-from .schedules import ConstantConfig, ScheduleConfig, momentum_at
+from ..lr import ConstantConfig, ScheduleConfig, build_schedule, momentum_at
 from .verdict import NO_WINNER
 
 

@@ -15,6 +15,7 @@ Stages 3 and 4 (the Tuner) are `search.py`; what runs inside a trial is `trial.p
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -25,8 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .config import StudyConfig, metric_mode, metric_name
-from .data import TensorData
+from ..config import StudyConfig, metric_mode, metric_name
+from ..results import append_tables, tables_from_rows, write_json
+from ..training import TensorData
 from .interrupt import Interrupted, handling, reinstall
 
 # arm_space and range_tests are re-exported: the benchmarks and tests call them as study's stages
@@ -34,7 +36,6 @@ from .rangestage import StudyAborted, arm_space, build_spaces, range_test_cost, 
 from .runlock import run_lock
 from .search import run_trials
 from .studyfile import load_study
-from .tables import append_tables, tables_from_rows, write_json
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ def _prepare(
                 "which this version cannot resume without losing its finished trials; "
                 "start a new study instead."
             )
+        _check_layout(run_dir)
         _check_resumed_study(run_dir, study)
         cfg = load_study(run_dir / "study.toml")
         cfg = replace(cfg, source=str(run_dir / "study.toml"))
@@ -195,6 +197,29 @@ def _prepare(
     else:
         check_num_cpus(cfg)
     return cfg, data
+
+
+# The version that moved the flat modules into sub-packages (lr, training, rangetest, results, study).
+_LAYOUT_VERSION = (0, 5)
+
+
+def _check_layout(run_dir: Path) -> None:
+    """Ray Tune's saved searcher names our classes by module path; those of a version before the sub-packages
+    no longer import, so such a run folder is refused before anything touches it."""
+    resolved = run_dir / "resolved_config.json"
+    if not (run_dir / "ray" / "study").exists() or not resolved.is_file():
+        return  # nothing pickled yet: a resume starts the Tuner afresh
+    try:
+        written = str(json.loads(resolved.read_text()).get("version", "0"))
+    except (json.JSONDecodeError, AttributeError):
+        return  # a damaged resolved_config.json is rewritten by the resume; Tune's restore has its own errors
+    if tuple(int(x) for x in written.split(".")[:2] if x.isdigit()) < _LAYOUT_VERSION:
+        raise ValueError(
+            f"{run_dir} was written by sched_search {written}, whose modules have since moved into "
+            "sub-packages; Ray Tune's saved searcher names the old modules, so this version cannot resume "
+            "it. "
+            f"Finish it with sched_search {written}, or start a new study."
+        )
 
 
 def _check_resumed_study(run_dir: Path, study: str | Path | StudyConfig | None) -> None:
@@ -247,7 +272,7 @@ def _run_stages(
     """The stages of `run_study` in order, in a locked run folder."""
     import ray
 
-    from .data import data_steps, model_shape
+    from ..training import data_steps, model_shape
 
     spe = data_steps(data, cfg.train.batch_size)
     tensors = isinstance(data, TensorData)
@@ -320,8 +345,7 @@ def _run_stages(
             "range_test_trial_equivalents": range_test_cost(run_dir, cfg.train.epochs, spe),
         },
     )
-    from .report import write_verdict
-    from .results import load_run
+    from ..results import load_run, write_verdict
 
     run = load_run(run_dir)
     if run.unfinished:  # Tune ended with runs missing: a verdict would judge arms on what is there by chance
@@ -350,7 +374,7 @@ def _drop_unreadable_tables(run_dir: Path, echo: Callable[[str], None]) -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

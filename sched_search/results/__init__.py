@@ -1,0 +1,35 @@
+"""A run folder's answer: tidy tables, the statistics (paired tests, Holm, bootstrap), the verdict, the
+attribution, the leaderboard, report.md/html, the figures and the torch snippet."""
+
+from __future__ import annotations
+
+from .attribution import ladder_arms
+from .report import write_verdict
+from .run import load_run
+from .tables import (
+    ANSI_ESCAPE,
+    append_tables,
+    error_text,
+    expand_history,
+    records_from_grid,
+    short_reason,
+    tables_from_rows,
+    write_json,
+)
+from .verdict import decide, is_baseline
+
+__all__ = [
+    "ANSI_ESCAPE",
+    "append_tables",
+    "decide",
+    "error_text",
+    "expand_history",
+    "is_baseline",
+    "ladder_arms",
+    "load_run",
+    "records_from_grid",
+    "short_reason",
+    "tables_from_rows",
+    "write_json",
+    "write_verdict",
+]
