@@ -211,120 +211,26 @@ def read_curve(
     """
     config = config or CurveConfig()
     lrs_a = np.asarray(list(lrs), dtype=float)
-    loss_a = np.asarray(list(losses), dtype=float)
     nan_steps = list(nan_steps)
-    reasons: list[str] = []
-    notes: list[str] = []
     # Everything below reads the cleaned losses: a lone wild point moves neither the curve nor the heuristics.
-    loss_a = clean_losses(loss_a)
+    loss_a = clean_losses(np.asarray(list(losses), dtype=float))
     curve = smooth_in_log_lr(lrs_a, loss_a, config.bandwidth)
-    finite = np.isfinite(curve)
-    none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())
-    if finite.sum() < 5:
-        if len(lrs_a) and np.isfinite(loss_a[0]) and (stopped_early or nan_steps):
-            # The first losses are finite (a sound model and data) and then blew up at once.
-            return replace(
-                none,
-                reasons=(
-                    (
-                        f"start_lr too high: the loss blew up within {len(lrs_a)} steps of the first LR"
-                        f" (lr={lrs_a[0]:.3g}), leaving no curve to read; {_lower_start(lrs_a[0])}"
-                    ),
-                ),
-            )
-        first = nan_steps[0] if nan_steps else (0, float(lrs_a[0]) if len(lrs_a) else math.nan, "nan")
-        return replace(
-            none,
-            reasons=(
-                (
-                    f"loss is {_kind(first[2])} from lr={first[1]:.2g} (step {first[0]}): no finite curve to"
-                    " read; check inputs, labels, loss and the model's output scale"
-                ),
-            ),
-        )
-    i_min = int(np.nanargmin(curve))
-    l0 = early_loss(loss_a) if np.isfinite(loss_a).any() else float(curve[finite][0])
-    lmin = float(curve[i_min])
-    drop = l0 - lmin
-    rel_drop = drop / abs(l0) if l0 != 0 else 0.0
-    sweep = _sweep_words(len(lrs_a), steps_per_epoch)
-
-    # Non-finite losses before the minimum are a broken model or data, not divergence.
-    early_nans = [s for s in nan_steps if s[0] < i_min]
-    if early_nans:
-        s, lr, kind = early_nans[0]
-        reasons.append(
-            f"loss is {_kind(kind)} from lr={lr:.2g} (step {s}, {len(early_nans)} steps"
-            " before the loss minimum): check inputs and loss"
-        )
-    late_nans = [s for s in nan_steps if s[0] >= i_min]
-    if late_nans:
-        notes.append(
-            f"{len(late_nans)} non-finite losses from lr={late_nans[0][1]:.2g}, past the minimum (divergence)"
-        )
-
-    # What the sweep shows beyond the drop: did the loss turn up, did it learn more than the label
-    # frequencies, and how far (in decades of LR) from the first LR did it start falling or reach its lowest
-    # point.
-    rose = stopped_early or bool(late_nans) or float(np.nanmax(curve[i_min:])) - lmin > 0.05 * abs(l0)
-    learned = (
-        lmin < label_entropy - _entropy_margin(label_entropy)
-        if label_entropy is not None
-        else rel_drop >= config.min_drop / 4
-    )
-    uninformative = label_entropy is not None and not learned and (rose or rel_drop >= config.min_drop)
-
-    def decades_in(i: int) -> float:
-        return float(np.log10(lrs_a[i] / lrs_a[0]))
-
-    if rel_drop < config.min_drop:
-        above = np.nonzero(curve[i_min:] - lmin > 0.05 * abs(l0))[0]
-        i_rise = i_min + int(above[0]) if len(above) else len(curve) - 1
-        # Lowest at the first LRs and up within a decade: a loss that merely never fell rises only at the end.
-        if rose and decades_in(i_min) < config.bandwidth and decades_in(i_rise) < 3 * config.bandwidth:
-            reasons.append(
-                f"start_lr too high: the loss is lowest at the first LRs (lr={lrs_a[0]:.3g}) and only rises"
-                f" from there, so the sweep never saw the LRs that are too small; {_lower_start(lrs_a[0])}"
-            )
-        elif uninformative:
-            reasons.append(_uninformative(lmin, label_entropy, l0))
-        elif rose and learned:
-            reasons.append(
-                f"sweep too short for this task: the loss fell only {100 * rel_drop:.0f}% (from {l0:.3g} to"
-                f" {lmin:.3g}; a descent needs {100 * config.min_drop:.0f}%) before it turned up at"
-                f" lr={lrs_a[i_min]:.3g}, after {sweep}: the model learns, but too little at each LR before"
-                f" the LR outgrows it; raise num_steps (e.g. to {3 * len(lrs_a)})"
-            )
-        else:
-            advice = (
-                f"it turned up at lr={lrs_a[i_min]:.3g}; check labels, data and model, or raise num_steps"
-                if rose
-                else "check labels, data and model, or raise end_lr"
-            )
-            reasons.append(
-                f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from"
-                f" {l0:.3g} to {lmin:.3g}, {100 * rel_drop:.1f}%, in {sweep}); {advice}"
-            )
+    if np.isfinite(curve).sum() < 5:
+        return _no_curve(lrs_a, loss_a, nan_steps, stopped_early)
+    c = _shape(lrs_a, loss_a, curve, nan_steps, stopped_early, steps_per_epoch, label_entropy, config)
+    reasons, notes = _nan_words(c)
+    if c.rel_drop < config.min_drop:
+        reasons.append(_no_descent_reason(c, config))
         regions = Regions((float(lrs_a[0]), float(lrs_a[-1])), None, None)
         return CurveReading(
             regions, None, None, None, None, None, None, "failed", tuple(reasons), tuple(notes)
         )
-
-    # Regions.
-    fell = np.nonzero(finite & (curve <= l0 - 0.1 * drop))[0]
-    i_desc = int(fell[0]) if len(fell) else 0
-    i_desc = min(i_desc, i_min)
-    after = np.nonzero((~finite | (curve >= lmin + 0.1 * drop)) & (np.arange(len(curve)) > i_min))[0]
-    after_nan = [s[0] for s in late_nans]
-    candidates = ([int(after[0])] if len(after) else []) + after_nan
-    i_div = min(candidates) if candidates else None
-    if i_div is None and stopped_early:
-        i_div = len(curve) - 1  # the runner saw the rise in the last steps, too close to the end to smooth
+    i_desc, i_div = _region_bounds(c, stopped_early)
     too_small = (float(lrs_a[0]), float(lrs_a[i_desc])) if i_desc > 0 else None
-    descent = (float(lrs_a[i_desc]), float(lrs_a[i_min]))
+    descent = (float(lrs_a[i_desc]), float(lrs_a[c.i_min]))
     divergence = (float(lrs_a[i_div]), float(lrs_a[-1])) if i_div is not None else None
     # Within one smoothing width of the first LR the curve cannot tell a flat start from a fall under way.
-    start_too_high = decades_in(i_desc) < config.bandwidth
+    start_too_high = c.decades_in(i_desc) < config.bandwidth
     if start_too_high:
         reasons.append(
             f"start_lr too high: the loss already falls at the first LR (lr={lrs_a[0]:.3g}), so the sweep has"
@@ -332,52 +238,231 @@ def read_curve(
             f" below start_lr); {_lower_start(lrs_a[0])}"
         )
     levelled_at = None
-    if uninformative:
-        reasons.append(_uninformative(lmin, label_entropy, l0))
+    if c.uninformative:
+        reasons.append(_uninformative(c.lmin, label_entropy, c.l0))
     elif divergence is None:
-        i_level = int(np.nonzero(finite & (curve <= lmin + 0.1 * drop))[0][0])
-        if float(np.log10(lrs_a[-1] / lrs_a[i_level])) >= 1.0:
-            levelled_at = float(lrs_a[i_level])
-            reasons.append(
-                f"no LR limit in this range: the loss fell from {l0:.3g} to {np.nanmin(loss_a[i_level:]):.3g}"
-                f" by lr={levelled_at:.3g} and stayed there up to end_lr={lrs_a[-1]:.3g} without turning up,"
-                " so raising end_lr will not find a limit either. The task may be too easy for this model"
-                " (e.g. linearly separable data, where larger LRs only push the loss toward 0) or the labels"
-                " may leak into the inputs; if the task is as meant, set max_lr by hand from where the loss"
-                f" levels off (lr={levelled_at:.3g})"
-            )
-        else:
-            reasons.append(
-                f"loss never diverged up to lr={lrs_a[-1]:.3g}: the minimum may lie beyond the sweep; raise"
-                " end_lr"
-            )
-
-    # Heuristics side by side.
-    grad = np.gradient(curve, np.log10(lrs_a))
-    window = slice(i_desc, i_min + 1)
-    i_steep = i_desc + int(np.nanargmin(grad[window])) if i_min > i_desc else i_min
-    # fastai runs `valley` on its own EMA (beta 0.98) of the raw losses, not on our kernel curve, whose
-    # plateau is smooth enough to count as one long descent.
-    v = valley(np.where(np.isfinite(loss_a), ema(loss_a, 0.98), np.inf)[: (i_div or len(curve)) + 1])
-    min_loss_lr = float(lrs_a[i_min])
-    max_lr = min_loss_lr / config.max_lr_divisor
-    min_lr = float(np.clip(lrs_a[i_desc], max_lr / 25, max_lr / 3))
-
+        levelled_at, reason = _no_limit_reason(c)
+        reasons.append(reason)
     # Noise: the raw loss's scatter around the smoothed curve, against the drop it is meant to show. A sweep
     # that starts too high scatters most where it starts; that reason already says what to do.
-    resid = np.abs(loss_a[: i_min + 1] - curve[: i_min + 1])
+    resid = np.abs(loss_a[: c.i_min + 1] - curve[: c.i_min + 1])
     noise = float(np.nanmedian(resid)) if np.isfinite(resid).any() else 0.0
-    if noise > 0.25 * drop and not start_too_high:
+    if noise > 0.25 * c.drop and not start_too_high:
         reasons.append(
-            f"curve too noisy to read: median scatter {noise:.3g} against a drop of {drop:.3g}; raise"
+            f"curve too noisy to read: median scatter {noise:.3g} against a drop of {c.drop:.3g}; raise"
             " batch_size or num_steps, or use accumulation_steps"
         )
-    if i_min >= len(curve) - 2 and divergence is None and levelled_at is None:
+    if c.i_min >= len(curve) - 2 and divergence is None and levelled_at is None:
         notes.append("the loss was still falling at the last LR")
+    return _heuristics(c, i_desc, i_div, Regions(too_small, descent, divergence), config, reasons, notes)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A finite curve's landmarks, which every part of the reading uses."""
+
+    lrs: np.ndarray
+    loss: np.ndarray  # the cleaned raw losses
+    curve: np.ndarray  # smoothed in log(lr)
+    nan_steps: list[tuple[int, float, str]]
+    i_min: int  # the curve's minimum
+    l0: float  # the loss at the start
+    lmin: float
+    drop: float  # l0 - lmin
+    rel_drop: float
+    rose: bool  # the loss turned up past its minimum
+    learned: bool  # it learned more than the label frequencies (or fell enough, without labels)
+    uninformative: bool  # it fell or rose, but never below the labels' entropy
+    sweep: str  # the sweep's length in words
+    label_entropy: float | None
+
+    def decades_in(self, i: int) -> float:
+        return float(np.log10(self.lrs[i] / self.lrs[0]))
+
+
+def _no_curve(
+    lrs: np.ndarray, loss: np.ndarray, nan_steps: list[tuple[int, float, str]], stopped_early: bool
+) -> CurveReading:
+    """The reading of a curve with fewer than 5 finite points: why there is nothing to read."""
+    none = CurveReading(Regions(None, None, None), None, None, None, None, None, None, "failed", (), ())
+    if len(lrs) and np.isfinite(loss[0]) and (stopped_early or nan_steps):
+        # The first losses are finite (a sound model and data) and then blew up at once.
+        return replace(
+            none,
+            reasons=(
+                (
+                    f"start_lr too high: the loss blew up within {len(lrs)} steps of the first LR"
+                    f" (lr={lrs[0]:.3g}), leaving no curve to read; {_lower_start(lrs[0])}"
+                ),
+            ),
+        )
+    first = nan_steps[0] if nan_steps else (0, float(lrs[0]) if len(lrs) else math.nan, "nan")
+    return replace(
+        none,
+        reasons=(
+            (
+                f"loss is {_kind(first[2])} from lr={first[1]:.2g} (step {first[0]}): no finite curve to"
+                " read; check inputs, labels, loss and the model's output scale"
+            ),
+        ),
+    )
+
+
+def _shape(
+    lrs: np.ndarray,
+    loss: np.ndarray,
+    curve: np.ndarray,
+    nan_steps: list[tuple[int, float, str]],
+    stopped_early: bool,
+    steps_per_epoch: float | None,
+    label_entropy: float | None,
+    config: CurveConfig,
+) -> _Shape:
+    """The landmarks of a curve with at least 5 finite points."""
+    i_min = int(np.nanargmin(curve))
+    l0 = early_loss(loss) if np.isfinite(loss).any() else float(curve[np.isfinite(curve)][0])
+    lmin = float(curve[i_min])
+    drop = l0 - lmin
+    rel_drop = drop / abs(l0) if l0 != 0 else 0.0
+    # What the sweep shows beyond the drop: did the loss turn up, did it learn more than the label
+    # frequencies.
+    late_nans = any(s[0] >= i_min for s in nan_steps)
+    rose = stopped_early or late_nans or float(np.nanmax(curve[i_min:])) - lmin > 0.05 * abs(l0)
+    learned = (
+        lmin < label_entropy - _entropy_margin(label_entropy)
+        if label_entropy is not None
+        else rel_drop >= config.min_drop / 4
+    )
+    uninformative = label_entropy is not None and not learned and (rose or rel_drop >= config.min_drop)
+    sweep = _sweep_words(len(lrs), steps_per_epoch)
+    return _Shape(
+        lrs,
+        loss,
+        curve,
+        nan_steps,
+        i_min,
+        l0,
+        lmin,
+        drop,
+        rel_drop,
+        rose,
+        learned,
+        uninformative,
+        sweep,
+        label_entropy,
+    )
+
+
+def _nan_words(c: _Shape) -> tuple[list[str], list[str]]:
+    """(reasons, notes) for non-finite losses: before the minimum a broken model or data, past it
+    divergence."""
+    reasons, notes = [], []
+    early_nans = [s for s in c.nan_steps if s[0] < c.i_min]
+    if early_nans:
+        s, lr, kind = early_nans[0]
+        reasons.append(
+            f"loss is {_kind(kind)} from lr={lr:.2g} (step {s}, {len(early_nans)} steps"
+            " before the loss minimum): check inputs and loss"
+        )
+    late_nans = [s for s in c.nan_steps if s[0] >= c.i_min]
+    if late_nans:
+        notes.append(
+            f"{len(late_nans)} non-finite losses from lr={late_nans[0][1]:.2g}, past the minimum (divergence)"
+        )
+    return reasons, notes
+
+
+def _no_descent_reason(c: _Shape, config: CurveConfig) -> str:
+    """Why a curve that fell less than `min_drop` has no descent region, and what to change."""
+    lrs, curve, l0, lmin = c.lrs, c.curve, c.l0, c.lmin
+    above = np.nonzero(curve[c.i_min :] - lmin > 0.05 * abs(l0))[0]
+    i_rise = c.i_min + int(above[0]) if len(above) else len(curve) - 1
+    # Lowest at the first LRs and up within a decade: a loss that merely never fell rises only at the end.
+    if c.rose and c.decades_in(c.i_min) < config.bandwidth and c.decades_in(i_rise) < 3 * config.bandwidth:
+        return (
+            f"start_lr too high: the loss is lowest at the first LRs (lr={lrs[0]:.3g}) and only rises"
+            f" from there, so the sweep never saw the LRs that are too small; {_lower_start(lrs[0])}"
+        )
+    if c.uninformative:
+        return _uninformative(lmin, c.label_entropy, l0)
+    if c.rose and c.learned:
+        return (
+            f"sweep too short for this task: the loss fell only {100 * c.rel_drop:.0f}% (from {l0:.3g} to"
+            f" {lmin:.3g}; a descent needs {100 * config.min_drop:.0f}%) before it turned up at"
+            f" lr={lrs[c.i_min]:.3g}, after {c.sweep}: the model learns, but too little at each LR before"
+            f" the LR outgrows it; raise num_steps (e.g. to {3 * len(lrs)})"
+        )
+    advice = (
+        f"it turned up at lr={lrs[c.i_min]:.3g}; check labels, data and model, or raise num_steps"
+        if c.rose
+        else "check labels, data and model, or raise end_lr"
+    )
+    return (
+        f"no descent region: loss did not fall by more than {100 * config.min_drop:.0f}% (from"
+        f" {l0:.3g} to {lmin:.3g}, {100 * c.rel_drop:.1f}%, in {c.sweep}); {advice}"
+    )
+
+
+def _region_bounds(c: _Shape, stopped_early: bool) -> tuple[int, int | None]:
+    """(i_desc, i_div): where the loss has fallen 10% of the drop, and where past the minimum it is back up
+    by 10% of it or not finite (None: it never diverged)."""
+    finite = np.isfinite(c.curve)
+    fell = np.nonzero(finite & (c.curve <= c.l0 - 0.1 * c.drop))[0]
+    i_desc = min(int(fell[0]) if len(fell) else 0, c.i_min)
+    after = np.nonzero((~finite | (c.curve >= c.lmin + 0.1 * c.drop)) & (np.arange(len(c.curve)) > c.i_min))[
+        0
+    ]
+    after_nan = [s[0] for s in c.nan_steps if s[0] >= c.i_min]
+    candidates = ([int(after[0])] if len(after) else []) + after_nan
+    i_div = min(candidates) if candidates else None
+    if i_div is None and stopped_early:
+        i_div = len(c.curve) - 1  # the runner saw the rise in the last steps, too close to the end to smooth
+    return i_desc, i_div
+
+
+def _no_limit_reason(c: _Shape) -> tuple[float | None, str]:
+    """(the LR where the loss levelled off, or None; the reason) for a curve that never diverged."""
+    lrs = c.lrs
+    i_level = int(np.nonzero(np.isfinite(c.curve) & (c.curve <= c.lmin + 0.1 * c.drop))[0][0])
+    if float(np.log10(lrs[-1] / lrs[i_level])) >= 1.0:
+        levelled_at = float(lrs[i_level])
+        return levelled_at, (
+            f"no LR limit in this range: the loss fell from {c.l0:.3g} to {np.nanmin(c.loss[i_level:]):.3g}"
+            f" by lr={levelled_at:.3g} and stayed there up to end_lr={lrs[-1]:.3g} without turning up,"
+            " so raising end_lr will not find a limit either. The task may be too easy for this model"
+            " (e.g. linearly separable data, where larger LRs only push the loss toward 0) or the labels"
+            " may leak into the inputs; if the task is as meant, set max_lr by hand from where the loss"
+            f" levels off (lr={levelled_at:.3g})"
+        )
+    return None, (
+        f"loss never diverged up to lr={lrs[-1]:.3g}: the minimum may lie beyond the sweep; raise end_lr"
+    )
+
+
+def _heuristics(
+    c: _Shape,
+    i_desc: int,
+    i_div: int | None,
+    regions: Regions,
+    config: CurveConfig,
+    reasons: list[str],
+    notes: list[str],
+) -> CurveReading:
+    """The heuristics side by side and the suggestion, anchored at the minimum (see `read_curve`)."""
+    lrs, curve = c.lrs, c.curve
+    grad = np.gradient(curve, np.log10(lrs))
+    window = slice(i_desc, c.i_min + 1)
+    i_steep = i_desc + int(np.nanargmin(grad[window])) if c.i_min > i_desc else c.i_min
+    # fastai runs `valley` on its own EMA (beta 0.98) of the raw losses, not on our kernel curve, whose
+    # plateau is smooth enough to count as one long descent.
+    v = valley(np.where(np.isfinite(c.loss), ema(c.loss, 0.98), np.inf)[: (i_div or len(curve)) + 1])
+    min_loss_lr = float(lrs[c.i_min])
+    max_lr = min_loss_lr / config.max_lr_divisor
+    min_lr = float(np.clip(lrs[i_desc], max_lr / 25, max_lr / 3))
     return CurveReading(
-        Regions(too_small, descent, divergence),
-        steepest_lr=float(lrs_a[i_steep]),
-        valley_lr=float(lrs_a[v]) if v is not None else None,
+        regions,
+        steepest_lr=float(lrs[i_steep]),
+        valley_lr=float(lrs[v]) if v is not None else None,
         min_loss_lr=min_loss_lr,
         min_loss_lr_div10=min_loss_lr / 10,
         suggested_max_lr=max_lr,
