@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -135,12 +136,7 @@ def range_test(
     optim_state = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
     generator = torch.Generator().manual_seed(config.seed)
-    lrs: list[float] = []
-    losses: list[float] = []
-    smoothed: list[float] = []
-    val_losses: list[float | None] = []
-    nan_steps: list[tuple[int, float, str]] = []
-    stopped_early = False
+    record = _Record()
     bar = None  # the tqdm bar, with `progress`
     # Dropout and friends draw from the global RNG: fork it so the caller's stream is untouched too.
     devices = (
@@ -156,7 +152,6 @@ def range_test(
             model.train()
             if is_schedule_free(optimizer):
                 optimizer.train()  # schedulefree steps only in train mode; its state is restored afterwards
-            avg, best = 0.0, math.inf
             if progress:
                 from tqdm.auto import tqdm
 
@@ -165,14 +160,7 @@ def range_test(
                 if bar is not None:
                     bar.update()
                 lr = config.lr_at(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                    # Our SGDW/AdamW scale decay by lr / peak (torch's OneCycleLR keeps its peak as max_lr):
-                    # at the LR under test act as at a schedule's peak. Restored with the optimizer's state
-                    # afterwards.
-                    for key in ("peak_lr", "max_lr"):
-                        if key in group:
-                            group[key] = lr
+                _set_lr(optimizer, lr)
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for _ in range(config.accumulation_steps):
@@ -185,38 +173,17 @@ def range_test(
                         loss = loss / config.accumulation_steps
                     scaler.scale(loss).backward()
                     total += loss.item()
-                lrs.append(lr)
                 if math.isfinite(total):
                     scaler.step(optimizer)
                     scaler.update()
-                    losses.append(total)
-                    # The stop rule sees a loss capped at 10x its running average: a lone wild batch lifts the
-                    # average at most 1.9x (beta 0.9), short of a divergence, while a real one still climbs.
-                    last = smoothed[-1] if smoothed else math.nan
-                    seen = min(total, 10 * last) if last > 0 else total
-                    avg, smooth = ema_update(avg, len(losses) - len(nan_steps), seen, config.ema_beta)
-                    best = min(best, smooth)
-                else:
-                    nan_steps.append((step, lr, "nan" if math.isnan(total) else "inf"))
-                    losses.append(math.nan)
-                    smooth = smoothed[-1] if smoothed else math.nan
-                smoothed.append(smooth)
+                record.add(step, lr, total, config.ema_beta)
                 if config.val_every and val_data is not None and step % config.val_every == 0:
-                    if is_schedule_free(optimizer):
-                        optimizer.eval()  # the validation loss at the averaged weights, as a trainer sees it
-                    val_losses.append(_val_loss(model, val_data, loss_fn, batch_fn))
-                    model.train()
-                    if is_schedule_free(optimizer):
-                        optimizer.train()
+                    record.val_losses.append(_val_loss(model, optimizer, val_data, loss_fn, batch_fn))
                 else:
-                    val_losses.append(None)
-                first = next((s for s in smoothed if not math.isnan(s)), smooth)  # step 0 may have been NaN
-                # Stop on a clear rise: a multiple of the best loss and above halfway back to the start, so a
-                # loss that fell near zero is not stopped by noise (4 x 0.01 is no divergence).
-                diverged = smooth > config.diverge_factor * best and smooth > (first + best) / 2
-                if diverged or _diverged_to_nan(nan_steps, step):
-                    stopped_early = step < config.num_steps - 1
-                    if bar is not None and stopped_early:
+                    record.val_losses.append(None)
+                if record.diverged(step, config.diverge_factor):
+                    record.stopped_early = step < config.num_steps - 1
+                    if bar is not None and record.stopped_early:
                         bar.set_postfix_str("stopped: the loss diverged", refresh=False)
                     break
     finally:
@@ -232,20 +199,70 @@ def range_test(
     )
     spe = _steps_per_epoch(data, batch_size, config.accumulation_steps)
     entropy = _label_entropy(data) if loss_fn is nn.functional.cross_entropy else None
-    reading = read_curve(lrs, losses, config.curve_config, nan_steps, stopped_early, spe, entropy)
+    r = record
+    reading = read_curve(r.lrs, r.losses, config.curve_config, r.nan_steps, r.stopped_early, spe, entropy)
     return RangeTestResult(
         config,
-        tuple(lrs),
-        tuple(losses),
-        tuple(smoothed),
-        tuple(val_losses),
-        tuple(nan_steps),
-        stopped_early,
+        tuple(r.lrs),
+        tuple(r.losses),
+        tuple(r.smoothed),
+        tuple(r.val_losses),
+        tuple(r.nan_steps),
+        r.stopped_early,
         wd,
         reading,
         spe,
         entropy,
     )
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        # Our SGDW/AdamW scale decay by lr / peak (torch's OneCycleLR keeps its peak as max_lr): at the LR
+        # under test act as at a schedule's peak. Restored with the optimizer's state afterwards.
+        for key in ("peak_lr", "max_lr"):
+            if key in group:
+                group[key] = lr
+
+
+@dataclass
+class _Record:
+    """What a sweep records step by step, and its stop rule: the state of `range_test`'s loop."""
+
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    val_losses: list[float | None] = field(default_factory=list)
+    nan_steps: list[tuple[int, float, str]] = field(default_factory=list)
+    stopped_early: bool = False
+    avg: float = 0.0  # the EMA's running sum (`ema_update`)
+    best: float = math.inf  # the lowest smoothed loss so far
+
+    def add(self, step: int, lr: float, total: float, ema_beta: float) -> None:
+        """Record one step's loss (NaN or inf: a gap, the smoothed loss held) and its smoothed value."""
+        self.lrs.append(lr)
+        if math.isfinite(total):
+            self.losses.append(total)
+            # The stop rule sees a loss capped at 10x its running average: a lone wild batch lifts the
+            # average at most 1.9x (beta 0.9), short of a divergence, while a real one still climbs.
+            last = self.smoothed[-1] if self.smoothed else math.nan
+            seen = min(total, 10 * last) if last > 0 else total
+            self.avg, smooth = ema_update(self.avg, len(self.losses) - len(self.nan_steps), seen, ema_beta)
+            self.best = min(self.best, smooth)
+        else:
+            self.nan_steps.append((step, lr, "nan" if math.isnan(total) else "inf"))
+            self.losses.append(math.nan)
+            smooth = self.smoothed[-1] if self.smoothed else math.nan
+        self.smoothed.append(smooth)
+
+    def diverged(self, step: int, diverge_factor: float) -> bool:
+        """Stop on a clear rise: a multiple of the best loss and above halfway back to the start, so a loss
+        that fell near zero is not stopped by noise (4 x 0.01 is no divergence); or a run of NaNs."""
+        smooth = self.smoothed[-1]
+        first = next((s for s in self.smoothed if not math.isnan(s)), smooth)  # step 0 may have been NaN
+        rose = smooth > diverge_factor * self.best and smooth > (first + self.best) / 2
+        return rose or _diverged_to_nan(self.nan_steps, step)
 
 
 class _Loader:
@@ -297,10 +314,20 @@ def _diverged_to_nan(nan_steps: list[tuple[int, float, str]], step: int, run: in
 
 
 @torch.no_grad()
-def _val_loss(model: nn.Module, val_data: Any, loss_fn: Callable, batch_fn: Callable) -> float:
+def _val_loss(
+    model: nn.Module, optimizer: torch.optim.Optimizer, val_data: Any, loss_fn: Callable, batch_fn: Callable
+) -> float:
+    """The validation loss mid-sweep, at the averaged weights for a schedule-free optimizer (as a trainer
+    sees it); back in train mode after."""
+    if is_schedule_free(optimizer):
+        optimizer.eval()
     model.eval()
     inputs, targets = batch_fn(val_data)
-    return float(loss_fn(forward(model, inputs), targets))
+    loss = float(loss_fn(forward(model, inputs), targets))
+    model.train()
+    if is_schedule_free(optimizer):
+        optimizer.train()
+    return loss
 
 
 def weight_decay_sweep(
