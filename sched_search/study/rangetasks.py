@@ -61,10 +61,10 @@ def sweep_task(
 
     from ..rangetest import run_range_test, sweep_steps
     from ..training import TensorData, data_steps
-    from .trial import _threads, worker_data
+    from .trial import set_threads, worker_data
 
     start = time.perf_counter()
-    _threads(settings)
+    set_threads(settings)
     data = worker_data(settings, data_ref)
     spe = data_steps(data, settings["batch_size"])
     config = RangeTestConfig(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps or sweep_steps(spe))

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 
-def _threads(config: dict[str, Any]) -> None:
+def set_threads(config: dict[str, Any]) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(config.get("_threads", 1))))  # two trials must not fight over cores
@@ -60,7 +60,7 @@ def worker_data(config: dict[str, Any], data_ref: Any = None) -> Any:
 
 def trial_trainable(config: dict[str, Any], data_ref: Any = None) -> None:
     """One trial of the study's single Tuner: a search config, or a final re-run (`stage` = "final")."""
-    _threads(config)
+    set_threads(config)
     data = worker_data(config, data_ref)
     if config.get("stage") == "final":
         _final_run(config, data)
