@@ -351,9 +351,10 @@ def _add_plot_schedules(sub: argparse._SubParsersAction) -> None:
     p = _command(
         sub,
         "plot-schedules",
-        "draw the six schedules' LR and momentum curves to one PNG",
-        "Draw representative CLR, SGDR and one-cycle schedules (LR, and momentum where the schedule\n"
-        "drives it) as the study runs them, into one PNG.",
+        "draw every schedule family's LR and momentum curves to one PNG",
+        "Draw representative schedules of every family (CLR, SGDR, one-cycle, warm-up + cosine, WSD,\n"
+        "schedule-free, constant; LR, and momentum where the schedule drives it) as the study runs them,\n"
+        "into one PNG.",
         "  python -m sched_search plot-schedules\n"
         "  python -m sched_search plot-schedules --steps 2000 --steps-per-epoch 100 --out docs/schedules.png",
     )

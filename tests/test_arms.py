@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS
+from sched_search.config import BASELINES, DEFAULT_ARMS
+from sched_search.lr import ARMS, SCHEDULE_FREE_SGD_SCALE, schedule_spec
 from sched_search.lr.arms import (
-    SCHEDULE_VALUES,
     baseline_config,
     build_schedule,
     hyperparameters,
@@ -24,7 +24,7 @@ from sched_search.lr.arms import (
 from sched_search.lr.schedules import lr_at
 from sched_search.lr.warmup_decay import CosineConfig, WSDConfig
 from sched_search.results.attribution import LADDER_TITLE, ladder_rungs
-from sched_search.study.space import SCHEDULE_FREE_SGD_SCALE, RangeSeed, build_space, check_point_in_space
+from sched_search.study.space import RangeSeed, build_space, check_point_in_space
 from sched_search.study.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,13 +50,13 @@ def test_the_new_arms_are_six_and_the_default_study_keeps_its_own() -> None:
 @pytest.mark.parametrize("arm", ARMS)
 def test_space_and_schedule_agree_on_the_names(arm: str) -> None:
     space = build_space(arm, SEEDS[range_family(arm)], epochs=30, steps_per_epoch=19)
-    names = SCHEDULE_VALUES[space.schedule]
-    assert tuple(p.name for p in space.params) == names["searched"]
-    assert tuple(space.fixed) == names["constants"]
+    spec = schedule_spec(space.schedule)
+    assert tuple(p.name for p in space.params) == spec.searched
+    assert tuple(space.fixed) == spec.constants
     assert all(p.source for p in space.params)
     check_point_in_space(space, space.first_point())
     config = {**space.first_point(), **space.fixed, "schedule": space.schedule, "epochs": 30}
-    assert set(hyperparameters(config)) == set(names["searched"]) | set(names["constants"])
+    assert set(hyperparameters(config)) == set(spec.searched) | set(spec.constants)
     assert lr_at(build_schedule(config, 30, 19), 0) > 0  # every name the schedule needs is there
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sched_search.config import ARMS, BASELINES, DEFAULT_ARMS, StudyFileError
+from sched_search.config import BASELINES, DEFAULT_ARMS, StudyFileError
+from sched_search.lr import ARMS
 from sched_search.study.studyfile import load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"

@@ -83,7 +83,6 @@ LONG = {
     "results/verdict.py:decide": 121,
     "study/driver.py:_run_stages": 86,
     "study/search.py:run_trials": 97,
-    "study/space.py:build_space": 106,
     "study/studyfile.py:validate": 162,
     "training/train.py:train_epochs": 87,
 }

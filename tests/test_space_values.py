@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import IntDistribution
 
-from sched_search.config import ARMS
+from sched_search.lr import ARMS
 from sched_search.lr.arms import build_schedule
 from sched_search.lr.schedules import lr_at
 from sched_search.study.space import RangeSeed, build_space, check_point_in_space, suggest, with_bounds

@@ -1039,21 +1039,6 @@ def test_default_study_end_to_end_gives_a_verdict_that_holds(tmp_path: Path) -> 
     assert timing["study_wall_s"] > timing["trials_wall_s"] > 0
 
 
-@pytest.mark.parametrize("arm", [f"{s}-{o}" for s in ("clr", "sgdr", "one_cycle") for o in ("adamw", "sgdw")])
-def test_space_and_arms_agree_on_the_names(arm: str) -> None:
-    from sched_search.lr.arms import SCHEDULE_VALUES, hyperparameters
-
-    space = build_space(arm, SEED, epochs=30, steps_per_epoch=19)
-    names = SCHEDULE_VALUES[space.schedule]
-    assert tuple(p.name for p in space.params) == names["searched"]
-    assert tuple(space.fixed) == names["constants"]
-    config = {**space.first_point(), **space.fixed, "schedule": space.schedule, "epochs": 30}
-    assert set(hyperparameters(config)) == set(names["searched"]) | set(names["constants"])
-    from sched_search.lr.schedules import lr_at
-
-    assert lr_at(build_schedule(config, 30, 19), 0) > 0  # every name the schedule needs is there
-
-
 def test_search_space_from_a_range_test_for_your_own_tuner() -> None:
     from sched_search import search_space
 

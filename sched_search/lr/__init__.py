@@ -1,6 +1,6 @@
-"""Learning-rate schedules and optimizers: one pure `lr(step)` per schedule, SGDW/AdamW with decoupled
-weight decay, schedule-free, and the arms (schedule x optimizer) built from them. Imports nothing of ours but
-`config`."""
+"""Learning-rate schedules and optimizers: one spec per schedule family (`spec.ScheduleSpec`, registered in
+`families.py`), each schedule a pure `lr(step)`, SGDW/AdamW with decoupled weight decay, schedule-free, and
+the arms (schedule x optimizer) built from them. Imports nothing of ours but `config`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from .arms import (
     range_family,
     split_arm,
 )
+from .families import ARMS, BOUNDABLE, SCHEDULES, SPECS, STEP_FIELDS, judged_at, schedule_spec
 from .optim import SGDW, AdamW, build_optimizer, normalized_weight_decay
-from .schedule_free import is_schedule_free
+from .schedule_free import SCHEDULE_FREE_SGD_SCALE, is_schedule_free
 from .schedules import (
     ConstantConfig,
     CyclicalConfig,
@@ -28,32 +29,45 @@ from .schedules import (
     one_cycle,
     to_steps,
 )
+from .spec import Param, RangeSeed, ScheduleSpec, clip
 from .warmup_decay import CosineConfig, WSDConfig
 
 __all__ = [
+    "ARMS",
+    "BOUNDABLE",
     "HYPERPARAMETERS",
+    "SCHEDULES",
+    "SCHEDULE_FREE_SGD_SCALE",
     "SGDW",
+    "SPECS",
+    "STEP_FIELDS",
     "AdamW",
     "ConstantConfig",
     "CosineConfig",
     "CyclicalConfig",
     "OneCycleConfig",
+    "Param",
+    "RangeSeed",
     "SGDRConfig",
     "ScheduleConfig",
     "ScheduleLR",
+    "ScheduleSpec",
     "WSDConfig",
     "at_lr_minimum",
     "baseline_config",
     "build_optimizer",
     "build_schedule",
     "build_scheduler",
+    "clip",
     "is_schedule_free",
+    "judged_at",
     "lr_at",
     "momentum_at",
     "normalized_weight_decay",
     "one_cycle",
     "optimizer_and_scheduler",
     "range_family",
+    "schedule_spec",
     "split_arm",
     "to_steps",
 ]

@@ -6,63 +6,30 @@ leaderboard share: a trial config is a flat dict at the Ray/Optuna boundary, and
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from ..config import BASELINE_ARM, BASELINES
-from .optim import build_optimizer
-from .schedule_free import build_schedule_free
-from .schedules import (
-    ConstantConfig,
-    CyclicalConfig,
-    ScheduleConfig,
-    ScheduleLR,
-    SGDRConfig,
-    build_scheduler,
-    lr_at,
-    one_cycle,
-    peak_lr,
-    to_steps,
-)
-from .warmup_decay import CosineConfig, WSDConfig
+from .families import HYPERPARAMETERS, SPECS, schedule_spec
+from .schedules import ScheduleConfig, ScheduleLR
 
-# Per schedule: the values a trial config carries. "searched" come from Optuna (space.build_space builds their
-# distributions); "constants" are fixed per arm by the space; the decay is every arm's and searched
-# everywhere.
-SCHEDULE_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
-    "clr": {
-        "searched": ("max_lr", "weight_decay", "base_div", "step_size_epochs", "mode"),
-        "constants": ("gamma",),
-    },
-    "sgdr": {"searched": ("max_lr", "weight_decay", "t_0_epochs", "t_mult"), "constants": ("eta_min",)},
-    "one_cycle": {
-        "searched": ("max_lr", "weight_decay", "pct_start", "div_factor"),
-        "constants": ("final_div_factor",),
-    },
-    "cosine": {"searched": ("max_lr", "weight_decay", "warmup_pct"), "constants": ("eta_min",)},
-    "wsd": {"searched": ("max_lr", "weight_decay", "warmup_pct", "decay_pct"), "constants": ("decay",)},
-    # the optimizer's own warm-up and averaging: max_lr is its lr, held constant (no schedule)
-    "schedule_free": {"searched": ("max_lr", "weight_decay", "warmup_pct"), "constants": ()},
-    "constant": {"searched": (), "constants": ("lr", "weight_decay")},  # the Adam baseline
-}
-# Schedule-free optimizers replace a scheduled one: its range test seeds them (SGDScheduleFree's z-step has
-# no momentum buffer, which is why it is "sgd", seeded by the SGDW test with momentum 0.9: space.py).
-_RANGE_FAMILY = {("schedule_free", "sgd"): "sgdw"}
-# Every hyperparameter column of the tables, in a stable order (NaN where an arm does not have it).
-HYPERPARAMETERS = tuple(
-    dict.fromkeys(n for v in SCHEDULE_VALUES.values() for n in (*v["searched"], *v["constants"]))
-)
+__all__ = [
+    "HYPERPARAMETERS",
+    "baseline_config",
+    "build_schedule",
+    "hyperparameters",
+    "optimizer_and_scheduler",
+    "range_family",
+    "split_arm",
+]
 
 
 def split_arm(arm: str) -> tuple[str, str]:
     """ "one_cycle-sgdw" -> ("one_cycle", "sgdw")."""
     schedule, _, optimizer = arm.partition("-")
-    if schedule not in SCHEDULE_VALUES or not optimizer:
-        raise ValueError(
-            f"arm {arm!r} is not 'schedule-optimizer' with a schedule in {list(SCHEDULE_VALUES)}."
-        )
+    if schedule not in SPECS or not optimizer:
+        raise ValueError(f"arm {arm!r} is not 'schedule-optimizer' with a schedule in {list(SPECS)}.")
     return schedule, optimizer
 
 
@@ -95,17 +62,13 @@ def range_family(arm: str) -> str:
     """The optimizer family whose range test seeds an arm: its own ("one_cycle-sgdw" -> "sgdw"), or for a
     schedule-free optimizer the scheduled one it replaces ("schedule_free-sgd" -> "sgdw")."""
     schedule, optimizer = split_arm(arm)
-    return _RANGE_FAMILY.get((schedule, optimizer), optimizer)
-
-
-def _pct_steps(pct: float, total: int) -> int:
-    return math.floor(pct * total + 0.5)  # a fraction of the run in whole steps, so a budget compresses it
+    return SPECS[schedule].range_family(optimizer)
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
     """The schedule values of a trial config (searched and constant), by the names of its schedule."""
-    names = SCHEDULE_VALUES[config["schedule"]]
-    return {k: config[k] for k in (*names["searched"], *names["constants"]) if k in config}
+    spec = schedule_spec(config["schedule"])
+    return {k: config[k] for k in (*spec.searched, *spec.constants) if k in config}
 
 
 def build_schedule(config: dict[str, Any], epochs: float, spe: int) -> ScheduleConfig:
@@ -116,53 +79,7 @@ def build_schedule(config: dict[str, Any], epochs: float, spe: int) -> ScheduleC
     """
     scale = epochs / config.get("epochs", epochs)
     total = max(1, round(epochs * spe))
-    schedule = config["schedule"]
-    if schedule == "constant":
-        return ConstantConfig(lr=config["lr"])
-    if schedule == "clr":
-        max_lr = config["max_lr"]
-        return CyclicalConfig(
-            base_lr=max_lr / config["base_div"],
-            max_lr=max_lr,
-            step_size=to_steps(config["step_size_epochs"] * scale, "epochs", spe),
-            mode=config["mode"],
-            gamma=config["gamma"] ** (1 / scale) if config["mode"] == "exp_range" else 1.0,
-        )
-    if schedule == "sgdr":
-        return SGDRConfig(
-            max_lr=config["max_lr"],
-            t_0=to_steps(config["t_0_epochs"] * scale, "epochs", spe),
-            t_mult=config["t_mult"],
-            eta_min=config["eta_min"],
-        )
-    if schedule == "one_cycle":
-        return one_cycle(
-            config["max_lr"],
-            total,
-            "paper",
-            pct_start=config["pct_start"],
-            div_factor=config["div_factor"],
-            final_div_factor=config.get("final_div_factor", 1e4),
-        )
-    if schedule == "cosine":
-        return CosineConfig(
-            max_lr=config["max_lr"],
-            total_steps=total,
-            warmup_steps=min(_pct_steps(config["warmup_pct"], total), total - 1),
-            eta_min=config["eta_min"],
-        )
-    if schedule == "wsd":
-        decay_steps = max(1, _pct_steps(config["decay_pct"], total))
-        return WSDConfig(
-            max_lr=config["max_lr"],
-            total_steps=total,
-            decay_steps=decay_steps,
-            warmup_steps=min(_pct_steps(config["warmup_pct"], total), total - decay_steps),
-            decay=config["decay"],
-        )
-    if schedule == "schedule_free":
-        return ConstantConfig(lr=config["max_lr"])  # the optimizer warms up and averages by itself
-    raise ValueError(f"unknown schedule {schedule!r}: expected one of {list(SCHEDULE_VALUES)}.")
+    return schedule_spec(config["schedule"]).build(config, total, scale, spe)
 
 
 def optimizer_and_scheduler(
@@ -180,24 +97,5 @@ def optimizer_and_scheduler(
         >>> opt, sched = optimizer_and_scheduler(config, model.parameters(), 20, 70)  # doctest: +SKIP
     """
     schedule = build_schedule(config, epochs, steps_per_epoch)
-    if config["schedule"] == "schedule_free":
-        # The scheduler then holds the LR constant: the warm-up lives in the optimizer (warmup_steps).
-        total = max(1, round(epochs * steps_per_epoch))
-        optimizer = build_schedule_free(
-            config["optimizer"],
-            params,
-            schedule.lr,
-            config.get("weight_decay", 0.0),
-            warmup_steps=_pct_steps(config["warmup_pct"], total),
-            momentum=momentum,
-        )
-        return optimizer, build_scheduler(optimizer, schedule)
-    optimizer = build_optimizer(
-        config["optimizer"],
-        params,
-        lr_at(schedule, 0),
-        config.get("weight_decay", 0.0),
-        momentum=momentum,
-        peak_lr=peak_lr(schedule),
-    )
-    return optimizer, build_scheduler(optimizer, schedule)
+    total = max(1, round(epochs * steps_per_epoch))
+    return schedule_spec(config["schedule"]).optimizer(config, params, schedule, total, momentum)

@@ -8,11 +8,22 @@ training steps (`optimizer.train()`) and in eval mode, at x, before evaluating o
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["SCHEDULE_FREE_NAMES", "build_schedule_free", "is_schedule_free"]
+from .schedules import ConstantConfig, ScheduleConfig, ScheduleLR, build_scheduler
+from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
+
+__all__ = [
+    "SCHEDULE_FREE_NAMES",
+    "SCHEDULE_FREE_SGD_SCALE",
+    "SPEC",
+    "build_schedule_free",
+    "is_schedule_free",
+]
 
 
 SCHEDULE_FREE_NAMES = ("adamw", "sgd")
@@ -63,3 +74,79 @@ def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
     """Whether the optimizer keeps separate training and evaluation weights (`schedulefree`'s `.train()` /
     `.eval()`): evaluation and saving must then happen after `.eval()`."""
     return callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
+
+
+# Schedule-free SGD steps z by lr * g with no momentum buffer, and its gradients are taken at y, which moves
+# (1 - beta) of each z step: SGDW's step at momentum 0.9 is reached at about lr / (1 - 0.9) = 10x SGDW's lr
+# (the package's README: "10x to 50x larger than classical rates").
+SCHEDULE_FREE_SGD_SCALE = 10.0  # 1 / (1 - 0.9)
+
+
+class ScheduleFree(ScheduleSpec):
+    """No schedule: the optimizer's own linear warm-up (warmup_pct in [0, 0.2], first 5%, as the package's
+    README recommends) and its averaging; max_lr is its lr, held constant. Seeded by the range test of the
+    scheduled optimizer it replaces (SGDScheduleFree's z-step has no momentum buffer, which is why it is
+    "sgd", seeded by the SGDW test with momentum 0.9 and SCHEDULE_FREE_SGD_SCALE)."""
+
+    name = "schedule_free"
+    optimizers = SCHEDULE_FREE_NAMES
+    searched = ("max_lr", "weight_decay", "warmup_pct")
+
+    def range_family(self, optimizer: str) -> str:
+        return "sgdw" if optimizer == "sgd" else optimizer
+
+    def seed(self, optimizer: str, seed: RangeSeed) -> RangeSeed:
+        if optimizer != "sgd":
+            return seed
+        k = SCHEDULE_FREE_SGD_SCALE
+        edge = None if seed.divergence_lr is None else seed.divergence_lr * k
+        return replace(
+            seed,
+            max_lr=seed.max_lr * k,
+            min_lr=seed.min_lr * k,
+            min_loss_lr=seed.min_loss_lr * k,
+            divergence_lr=edge,
+        )
+
+    def params(
+        self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int
+    ) -> tuple[list[Param], dict[str, Any], dict[str, str]]:
+        if seed.optimizer == "sgdw":
+            lr_source = (
+                f"range test (sgdw) x {SCHEDULE_FREE_SGD_SCALE:g}: schedule-free SGD has no momentum buffer, "
+                "its gradients are taken at y, which moves (1 - 0.9) of each z step"
+            )
+        else:
+            lr_source = (
+                f"range test ({seed.optimizer}): the step size of a scheduled AdamW; the package's README "
+                "puts schedule-free AdamW's at 1x-10x that"
+            )
+        sources = {
+            "max_lr": lr_source,
+            "schedule": "none: the optimizer's own warm-up and averaging (Defazio et al. 2024)",
+        }
+        return [warmup_param("first 5%; the package's README recommends a warm-up")], {}, sources
+
+    def build(self, config: dict[str, Any], total: int, scale: float, steps_per_epoch: int) -> ScheduleConfig:
+        return ConstantConfig(lr=config["max_lr"])  # the optimizer warms up and averages by itself
+
+    def optimizer(
+        self, config: dict[str, Any], params: Any, schedule: ScheduleConfig, total: int, momentum: float
+    ) -> tuple[torch.optim.Optimizer, ScheduleLR]:
+        # The scheduler then holds the LR constant: the warm-up lives in the optimizer (warmup_steps).
+        optimizer = build_schedule_free(
+            config["optimizer"],
+            params,
+            schedule.lr,
+            config.get("weight_decay", 0.0),
+            warmup_steps=pct_steps(config["warmup_pct"], total),
+            momentum=momentum,
+        )
+        return optimizer, build_scheduler(optimizer, schedule)
+
+    def gallery(self, total_steps: int, steps_per_epoch: int) -> dict[str, tuple[ScheduleConfig, str]]:
+        what = "no schedule: the optimizer warms up and averages"
+        return {"schedule-free (lr held; AdamW 0.0025)": (ConstantConfig(lr=0.0025), what)}
+
+
+SPEC = ScheduleFree()

@@ -293,39 +293,22 @@ def plot_importances(importances, path: str | Path) -> Path:
 
 
 def plot_schedule_gallery(path: str | Path, total_steps: int = 1000, steps_per_epoch: int = 50) -> Path:
-    """Draw six representative schedules (LR, and momentum where the schedule drives it) into one PNG at
-    `path`, as the study runs them: CLR and SGDR keep the optimizer's momentum (SGDW 0.9, AdamW beta1 0.9)
-    flat, one-cycle cycles it 0.95 -> 0.85 -> 0.95 (the paper preset). Each panel says which.
+    """Draw each schedule family's representative schedules (its spec's `gallery`: LR, and momentum where the
+    schedule drives it) into one PNG at `path`, as the study runs them: CLR, SGDR and the warm-up schedules
+    keep the optimizer's momentum (SGDW 0.9, AdamW beta1 0.9) flat, one-cycle cycles it 0.95 -> 0.85 -> 0.95
+    (the paper preset). Each panel says which.
     """
-    from ..lr import (
-        ConstantConfig,
-        CyclicalConfig,
-        ScheduleConfig,
-        SGDRConfig,
-        lr_at,
-        momentum_at,
-        one_cycle,
-        to_steps,
-    )
+    from ..lr import SPECS, lr_at, momentum_at
 
-    half = to_steps(2, "epochs", steps_per_epoch)
-    clr = {"base_lr": 0.01, "max_lr": 0.1, "step_size": half}
-    flat = "momentum flat at 0.9 (not cycled)"
-    panels: dict[str, tuple[ScheduleConfig, str]] = {
-        "CLR triangular": (CyclicalConfig(**clr), flat),
-        "CLR triangular2": (CyclicalConfig(**clr, mode="triangular2"), flat),
-        "CLR exp_range (gamma 0.998)": (CyclicalConfig(**clr, mode="exp_range", gamma=0.998), flat),
-        "SGDR (t_0 2 epochs, t_mult 2)": (SGDRConfig(max_lr=0.1, t_0=half, t_mult=2.0), flat),
-        "one-cycle (paper preset)": (
-            one_cycle(0.1, total_steps, "paper"),
-            "momentum cycled 0.95-0.85 (dashed)",
-        ),
-        "constant (Adam 3e-4)": (ConstantConfig(lr=3e-4), "Adam's beta1 0.9, flat"),
-    }
+    panels = {k: v for spec in SPECS.values() for k, v in spec.gallery(total_steps, steps_per_epoch).items()}
     plt = pyplot()
-    fig = plt.figure(figsize=(15, 7))
+    rows = math.ceil(len(panels) / 3)
+    fig = plt.figure(figsize=(15, 3.5 * rows))
     steps = range(total_steps)
-    for ax, (title, (cfg, momentum)) in zip(fig.subplots(2, 3).flat, panels.items(), strict=True):
+    axes = list(fig.subplots(rows, 3).flat)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (title, (cfg, momentum)) in zip(axes, panels.items()):
         ax.plot(steps, [lr_at(cfg, s) for s in steps], color="tab:blue")
         ax.set(
             title=f"{title}\n{momentum}",

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..lr import ConstantConfig, ScheduleConfig, build_schedule, momentum_at
+from ..lr import STEP_FIELDS, ConstantConfig, ScheduleConfig, build_schedule, momentum_at
 from .verdict import NO_WINNER
 
 
@@ -145,7 +145,7 @@ def _schedule_args(schedule: ScheduleConfig, epochs: int, spe: int) -> list[str]
         value = getattr(schedule, f.name)
         if f.default is not dataclasses.MISSING and value == f.default:
             continue
-        if f.name in ("step_size", "t_0", "total_steps", "warmup_steps", "decay_steps"):
+        if f.name in STEP_FIELDS:
             text = _steps(value, epochs, spe)
         elif f.name == "gamma" and math.isclose(value, 0.5 ** (1 / (epochs * spe)), rel_tol=1e-12):
             text = "0.5 ** (1 / (epochs * steps_per_epoch))"  # space.build_space: halves over the run

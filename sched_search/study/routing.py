@@ -179,8 +179,9 @@ def cycle_asha(
     """ASHA that judges cyclical schedules only at cycle ends, for your own `Tuner`.
 
     Mid-cycle the LR peaks and the accuracy dips, so comparing trials there stops good CLR/SGDR trials. Report
-    `cycle_epoch` (the last epoch that ended at an LR minimum: `schedules.at_lr_minimum`, or every epoch for a
-    schedule without cycles) and the metric as it was at that epoch; ASHA counts time in `cycle_epoch`.
+    `cycle_epoch` (the last epoch that ended where the schedule may be judged: its spec's `judged_at`, every
+    epoch for a schedule without cycles) and the metric as it was at that epoch; ASHA counts time in
+    `cycle_epoch`.
 
     Example:
         >>> tune.TuneConfig(scheduler=cycle_asha("cycle_val_metric", "max", max_t=20))  # doctest: +SKIP

@@ -14,22 +14,7 @@ from typing import Any
 
 import optuna
 
-from ..lr import range_family, split_arm
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched hyperparameter: a float range (log or linear) or a categorical, and why it is what it
-    is."""
-
-    name: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] | None = None
-    integer: bool = False  # whole epochs, so that cycle ends fall on epoch ends, where ASHA judges
-    first: Any = None  # the range test's own suggestion, enqueued as the arm's first trial
-    source: str = ""
+from ..lr import Param, RangeSeed, clip, range_family, schedule_spec, split_arm
 
 
 @dataclass(frozen=True)
@@ -69,19 +54,6 @@ class ArmSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class RangeSeed:
-    """What a range test (with its weight-decay sweep) says for one optimizer family."""
-
-    optimizer: str
-    max_lr: float
-    min_lr: float
-    weight_decay: float
-    weight_decay_range: tuple[float, float]
-    min_loss_lr: float
-    divergence_lr: float | None = None  # where the curve's divergence region starts (None: never diverged)
 
 
 def seed_from_summary(optimizer: str, summary: dict[str, Any]) -> RangeSeed:
@@ -131,14 +103,10 @@ def search_space(
     return build_space(arm, seed_from_summary(optimizer, summary), epochs, steps_per_epoch)
 
 
-def _clip(x: float, low: float, high: float) -> float:
-    return min(max(x, low), high)
-
-
 def first_weight_decay(chosen: float, low: float, high: float) -> float:
     """The first trial's weight decay: the sweep's choice, or the low end of its range when it chose 0 (the
     search is log-uniform, which has no 0)."""
-    return _clip(chosen if chosen > 0 else low, low, high)
+    return clip(chosen if chosen > 0 else low, low, high)
 
 
 def max_lr_high(seed: RangeSeed) -> float:
@@ -172,20 +140,18 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
       "highest value found in the range test" (a cycle spends little time at its peak); for the schedules
       that hold their peak, the safer suggestion (min-loss LR / 3).
     - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0: the range's low).
-    - clr: base_lr as max_lr / div with div in [3, 25] (Smith: 3-4; one-cycle practice: 25), first point the
-      curve's min_lr; step_size in epochs in Smith's 2-10 range, capped at epochs/4 so two cycles fit.
-    - sgdr: t_0 in [1, epochs/3] whole epochs, t_mult in {1, 2}; eta_min the curve's min_lr / 10.
-    - one_cycle: pct_start (warm-up fraction; the cycle is 2 pct_start, the rest is annihilation)
-      in [0.25, 0.45]; div_factor in [5, 25].
+    - the schedule's own values (cycle lengths, divisors, warm-up): its spec's `params` (`lr/clr.py`,
+      `lr/sgdr.py`, `lr/one_cycle.py`, ...), which says where each range and first point comes from.
     """
     schedule, optimizer = split_arm(arm)
-    seed = _family_seed(schedule, optimizer, seed)
+    spec = schedule_spec(schedule)
+    seed = spec.seed(optimizer, seed)
     src = f"range test ({optimizer})"
     lo, hi = seed.max_lr / 4, max_lr_high(seed)
-    smith = schedule in ("one_cycle", "clr")
-    lr_first = min(seed.min_loss_lr, hi) if smith else seed.max_lr
+    lr_first = min(seed.min_loss_lr, hi) if spec.peak_at_min_loss else seed.max_lr
     wd_lo, wd_hi = seed.weight_decay_range
     wd_first = first_weight_decay(seed.weight_decay, wd_lo, wd_hi)
+    first_words = "the min-loss lr (Smith)" if spec.peak_at_min_loss else "the suggestion"
     params = [
         Param(
             "max_lr",
@@ -193,8 +159,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             hi,
             True,
             first=lr_first,
-            source=f"{src}: first {'the min-loss lr (Smith)' if smith else 'the suggestion'} {lr_first:.3g};"
-            f" from the suggestion {seed.max_lr:.3g} (min-loss lr / 3) x1/4 up to {_high_words(seed)}",
+            source=f"{src}: first {first_words} {lr_first:.3g}; from the suggestion {seed.max_lr:.3g}"
+            f" (min-loss lr / 3) x1/4 up to {_high_words(seed)}",
         ),
         Param(
             "weight_decay",
@@ -205,153 +171,8 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             source=f"{src} weight-decay sweep: chose {seed.weight_decay:g}, range = its grid neighbours",
         ),
     ]
-    fixed: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    if schedule == "clr":
-        div_first = _clip(lr_first / seed.min_lr, 3, 25)
-        s_hi = max(1, min(10, epochs // 4))
-        s_lo = min(2, s_hi)
-        params += [
-            Param(
-                "base_div",
-                3.0,
-                25.0,
-                True,
-                first=div_first,
-                source=f"{src}: base_lr = max_lr / base_div; first = max_lr / min_lr ({seed.min_lr:.3g})",
-            ),
-            Param(
-                "step_size_epochs",
-                s_lo,
-                s_hi,
-                integer=True,
-                first=_clip(2, s_lo, s_hi),
-                source=f"Smith 2015: half-cycle 2-10 epochs, capped at epochs/4 = {epochs / 4:g}",
-            ),
-            Param(
-                "mode",
-                choices=("triangular", "triangular2", "exp_range"),
-                first="triangular",
-                source="Smith 2015's three CLR policies",
-            ),
-        ]
-        # exp_range: amplitude halves over the full run, whatever its length.
-        fixed["gamma"] = 0.5 ** (1 / (epochs * steps_per_epoch))
-        sources["gamma"] = "exp_range: the amplitude halves over the full run"
-    elif schedule == "sgdr":
-        t_hi = max(1, epochs // 3)
-        params += [
-            Param(
-                "t_0_epochs",
-                1,
-                t_hi,
-                integer=True,
-                first=_clip(max(1, epochs // 6), 1, t_hi),
-                source="Loshchilov & Hutter 2017: T_0 of 1-10 epochs; capped at epochs/3",
-            ),
-            # The schedule takes any float T_mult; the search keeps the paper's 1 and 2 so that, with
-            # whole-epoch T_0, every restart falls on an epoch end, where ASHA compares trials.
-            Param("t_mult", choices=(1.0, 2.0), first=2.0, source="Loshchilov & Hutter 2017: T_mult 1 or 2"),
-        ]
-        fixed["eta_min"] = seed.min_lr / 10
-        sources["eta_min"] = f"{src}: suggested min_lr {seed.min_lr:.3g} / 10"
-    elif schedule == "one_cycle":
-        params += [
-            Param(
-                "pct_start",
-                0.25,
-                0.45,
-                False,
-                first=0.45,
-                source="Smith & Topin 2017: cycle = 90% of training",
-            ),
-            Param(
-                "div_factor",
-                5.0,
-                25.0,
-                True,
-                first=_clip(lr_first / seed.min_lr, 5, 25),
-                source=f"{src}: first = max_lr / min_lr; range from the paper (10) to fastai/torch (25)",
-            ),
-        ]
-        fixed["final_div_factor"] = 1e4
-        sources["final_div_factor"] = "Smith & Topin 2017: annihilate to max_lr / div_factor / 1e4"
-        sources["preset"] = "paper (three-phase, linear, momentum 0.95-0.85)"
-    elif schedule in _MODERN:
-        params += _MODERN[schedule](seed, fixed, sources)
-    else:
-        raise ValueError(
-            f"unknown schedule in arm {arm!r}: expected clr, sgdr, one_cycle or one of {sorted(_MODERN)}."
-        )
-    return ArmSpace(arm, schedule, optimizer, tuple(params), fixed, sources)
-
-
-# Schedule-free SGD steps z by lr * g with no momentum buffer, and its gradients are taken at y, which moves
-# (1 - beta) of each z step: SGDW's step at momentum 0.9 is reached at about lr / (1 - 0.9) = 10x SGDW's lr
-# (the package's README: "10x to 50x larger than classical rates").
-SCHEDULE_FREE_SGD_SCALE = 10.0  # 1 / (1 - 0.9)
-
-
-def _family_seed(schedule: str, optimizer: str, seed: RangeSeed) -> RangeSeed:
-    """The range test's suggestion on the arm's own LR scale: schedule-free SGD's is SGDW's times
-    SCHEDULE_FREE_SGD_SCALE; every other arm's is its range test's."""
-    if (schedule, optimizer) != ("schedule_free", "sgd"):
-        return seed
-    k = SCHEDULE_FREE_SGD_SCALE
-    edge = None if seed.divergence_lr is None else seed.divergence_lr * k
-    return replace(
-        seed,
-        max_lr=seed.max_lr * k,
-        min_lr=seed.min_lr * k,
-        min_loss_lr=seed.min_loss_lr * k,
-        divergence_lr=edge,
-    )
-
-
-def _warmup_param(why: str) -> Param:
-    return Param(
-        "warmup_pct", 0.0, 0.2, False, first=0.05, source=f"linear warm-up, fraction of the run; {why}"
-    )
-
-
-def _cosine_params(seed: RangeSeed, fixed: dict[str, Any], sources: dict[str, str]) -> list[Param]:
-    fixed["eta_min"] = seed.min_lr / 10
-    sources["eta_min"] = f"range test ({seed.optimizer}): suggested min_lr {seed.min_lr:.3g} / 10, as SGDR's"
-    return [_warmup_param("first 5%, the common recipe (e.g. AdamW 1e-3 + 5% warm-up + cosine)")]
-
-
-def _wsd_params(seed: RangeSeed, fixed: dict[str, Any], sources: dict[str, str]) -> list[Param]:
-    fixed["decay"] = "1-sqrt"
-    sources["decay"] = "Hagele et al. 2024, Sec. 3: the 1-sqrt cooldown beat linear; down to 0"
-    return [
-        _warmup_param("first 5%"),
-        Param(
-            "decay_pct",
-            0.1,
-            0.4,
-            False,
-            first=0.2,
-            source="Hagele et al. 2024: a cooldown over 20% of the run matched cosine; 10-40%",
-        ),
-    ]
-
-
-def _schedule_free_params(seed: RangeSeed, fixed: dict[str, Any], sources: dict[str, str]) -> list[Param]:
-    if seed.optimizer == "sgdw":
-        sources["max_lr"] = (
-            f"range test (sgdw) x {SCHEDULE_FREE_SGD_SCALE:g}: schedule-free SGD has no momentum buffer, its "
-            "gradients are taken at y, which moves (1 - 0.9) of each z step"
-        )
-    else:
-        sources["max_lr"] = (
-            f"range test ({seed.optimizer}): the step size of a scheduled AdamW; the package's README puts "
-            "schedule-free AdamW's at 1x-10x that"
-        )
-    sources["schedule"] = "none: the optimizer's own warm-up and averaging (Defazio et al. 2024)"
-    return [_warmup_param("first 5%; the package's README recommends a warm-up")]
-
-
-_MODERN = {"cosine": _cosine_params, "wsd": _wsd_params, "schedule_free": _schedule_free_params}
+    own, fixed, sources = spec.params(seed, lr_first, epochs, steps_per_epoch)
+    return ArmSpace(arm, schedule, optimizer, tuple(params + own), fixed, sources)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
@@ -441,7 +262,7 @@ def with_bounds(space: ArmSpace, bounds: dict[str, Any], source: str) -> ArmSpac
     for p in space.params:
         if p.name in bounds and p.choices is None:
             low, high = (int(v) for v in bounds[p.name]) if p.integer else (float(v) for v in bounds[p.name])
-            first = None if p.first is None else type(p.first)(_clip(p.first, low, high))
+            first = None if p.first is None else type(p.first)(clip(p.first, low, high))
             what = f"{source}: [search.bounds] {p.name} = [{low:g}, {high:g}]"
             was = f"replaces {p.low:.3g}..{p.high:.3g}: {p.source}"
             p = replace(p, low=low, high=high, first=first, source=f"{what} ({was})")

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import (
-    ARMS,
     AUGMENTATIONS,
     BASELINES,
-    BOUNDABLE,
     DATASETS,
     LOSSES,
     MAX_EPOCHS,
@@ -41,6 +39,7 @@ from ..config import (
     TrainSection,
     metric_mode,
 )
+from ..lr import ARMS, BOUNDABLE
 
 _SECTIONS = {
     "data": DataSection,

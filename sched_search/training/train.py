@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..lr import at_lr_minimum, is_schedule_free, optimizer_and_scheduler
+from ..lr import is_schedule_free, judged_at, optimizer_and_scheduler
 from .data import (
     LoaderData,
     TensorData,
@@ -238,7 +238,7 @@ def train_epochs(
             yield row
             return
         row["val_loss"], row["val_metric"] = val.loss, val.metric
-        if at_lr_minimum(schedule, step) or epoch == n_epochs:
+        if judged_at(config["schedule"], schedule, step) or epoch == n_epochs:
             cycle_epoch = epoch
         row.update(cycle_epoch=cycle_epoch, status="ok", reason="", wall_time=time.perf_counter() - start)
         if test and epoch == n_epochs:

@@ -1,0 +1,41 @@
+"""Linear warm-up then cosine decay, the schedule of current practice (nanoGPT's `get_lr`): the spec of the
+`cosine` arms. The schedule itself is `warmup_decay.CosineConfig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schedules import ScheduleConfig
+from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
+from .warmup_decay import CosineConfig
+
+
+class Cosine(ScheduleSpec):
+    """warmup_pct in [0, 0.2] (first 5%); eta_min the curve's min_lr / 10, as SGDR's."""
+
+    name = "cosine"
+    searched = ("max_lr", "weight_decay", "warmup_pct")
+    constants = ("eta_min",)
+    step_fields = ("total_steps", "warmup_steps")
+
+    def params(
+        self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int
+    ) -> tuple[list[Param], dict[str, Any], dict[str, str]]:
+        why = f"range test ({seed.optimizer}): suggested min_lr {seed.min_lr:.3g} / 10, as SGDR's"
+        params = [warmup_param("first 5%, the common recipe (e.g. AdamW 1e-3 + 5% warm-up + cosine)")]
+        return params, {"eta_min": seed.min_lr / 10}, {"eta_min": why}
+
+    def build(self, config: dict[str, Any], total: int, scale: float, steps_per_epoch: int) -> ScheduleConfig:
+        return CosineConfig(
+            max_lr=config["max_lr"],
+            total_steps=total,
+            warmup_steps=min(pct_steps(config["warmup_pct"], total), total - 1),
+            eta_min=config["eta_min"],
+        )
+
+    def gallery(self, total_steps: int, steps_per_epoch: int) -> dict[str, tuple[ScheduleConfig, str]]:
+        cfg = CosineConfig(max_lr=0.1, total_steps=total_steps, warmup_steps=pct_steps(0.05, total_steps))
+        return {"warm-up 5% + cosine": (cfg, "momentum flat at 0.9")}
+
+
+SPEC = Cosine()

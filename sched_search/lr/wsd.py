@@ -1,0 +1,58 @@
+"""Warm-up, stable, decay (Hagele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
+Training Durations"): the spec of the `wsd` arms. The schedule itself is `warmup_decay.WSDConfig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schedules import ScheduleConfig
+from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
+from .warmup_decay import WSDConfig
+
+
+class WSD(ScheduleSpec):
+    """warmup_pct in [0, 0.2] (first 5%); a 1-sqrt cooldown to 0 over decay_pct in [0.1, 0.4] (first 20%)."""
+
+    name = "wsd"
+    searched = ("max_lr", "weight_decay", "warmup_pct", "decay_pct")
+    constants = ("decay",)
+    step_fields = ("total_steps", "warmup_steps", "decay_steps")
+
+    def params(
+        self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int
+    ) -> tuple[list[Param], dict[str, Any], dict[str, str]]:
+        params = [
+            warmup_param("first 5%"),
+            Param(
+                "decay_pct",
+                0.1,
+                0.4,
+                False,
+                first=0.2,
+                source="Hagele et al. 2024: a cooldown over 20% of the run matched cosine; 10-40%",
+            ),
+        ]
+        why = "Hagele et al. 2024, Sec. 3: the 1-sqrt cooldown beat linear; down to 0"
+        return params, {"decay": "1-sqrt"}, {"decay": why}
+
+    def build(self, config: dict[str, Any], total: int, scale: float, steps_per_epoch: int) -> ScheduleConfig:
+        decay_steps = max(1, pct_steps(config["decay_pct"], total))
+        return WSDConfig(
+            max_lr=config["max_lr"],
+            total_steps=total,
+            decay_steps=decay_steps,
+            warmup_steps=min(pct_steps(config["warmup_pct"], total), total - decay_steps),
+            decay=config["decay"],
+        )
+
+    def gallery(self, total_steps: int, steps_per_epoch: int) -> dict[str, tuple[ScheduleConfig, str]]:
+        cfg = WSDConfig(
+            max_lr=0.1,
+            total_steps=total_steps,
+            decay_steps=pct_steps(0.2, total_steps),
+            warmup_steps=pct_steps(0.05, total_steps),
+        )
+        return {"WSD (5% warm-up, 1-sqrt cooldown over 20%)": (cfg, "momentum flat at 0.9")}
+
+
+SPEC = WSD()
