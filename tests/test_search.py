@@ -132,6 +132,8 @@ def test_broad_space_is_fixed_and_has_no_first_point(tmp_path: Path) -> None:
         ("weight_decay = [0.0, 1e-3]", "low > 0"),
         ("momentum = [0.8, 0.99]", "unknown key [search.bounds] momentum"),
         ("max_lr = [0.1]", "two finite numbers"),
+        ("warmup_pct = [-0.1, 0.1]", "within [0, 1)"),
+        ("decay_pct = [0.0, 0.3]", "within (0, 1)"),
     ],
 )
 def test_bad_bounds_are_refused_naming_file_and_key(tmp_path: Path, bounds: str, words: str) -> None:
@@ -313,3 +315,27 @@ def test_range_test_cost_in_trial_equivalents(smoke_run: Path) -> None:
     for opt in ("sgdw", "adamw"):
         steps = len(pd.read_csv(smoke_run / f"range_test_{opt}.csv"))
         assert cost[opt] == pytest.approx(steps / trial_steps) and cost[opt] > 0
+
+
+@pytest.mark.parametrize(
+    ("arm", "bounds"),
+    [
+        ("cosine-adamw", {"warmup_pct": [0.0, 0.1]}),
+        ("wsd-sgdw", {"warmup_pct": [0.0, 0.1], "decay_pct": [0.15, 0.3]}),
+        ("schedule_free-adamw", {"warmup_pct": [0.02, 0.1]}),
+    ],
+)
+def test_the_warm_up_and_cooldown_of_current_schedules_take_bounds(
+    tmp_path: Path, arm: str, bounds: dict[str, list[float]]
+) -> None:
+    """warmup_pct and decay_pct are searched values like the others: `[search.bounds]` sets their ranges."""
+    lines = "".join(f"{k} = {v}\n" for k, v in bounds.items())
+    path = _study_file(tmp_path, f"[search.bounds]\n{lines}")
+    path.write_text(path.read_text().replace('arms = ["one_cycle-sgdw"]', f'arms = ["{arm}"]'))
+    cfg = load_study(path)
+    family = "sgdw" if arm.endswith("sgdw") else "adamw"
+    space = arm_space(cfg, {family: SEED}, arm, 19)
+    params = {p.name: p for p in space.params}
+    for name, (low, high) in bounds.items():
+        assert (params[name].low, params[name].high) == (low, high)
+        assert low <= params[name].first <= high and "[search.bounds]" in params[name].source

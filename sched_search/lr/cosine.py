@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .schedules import ScheduleConfig
 from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
@@ -16,6 +16,7 @@ class Cosine(ScheduleSpec):
     name = "cosine"
     searched = ("max_lr", "weight_decay", "warmup_pct")
     constants = ("eta_min",)
+    bounds: ClassVar[dict[str, str]] = {"warmup_pct": "share"}
     step_fields = ("total_steps", "warmup_steps")
 
     def params(

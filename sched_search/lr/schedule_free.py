@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -91,6 +91,7 @@ class ScheduleFree(ScheduleSpec):
     name = "schedule_free"
     optimizers = SCHEDULE_FREE_NAMES
     searched = ("max_lr", "weight_decay", "warmup_pct")
+    bounds: ClassVar[dict[str, str]] = {"warmup_pct": "share"}
 
     def range_family(self, optimizer: str) -> str:
         return "sgdw" if optimizer == "sgd" else optimizer

@@ -76,7 +76,8 @@ class ScheduleSpec:
     # The values a trial config carries: searched by Optuna (max_lr and weight_decay first), or constant.
     searched: ClassVar[tuple[str, ...]] = ("max_lr", "weight_decay")
     constants: ClassVar[tuple[str, ...]] = ()
-    # its own values that `[search.bounds]` may set, and how: "log" | "fraction" | "int"
+    # its own values that `[search.bounds]` may set, and how: "log" (low > 0), "fraction" (within (0, 1)),
+    # "share" (within [0, 1): a warm-up may be none) or "int" (whole epochs >= 1)
     bounds: ClassVar[dict[str, str]] = {}
     # fields of its config counted in steps (the snippet writes them in epochs)
     step_fields: ClassVar[tuple[str, ...]] = ()

@@ -3,7 +3,7 @@ Training Durations"): the spec of the `wsd` arms. The schedule itself is `warmup
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .schedules import ScheduleConfig
 from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
@@ -16,6 +16,7 @@ class WSD(ScheduleSpec):
     name = "wsd"
     searched = ("max_lr", "weight_decay", "warmup_pct", "decay_pct")
     constants = ("decay",)
+    bounds: ClassVar[dict[str, str]] = {"warmup_pct": "share", "decay_pct": "fraction"}
     step_fields = ("total_steps", "warmup_steps", "decay_steps")
 
     def params(

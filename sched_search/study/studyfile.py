@@ -305,6 +305,8 @@ def _check_bounds(s: str, bounds: dict) -> None:
             _check(s, low > 0, key, "[low, high] with low > 0 (searched log-uniform)", value)
         elif kind == "fraction":
             _check(s, 0 < low and high < 1, key, "[low, high] within (0, 1)", value)
+        elif kind == "share":
+            _check(s, 0 <= low and high < 1, key, "[low, high] within [0, 1)", value)
         elif kind == "int":
             _check(
                 s,
