@@ -19,18 +19,11 @@ from typing import Any
 
 import torch
 
+from .checks import check, is_int
+
 CLR_MODES = ("triangular", "triangular2", "exp_range")
 ANNEALS = ("linear", "cos")
 STEP_UNITS = ("steps", "epochs")
-
-
-def _check(ok: bool, name: str, expected: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {expected}, but got {value!r}.")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -47,16 +40,16 @@ class CyclicalConfig:
     max_momentum: float = 0.95  # momentum at base_lr
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             0 <= self.base_lr <= self.max_lr and self.max_lr > 0,
             "base_lr, max_lr",
             "0 <= base_lr <= max_lr with max_lr > 0",
             (self.base_lr, self.max_lr),
         )
-        _check(_is_int(self.step_size) and self.step_size >= 1, "step_size", "an int >= 1", self.step_size)
-        _check(self.mode in CLR_MODES, "mode", f"one of {CLR_MODES}", self.mode)
-        _check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
-        _check(
+        check(is_int(self.step_size) and self.step_size >= 1, "step_size", "an int >= 1", self.step_size)
+        check(self.mode in CLR_MODES, "mode", f"one of {CLR_MODES}", self.mode)
+        check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
+        check(
             0 <= self.base_momentum <= self.max_momentum < 1,
             "base_momentum, max_momentum",
             "0 <= base_momentum <= max_momentum < 1",
@@ -75,15 +68,15 @@ class SGDRConfig:
     peak_decay: float = 1.0  # peak multiplier per restart, in (0, 1]; the peak never goes below eta_min
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             0 <= self.eta_min <= self.max_lr and self.max_lr > 0,
             "eta_min, max_lr",
             "0 <= eta_min <= max_lr with max_lr > 0",
             (self.eta_min, self.max_lr),
         )
-        _check(_is_int(self.t_0) and self.t_0 >= 1, "t_0", "an int >= 1", self.t_0)
-        _check(self.t_mult >= 1, "t_mult", ">= 1", self.t_mult)
-        _check(0 < self.peak_decay <= 1, "peak_decay", "in (0, 1]", self.peak_decay)
+        check(is_int(self.t_0) and self.t_0 >= 1, "t_0", "an int >= 1", self.t_0)
+        check(self.t_mult >= 1, "t_mult", ">= 1", self.t_mult)
+        check(0 < self.peak_decay <= 1, "peak_decay", "in (0, 1]", self.peak_decay)
 
 
 @dataclass(frozen=True)
@@ -106,19 +99,19 @@ class OneCycleConfig:
     max_momentum: float = 0.95  # momentum at the start and the end
 
     def __post_init__(self) -> None:
-        _check(self.max_lr > 0, "max_lr", "> 0", self.max_lr)
-        _check(
-            _is_int(self.total_steps) and self.total_steps >= 1,
+        check(self.max_lr > 0, "max_lr", "> 0", self.max_lr)
+        check(
+            is_int(self.total_steps) and self.total_steps >= 1,
             "total_steps",
             "an int >= 1",
             self.total_steps,
         )
         top = 0.5 if self.three_phase else 1.0
-        _check(0 <= self.pct_start <= top, "pct_start", f"in [0, {top}]", self.pct_start)
-        _check(self.div_factor >= 1, "div_factor", ">= 1", self.div_factor)
-        _check(self.final_div_factor >= 1, "final_div_factor", ">= 1", self.final_div_factor)
-        _check(self.anneal in ANNEALS, "anneal", f"one of {ANNEALS}", self.anneal)
-        _check(
+        check(0 <= self.pct_start <= top, "pct_start", f"in [0, {top}]", self.pct_start)
+        check(self.div_factor >= 1, "div_factor", ">= 1", self.div_factor)
+        check(self.final_div_factor >= 1, "final_div_factor", ">= 1", self.final_div_factor)
+        check(self.anneal in ANNEALS, "anneal", f"one of {ANNEALS}", self.anneal)
+        check(
             0 <= self.base_momentum <= self.max_momentum < 1,
             "base_momentum, max_momentum",
             "0 <= base_momentum <= max_momentum < 1",
@@ -133,7 +126,7 @@ class ConstantConfig:
     lr: float  # > 0
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "lr", "> 0", self.lr)
+        check(self.lr > 0, "lr", "> 0", self.lr)
 
 
 ScheduleConfig = CyclicalConfig | SGDRConfig | OneCycleConfig | ConstantConfig
@@ -199,11 +192,9 @@ def to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
         >>> to_steps(2.5, "epochs", steps_per_epoch=10)
         25
     """
-    _check(
-        _is_int(steps_per_epoch) and steps_per_epoch >= 1, "steps_per_epoch", "an int >= 1", steps_per_epoch
-    )
-    _check(unit in STEP_UNITS, "unit", f"one of {STEP_UNITS}", unit)
-    _check(
+    check(is_int(steps_per_epoch) and steps_per_epoch >= 1, "steps_per_epoch", "an int >= 1", steps_per_epoch)
+    check(unit in STEP_UNITS, "unit", f"one of {STEP_UNITS}", unit)
+    check(
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
         and math.isfinite(value)
@@ -213,10 +204,10 @@ def to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
         value,
     )
     if unit == "steps":
-        _check(float(value).is_integer(), "a duration in steps", "a whole number", value)
+        check(float(value).is_integer(), "a duration in steps", "a whole number", value)
         return int(value)
     steps = math.floor(value * steps_per_epoch + 0.5)
-    _check(
+    check(
         steps >= 1,
         f"{value} epochs x {steps_per_epoch} steps per epoch",
         "at least 1 step",
@@ -299,7 +290,7 @@ def lr_at(config: ScheduleConfig, step: int) -> float:
         >>> lr_at(CyclicalConfig(base_lr=0.01, max_lr=0.1, step_size=10), 10)
         0.1
     """
-    _check(_is_int(step) and step >= 0, "step", "an int >= 0", step)
+    check(is_int(step) and step >= 0, "step", "an int >= 0", step)
     if isinstance(config, CyclicalConfig):
         triangle, scale = _clr_shape(config, step)
         return config.base_lr + (config.max_lr - config.base_lr) * triangle * scale
@@ -323,7 +314,7 @@ def momentum_at(config: ScheduleConfig, step: int) -> float | None:
         >>> momentum_at(one_cycle(0.1, 100), 0)
         0.95
     """
-    _check(_is_int(step) and step >= 0, "step", "an int >= 0", step)
+    check(is_int(step) and step >= 0, "step", "an int >= 0", step)
     if isinstance(config, CyclicalConfig) and config.cycle_momentum:
         triangle, scale = _clr_shape(config, step)
         return config.max_momentum - (config.max_momentum - config.base_momentum) * triangle * scale

@@ -13,34 +13,28 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
+from typing import Any
+
+from .checks import check, is_int
 
 WSD_DECAYS = ("1-sqrt", "linear")  # Hagele et al. 2024's cooldown shapes; 1-sqrt beat linear there
 
 
-def _check(ok: bool, name: str, expected: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {expected}, but got {value!r}.")
+def check_step(step: int) -> None:
+    check(is_int(step) and step >= 0, "step", "an int >= 0", step)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_step(step: int) -> None:
-    _check(_is_int(step) and step >= 0, "step", "an int >= 0", step)
-
-
-def _check_peak_and_length(cfg: CosineConfig | WSDConfig) -> None:
-    """What both warm-up schedules require: 0 <= eta_min <= max_lr, max_lr > 0, whole steps >= 1."""
-    _check(
+def check_peak_and_length(cfg: Any) -> None:
+    """What every warm-up schedule requires of `cfg` (its max_lr, eta_min and total_steps): 0 <= eta_min <=
+    max_lr, max_lr > 0, whole steps >= 1."""
+    check(
         0 <= cfg.eta_min <= cfg.max_lr and cfg.max_lr > 0,
         "eta_min, max_lr",
         "0 <= eta_min <= max_lr with max_lr > 0",
         (cfg.eta_min, cfg.max_lr),
     )
-    _check(_is_int(cfg.total_steps) and cfg.total_steps >= 1, "total_steps", "an int >= 1", cfg.total_steps)
+    check(is_int(cfg.total_steps) and cfg.total_steps >= 1, "total_steps", "an int >= 1", cfg.total_steps)
 
 
 @dataclass(frozen=True)
@@ -59,9 +53,9 @@ class CosineConfig:
     eta_min: float = 0.0  # floor LR, in [0, max_lr]
 
     def __post_init__(self) -> None:
-        _check_peak_and_length(self)
-        _check(
-            _is_int(self.warmup_steps) and 0 <= self.warmup_steps < self.total_steps,
+        check_peak_and_length(self)
+        check(
+            is_int(self.warmup_steps) and 0 <= self.warmup_steps < self.total_steps,
             "warmup_steps",
             f"an int in [0, total_steps={self.total_steps})",
             self.warmup_steps,
@@ -74,7 +68,7 @@ class CosineConfig:
             >>> CosineConfig(max_lr=0.1, total_steps=100, warmup_steps=9).lr_at(9)
             0.1
         """
-        _check_step(step)
+        check_step(step)
         return _cosine(self, step)
 
 
@@ -98,20 +92,20 @@ class WSDConfig:
     decay: str = "1-sqrt"  # cooldown shape, one of WSD_DECAYS
 
     def __post_init__(self) -> None:
-        _check_peak_and_length(self)
-        _check(
-            _is_int(self.decay_steps) and self.decay_steps >= 1,
+        check_peak_and_length(self)
+        check(
+            is_int(self.decay_steps) and self.decay_steps >= 1,
             "decay_steps",
             "an int >= 1",
             self.decay_steps,
         )
-        _check(
-            _is_int(self.warmup_steps) and 0 <= self.warmup_steps <= self.total_steps - self.decay_steps,
+        check(
+            is_int(self.warmup_steps) and 0 <= self.warmup_steps <= self.total_steps - self.decay_steps,
             "warmup_steps",
             f"an int in [0, total_steps - decay_steps = {self.total_steps - self.decay_steps}]",
             self.warmup_steps,
         )
-        _check(self.decay in WSD_DECAYS, "decay", f"one of {WSD_DECAYS}", self.decay)
+        check(self.decay in WSD_DECAYS, "decay", f"one of {WSD_DECAYS}", self.decay)
 
     def lr_at(self, step: int) -> float:
         """The LR for batch `step` (0 = first batch); past total_steps it holds eta_min.
@@ -120,17 +114,18 @@ class WSDConfig:
             >>> WSDConfig(max_lr=0.1, total_steps=100, decay_steps=20).lr_at(50)
             0.1
         """
-        _check_step(step)
+        check_step(step)
         return _wsd(self, step)
 
 
-def _warmup(max_lr: float, warmup_steps: int, step: int) -> float:
+def warmup_lr(max_lr: float, warmup_steps: int, step: int) -> float:
+    """The warm-up's LR at batch `step` < warmup_steps: max_lr * (step + 1) / (warmup_steps + 1)."""
     return max_lr * (step + 1) / (warmup_steps + 1)
 
 
 def _cosine(c: CosineConfig, step: int) -> float:
     if step < c.warmup_steps:
-        return _warmup(c.max_lr, c.warmup_steps, step)
+        return warmup_lr(c.max_lr, c.warmup_steps, step)
     t = min(step, c.total_steps) - c.warmup_steps
     return (
         c.eta_min
@@ -141,11 +136,11 @@ def _cosine(c: CosineConfig, step: int) -> float:
 def _wsd(c: WSDConfig, step: int) -> float:
     start = c.total_steps - c.decay_steps
     if step < c.warmup_steps:
-        return _warmup(c.max_lr, c.warmup_steps, step)
+        return warmup_lr(c.max_lr, c.warmup_steps, step)
     if step < start:
         return c.max_lr
     x = min(step - start, c.decay_steps) / c.decay_steps
     return c.eta_min + (c.max_lr - c.eta_min) * (1 - (math.sqrt(x) if c.decay == "1-sqrt" else x))
 
 
-__all__ = ["WSD_DECAYS", "CosineConfig", "WSDConfig"]
+__all__ = ["WSD_DECAYS", "CosineConfig", "WSDConfig", "check_peak_and_length", "check_step", "warmup_lr"]
