@@ -245,7 +245,11 @@ def torch_code(
         imports = f"from schedulefree import {_SCHEDULE_FREE[config['optimizer']]}"
     else:
         ours, optimizer = _optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0))
-        imports = f"from sched_search import {', '.join(x for x in (ours, kind, 'build_scheduler') if x)}"
+        # the schedule's class from its own module: a new schedule family needs no export for its snippet
+        imports = (
+            f"from sched_search import {', '.join(x for x in (ours, 'build_scheduler') if x)}\n"
+            f"from {type(schedule).__module__} import {kind}"
+        )
     batch = int(config.get("batch_size", 64))
     toy_imports, stand_ins, loss_line = toy.lines(batch)
     study = f"{n_train} examples / batch {batch}" if n_train else f"batch {batch}"
