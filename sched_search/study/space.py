@@ -245,7 +245,7 @@ def broad_space(arm: str, epochs: int, steps_per_epoch: int) -> ArmSpace:
         params.append(replace(p, first=None))
     fixed = dict(shaped.fixed)
     sources = dict(shaped.sources)
-    if "eta_min" in fixed:
+    if "range test" in sources.get("eta_min", ""):  # a floor read off the curve; a paper's 0 stays
         fixed["eta_min"] = 0.0
         sources["eta_min"] = "broad space: 0 (no range test to set it)"
     return ArmSpace(arm, schedule, optimizer, tuple(params), fixed, sources)
