@@ -1,5 +1,6 @@
 """Arms: every arm a study file may name has a space whose names its schedule takes, seeded by the range test
-of its family; the six new ones (warm-up + cosine, WSD, schedule-free) run in a study end to end."""
+of its family; the eight new ones (warm-up + cosine, WSD, linear decay to zero, schedule-free) run in a
+study end to end."""
 
 from __future__ import annotations
 
@@ -35,12 +36,14 @@ SEEDS = {
 NEW_ARMS = [a for a in ARMS if a not in DEFAULT_ARMS]
 
 
-def test_the_new_arms_are_six_and_the_default_study_keeps_its_own() -> None:
+def test_the_new_arms_are_eight_and_the_default_study_keeps_its_own() -> None:
     assert NEW_ARMS == [
         "cosine-adamw",
         "cosine-sgdw",
         "wsd-adamw",
         "wsd-sgdw",
+        "linear-adamw",
+        "linear-sgdw",
         "schedule_free-adamw",
         "schedule_free-sgd",
     ]
@@ -61,7 +64,7 @@ def test_space_and_schedule_agree_on_the_names(arm: str) -> None:
 
 
 def test_range_family_seeds_schedule_free_from_the_scheduled_optimizer_it_replaces() -> None:
-    assert [range_family(a) for a in NEW_ARMS] == ["adamw", "sgdw", "adamw", "sgdw", "adamw", "sgdw"]
+    assert [range_family(a) for a in NEW_ARMS] == ["adamw", "sgdw"] * 4
     sgd = {p.name: p for p in build_space("schedule_free-sgd", SEEDS["sgdw"], 20, 70).params}
     assert (
         sgd["max_lr"].first == pytest.approx(0.06 * SCHEDULE_FREE_SGD_SCALE) and SCHEDULE_FREE_SGD_SCALE == 10
@@ -149,8 +152,8 @@ def test_the_seeds_baseline_keeps_its_arm_name_and_lr() -> None:
 
 
 @pytest.mark.slow
-def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) -> None:
-    """The smoke study's data and model with the six new arms, the three baselines and the attribution
+def test_a_study_of_the_eight_new_arms_runs_end_to_end(tmp_path: Path, ray_local) -> None:
+    """The smoke study's data and model with the eight new arms, the three baselines and the attribution
     ladder's runs: 1 trial per arm, 2 seeds, the full budget."""
     from sched_search.results.leaderboard import budget_ladder
     from sched_search.results.report import write_report
@@ -176,7 +179,7 @@ def test_a_study_of_the_six_new_arms_runs_end_to_end(tmp_path: Path, ray_local) 
     start = time.perf_counter()
     lines: list[str] = []
     run_dir = run_study(cfg, echo=lines.append)
-    print(f"six-arm study: {time.perf_counter() - start:.1f} s")  # the report's figure (pytest -s)
+    print(f"eight-arm study: {time.perf_counter() - start:.1f} s")  # the report's figure (pytest -s)
     assert sorted(p.name for p in run_dir.glob("range_test_*.json")) == [
         "range_test_adamw.json",
         "range_test_sgdw.json",

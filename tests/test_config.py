@@ -21,9 +21,9 @@ def test_shipped_studies_load(name: str) -> None:
     assert 1.0 in cfg.search.budgets
 
 
-def test_modern_study_runs_the_six_new_arms_beside_the_default_ones() -> None:
+def test_modern_study_runs_the_eight_new_arms_beside_the_default_ones() -> None:
     cfg = load_study(STUDIES / "modern.toml")
-    assert set(cfg.search.arms) == set(ARMS) - set(DEFAULT_ARMS) and len(cfg.search.arms) == 6
+    assert set(cfg.search.arms) == set(ARMS) - set(DEFAULT_ARMS) and len(cfg.search.arms) == 8
     assert cfg.data == load_study(None).data and cfg.train == load_study(None).train
 
 

@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sched_search.lr.linear import LinearConfig
 from sched_search.lr.schedules import (
     ONE_CYCLE_PRESETS,
     ConstantConfig,
@@ -335,8 +336,9 @@ def test_scheduler_refuses_to_cycle_momentum_an_optimizer_lacks():
         CyclicalConfig(0.01, 0.1, 17, "triangular2", cycle_momentum=True),
         SGDRConfig(0.1, 9, 1.7, peak_decay=0.8),
         WSDConfig(0.1, 200, decay_steps=60, warmup_steps=10),
+        LinearConfig(0.1, 200, warmup_steps=10),
     ],
-    ids=["one_cycle", "clr", "sgdr", "wsd"],
+    ids=["one_cycle", "clr", "sgdr", "wsd", "linear"],
 )
 def test_state_dict_round_trip_mid_cycle(cfg):
     first = ScheduleLR(_optimizer(), cfg)
@@ -402,6 +404,10 @@ def test_to_steps_errors_name_the_bad_value(value, unit, spe, bad):
         (lambda: WSDConfig(0.1, 10, decay_steps=4, warmup_steps=7), "7"),
         (lambda: WSDConfig(0.1, 10, decay_steps=4, decay="cosine"), "'cosine'"),
         (lambda: lr_at(ConstantConfig(lr=0.1), -1), "-1"),
+        (lambda: LinearConfig(0.1, 10, warmup_steps=10), "10"),
+        (lambda: LinearConfig(0.1, 10, eta_min=0.2), r"\(0.2, 0.1\)"),
+        (lambda: LinearConfig(0.1, 0), "0"),
+        (lambda: lr_at(LinearConfig(0.1, 10), -1), "-1"),
     ],
 )
 def test_configs_reject_bad_values(make, bad):
@@ -465,6 +471,34 @@ def test_wsd_one_minus_sqrt_sits_below_linear_through_the_cooldown():
     sqrt, linear = make(decay="1-sqrt"), make(decay="linear")
     assert all(lr_at(sqrt, t) == lr_at(linear, t) for t in range(81))
     assert all(lr_at(sqrt, t) < lr_at(linear, t) for t in range(81, 100))
+
+
+def test_linear_by_formula():
+    cfg = LinearConfig(max_lr=0.2, total_steps=40, warmup_steps=9, eta_min=0.01)
+    for t in range(9):
+        assert _close(lr_at(cfg, t), 0.2 * (t + 1) / 10)  # the warm-up of warm-up + cosine
+    for t in range(9, 41):
+        assert _close(lr_at(cfg, t), 0.01 + 0.19 * (1 - (t - 9) / 31))
+    assert lr_at(cfg, 9) == 0.2 and [lr_at(cfg, t) for t in (40, 41, 10**6)] == [pytest.approx(0.01)] * 3
+    d2z = LinearConfig(max_lr=0.1, total_steps=100)
+    assert lr_at(d2z, 0) == 0.1 and lr_at(d2z, 99) == pytest.approx(0.001) and lr_at(d2z, 100) == 0.0
+    ours = _trace(ScheduleLR(_optimizer(), cfg), 45)
+    assert all(_close(lr, lr_at(cfg, t)) for t, (lr, _) in enumerate(ours)) and peak_lr(cfg) == 0.2
+
+
+@pytest.mark.parametrize("warmup", [0, 7])
+def test_linear_matches_torch_linear_warmup_then_linear_decay(warmup):
+    total = 100
+    opt = _optimizer()
+    decay = T.LinearLR(opt, start_factor=1.0, end_factor=0.0, total_iters=total - warmup)
+    if warmup:
+        warm = T.LinearLR(opt, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+        theirs = _trace(T.SequentialLR(opt, [warm, decay], milestones=[warmup]), total + 1)
+    else:
+        theirs = _trace(decay, total + 1)
+    cfg = LinearConfig(max_lr=0.1, total_steps=total, warmup_steps=warmup)
+    ours = _trace(ScheduleLR(_optimizer(), cfg), total + 1)
+    assert all(_close(a[0], b[0]) for a, b in zip(ours, theirs, strict=True))
 
 
 def test_peak_lr_is_max_lr():

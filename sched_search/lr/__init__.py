@@ -13,6 +13,7 @@ from .arms import (
     split_arm,
 )
 from .families import ARMS, BOUNDABLE, SCHEDULES, SPECS, STEP_FIELDS, judged_at, schedule_spec
+from .linear import LinearConfig
 from .optim import SGDW, AdamW, build_optimizer, normalized_weight_decay
 from .schedule_free import SCHEDULE_FREE_SGD_SCALE, is_schedule_free
 from .schedules import (
@@ -45,6 +46,7 @@ __all__ = [
     "ConstantConfig",
     "CosineConfig",
     "CyclicalConfig",
+    "LinearConfig",
     "OneCycleConfig",
     "Param",
     "RangeSeed",

@@ -6,14 +6,23 @@ early stopping may judge it, snippet fields, gallery panel) and one line in `SPE
 
 from __future__ import annotations
 
-from . import clr, constant, cosine, one_cycle, schedule_free, sgdr, wsd
+from . import clr, constant, cosine, linear, one_cycle, schedule_free, sgdr, wsd
 from .schedules import ScheduleConfig
 from .spec import ScheduleSpec
 
 # In this order: the arms, the tables' hyperparameter columns and the gallery follow it.
 SPECS: dict[str, ScheduleSpec] = {
     s.name: s
-    for s in (clr.SPEC, sgdr.SPEC, one_cycle.SPEC, cosine.SPEC, wsd.SPEC, schedule_free.SPEC, constant.SPEC)
+    for s in (
+        clr.SPEC,
+        sgdr.SPEC,
+        one_cycle.SPEC,
+        cosine.SPEC,
+        wsd.SPEC,
+        linear.SPEC,
+        schedule_free.SPEC,
+        constant.SPEC,
+    )
 }
 SCHEDULES = tuple(name for name, s in SPECS.items() if s.optimizers)
 ARMS = tuple(f"{name}-{o}" for name, s in SPECS.items() for o in s.optimizers)
