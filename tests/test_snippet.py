@@ -93,15 +93,15 @@ def test_cycle_lengths_follow_the_users_steps_per_epoch() -> None:
     assert ns["schedule"].t_0 == 2 * 2 * SPE and ns["scheduler"].last_epoch == EPOCHS * 2 * SPE
 
 
-def test_recommend_takes_the_winner_else_the_first_non_baseline_of_the_top_group() -> None:
+def test_recommend_writes_the_code_of_the_verdicts_recommended_arm_on_its_first_seed() -> None:
     configs = [_config("clr-sgdw", seed=s) for s in (1, 0)] + [_config("constant-adam")]
-    verdict = {"winner": None, "top_group": ["constant-adam", "clr-sgdw"], "baseline": "constant-adam"}
-    rec = recommend(verdict, configs, SPE, source="runs/x")
+    verdict = {"winner": None, "top_group": ["constant-adam", "clr-sgdw"], "recommended": "clr-sgdw"}
+    rec = recommend({**verdict, "recommended_why": NO_WINNER}, configs, SPE, source="runs/x")
     assert rec.arm == "clr-sgdw" and rec.why == NO_WINNER and rec.config["seed"] == 0
     assert rec.code.startswith("# clr-sgdw as sched_search chose it (run runs/x).")
-    assert recommend({**verdict, "winner": "constant-adam"}, configs, SPE).why == "the winner"
-    assert recommend({**verdict, "top_group": ["constant-adam"]}, configs, SPE).arm == "constant-adam"
-    assert recommend({"top_group": [], "winner": None}, configs, SPE) is None
+    assert recommend({**verdict, "recommended": "constant-adam"}, configs, SPE).arm == "constant-adam"
+    assert recommend({**verdict, "recommended": None}, configs, SPE) is None  # the verdict picked none
+    assert recommend({**verdict, "recommended": "sgdr-sgdw"}, configs, SPE) is None  # no final config of it
     assert recommend(verdict, configs, None) is None  # an older run folder: steps per epoch unknown
 
 

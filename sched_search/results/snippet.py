@@ -83,8 +83,8 @@ def recommend(
     source: str = "",
     toy: ToyBatch = ToyBatch(),
 ) -> Recommendation | None:
-    """The verdict's `recommended` arm; else (an older verdict) its winner, else the first arm of its top
-    group that is not a baseline; None without one.
+    """The code of the verdict's `recommended` arm (`verdict.decide` holds the one rule that picks it); None
+    without one.
 
     Args:
         verdict: `verdict.decide(...)` (verdict.json).
@@ -98,18 +98,8 @@ def recommend(
         >>> rec = recommend(run.verdict, run.final_configs, run.config["steps_per_epoch"])  # doctest: +SKIP
         >>> print(rec.code)  # doctest: +SKIP
     """
-    baseline = verdict.get("baseline")
-    group = list(verdict.get("top_group") or [])
-    schedules = [a for a in group if a != baseline and a not in verdict.get("baselines", [])]
-    if verdict.get("recommended"):  # verdict.decide's choice: a baseline only when it beats every arm
-        arm, why = verdict["recommended"], verdict.get("recommended_why") or ""
-    elif verdict.get("winner"):
-        arm, why = verdict["winner"], "the winner"
-    elif schedules:
-        arm, why = schedules[0], NO_WINNER
-    elif group:
-        arm, why = group[0], "the baseline leads: no schedule did better than its constant LR"
-    else:
+    arm, why = verdict.get("recommended"), verdict.get("recommended_why") or ""
+    if not arm:
         return None
     configs = sorted((c for c in final_configs if c.get("arm") == arm), key=lambda c: c.get("seed", 0))
     if not configs or not steps_per_epoch:
