@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .schedules import ScheduleConfig
-from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
+from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param, warmup_then_decay
 from .warmup_decay import CosineConfig
 
 
@@ -27,12 +27,7 @@ class Cosine(ScheduleSpec):
         return params, {"eta_min": seed.min_lr / 10}, {"eta_min": why}
 
     def build(self, config: dict[str, Any], total: int, scale: float, steps_per_epoch: int) -> ScheduleConfig:
-        return CosineConfig(
-            max_lr=config["max_lr"],
-            total_steps=total,
-            warmup_steps=min(pct_steps(config["warmup_pct"], total), total - 1),
-            eta_min=config["eta_min"],
-        )
+        return CosineConfig(**warmup_then_decay(config, total))
 
     def gallery(self, total_steps: int, steps_per_epoch: int) -> dict[str, tuple[ScheduleConfig, str]]:
         cfg = CosineConfig(max_lr=0.1, total_steps=total_steps, warmup_steps=pct_steps(0.05, total_steps))

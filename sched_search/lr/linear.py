@@ -9,12 +9,12 @@ found linear decay >= cosine on 10 problems.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from .checks import check, is_int
+from .cosine import Cosine
 from .schedules import ScheduleConfig
-from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
-from .warmup_decay import check_peak_and_length, check_step, warmup_lr
+from .spec import Param, RangeSeed, pct_steps, warmup_param, warmup_then_decay
+from .warmup_decay import check_step, check_warmup_then_decay, warmup_lr
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,7 @@ class LinearConfig:
     eta_min: float = 0.0  # floor LR, in [0, max_lr]; 0 is D2Z
 
     def __post_init__(self) -> None:
-        check_peak_and_length(self)
-        check(
-            is_int(self.warmup_steps) and 0 <= self.warmup_steps < self.total_steps,
-            "warmup_steps",
-            f"an int in [0, total_steps={self.total_steps})",
-            self.warmup_steps,
-        )
+        check_warmup_then_decay(self)
 
     def lr_at(self, step: int) -> float:
         """The LR for batch `step` (0 = first batch); past total_steps it holds eta_min.
@@ -55,15 +49,11 @@ class LinearConfig:
         return self.eta_min + (self.max_lr - self.eta_min) * left
 
 
-class Linear(ScheduleSpec):
-    """warmup_pct in [0, 0.2] (first 5%), then linear to 0. It holds no peak: the first max_lr is the range
-    test's suggestion, as for warm-up + cosine."""
+class Linear(Cosine):
+    """Warm-up + cosine's values (warmup_pct in [0, 0.2], first 5%; the first max_lr the range test's
+    suggestion), then a straight line to 0 instead of the cosine."""
 
     name = "linear"
-    searched = ("max_lr", "weight_decay", "warmup_pct")
-    constants = ("eta_min",)
-    bounds: ClassVar[dict[str, str]] = {"warmup_pct": "share"}
-    step_fields = ("total_steps", "warmup_steps")
 
     def params(
         self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int
@@ -72,12 +62,7 @@ class Linear(ScheduleSpec):
         return [warmup_param("first 5%, as warm-up + cosine")], {"eta_min": 0.0}, {"eta_min": why}
 
     def build(self, config: dict[str, Any], total: int, scale: float, steps_per_epoch: int) -> ScheduleConfig:
-        return LinearConfig(
-            max_lr=config["max_lr"],
-            total_steps=total,
-            warmup_steps=min(pct_steps(config["warmup_pct"], total), total - 1),
-            eta_min=config["eta_min"],
-        )
+        return LinearConfig(**warmup_then_decay(config, total))
 
     def gallery(self, total_steps: int, steps_per_epoch: int) -> dict[str, tuple[ScheduleConfig, str]]:
         cfg = LinearConfig(max_lr=0.1, total_steps=total_steps, warmup_steps=pct_steps(0.05, total_steps))

@@ -57,6 +57,17 @@ def pct_steps(pct: float, total: int) -> int:
     return math.floor(pct * total + 0.5)
 
 
+def warmup_then_decay(config: dict[str, Any], total: int) -> dict[str, Any]:
+    """The arguments of a warm-up-then-decay schedule config (cosine, linear) from a trial config: its
+    warmup_pct of `total` steps as whole steps, leaving at least one step of decay."""
+    return {
+        "max_lr": config["max_lr"],
+        "total_steps": total,
+        "warmup_steps": min(pct_steps(config["warmup_pct"], total), total - 1),
+        "eta_min": config["eta_min"],
+    }
+
+
 def warmup_param(why: str) -> Param:
     """The linear warm-up of the schedules of current practice, as a fraction of the run."""
     return Param(

@@ -25,6 +25,18 @@ def check_step(step: int) -> None:
     check(is_int(step) and step >= 0, "step", "an int >= 0", step)
 
 
+def check_warmup_then_decay(cfg: Any) -> None:
+    """`check_peak_and_length`, and a warm-up that leaves at least one step of decay: 0 <= warmup_steps <
+    total_steps (cosine, linear)."""
+    check_peak_and_length(cfg)
+    check(
+        is_int(cfg.warmup_steps) and 0 <= cfg.warmup_steps < cfg.total_steps,
+        "warmup_steps",
+        f"an int in [0, total_steps={cfg.total_steps})",
+        cfg.warmup_steps,
+    )
+
+
 def check_peak_and_length(cfg: Any) -> None:
     """What every warm-up schedule requires of `cfg` (its max_lr, eta_min and total_steps): 0 <= eta_min <=
     max_lr, max_lr > 0, whole steps >= 1."""
@@ -53,13 +65,7 @@ class CosineConfig:
     eta_min: float = 0.0  # floor LR, in [0, max_lr]
 
     def __post_init__(self) -> None:
-        check_peak_and_length(self)
-        check(
-            is_int(self.warmup_steps) and 0 <= self.warmup_steps < self.total_steps,
-            "warmup_steps",
-            f"an int in [0, total_steps={self.total_steps})",
-            self.warmup_steps,
-        )
+        check_warmup_then_decay(self)
 
     def lr_at(self, step: int) -> float:
         """The LR for batch `step` (0 = first batch); past total_steps it holds eta_min.
@@ -143,4 +149,12 @@ def _wsd(c: WSDConfig, step: int) -> float:
     return c.eta_min + (c.max_lr - c.eta_min) * (1 - (math.sqrt(x) if c.decay == "1-sqrt" else x))
 
 
-__all__ = ["WSD_DECAYS", "CosineConfig", "WSDConfig", "check_peak_and_length", "check_step", "warmup_lr"]
+__all__ = [
+    "WSD_DECAYS",
+    "CosineConfig",
+    "WSDConfig",
+    "check_peak_and_length",
+    "check_step",
+    "check_warmup_then_decay",
+    "warmup_lr",
+]
