@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sched_search.config import ModelSection, TrainSection
 from sched_search.lr.arms import optimizer_and_scheduler
 from sched_search.training.data import LoaderData, TensorData, load_mnist1d
 from sched_search.training.models import build_model
@@ -70,7 +71,9 @@ def bare_loop(data: LoaderData, epochs: int) -> None:
 
 
 def trainer(data: TensorData | LoaderData, epochs: int) -> None:
-    for _ in train_epochs({**CONFIG, "epochs": epochs}, data, epochs, BATCH, "cnn1d"):
+    for _ in train_epochs(
+        {**CONFIG, "epochs": epochs}, data, epochs, TrainSection(batch_size=BATCH), ModelSection("cnn1d")
+    ):
         pass
 
 

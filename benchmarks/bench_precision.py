@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sched_search.config import ModelSection, TrainSection
 from sched_search.lr.arms import build_schedule, optimizer_and_scheduler
 from sched_search.training.data import TensorData, batches, steps_per_epoch
 from sched_search.training.models import build_model
@@ -76,7 +77,11 @@ def bare_loop(data: TensorData, epochs: int, batch: int, device: str, precision:
 def trainer(data: TensorData, epochs: int, batch: int, device: str, precision: str, nhwc: bool) -> None:
     config = {**CONFIG, "epochs": epochs}
     rows = train_epochs(
-        config, data, epochs, batch, "resnet", {"depth": 20}, device, precision=precision, channels_last=nhwc
+        config,
+        data,
+        epochs,
+        TrainSection(batch_size=batch, device=device, precision=precision, channels_last=nhwc),
+        ModelSection("resnet", {"depth": 20}),
     )
     for _ in rows:
         pass

@@ -84,7 +84,6 @@ LONG = {
     "study/driver.py:_run_stages": 86,
     "study/search.py:run_trials": 97,
     "study/studyfile.py:validate": 162,
-    "training/train.py:train_epochs": 87,
 }
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from sched_search.config import ModelSection, TrainSection
 from sched_search.rangetest.sweep import RangeTestConfig, run_range_test
 from sched_search.training.data import LoaderData, load_data
 from sched_search.training.objective import build_objective, score
@@ -56,9 +57,15 @@ def test_a_regression_over_dataloaders_learns_and_reports_its_metric_per_example
     module = types.ModuleType("loader_metrics")
     module.absolute_error = absolute_error
     monkeypatch.setitem(sys.modules, "loader_metrics", module)
-    objective = build_objective("mse", "loader_metrics:absolute_error", "min")
     rows = list(
-        train_epochs(ONE_CYCLE, regression(), 3, 0, "mlp", {"hidden": 32}, test=True, objective=objective)
+        train_epochs(
+            ONE_CYCLE,
+            regression(),
+            3,
+            TrainSection(batch_size=0, loss="mse", metric="loader_metrics:absolute_error", metric_mode="min"),
+            ModelSection("mlp", {"hidden": 32}),
+            test=True,
+        )
     )
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert rows[-1]["val_metric"] < rows[0]["val_metric"] < 2.0
@@ -69,11 +76,19 @@ def test_a_regression_over_dataloaders_learns_and_reports_its_metric_per_example
 
 
 def test_loader_shuffling_follows_the_trial_seed() -> None:
-    objective = build_objective("mse", "loss")
 
     def run(seed: int) -> list[float]:
         config = {**ONE_CYCLE, "seed": seed}
-        return [r["train_loss"] for r in train_epochs(config, regression(), 2, 0, "mlp", objective=objective)]
+        return [
+            r["train_loss"]
+            for r in train_epochs(
+                config,
+                regression(),
+                2,
+                TrainSection(batch_size=0, loss="mse", metric="loss"),
+                ModelSection("mlp"),
+            )
+        ]
 
     assert run(3) == run(3)
     assert run(3) != run(4)
@@ -86,8 +101,16 @@ def test_a_metric_of_one_number_gives_no_per_example_values_and_no_test_split_gi
     module = types.ModuleType("loader_metrics2")
     module.median_error = median_error
     monkeypatch.setitem(sys.modules, "loader_metrics2", module)
-    objective = build_objective("mse", "loader_metrics2:median_error", "min")
-    rows = list(train_epochs(ONE_CYCLE, regression(test=False), 3, 0, "mlp", test=True, objective=objective))
+    rows = list(
+        train_epochs(
+            ONE_CYCLE,
+            regression(test=False),
+            3,
+            TrainSection(batch_size=0, loss="mse", metric="loader_metrics2:median_error", metric_mode="min"),
+            ModelSection("mlp"),
+            test=True,
+        )
+    )
     assert rows[-1]["val_examples"] is None
     assert math.isnan(rows[-1]["test_metric"]) and math.isnan(rows[-1]["test_loss"])
     assert 0 < rows[-1]["val_metric"] < rows[0]["val_metric"]
@@ -123,7 +146,9 @@ def test_several_inputs_as_tuple_or_dict_batches_train(kind: str, monkeypatch) -
     module.TwoInputs = TwoInputs
     monkeypatch.setitem(sys.modules, "two_inputs", module)
     config = {**ONE_CYCLE, "max_lr": 0.05, "epochs": 8}
-    rows = list(train_epochs(config, data, 8, 0, "two_inputs:TwoInputs"))
+    rows = list(
+        train_epochs(config, data, 8, TrainSection(batch_size=0), ModelSection("two_inputs:TwoInputs"))
+    )
     assert rows[-1]["val_metric"] > 0.9, rows[-1]  # accuracy, from (N, 2) outputs and int labels
 
 
@@ -139,8 +164,11 @@ def test_steps_per_epoch_sets_the_epoch_of_an_endless_loader() -> None:
 
     data = LoaderData(train=endless, val=lambda: [(torch.ones(4, 8), torch.ones(4) * 8)], num_outputs=1)
     data = LoaderData(**{**data.__dict__, "steps_per_epoch": 5, "input_shape": (8,)})
-    objective = build_objective("mse", "loss")
-    rows = list(train_epochs(ONE_CYCLE, data, 2, 0, "mlp", objective=objective))
+    rows = list(
+        train_epochs(
+            ONE_CYCLE, data, 2, TrainSection(batch_size=0, loss="mse", metric="loss"), ModelSection("mlp")
+        )
+    )
     assert len(rows) == 2 and len(drawn) == 10  # 5 batches per epoch, one stream across epochs
 
 

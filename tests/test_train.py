@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from sched_search.config import ModelSection, TrainSection
 from sched_search.lr.arms import build_schedule, optimizer_and_scheduler, range_family
 from sched_search.lr.optim import build_optimizer
 from sched_search.study.space import RangeSeed, build_space
@@ -40,7 +41,9 @@ def test_each_arm_trains_digits(digits, schedule: str, optimizer: str) -> None:
         "epochs": EPOCHS,
         "seed": 0,
     }
-    rows = list(train_epochs(config, digits, EPOCHS, 64, "mlp", {"hidden": 64}))
+    rows = list(
+        train_epochs(config, digits, EPOCHS, TrainSection(batch_size=64), ModelSection("mlp", {"hidden": 64}))
+    )
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
     assert rows[-1]["status"] == "ok"
     assert rows[-1]["val_metric"] > 0.93, rows[-1]
@@ -49,14 +52,14 @@ def test_each_arm_trains_digits(digits, schedule: str, optimizer: str) -> None:
 
 def test_baseline_constant_adam_holds_its_lr(digits) -> None:
     config = {"schedule": "constant", "optimizer": "adam", "lr": 3e-4, "epochs": 3, "seed": 0}
-    rows = list(train_epochs(config, digits, 3, 64))
+    rows = list(train_epochs(config, digits, 3, TrainSection(batch_size=64), ModelSection("mlp")))
     assert all(r["lr"] == 3e-4 for r in rows)
     assert rows[-1]["val_metric"] > rows[0]["val_metric"]
 
 
 def test_nan_loss_ends_the_run_with_a_reason(digits) -> None:
     config = {"schedule": "constant", "optimizer": "sgdw", "lr": 1e6, "epochs": 5, "seed": 0}
-    rows = list(train_epochs(config, digits, 5, 64))
+    rows = list(train_epochs(config, digits, 5, TrainSection(batch_size=64), ModelSection("mlp")))
     assert len(rows) == 1 and rows[0]["status"] == "nan"
     assert "training loss is" in rows[0]["reason"]
     assert not math.isfinite(rows[0]["train_loss"])
@@ -71,8 +74,14 @@ def test_same_seed_same_curve(digits) -> None:
         "epochs": 2,
         "seed": 3,
     }
-    a = [r["val_loss"] for r in train_epochs(config, digits, 2, 64)]
-    b = [r["val_loss"] for r in train_epochs(config, digits, 2, 64)]
+    a = [
+        r["val_loss"]
+        for r in train_epochs(config, digits, 2, TrainSection(batch_size=64), ModelSection("mlp"))
+    ]
+    b = [
+        r["val_loss"]
+        for r in train_epochs(config, digits, 2, TrainSection(batch_size=64), ModelSection("mlp"))
+    ]
     assert a == b
 
 
@@ -99,8 +108,18 @@ def test_augmented_training_runs_and_still_learns() -> None:
         "epochs": 6,
         "seed": 0,
     }
-    plain = list(train_epochs(config, images, 6, 64, "mlp", {"hidden": 64}))
-    augmented = list(train_epochs(config, images, 6, 64, "mlp", {"hidden": 64}, augment="crop_flip"))
+    plain = list(
+        train_epochs(config, images, 6, TrainSection(batch_size=64), ModelSection("mlp", {"hidden": 64}))
+    )
+    augmented = list(
+        train_epochs(
+            config,
+            images,
+            6,
+            TrainSection(batch_size=64, augment="crop_flip"),
+            ModelSection("mlp", {"hidden": 64}),
+        )
+    )
     # mirrored digits are a harder task (2 and 5 swap looks): well above chance (10%) is what this checks
     assert augmented[-1]["status"] == "ok" and augmented[-1]["val_metric"] > 0.5, augmented[-1]
     assert augmented[-1]["train_loss"] != plain[-1]["train_loss"]  # the augmentation really ran
@@ -121,8 +140,18 @@ ONE_CYCLE = {
 
 
 def test_bf16_autocast_trains_and_is_not_fp32(digits) -> None:
-    fp32 = list(train_epochs(ONE_CYCLE, digits, 4, 64, "mlp", {"hidden": 64}))
-    bf16 = list(train_epochs(ONE_CYCLE, digits, 4, 64, "mlp", {"hidden": 64}, precision="bf16"))
+    fp32 = list(
+        train_epochs(ONE_CYCLE, digits, 4, TrainSection(batch_size=64), ModelSection("mlp", {"hidden": 64}))
+    )
+    bf16 = list(
+        train_epochs(
+            ONE_CYCLE,
+            digits,
+            4,
+            TrainSection(batch_size=64, precision="bf16"),
+            ModelSection("mlp", {"hidden": 64}),
+        )
+    )
     assert bf16[-1]["train_loss"] != fp32[-1]["train_loss"]  # autocast really ran in bfloat16
     # 4 epochs of a 64-unit MLP: well above chance (10%), and within a few images of fp32 on 269
     assert bf16[-1]["val_metric"] > 0.8 and abs(bf16[-1]["val_metric"] - fp32[-1]["val_metric"]) < 0.03
@@ -130,21 +159,45 @@ def test_bf16_autocast_trains_and_is_not_fp32(digits) -> None:
 
 def test_fp16_on_a_cpu_is_refused_with_the_fix(digits) -> None:
     with pytest.raises(ValueError, match=r"'fp16' needs a CUDA device.*use 'bf16' or 'fp32'"):
-        next(train_epochs(ONE_CYCLE, digits, 1, 64, precision="fp16"))
+        next(
+            train_epochs(
+                ONE_CYCLE, digits, 1, TrainSection(batch_size=64, precision="fp16"), ModelSection("mlp")
+            )
+        )
 
 
 def test_channels_last_trains_an_image_model_as_well() -> None:
     images = load_digits(image=True)
-    plain = list(train_epochs(ONE_CYCLE, images, 2, 64, "cnn", {"width": 8}))
-    nhwc = list(train_epochs(ONE_CYCLE, images, 2, 64, "cnn", {"width": 8}, channels_last=True))
+    plain = list(
+        train_epochs(ONE_CYCLE, images, 2, TrainSection(batch_size=64), ModelSection("cnn", {"width": 8}))
+    )
+    nhwc = list(
+        train_epochs(
+            ONE_CYCLE,
+            images,
+            2,
+            TrainSection(batch_size=64, channels_last=True),
+            ModelSection("cnn", {"width": 8}),
+        )
+    )
     assert nhwc[-1]["val_metric"] == pytest.approx(plain[-1]["val_metric"], abs=0.02)
     assert nhwc[-1]["train_loss"] == pytest.approx(plain[-1]["train_loss"], rel=1e-3)
 
 
 @pytest.mark.slow
 def test_compiled_model_trains_the_same(digits) -> None:
-    plain = list(train_epochs(ONE_CYCLE, digits, 1, 64, "mlp", {"hidden": 32}))
-    compiled = list(train_epochs(ONE_CYCLE, digits, 1, 64, "mlp", {"hidden": 32}, compile=True))
+    plain = list(
+        train_epochs(ONE_CYCLE, digits, 1, TrainSection(batch_size=64), ModelSection("mlp", {"hidden": 32}))
+    )
+    compiled = list(
+        train_epochs(
+            ONE_CYCLE,
+            digits,
+            1,
+            TrainSection(batch_size=64, compile=True),
+            ModelSection("mlp", {"hidden": 32}),
+        )
+    )
     assert compiled[-1]["train_loss"] == pytest.approx(plain[-1]["train_loss"], rel=1e-4)
 
 
@@ -167,7 +220,15 @@ def _first_config(arm: str, epochs: int) -> dict:
     ["cosine-adamw", "cosine-sgdw", "wsd-adamw", "wsd-sgdw", "schedule_free-adamw", "schedule_free-sgd"],
 )
 def test_each_new_arm_trains_digits_from_its_first_point(digits, arm: str) -> None:
-    rows = list(train_epochs(_first_config(arm, EPOCHS), digits, EPOCHS, 64, "mlp", {"hidden": 64}))
+    rows = list(
+        train_epochs(
+            _first_config(arm, EPOCHS),
+            digits,
+            EPOCHS,
+            TrainSection(batch_size=64),
+            ModelSection("mlp", {"hidden": 64}),
+        )
+    )
     assert [r["status"] for r in rows] == ["ok"] * EPOCHS
     assert rows[-1]["val_metric"] > 0.93, rows[-1]
 
@@ -189,7 +250,7 @@ def test_schedule_free_trainer_evaluates_at_the_averaged_weights(digits, arm: st
     at_y = evaluate(model, digits)
     optimizer.eval()
     at_x = evaluate(model, digits)
-    (row,) = train_epochs(config, digits, 1, 64, "mlp", {"hidden": 32})
+    (row,) = train_epochs(config, digits, 1, TrainSection(batch_size=64), ModelSection("mlp", {"hidden": 32}))
     assert row["val_loss"] == pytest.approx(at_x.loss, rel=1e-6)
     assert abs(at_y.loss - at_x.loss) > 1e-3 * at_x.loss  # the two weights really differ
 
@@ -228,6 +289,6 @@ def test_schedule_free_evaluates_a_batchnorm_model_with_statistics_of_the_averag
         model, [x for x, _ in batches(images.x_train, images.y_train, 64, torch.Generator().manual_seed(0))]
     )
     fresh = evaluate(model, images)
-    (row,) = train_epochs(config, images, 1, 64, "cnn", {"width": 8})
+    (row,) = train_epochs(config, images, 1, TrainSection(batch_size=64), ModelSection("cnn", {"width": 8}))
     assert row["val_loss"] == pytest.approx(fresh.loss, rel=1e-5)
     assert abs(stale.loss - fresh.loss) > 1e-3 * fresh.loss

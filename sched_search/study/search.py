@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +29,12 @@ from .trial import asha_rungs, trial_trainable
 
 
 def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
-    """The study's run settings, merged into every trial config (Tune's param_space)."""
+    """The study's run settings, merged into every trial config (Tune's param_space): `[train]` whole, its
+    metric's direction resolved, and `[model]` (`trial.sections` builds them back in the worker)."""
     return {
-        "epochs": cfg.train.epochs,
-        "batch_size": cfg.train.batch_size,
+        **asdict(replace(cfg.train, metric_mode=metric_mode(cfg.train))),
         "model": cfg.model.name,
         "model_options": dict(cfg.model.options),
-        "device": cfg.train.device,
-        "augment": cfg.train.augment,
-        "precision": cfg.train.precision,
-        "channels_last": cfg.train.channels_last,
-        "compile": cfg.train.compile,
-        "loss": cfg.train.loss,
-        "metric": cfg.train.metric,
-        "metric_mode": metric_mode(cfg.train),
         # loader data: what each worker calls itself (trial.worker_data)
         "data": {"name": cfg.data.name, "root": cfg.data.root, "options": dict(cfg.data.options)},
         "_threads": max(1, int(cfg.resources.cpus_per_trial)),

@@ -7,7 +7,10 @@ over the budget ladder. Everything here runs in a Tune worker process; the drive
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from typing import Any
+
+from ..config import ModelSection, TrainSection, metric_mode
 
 
 def set_threads(config: dict[str, Any]) -> None:
@@ -118,31 +121,22 @@ def _final_run(config: dict[str, Any], data: Any) -> None:
         _report(rows[-1], rows)
 
 
+def sections(config: dict[str, Any]) -> tuple[TrainSection, ModelSection]:
+    """The study's `[train]` and `[model]` settings back from a trial config, where `search.trial_settings`
+    flattened them for Ray: the one place they cross the boundary as a dict."""
+    train = TrainSection(**{f.name: config[f.name] for f in fields(TrainSection)})
+    return train, ModelSection(name=config["model"], options=dict(config["model_options"]))
+
+
 def train_trial(config: dict[str, Any], data: Any, epochs: float, test: bool = False) -> Any:
-    """`train_epochs` with the run settings a trial config carries (`search.trial_settings`): what every trial
-    trains."""
+    """`train_epochs` with the study's settings a trial config carries: what every trial trains."""
     from ..training import train_epochs
 
-    return train_epochs(
-        config,
-        data,
-        epochs,
-        config["batch_size"],
-        config["model"],
-        config["model_options"],
-        config["device"],
-        test=test,
-        augment=config.get("augment", "none"),
-        precision=config.get("precision", "fp32"),
-        channels_last=config.get("channels_last", False),
-        compile=config.get("compile", False),
-        objective=_objective(config),
-    )
+    return train_epochs(config, data, epochs, *sections(config), test=test)
 
 
 def _objective(config: dict[str, Any]) -> Any:
     from ..training import build_objective
 
-    return build_objective(
-        config.get("loss", "cross_entropy"), config.get("metric", "accuracy"), config.get("metric_mode", "")
-    )
+    train, _ = sections(config)
+    return build_objective(train.loss, train.metric, metric_mode(train))
