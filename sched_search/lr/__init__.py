@@ -1,12 +1,14 @@
 """Learning-rate schedules and optimizers: one pure `lr(step)` per schedule, SGDW/AdamW with decoupled
-weight decay, schedule-free, and the arms (schedule x optimizer) built from them. Imports nothing of ours but
-`config`."""
+weight decay, schedule-free, Prodigy, and the arms (schedule x optimizer) built from them. Imports nothing of
+ours but `config`."""
 
 from __future__ import annotations
 
 from .arms import (
     HYPERPARAMETERS,
+    baseline_arm,
     baseline_config,
+    baseline_skipped,
     build_schedule,
     optimizer_and_scheduler,
     range_family,
@@ -43,7 +45,9 @@ __all__ = [
     "ScheduleLR",
     "WSDConfig",
     "at_lr_minimum",
+    "baseline_arm",
     "baseline_config",
+    "baseline_skipped",
     "build_optimizer",
     "build_schedule",
     "build_scheduler",
