@@ -108,7 +108,7 @@ def baseline_config(name: str, baseline_lr: float = 3e-4, first_point: dict | No
     if name == "default:prodigy":
         # prodigyopt's README: lr 1 (the schedule's peak multiplies the estimated step size), cosine over the
         # whole run, safeguard_warmup with a warm-up (prodigy.build_prodigy sets it). Measured without the
-        # warm-up one seed of three stayed at chance (docs/workflow.md).
+        # warm-up one seed of three stayed at chance (docs/optimizers.md).
         recipe = {"schedule": "cosine", "optimizer": "prodigy", "max_lr": 1.0, "weight_decay": 0.0}
         return {"arm": name, **recipe, "warmup_pct": 0.05, "eta_min": 0.0}
     raise ValueError(f"unknown baseline {name!r}: expected one of {list(BASELINES)}.")
