@@ -164,9 +164,9 @@ def runs_done(trials: pd.DataFrame, study: dict, recommended: str | None = None)
     search = study.get("search") or {}
     arms, per_arm = list(search.get("arms", [])), int(search.get("trials_per_arm", 0))
     n_seeds = len(search.get("seeds", []))
-    # a folder older than `[search] baselines` ran the constant Adam baseline alone
     # a range test's baseline runs where the study ran that range test (search.baseline_runs)
     tested = {range_family(a) for a in arms} if search.get("space", "seeded") == "seeded" else set()
+    # a folder older than `[search] baselines` ran the constant Adam baseline alone
     names = [b for b in search.get("baselines", ["default:adam"]) if not baseline_skipped(b, tested)]
     baselines = [baseline_arm(name) for name in names]
     baselines += _ladder_arms(search, trials, recommended)  # fixed configs too: every seed, no search
