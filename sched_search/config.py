@@ -9,8 +9,18 @@ from typing import Any
 
 # The arms a study may name are the schedule families' (`lr.families.ARMS`, from each schedule's spec).
 BASELINE_ARM = "constant-adam"
-# Recipes users run today, on every seed (arms.baseline_config); default:adam's arm is still constant-adam.
-BASELINES = ("default:adam", "default:adamw-cosine", "default:schedule_free")
+# Recipes users run today in one training, on every seed (arms.baseline_config); default:adam's arm is still
+# constant-adam. docs/workflow.md measures each on MNIST-1D.
+BASELINES = (
+    "default:adam",
+    "default:adamw-cosine",
+    "default:schedule_free",
+    "default:prodigy",
+    "default:lr_find-one_cycle",
+)
+# Baselines set by a range test, no search: the arm whose first point (its range test's reading) they train
+# (fastai's lr_find + fit_one_cycle); a study without that range test skips them (study.search.baseline_runs).
+RANGE_TEST_BASELINES = {"default:lr_find-one_cycle": "one_cycle-adamw"}
 # the default study's arms: the seed paper's three schedules, each with AdamW and SGDW
 DEFAULT_ARMS = tuple(f"{s}-{o}" for s in ("clr", "sgdr", "one_cycle") for o in ("adamw", "sgdw"))
 # Built-in data sets (data.load_data) and models (models.build_model).
@@ -76,7 +86,7 @@ class SearchSection:
     seeds: tuple[int, ...] = (0, 1, 2)  # final re-runs: the same seeds for every arm and the baseline
     budgets: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5, 1.0)  # fractions of epochs: the budget ladder
     baseline_lr: float = 3e-4  # constant-LR Adam baseline
-    baselines: tuple[str, ...] = BASELINES  # fixed recipes on every seed, full budget; names from BASELINES
+    baselines: tuple[str, ...] = BASELINES  # one-training recipes on every seed, full budget; from BASELINES
     attribution: bool = True  # the attribution ladder's runs (search.ladder_runs) on every seed, full budget
     sampler: str = "gp"  # gp | tpe | random | qmc: Optuna's samplers (sampler.py), one seed stream per arm
     space: str = "seeded"  # seeded: bounds from the range test | broad: BROAD_SPACE, no range test

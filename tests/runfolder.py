@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from sched_search.config import BASELINES, METRICS, StudyConfig
-from sched_search.lr.arms import baseline_config, range_family
+from sched_search.lr.arms import baseline_arm, range_family
 from sched_search.results.tables import append_tables, tables_from_rows, write_json
 from sched_search.results.verdict import LADDER_PREFIX, is_baseline
 from sched_search.study.driver import resolved_config
@@ -42,7 +42,7 @@ SPE = 10  # steps per epoch of the made-up study
 SEED = RangeSeed("sgdw", max_lr=0.1, min_lr=0.01, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3),
                  min_loss_lr=0.3)  # fmt: skip
 SEEDS = {"adamw": replace(SEED, optimizer="adamw"), "sgdw": SEED}
-_BASELINE_NAME = {baseline_config(name)["arm"]: name for name in BASELINES}  # arm -> [search] baselines name
+_BASELINE_NAME = {baseline_arm(name): name for name in BASELINES}  # arm -> [search] baselines name
 
 Outcomes = dict[str, dict[float, list[Any]]]  # arm -> budget -> per seed: per-example vector or one number
 # (arm, seed, budget, epochs, the seed's outcome) -> the rows train.train_epochs yields for that run
@@ -94,11 +94,11 @@ def trial_configs(
     `outcomes` gives for the arm; the baselines' and the ladder's runs of the arms in `outcomes`."""
     best, spaces = best or {}, spaces_of(cfg)
     searches, finals = [], []
+    seeds = {f: SEEDS[f] for f in {range_family(a) for a in spaces}}  # the range tests the study ran
     for arm, rungs in outcomes.items():
         if is_baseline(arm):
-            finals += [c for c in baseline_runs(cfg) if c["arm"] == arm]
+            finals += [c for c in baseline_runs(cfg, seeds, SPE) if c["arm"] == arm]
         elif arm.startswith(LADDER_PREFIX):
-            seeds = {f: SEEDS[f] for f in {range_family(a) for a in spaces}}
             finals += [c for c in ladder_runs(cfg, spaces, seeds, SPE) if c["arm"] == arm]
         else:
             space = spaces[arm]

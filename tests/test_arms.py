@@ -16,7 +16,9 @@ import torch
 from sched_search.config import BASELINES, DEFAULT_ARMS
 from sched_search.lr import ARMS, SCHEDULE_FREE_SGD_SCALE, schedule_spec
 from sched_search.lr.arms import (
+    baseline_arm,
     baseline_config,
+    baseline_skipped,
     build_schedule,
     hyperparameters,
     optimizer_and_scheduler,
@@ -146,14 +148,33 @@ def test_the_seeds_baseline_keeps_its_arm_name_and_lr() -> None:
         "lr": 1e-3,
         "weight_decay": 0.0,
     }
-    assert {baseline_config(b)["arm"] for b in BASELINES}.isdisjoint(ARMS)  # never a searched arm's name
+    assert {baseline_arm(b) for b in BASELINES}.isdisjoint(ARMS)  # never a searched arm's name
+    assert [baseline_arm(b) for b in BASELINES] == ["constant-adam", *BASELINES[1:]]
     with pytest.raises(ValueError, match="unknown baseline 'default:sgd'"):
         baseline_config("default:sgd")
+    with pytest.raises(ValueError, match="unknown baseline 'default:sgd'"):
+        baseline_arm("default:sgd")
+
+
+def test_the_range_tests_baseline_trains_the_point_it_is_given_and_needs_its_range_test() -> None:
+    """default:lr_find-one_cycle is one_cycle-adamw at the first point the study reads off its AdamW range
+    test (study.search.baseline_runs builds it); without an AdamW range test it is skipped, with a reason."""
+    point = {"schedule": "one_cycle", "optimizer": "adamw", "max_lr": 4e-3, "weight_decay": 1e-5}
+    assert baseline_config("default:lr_find-one_cycle", first_point=point) == {
+        **point,
+        "arm": "default:lr_find-one_cycle",
+    }
+    with pytest.raises(ValueError, match="one_cycle-adamw's first point from the range test"):
+        baseline_config("default:lr_find-one_cycle")
+    assert baseline_skipped("default:lr_find-one_cycle", ["sgdw", "adamw"]) is None
+    assert baseline_skipped("default:prodigy", []) is None  # a fixed recipe needs no range test
+    why = baseline_skipped("default:lr_find-one_cycle", ["sgdw"])
+    assert why is not None and why.startswith("default:lr_find-one_cycle needs an adamw range test")
 
 
 @pytest.mark.slow
 def test_a_study_of_the_eight_new_arms_runs_end_to_end(tmp_path: Path, ray_local) -> None:
-    """The smoke study's data and model with the eight new arms, the three baselines and the attribution
+    """The smoke study's data and model with the eight new arms, the five baselines and the attribution
     ladder's runs: 1 trial per arm, 2 seeds, the full budget."""
     from sched_search.results.leaderboard import budget_ladder
     from sched_search.results.report import write_report
@@ -187,9 +208,9 @@ def test_a_study_of_the_eight_new_arms_runs_end_to_end(tmp_path: Path, ray_local
     run = load_run(run_dir)
     assert not run.unfinished
     finals = run.trials[run.trials.stage == "final"]
-    baselines = {"constant-adam", "default:adamw-cosine", "default:schedule_free"}
+    baselines = {baseline_arm(b) for b in BASELINES}
     v = run.verdict
-    assert v["recommended"] in NEW_ARMS, v["recommended"]
+    assert v["recommended"] in NEW_ARMS, v["recommended"]  # 2 seeds: no baseline beats every arm
     # the ladder ran last, for the arm the finals recommend: the searcher's pick is the verdict's
     ladder = {name for name, _ in ladder_rungs(v["recommended"]) if name.startswith("ladder:")}
     assert set(finals.arm) == {*NEW_ARMS, *baselines, *ladder}

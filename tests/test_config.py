@@ -37,7 +37,7 @@ def test_an_unknown_arm_is_named_with_every_valid_one(tmp_path: Path) -> None:
     assert all(arm in message for arm in ARMS) and "\n" not in message
 
 
-def test_baselines_default_to_all_three_and_an_unknown_one_is_named(tmp_path: Path) -> None:
+def test_baselines_default_to_all_five_and_an_unknown_one_is_named(tmp_path: Path) -> None:
     assert (
         load_study(None).search.baselines
         == BASELINES
@@ -45,6 +45,8 @@ def test_baselines_default_to_all_three_and_an_unknown_one_is_named(tmp_path: Pa
             "default:adam",
             "default:adamw-cosine",
             "default:schedule_free",
+            "default:prodigy",
+            "default:lr_find-one_cycle",
         )
     )
     path = tmp_path / "x.toml"
@@ -53,7 +55,7 @@ def test_baselines_default_to_all_three_and_an_unknown_one_is_named(tmp_path: Pa
         load_study(path)
     assert str(e.value) == (
         f"{path}: [search] baselines must be a list drawn from default:adam, default:adamw-cosine, "
-        "default:schedule_free, but got 'default:sgd'."
+        "default:schedule_free, default:prodigy, default:lr_find-one_cycle, but got 'default:sgd'."
     )
     path.write_text('[search]\nbaselines = ["default:adam", "default:adam"]\n')
     with pytest.raises(StudyFileError, match="without repeats"):

@@ -82,7 +82,7 @@ LONG = {
     "results/tables.py:tables_from_rows": 77,
     "results/verdict.py:decide": 121,
     "study/driver.py:_run_stages": 86,
-    "study/search.py:run_trials": 97,
+    "study/search.py:run_trials": 100,
     "study/studyfile.py:validate": 162,
 }
 

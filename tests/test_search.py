@@ -234,6 +234,48 @@ def test_the_ladder_is_a_cosine_run_per_family_and_an_untuned_run_per_arm_on_eve
     assert runs_done(pd.DataFrame(), broad.to_dict())[1] == planned
 
 
+def test_every_baseline_runs_on_every_seed_and_the_range_tests_one_needs_its_range_test() -> None:
+    """The default baselines: four fixed recipes, and fastai's lr_find + one-cycle, which is one_cycle-adamw
+    at its range test's first point (the attribution ladder's untuned rung of that arm, by another name); a
+    study without an AdamW range test (no AdamW arm, or a broad space) leaves it out and says why, and its
+    run folder does not wait for it."""
+    from sched_search.lr.arms import range_family
+    from sched_search.results.run import runs_done
+    from sched_search.study.search import baseline_runs, ladder_runs, skipped_baselines
+
+    cfg = load_study(None)  # the default study: its six arms, every baseline
+    seeds = {"sgdw": SEED, "adamw": replace(SEED, optimizer="adamw", max_lr=4e-3, min_lr=1e-3)}
+    runs = baseline_runs(cfg, seeds, 70)
+    n_seeds = len(cfg.search.seeds)
+    names = ["constant-adam", *cfg.search.baselines[1:]]
+    assert [c["arm"] for c in runs] == [a for a in names for _ in range(n_seeds)]
+    assert all(c["stage"] == "final" and c["budgets"] == [1.0] for c in runs)
+    assert [c["seed"] for c in runs] == list(cfg.search.seeds) * len(names)
+    spaces = {arm: arm_space(cfg, seeds, arm, 70) for arm in cfg.search.arms}
+    untuned = [c for c in ladder_runs(cfg, spaces, seeds, 70) if c["arm"] == "ladder:untuned-one_cycle-adamw"]
+    lr_find = [c for c in runs if c["arm"] == "default:lr_find-one_cycle"]
+    assert [{**c, "arm": "x"} for c in lr_find] == [{**c, "arm": "x"} for c in untuned]
+    assert lr_find[0]["max_lr"] == spaces["one_cycle-adamw"].first_point()["max_lr"]
+    assert skipped_baselines(cfg, seeds) == {}
+    planned = len(cfg.search.arms) * (cfg.search.trials_per_arm + n_seeds) + len(runs)
+    assert runs_done(pd.DataFrame(), cfg.to_dict()) == (0, planned)
+    # only SGDW arms: no AdamW range test, so no lr_find baseline
+    sgdw = replace(cfg, search=replace(cfg.search, arms=("clr-sgdw", "one_cycle-sgdw")))
+    tested = {f: seeds[f] for f in {range_family(a) for a in sgdw.search.arms}}
+    runs = baseline_runs(sgdw, tested, 70)
+    assert {c["arm"] for c in runs} == set(names) - {"default:lr_find-one_cycle"}
+    (why,) = skipped_baselines(sgdw, tested).values()
+    assert why.startswith("default:lr_find-one_cycle needs an adamw range test") and why.endswith("skipped")
+    assert runs_done(pd.DataFrame(), sgdw.to_dict())[1] == 2 * (cfg.search.trials_per_arm + n_seeds) + len(
+        runs
+    )
+    broad = replace(cfg, search=replace(cfg.search, space="broad"))
+    assert len(baseline_runs(broad, {}, 70)) == len(runs) and list(skipped_baselines(broad, {})) == [
+        "default:lr_find-one_cycle"
+    ]
+    assert runs_done(pd.DataFrame(), broad.to_dict())[1] == planned - n_seeds
+
+
 def test_the_searcher_picks_the_ladder_of_the_arm_the_verdict_recommends() -> None:
     """`recommended_ladder` judges the records the searcher holds (its suggestions, which lack the study's
     settings Tune merges in) as the study's verdict judges the tables: speed-ups on a budget ladder."""
@@ -295,13 +337,17 @@ def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local) -> Non
     cfg = replace(cfg, runs_dir=str(tmp_path / "runs"))
     lines: list[str] = []
     run_dir = run_study(cfg, echo=lines.append)
-    assert not list(run_dir.glob("range_test_*")) and not any("range test" in line for line in lines)
+    assert not list(run_dir.glob("range_test_*")) and not any(line.startswith("range test") for line in lines)
+    # the one baseline that needs a range test says why it is left out; the four others ran
+    assert sum("default:lr_find-one_cycle needs an adamw range test" in line for line in lines) == 1
     spaces = json.loads((run_dir / "spaces.json").read_text())
     max_lr = next(p for p in spaces["one_cycle-sgdw"]["params"] if p["name"] == "max_lr")
     assert [max_lr["low"], max_lr["high"]] == list(BROAD_MAX_LR["sgdw"]) and max_lr["first"] is None
     assert json.loads((run_dir / "timing.json").read_text())["range_test_trial_equivalents"] == {}
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert (trials.stage == "search").sum() == 2
+    finals = trials[trials.stage == "final"]
+    assert set(finals.arm) == {"one_cycle-sgdw", "constant-adam", *cfg.search.baselines[1:4]}
     # attribution is on by default, yet without a range test no ladder run is queued
     assert load_study(_study_file(tmp_path, "")).search.attribution
     assert not trials.arm.str.startswith("ladder:").any()

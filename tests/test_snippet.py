@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from sched_search.lr.arms import build_schedule, optimizer_and_scheduler, range_family
+from sched_search.config import BASELINES, RANGE_TEST_BASELINES
+from sched_search.lr.arms import baseline_config, build_schedule, optimizer_and_scheduler, range_family
 from sched_search.lr.optim import SGDW, AdamW
 from sched_search.lr.schedules import lr_at, momentum_at
 from sched_search.results.snippet import NO_WINNER, ToyBatch, recommend, torch_code
@@ -131,10 +132,51 @@ def test_schedule_free_code_builds_the_trials_optimizer_and_ends_at_the_average(
     assert ours["k"] == steps and ours["train_mode"] is False  # ends in eval mode: the averaged weights
 
 
+def _baseline(name: str) -> dict:
+    """A baseline's final run config as search.baseline_runs builds it (the range test's one from the
+    one_cycle-adamw space's first point)."""
+    first = None
+    if name in RANGE_TEST_BASELINES:
+        first = {k: v for k, v in _config(RANGE_TEST_BASELINES[name]).items() if k != "arm"}
+    return {**baseline_config(name, first_point=first), "epochs": EPOCHS, "batch_size": 8, "seed": 0}
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_a_recommended_baselines_code_trains_with_its_runs_optimizer_and_schedule(
+    name: str, capsys: pytest.CaptureFixture
+) -> None:
+    """verdict.decide recommends a baseline that beats every searched arm: its code must run as well."""
+    config = _baseline(name)
+    verdict = {"recommended": config["arm"], "recommended_why": "it beats every arm", "top_group": []}
+    rec = recommend(verdict, [config, {**config, "seed": 1}], SPE)
+    assert rec is not None and rec.arm == config["arm"] and rec.config["seed"] == 0
+    ns = _run(rec.code)
+    steps = EPOCHS * SPE
+    assert capsys.readouterr().out.startswith(f"{steps} steps, last loss ")
+    trials = optimizer_and_scheduler(config, torch.nn.Linear(2, 2).parameters(), EPOCHS, SPE)
+    ours, theirs = ns["optimizer"].param_groups[0], trials[0].param_groups[0]
+    keys = {"decouple", "safeguard_warmup", "d_coef", "weight_decay", "warmup_steps", "momentum", "betas"}
+    if config["optimizer"] == "adamw" and config["schedule"] != "schedule_free":
+        # the trial's is torch's fused AdamW at weight_decay / peak: our AdamW in schedule mode (test_optim)
+        assert type(ns["optimizer"]) is AdamW and ours["decay_mode"] == "schedule"
+        assert ours["weight_decay"] == pytest.approx(theirs["weight_decay"] * theirs["peak_lr"], rel=1e-5)
+        keys.remove("weight_decay")
+    else:
+        assert type(ns["optimizer"]) is type(trials[0])
+    for key in keys & set(theirs):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-5), key
+    if "schedule" in ns:  # the scheduled ones: the same LR at every step
+        expected = trials[1].config
+        assert type(ns["schedule"]) is type(expected)
+        for step in range(steps + 1):
+            assert lr_at(ns["schedule"], step) == pytest.approx(lr_at(expected, step), rel=1e-5), step
+
+
 def test_each_new_arms_code_runs_in_a_fresh_interpreter() -> None:
-    """One new interpreter runs each arm's snippet as printed, each in its own namespace (one interpreter
-    start, not six: about 3 s each on a shared 2-core box)."""
+    """One new interpreter runs each arm's and each baseline's snippet as printed, each in its own namespace
+    (one interpreter start, not eleven: about 3 s each on a shared 2-core box)."""
     codes = {arm: torch_code(_config(arm), SPE, title=arm) for arm in NEW_ARMS}
+    codes |= {name: torch_code(_baseline(name), SPE, title=name) for name in BASELINES}
     driver = (
         "import io, json, sys, contextlib\n"
         "out = {}\n"
@@ -155,7 +197,7 @@ def test_each_new_arms_code_runs_in_a_fresh_interpreter() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout.strip().splitlines()[-1])
-    assert sorted(printed) == sorted(NEW_ARMS)
+    assert sorted(printed) == sorted([*NEW_ARMS, *BASELINES])
     for arm, line in printed.items():
         assert line.startswith(f"{EPOCHS * SPE} steps, last loss "), (arm, line)
         assert math.isfinite(float(line.split()[-1])), (arm, line)

@@ -170,6 +170,58 @@ def test_several_baselines_in_the_report(tmp_path: Path) -> None:
     assert "the schedule bought nothing measurable here" in closing
 
 
+def test_the_strongest_of_the_five_baselines_is_what_everything_measures_against(tmp_path: Path) -> None:
+    """The default study's five baselines, Prodigy the strongest and the range test's one-cycle next: the
+    verdict names Prodigy the reference by the same rule as before (the best mean), and the headline, the
+    target and the speed-ups, the closing block and the report measure against it."""
+    rng = np.random.default_rng(5)
+    n = 600
+    arms = {
+        "one_cycle-adamw": {
+            0.25: [_right(n, k, rng) for k in (575, 576, 574)],  # past Prodigy's mean at a quarter
+            1.0: [_right(n, k, rng) for k in (590, 592, 589)],
+        },
+        BASELINE: {1.0: [_right(n, k, rng) for k in (300, 310, 305)]},
+        "default:adamw-cosine": {1.0: [_right(n, k, rng) for k in (360, 365, 355)]},
+        "default:schedule_free": {1.0: [_right(n, k, rng) for k in (450, 440, 455)]},
+        "default:prodigy": {1.0: [_right(n, k, rng) for k in (570, 568, 572)]},
+        "default:lr_find-one_cycle": {1.0: [_right(n, k, rng) for k in (560, 563, 558)]},
+    }
+    root = _run(tmp_path / "five", arms)
+    run = load_run(root)
+    v = run.verdict
+    assert v["strongest_baseline"] == v["baseline"] == "default:prodigy"
+    assert v["baselines"] == [
+        "default:prodigy",
+        "default:lr_find-one_cycle",
+        "default:schedule_free",
+        "default:adamw-cosine",
+        BASELINE,
+    ]  # strongest first
+    prodigy = (570 + 568 + 572) / (3 * n)
+    assert (
+        v["target"] == pytest.approx(prodigy) and "strongest baseline default:prodigy" in v["target_source"]
+    )
+    assert f"Strongest baseline: default:prodigy (val accuracy {100 * prodigy:.2f}%)." in v["headline"]
+    assert (
+        v["arms"]["one_cycle-adamw"]["vs_baseline"]
+        == v["arms"]["one_cycle-adamw"]["vs_baselines"]["default:prodigy"]
+    )
+    assert v["speedup"]["one_cycle-adamw"]["estimate"] == pytest.approx(4.0)  # 8 epochs over 2
+    assert "sooner than default:prodigy." in v["headline"]
+    assert run.leaderboard.set_index("arm").loc["default:lr_find-one_cycle", "vs_baseline"] == "baseline"
+    closing = format_closing(run, root / "report.html")
+    assert f"  vs default:prodigy (the strongest baseline), val accuracy {100 * prodigy:.2f}%: " in closing
+    md = write_report(run.path)["report.md"].read_text()
+    assert "Strongest baseline: default:prodigy" in md and "sooner than default:prodigy" in md
+    # the range test's baseline trained one_cycle-adamw's first point, under its own name
+    lr_find = [c for c in run.final_configs if c["arm"] == "default:lr_find-one_cycle"]
+    (first,) = [c for c in run.final_configs if c["arm"] == "one_cycle-adamw" and c["seed"] == 0]
+    assert len(lr_find) == 3 and {c["schedule"] for c in lr_find} == {"one_cycle"}
+    keys = ("optimizer", "max_lr", "weight_decay", "pct_start", "div_factor", "final_div_factor")
+    assert all({k: c[k] for k in keys} == {k: first[k] for k in keys} for c in lr_find)
+
+
 def test_two_seeds_spread_not_estimable(tmp_path: Path) -> None:
     """(c) 2 seeds with equal accuracies: never "± 0.00", no winner even for a large gap."""
     n = 300

@@ -1,12 +1,14 @@
 """Learning-rate schedules and optimizers: one spec per schedule family (`spec.ScheduleSpec`, registered in
-`families.py`), each schedule a pure `lr(step)`, SGDW/AdamW with decoupled weight decay, schedule-free, and
-the arms (schedule x optimizer) built from them. Imports nothing of ours but `config`."""
+`families.py`), each schedule a pure `lr(step)`, SGDW/AdamW with decoupled weight decay, schedule-free,
+Prodigy, and the arms (schedule x optimizer) built from them. Imports nothing of ours but `config`."""
 
 from __future__ import annotations
 
 from .arms import (
     HYPERPARAMETERS,
+    baseline_arm,
     baseline_config,
+    baseline_skipped,
     build_schedule,
     optimizer_and_scheduler,
     range_family,
@@ -56,7 +58,9 @@ __all__ = [
     "ScheduleSpec",
     "WSDConfig",
     "at_lr_minimum",
+    "baseline_arm",
     "baseline_config",
+    "baseline_skipped",
     "build_optimizer",
     "build_schedule",
     "build_scheduler",

@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .prodigy import build_prodigy
+
 __all__ = ["OPTIMIZER_NAMES", "SGDW", "AdamW", "build_optimizer", "normalized_weight_decay"]
 
 _DECAY_MODES = ("schedule", "lr")
@@ -414,7 +416,7 @@ def _adamw_foreach(
     torch._foreach_addcdiv_(params, exp_avgs, denom, step_sizes)
 
 
-OPTIMIZER_NAMES = ("sgdw", "adamw", "sgd", "adam")
+OPTIMIZER_NAMES = ("sgdw", "adamw", "sgd", "adam", "prodigy")
 
 
 def build_optimizer(
@@ -425,7 +427,9 @@ def build_optimizer(
     momentum: float = 0.9,
     peak_lr: float | None = None,
 ) -> torch.optim.Optimizer:
-    """`sgdw` and `adamw` decay decoupled and schedule-scaled; `sgd` and `adam` are torch's (L2 decay).
+    """`sgdw` and `adamw` decay decoupled and schedule-scaled; `sgd` and `adam` are torch's (L2 decay);
+    `prodigy` is `prodigyopt`'s with decoupled decay at its own scale (`prodigy.build_prodigy`), `lr` the
+    multiplier of its estimated step size (1 at the schedule's peak, its README's).
 
     With the schedule's `peak_lr` known, `adamw` is torch's fused `AdamW` with `weight_decay / peak_lr`: torch
     decays by `lr * weight_decay`, which is then `(lr / peak_lr) * lambda = eta_t * lambda`, Algorithm 2's
@@ -446,4 +450,6 @@ def build_optimizer(
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "prodigy":
+        return build_prodigy(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}: expected one of {OPTIMIZER_NAMES}.")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..lr import baseline_config
+from ..lr import baseline_arm, baseline_skipped, range_family
 from .attribution import UNTUNED_PREFIX, attribution, ladder_arms
 from .leaderboard import build_leaderboard
 from .tables import final_rows
@@ -164,8 +164,11 @@ def runs_done(trials: pd.DataFrame, study: dict, recommended: str | None = None)
     search = study.get("search") or {}
     arms, per_arm = list(search.get("arms", [])), int(search.get("trials_per_arm", 0))
     n_seeds = len(search.get("seeds", []))
+    # a range test's baseline runs where the study ran that range test (search.baseline_runs)
+    tested = {range_family(a) for a in arms} if search.get("space", "seeded") == "seeded" else set()
     # a folder older than `[search] baselines` ran the constant Adam baseline alone
-    baselines = [baseline_config(name)["arm"] for name in search.get("baselines", ["default:adam"])]
+    names = [b for b in search.get("baselines", ["default:adam"]) if not baseline_skipped(b, tested)]
+    baselines = [baseline_arm(name) for name in names]
     baselines += _ladder_arms(search, trials, recommended)  # fixed configs too: every seed, no search
     planned = len(arms) * (per_arm + n_seeds) + n_seeds * len(baselines)
     if trials.empty or not {"stage", "arm", "trial_id", "status"} <= set(trials.columns):

@@ -160,7 +160,19 @@ def _optimizer(name: str, lr: float, weight_decay: float) -> tuple[str, str]:
         return "", f"torch.optim.SGD(model.parameters(), lr={lr_s}, momentum=0.9, weight_decay={wd_s})"
     if name == "adam":
         return "", f"torch.optim.Adam(model.parameters(), lr={lr_s}, weight_decay={wd_s})"
-    raise ValueError(f"unknown optimizer {name!r}: expected sgdw, adamw, sgd or adam.")
+    if name == "prodigy":  # prodigy.build_prodigy's arguments; its import is _OTHER_IMPORTS'
+        return "", (
+            f"Prodigy(model.parameters(), lr={lr_s}, weight_decay={wd_s}, decouple=True, "
+            "safeguard_warmup=True, d_coef=1.0)"
+        )
+    raise ValueError(f"unknown optimizer {name!r}: expected sgdw, adamw, sgd, adam or prodigy.")
+
+
+# optimizers of other packages than torch and ours: their import, and a comment on their LR
+_OTHER_IMPORTS = {"prodigy": "from prodigyopt import Prodigy"}
+_OTHER_COMMENTS = {
+    "prodigy": "# Prodigy estimates its step size itself: the schedule's LR multiplies it (1 at the peak)"
+}
 
 
 _SCHEDULE_FREE = {"adamw": "AdamWScheduleFree", "sgd": "SGDScheduleFree"}
@@ -240,6 +252,8 @@ def torch_code(
             f"from sched_search import {', '.join(x for x in (ours, 'build_scheduler') if x)}\n"
             f"from {type(schedule).__module__} import {kind}"
         )
+        if config["optimizer"] in _OTHER_IMPORTS:
+            imports = f"{_OTHER_IMPORTS[config['optimizer']]}\n{imports}"
     batch = int(config.get("batch_size", 64))
     toy_imports, stand_ins, loss_line = toy.lines(batch)
     study = f"{n_train} examples / batch {batch}" if n_train else f"batch {batch}"
@@ -263,6 +277,8 @@ def torch_code(
         lines.append(
             "# decoupled weight decay, scaled by lr / peak lr: not torch's scale (docs/optimizers.md)"
         )
+    if config["optimizer"] in _OTHER_COMMENTS:
+        lines.append(_OTHER_COMMENTS[config["optimizer"]])
     lines += [f"optimizer = {optimizer}", f"schedule = {kind}("]
     lines += [f"    {a}," for a in _schedule_args(schedule, epochs, steps_per_epoch)] + [")"]
     lines += [

@@ -17,8 +17,8 @@ from typing import Any
 
 import optuna
 
-from ..config import StudyConfig, metric_mode, metric_name
-from ..lr import baseline_config, range_family
+from ..config import RANGE_TEST_BASELINES, StudyConfig, metric_mode, metric_name
+from ..lr import baseline_config, baseline_skipped, range_family
 from ..results import decide, is_baseline, ladder_arms, records_from_grid, tables_from_rows, write_json
 from .interrupt import tune_loop
 from .recorder import Recorder
@@ -104,14 +104,36 @@ def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: di
     ]
 
 
-def baseline_runs(cfg: StudyConfig) -> list[dict]:
-    """The study's baselines (`[search] baselines`: constant Adam 3e-4 and today's recipes) on every seed,
-    full budget only."""
+def baseline_runs(
+    cfg: StudyConfig, seeds: dict[str, RangeSeed] | None = None, steps_per_epoch: int = 0
+) -> list[dict]:
+    """The study's baselines (`[search] baselines`: constant Adam 3e-4 and the recipes users run in one
+    training) on every seed, full budget only. A range test's baseline (`config.RANGE_TEST_BASELINES`:
+    fastai's lr_find + fit_one_cycle) trains its arm's first point from the range tests' `seeds` (as
+    `build_space` reads them, before `[search.bounds]`: the reading alone) over `steps_per_epoch`; without
+    that range test it is left out (`skipped_baselines` says why)."""
+    seeds = seeds or {}
+    configs = []
+    for name in cfg.search.baselines:
+        if baseline_skipped(name, seeds):
+            continue
+        first = None
+        if name in RANGE_TEST_BASELINES:
+            arm = RANGE_TEST_BASELINES[name]
+            space = build_space(arm, seeds[range_family(arm)], cfg.train.epochs, steps_per_epoch)
+            first = {**space.first_point(), **space.constants()}
+        configs.append(baseline_config(name, cfg.search.baseline_lr, first))
     return [
-        {**baseline_config(name, cfg.search.baseline_lr), "stage": "final", "seed": s, "budgets": [1.0]}
-        for name in cfg.search.baselines
+        {**config, "stage": "final", "seed": s, "budgets": [1.0]}
+        for config in configs
         for s in cfg.search.seeds
     ]
+
+
+def skipped_baselines(cfg: StudyConfig, seeds: dict[str, RangeSeed] | None = None) -> dict[str, str]:
+    """The study's baselines that `baseline_runs` leaves out, each with its reason (`lr.baseline_skipped`)."""
+    why = {name: baseline_skipped(name, seeds or {}) for name in cfg.search.baselines}
+    return {name: reason for name, reason in why.items() if reason}
 
 
 def ladder_runs(
@@ -178,7 +200,7 @@ def fixed_runs(
     ladder = []
     if cfg.search.attribution and seeds is not None:
         ladder = ladder_runs(cfg, spaces, seeds, steps_per_epoch)
-    return baseline_runs(cfg), ladder
+    return baseline_runs(cfg, seeds, steps_per_epoch), ladder
 
 
 def run_trials(
@@ -208,15 +230,18 @@ def run_trials(
         tune.with_parameters(trial_trainable, data_ref=data_ref),
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
     )
-    n_search = cfg.search.trials_per_arm * len(spaces)
-    n_final = len(cfg.search.seeds) * (len(spaces) + len(cfg.search.baselines))
+    for reason in skipped_baselines(cfg, seeds).values():
+        echo(f"baseline {reason}")
     baselines, ladder = fixed_runs(cfg, spaces, seeds, steps_per_epoch)
+    n_baselines = len({c["arm"] for c in baselines})
+    n_search = cfg.search.trials_per_arm * len(spaces)
+    n_final = len(cfg.search.seeds) * (len(spaces) + n_baselines)
     n_ladder = max((len(rungs_of(arm, ladder)) for arm in spaces), default=0)
     recorder = Recorder(run_dir, echo, total=n_search + n_final + n_ladder)
     echo(
         f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and {n_final} "
         f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
-        + ("the baseline)" if len(cfg.search.baselines) == 1 else f"{len(cfg.search.baselines)} baselines)")
+        + ("the baseline)" if n_baselines == 1 else f"{n_baselines} baselines)")
         + (_ladder_words(n_ladder, len(cfg.search.seeds)) if n_ladder else "")
     )
 
@@ -313,5 +338,6 @@ __all__ = [
     "recommended_ladder",
     "run_trials",
     "rungs_of",
+    "skipped_baselines",
     "trial_settings",
 ]
