@@ -199,6 +199,31 @@ def records(
     return out
 
 
+def search_record(config: dict, epochs_run: int, value: float, loss: float | None = None) -> tuple:
+    """One more search trial of `config` (a search config of `trial_configs`) for `records`' dict: it trained
+    `epochs_run` epochs (fewer than the study's: stopped by ASHA) to val metric `value` (val loss `loss`,
+    default 1 - value) and reported once, as `trial._search_run` does at its end."""
+    rows = epoch_rows(epochs_run, value, 1 - value if loss is None else loss)
+    for r in rows:
+        r["cycle_val_metric"] = r["val_metric"]
+        for key in ("test_loss", "test_metric", "val_examples"):
+            r.pop(key, None)
+    return config, [result(rows, START)], None
+
+
+def in_order(recs: dict, order: list[tuple[str, str, float]]) -> dict:
+    """`recs` whose runs ended in `order`, (stage, trial_id, budget) each: the k-th ends at START + k
+    seconds (its result's `finished_at`). Every result of `recs` must be in `order`."""
+    at = {key: START + k for k, key in enumerate(order)}
+    out = {}
+    for (stage, trial_id), (config, results, error) in recs.items():
+        stamped = [{**r, "finished_at": at[(stage, trial_id, float(r.get("budget", 1.0)))]} for r in results]
+        out[(stage, trial_id)] = (config, stamped, error)
+    if sum(len(r) for _, r, _ in out.values()) != len(order):
+        raise ValueError(f"order has {len(order)} runs, recs another number")
+    return out
+
+
 def result(rows: list[dict], finished_at: float) -> dict:
     """One Tune result carrying its epochs, stamped with when it ended (`trial._report`)."""
     return {**rows[-1], "node_id": "node-0", "finished_at": finished_at, "history": json.dumps(rows)}

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..lr import baseline_config
 from .attribution import UNTUNED_PREFIX, attribution, ladder_arms
+from .frontier import FRONTIER_RULE, frontier, last_half, range_test_trainings, run_trainings
 from .leaderboard import build_leaderboard
 from .tables import final_rows
 from .verdict import LADDER_PREFIX, decide
@@ -270,13 +271,15 @@ def load_run(path: str | Path) -> Run:
         else (0, 0)
     )
     unfinished = f"study unfinished: {done} of {planned} runs" if done < planned else ""
+    range_test = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    _add_frontier(verdict, trials, range_test, config, searched, complete=not unfinished)
     return Run(
         path=path,
         config=config,
         trials=trials,
         epochs=epochs,
         leaderboard=board,
-        range_test=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+        range_test=range_test,
         target=target,
         # unfinished: no verdict, whose headline would judge arms on the runs that are there by chance
         summary=f"{unfinished}; no verdict until every run is there" if unfinished else verdict["headline"],
@@ -289,6 +292,28 @@ def load_run(path: str | Path) -> Run:
         metric_mode=mode,
         unfinished=unfinished,
     )
+
+
+def _add_frontier(
+    verdict: dict,
+    trials: pd.DataFrame,
+    range_test: pd.DataFrame,
+    config: dict,
+    searched: dict[str, list[str]],
+    complete: bool,
+) -> None:
+    """The verdict's `trainings` (what the range tests and the runs cost), `frontier` and `last_half`."""
+    study = config.get("study") or {}
+    epochs = (study.get("train") or {}).get("epochs")
+    if epochs is None and "epochs" in trials.columns and not trials.empty:
+        epochs = int(trials["epochs"].iloc[0])  # a folder written by hand
+    spe = config.get("steps_per_epoch")
+    range_cost = range_test_trainings(range_test, epochs, spe) if epochs and spe else {}
+    runs = float(run_trainings(trials).sum())
+    verdict["trainings"] = {"range_tests": range_cost, "runs": runs, "total": runs + sum(range_cost.values())}
+    verdict["frontier_rule"] = FRONTIER_RULE.format(metric=verdict["metric"])
+    verdict["frontier"] = frontier(trials, verdict, sum(range_cost.values()), searched, complete)
+    verdict["last_half"] = last_half(verdict["frontier"], trials, verdict)
 
 
 def _without_ladder(rows: pd.DataFrame) -> pd.DataFrame:
