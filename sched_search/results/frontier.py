@@ -82,118 +82,127 @@ def learned_order(trials: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- the points
 
 
-def _config(row: pd.Series, names: list[str] | None) -> dict[str, Any]:
-    names = names or [h for h in (*HYPERPARAMETERS, "lr") if h in row.index]
-    out = {}
-    for name in names:
-        value = row.get(name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        out[name] = value.item() if isinstance(value, np.generic) else value
-    return out
+def _known(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
-def _full_finals(rows: pd.DataFrame) -> pd.DataFrame:
-    ok = (rows["stage"] == "final") & np.isclose(rows["budget"].astype(float), 1.0) & (rows["status"] == "ok")
-    return rows[ok & rows["final_val_metric"].notna()]
+def _text(x: Any) -> str | None:
+    return str(x) if _known(x) else None
 
 
-class _Evidence:
-    """The means and intervals of finished final runs, each set of seeds bootstrapped once."""
-
-    def __init__(self) -> None:
-        self.cache: dict[tuple, tuple[float | None, float | None]] = {}
-
-    def interval(self, key: tuple, runs: pd.DataFrame) -> tuple[float | None, float | None]:
-        if len(runs) < MIN_SEEDS:
-            return None, None
-        if key not in self.cache:
-            cells = runs["val_examples"] if "val_examples" in runs.columns else [None] * len(runs)
-            values = [decode_examples(c) for c in cells]
-            if not all(v is not None for v in values) or len({len(v) for v in values}) != 1:
-                values = [np.array([m], float) for m in runs["final_val_metric"]]
-            matrix = np.stack(values)
-            boot = resampled_means(matrix, *bootstrap_weights(*matrix.shape))
-            self.cache[key] = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
-        return self.cache[key]
-
-
-def _candidates(
-    seen: pd.DataFrame, sign: float, searched: dict[str, list[str]], evidence: _Evidence
-) -> list[dict[str, Any]]:
-    """What the study knows at a prefix of its runs (`seen`): one candidate per arm (see `FRONTIER_RULE`)."""
-    out = []
-    arms = seen[~seen["arm"].astype(str).str.startswith(LADDER_PREFIX)]
-    finals = _full_finals(arms)
-    for arm, g in arms.groupby("arm", sort=True):
-        arm = str(arm)
-        done = finals[finals["arm"] == arm]
-        if not done.empty:
-            source = done["source_trial"].iloc[-1] if "source_trial" in done.columns else None
-            source = None if is_baseline(arm) or pd.isna(source) else str(source)
-            if source is not None:  # the finals of the config its search picked last
-                done = done[done["source_trial"].astype(str) == source]
-            low, high = evidence.interval((arm, source, tuple(done["trial_id"])), done)
-            n = len(done)
-            out.append(
-                {
-                    "arm": arm,
-                    "config": _config(done.iloc[-1], searched.get(arm)),
-                    "source_trial": source,
-                    "metric": float(done["final_val_metric"].mean()),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "n_seeds": n,
-                    "evidence": f"final runs on {n} seed{'s' if n != 1 else ''}",
-                    "_loss": float(done["final_val_loss"].mean()),
-                }
-            )
-            continue
-        search = g[(g["stage"] == "search") & (g["status"] == "ok") & g["final_val_metric"].notna()]
-        if search.empty:
-            continue
-        # the searcher's pick (routing.ArmsSearcher): best val metric, then lower val loss, then trial id
-        loss = search["final_val_loss"].fillna(math.inf)
-        key = pd.DataFrame({"m": sign * search["final_val_metric"], "l": -loss, "t": search["trial_id"]})
-        row = search.loc[key.sort_values(["m", "l", "t"], kind="stable").index[-1]]
-        out.append(
-            {
-                "arm": arm,
-                "config": _config(row, searched.get(arm)),
-                "source_trial": str(row["trial_id"]),
-                "metric": float(row["final_val_metric"]),
-                "ci_low": None,
-                "ci_high": None,
-                "n_seeds": 1,
-                "evidence": "search trial",
-                "_loss": float(row["final_val_loss"]),
-            }
-        )
-    return out
-
-
-def _verdict_point(
-    verdict: dict[str, Any], seen: pd.DataFrame, searched: dict[str, list[str]]
-) -> dict[str, Any] | None:
-    """The verdict's recommendation as a point: its mean and interval over the verdict's seeds."""
-    arm = verdict.get("recommended")
-    if arm is None or arm not in verdict.get("arms", {}):
-        return None
-    done = _full_finals(seen[seen["arm"] == arm])
-    source = None
-    if not is_baseline(arm) and "source_trial" in done.columns and done["source_trial"].notna().any():
-        source = str(done["source_trial"].dropna().iloc[-1])
-    stats = verdict["arms"][arm]
+def _config(row: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
+    names = names or [h for h in (*HYPERPARAMETERS, "lr") if h in row]
     return {
-        "arm": arm,
-        "config": _config(done.iloc[-1], searched.get(arm)) if not done.empty else {},
-        "source_trial": source,
-        "metric": stats["mean"],
-        "ci_low": stats["ci_low"],
-        "ci_high": stats["ci_high"],
-        "n_seeds": verdict["n_seeds"],
-        "evidence": "the verdict",
+        n: row[n].item() if isinstance(row[n], np.generic) else row[n] for n in names if _known(row.get(n))
     }
+
+
+def _full_final(row: dict[str, Any]) -> bool:
+    """A finished final run at the full budget with its metric: what the verdict compares."""
+    full = row["stage"] == "final" and math.isclose(float(row["budget"]), 1.0)
+    return full and row["status"] == "ok" and _known(row.get("final_val_metric"))
+
+
+def _interval(runs: list[dict[str, Any]]) -> tuple[float, float]:
+    """The 95% bootstrap interval of the mean of finished final runs, over their seeds and validation
+    examples (`verdict.decide`'s), over seeds only when a run has no per-example values."""
+    values = [decode_examples(r.get("val_examples")) for r in runs]
+    if not all(v is not None for v in values) or len({len(v) for v in values}) != 1:
+        values = [np.array([r["final_val_metric"]], float) for r in runs]
+    matrix = np.stack(values)
+    boot = resampled_means(matrix, *bootstrap_weights(*matrix.shape))
+    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+class _Known:
+    """What the study knows after a prefix of its runs, learned one run at a time: per searched arm its best
+    full-length search trial, per arm its finished full-budget finals, and each arm's candidate from them
+    (`FRONTIER_RULE`); each set of finals bootstrapped once."""
+
+    def __init__(self, sign: float, searched: dict[str, list[str]]) -> None:
+        self.sign, self.searched = sign, searched
+        self.best_search: dict[str, tuple[tuple, dict[str, Any]]] = {}
+        self.finals: dict[str, list[dict[str, Any]]] = {}
+        self.candidates: dict[str, dict[str, Any]] = {}
+        self.intervals: dict[tuple, tuple[float, float]] = {}
+
+    def learn(self, row: dict[str, Any]) -> None:
+        arm = str(row["arm"])
+        if arm.startswith(LADDER_PREFIX):
+            return
+        if _full_final(row):
+            self.finals.setdefault(arm, []).append(row)
+        elif row["stage"] == "search" and row["status"] == "ok" and _known(row.get("final_val_metric")):
+            # the searcher's pick (routing.ArmsSearcher): best val metric, then lower val loss, then trial id
+            loss = row.get("final_val_loss")
+            key = (
+                self.sign * row["final_val_metric"],
+                -loss if _known(loss) else -math.inf,
+                str(row["trial_id"]),
+            )
+            if arm not in self.best_search or key > self.best_search[arm][0]:
+                self.best_search[arm] = (key, row)
+        else:
+            return
+        self.candidates[arm] = self._candidate(arm)
+
+    def _candidate(self, arm: str) -> dict[str, Any]:
+        done = self.finals.get(arm, [])
+        if not done:
+            row = self.best_search[arm][1]
+            return self._point(arm, [row], _text(row["trial_id"]), "search trial")
+        source = None if is_baseline(arm) else _text(done[-1].get("source_trial"))
+        if source is not None:  # the finals of the config its search picked last
+            done = [r for r in done if _text(r.get("source_trial")) == source]
+        n = len(done)
+        return self._point(arm, done, source, f"final runs on {n} seed{'s' if n != 1 else ''}")
+
+    def _point(
+        self, arm: str, runs: list[dict[str, Any]], source: str | None, evidence: str
+    ) -> dict[str, Any]:
+        low = high = None
+        if evidence != "search trial" and len(runs) >= MIN_SEEDS:
+            key = (arm, source, tuple(str(r["trial_id"]) for r in runs))
+            if key not in self.intervals:
+                self.intervals[key] = _interval(runs)
+            low, high = self.intervals[key]
+        losses = [r["final_val_loss"] for r in runs if _known(r.get("final_val_loss"))]
+        return {
+            "arm": arm,
+            "config": _config(runs[-1], self.searched.get(arm)),
+            "source_trial": source,
+            "metric": float(np.mean([r["final_val_metric"] for r in runs])),
+            "ci_low": low,
+            "ci_high": high,
+            "n_seeds": len(runs),
+            "evidence": evidence,
+            "_loss": float(np.mean(losses)) if losses else math.inf,
+        }
+
+    def best(self) -> dict[str, Any] | None:
+        if not self.candidates:
+            return None
+        best = min(self.candidates.values(), key=lambda c: (-self.sign * c["metric"], c["_loss"], c["arm"]))
+        return {k: v for k, v in best.items() if k != "_loss"}
+
+    def verdict_point(self, verdict: dict[str, Any]) -> dict[str, Any] | None:
+        """The verdict's recommendation as a point: its mean and interval over the verdict's seeds."""
+        arm = verdict.get("recommended")
+        if arm is None or arm not in verdict.get("arms", {}):
+            return None
+        done = self.finals.get(arm, [])
+        sources = [_text(r.get("source_trial")) for r in done]
+        stats = verdict["arms"][arm]
+        return {
+            "arm": arm,
+            "config": _config(done[-1], self.searched.get(arm)) if done else {},
+            "source_trial": None if is_baseline(arm) or not done else sources[-1],
+            "metric": stats["mean"],
+            "ci_low": stats["ci_low"],
+            "ci_high": stats["ci_high"],
+            "n_seeds": verdict["n_seeds"],
+            "evidence": "the verdict",
+        }
 
 
 def frontier(
@@ -235,55 +244,49 @@ def frontier(
         >>> points = frontier(run.trials, run.verdict, range_trainings=2.7)  # doctest: +SKIP
         >>> [(p["trainings"], p["arm"], p["metric"]) for p in points][-1]  # doctest: +SKIP
     """
-    searched = searched or {}
     if trials.empty or not {"stage", "arm", "trial_id", "status", "budget"} <= set(trials.columns):
         return []
-    sign = 1.0 if verdict.get("mode", "max") == "max" else -1.0
     ordered = learned_order(trials)
-    cost = run_trainings(ordered).cumsum() + range_trainings
-    verdict_rows = (ordered["stage"] == "final") & ~ordered["arm"].astype(str).str.startswith(LADDER_PREFIX)
-    # the position of the run after which every input of the verdict is there
-    inputs_done = max((i for i, v in enumerate(verdict_rows) if v), default=-1) if complete else len(ordered)
-    evidence, points = _Evidence(), []
-    for i in range(len(ordered)):
-        seen = ordered.iloc[: i + 1]
-        best = _verdict_point(verdict, seen, searched) if i >= inputs_done else None
+    costs = run_trainings(ordered).tolist()
+    rows = ordered.assign(_cost=costs).to_dict("records")
+    for column in ("final_val_metric", "final_val_loss", "source_trial", "val_examples"):
+        for r in rows:
+            r.setdefault(column, None)
+    inputs = [
+        i for i, r in enumerate(rows) if r["stage"] == "final" and not str(r["arm"]).startswith(LADDER_PREFIX)
+    ]
+    # the run after which every input of the verdict is there (none in an unfinished study)
+    inputs_done = (inputs[-1] if inputs else -1) if complete else len(rows)
+    known = _Known(1.0 if verdict.get("mode", "max") == "max" else -1.0, searched or {})
+    points, spent = [], range_trainings
+    for i, row in enumerate(rows):
+        spent += row["_cost"]
+        known.learn(row)
+        best = known.verdict_point(verdict) if i >= inputs_done else None
+        best = best or known.best()
         if best is None:
-            found = _candidates(seen, sign, searched, evidence)
-            if not found:
-                continue
-            best = min(found, key=lambda c: (-sign * c["metric"], c["_loss"], c["arm"]))
-            best = {k: v for k, v in best.items() if k != "_loss"}
-        run = ordered.iloc[i]
-        points.append(
-            {
-                "kind": "study",
-                "trainings": float(cost.iloc[i]),
-                "run": str(run["trial_id"]),
-                "stage": str(run["stage"]),
-                "budget": float(run["budget"]),
-                **best,
-            }
-        )
-    return points + _baseline_points(ordered, verdict, searched)
+            continue
+        where = {"trainings": spent, "run": str(row["trial_id"]), "stage": str(row["stage"])}
+        points.append({"kind": "study", **where, "budget": float(row["budget"]), **best})
+    return points + _baseline_points(rows, verdict, searched or {})
 
 
 def _baseline_points(
-    trials: pd.DataFrame, verdict: dict[str, Any], searched: dict[str, list[str]]
+    rows: list[dict[str, Any]], verdict: dict[str, Any], searched: dict[str, list[str]]
 ) -> list[dict[str, Any]]:
     """Each baseline of the verdict at its own cost: one training per seed."""
     out = []
     for arm in verdict.get("baselines", []):
-        runs = _full_finals(trials[trials["arm"] == arm])
-        if runs.empty:
+        runs = [r for r in rows if r["arm"] == arm and _full_final(r)]
+        if not runs:
             continue
         stats = verdict["arms"][arm]
         out.append(
             {
                 "kind": "baseline",
-                "trainings": float(run_trainings(runs).mean()),
+                "trainings": float(np.mean([r["_cost"] for r in runs])),
                 "arm": arm,
-                "config": _config(runs.iloc[-1], searched.get(arm)),
+                "config": _config(runs[-1], searched.get(arm)),
                 "source_trial": None,
                 "metric": stats["mean"],
                 "ci_low": stats["ci_low"],
@@ -333,9 +336,9 @@ def last_half(points: list[dict[str, Any]], trials: pd.DataFrame, verdict: dict[
         out.update(diff=0.0, ci_low=0.0, ci_high=0.0, why="the same recommendation at half as at the end")
         return out
     matrices, _, _, _ = outcomes(trials)
-    finals = _full_finals(trials[trials["arm"] == half["arm"]])
-    sources = finals["source_trial"].astype(str) if "source_trial" in finals.columns else pd.Series([])
-    rerun = is_baseline(half["arm"]) or (sources == half["source_trial"]).any()
+    rows = trials[trials["arm"] == half["arm"]].to_dict("records")
+    sources = {_text(r.get("source_trial")) for r in rows if _full_final(r)}
+    rerun = is_baseline(half["arm"]) or half["source_trial"] in sources
     if not rerun or half["arm"] not in matrices or end["arm"] not in matrices:
         out["why"] = (
             f"the config recommended at half ({half['arm']}, search trial {half['source_trial']}) was "
