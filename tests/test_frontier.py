@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,23 @@ def test_the_last_half_without_a_rerun_or_a_verdict(study: Path) -> None:
     # the same recommendation at half as at the end: nothing bought
     same = [{**p, "arm": OC, "source_trial": S_OC} for p in points]
     assert last_half(same, trials, run.verdict)["diff"] == 0.0
+
+
+def test_the_closing_line_says_why_or_that_nothing_changed(study: Path) -> None:
+    run = load_run(study)
+    v, points = run.verdict, run.verdict["frontier"]
+    moved = [{**p, "source_trial": "clr-late"} if p["trainings"] == 8.25 else p for p in points]
+    unmeasured = replace(run, verdict={**v, "last_half": last_half(moved, run.trials, v)})
+    assert last_half_line(unmeasured) == (
+        "last half of the compute (8.62 to 17.2 trainings): not measurable: the config recommended at half "
+        f"({CLR}, search trial clr-late) was never re-run on the verdict's seeds"
+    )
+    same = [{**p, "arm": OC, "source_trial": S_OC} for p in points]
+    unchanged = replace(run, verdict={**v, "last_half": last_half(same, run.trials, v)})
+    assert last_half_line(unchanged) == (
+        f"last half of the compute (8.62 to 17.2 trainings): +0.00 points: the answer {OC} was already "
+        "recommended at 8.25 trainings"
+    )
 
 
 def test_costs_and_order_come_from_the_tables(study: Path) -> None:

@@ -70,13 +70,10 @@ def range_test_trainings(range_test: pd.DataFrame, epochs: int, steps_per_epoch:
 def learned_order(trials: pd.DataFrame) -> pd.DataFrame:
     """The trials table's rows in the order the study learned them: by `finished_at` (a run's end), ties
     and rows without it (older tables; a budget that never reported) in table order, those last."""
-    position = pd.Series(range(len(trials)), index=trials.index, name="_position")
     if "finished_at" not in trials.columns:
         return trials
-    keyed = trials.assign(_position=position)
-    return keyed.sort_values(["finished_at", "_position"], na_position="last", kind="stable").drop(
-        columns="_position"
-    )
+    keyed = trials.assign(_position=range(len(trials)))
+    return keyed.sort_values(["finished_at", "_position"], na_position="last").drop(columns="_position")
 
 
 # --------------------------------------------------------------------------------------------- the points
@@ -114,7 +111,7 @@ def _interval(runs: list[dict[str, Any]]) -> tuple[float, float]:
     return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
-class _Known:
+class _Learned:
     """What the study knows after a prefix of its runs, learned one run at a time: per searched arm its best
     full-length search trial, per arm its finished full-budget finals, and each arm's candidate from them
     (`FRONTIER_RULE`); each set of finals bootstrapped once."""
@@ -257,7 +254,7 @@ def frontier(
     ]
     # the run after which every input of the verdict is there (none in an unfinished study)
     inputs_done = (inputs[-1] if inputs else -1) if complete else len(rows)
-    known = _Known(1.0 if verdict.get("mode", "max") == "max" else -1.0, searched or {})
+    known = _Learned(1.0 if verdict.get("mode", "max") == "max" else -1.0, searched or {})
     points, spent = [], range_trainings
     for i, row in enumerate(rows):
         spent += row["_cost"]
