@@ -71,17 +71,25 @@ def _range_tests(root: Path) -> None:
         pd.DataFrame(curve).to_csv(root / f"range_test_{opt}.csv", index=False)
 
 
-def _study(root: Path) -> Path:
-    """The made-up study of `OUTCOMES` with three more search trials, its runs ending in `ORDER`."""
-    cfg = study_config(list(OUTCOMES), 3, [0.5, 1.0])
-    searches, finals = trial_configs(cfg, OUTCOMES)
-    recs = records(searches, finals, OUTCOMES, flat_rows({}, "max"))
+def _study(root: Path, lower: bool = False) -> Path:
+    """The made-up study of `OUTCOMES` with three more search trials, its runs ending in `ORDER`; `lower`:
+    the same study minimising an error of 1 - each accuracy (val loss the same: 1 - accuracy)."""
+    flip = (lambda v: 1 - v) if lower else (lambda v: v)
+    outcomes = {a: {b: [flip(v) for v in vs] for b, vs in rungs.items()} for a, rungs in OUTCOMES.items()}
+    cfg = study_config(
+        list(outcomes), 3, [0.5, 1.0], "mae" if lower else "accuracy", "min" if lower else "max"
+    )
+    searches, finals = trial_configs(cfg, outcomes)
+    recs = records(searches, finals, outcomes, flat_rows({}, "min" if lower else "max"))
     oc, clr = (next(c for c in searches if c["arm"] == arm) for arm in (OC, CLR))
-    recs[("search", S_CLR)] = search_record(clr, EPOCHS, 0.93)
-    recs[("search", "oc-early")] = search_record({**oc, "max_lr": 0.02}, EPOCHS, 0.80)
-    recs[("search", "clr-stopped")] = search_record({**clr, "max_lr": 0.5}, 2, 0.50)
-    recs[("search", "clr-late")] = search_record({**clr, "max_lr": 0.03}, EPOCHS, 0.83)
-    write_run(root, cfg, in_order(recs, ORDER), None, 0.1)
+    for trial_id, config, epochs, acc in (
+        (S_CLR, clr, EPOCHS, 0.93),
+        ("oc-early", {**oc, "max_lr": 0.02}, EPOCHS, 0.80),
+        ("clr-stopped", {**clr, "max_lr": 0.5}, 2, 0.50),
+        ("clr-late", {**clr, "max_lr": 0.03}, EPOCHS, 0.83),
+    ):
+        recs[("search", trial_id)] = search_record(config, epochs, flip(acc), loss=1 - acc)
+    write_run(root, cfg, in_order(recs, ORDER), None, None if lower else 0.1)
     _range_tests(root)
     return root
 
@@ -197,6 +205,22 @@ def test_the_closing_line_says_why_or_that_nothing_changed(study: Path) -> None:
         f"last half of the compute (8.62 to 17.2 trainings): +0.00 points: the answer {OC} was already "
         "recommended at 8.25 trainings"
     )
+
+
+def test_a_metric_where_lower_is_better(study: Path, tmp_path: Path) -> None:
+    """The same study minimising 1 - accuracy: the same recommendations at the same points, each metric
+    1 - the accuracy's, and the last half's difference negative (an improvement)."""
+    run, flipped = load_run(study), load_run(_study(tmp_path / "lower", lower=True))
+    assert flipped.verdict["mode"] == "min" and flipped.verdict["recommended"] == OC
+    pairs = list(zip(run.verdict["frontier"], flipped.verdict["frontier"], strict=True))
+    for a, b in pairs:
+        assert {k: a[k] for k in ("trainings", "arm", "source_trial", "evidence")} == {
+            k: b[k] for k in ("trainings", "arm", "source_trial", "evidence")
+        }
+        assert b["metric"] == pytest.approx(1 - a["metric"])
+    half = flipped.verdict["last_half"]
+    assert half["diff"] == pytest.approx(-0.05) and half["at_half"]["arm"] == CLR
+    assert last_half_line(flipped).endswith("paired over 3 seeds; lower is better")
 
 
 def test_costs_and_order_come_from_the_tables(study: Path) -> None:

@@ -107,9 +107,10 @@ def last_half_line(run: Run) -> str | None:
     else:
         interval = f" [{half['ci_low']:+.3g}, {half['ci_high']:+.3g}]"
     n = len(run.verdict.get("seeds", []))
+    seeds = f"{n} seed{'s' if n != 1 else ''}" + ("; lower is better" if run.metric_mode == "min" else "")
     return head + (
         f"{difference_text(half['diff'], m)}{interval} for {end['arm']} (the answer) over {at['arm']} "
-        f"(recommended at {at['trainings']:.3g} trainings), paired over {n} seed{'s' if n != 1 else ''}"
+        f"(recommended at {at['trainings']:.3g} trainings), paired over {seeds}"
     )
 
 

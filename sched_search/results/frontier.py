@@ -336,11 +336,14 @@ def last_half(points: list[dict[str, Any]], trials: pd.DataFrame, verdict: dict[
     rows = trials[trials["arm"] == half["arm"]].to_dict("records")
     sources = {_text(r.get("source_trial")) for r in rows if _full_final(r)}
     rerun = is_baseline(half["arm"]) or half["source_trial"] in sources
-    if not rerun or half["arm"] not in matrices or end["arm"] not in matrices:
+    if not rerun:
         out["why"] = (
             f"the config recommended at half ({half['arm']}, search trial {half['source_trial']}) was "
             "never re-run on the verdict's seeds"
         )
+        return out
+    if half["arm"] not in matrices or end["arm"] not in matrices:
+        out["why"] = f"{half['arm']} has no finished final runs on the verdict's seeds"
         return out
     a, b = matrices[end["arm"]], matrices[half["arm"]]
     c = paired_difference(a[max(a)], b[max(b)], ALPHA, clip=verdict.get("metric") == "accuracy")
