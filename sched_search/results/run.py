@@ -36,7 +36,7 @@ class Run:
     range_test: pd.DataFrame  # the range_test_<opt>.csv curves with an `optimizer` column
     target: float  # val metric the epochs-to-target counts to, in the metric's units (NaN when unknown)
     summary: str  # the verdict's headline: winner or top group, calls against the baseline, speed-up
-    verdict: dict = field(default_factory=dict)  # verdict.decide(...): what verdict.json holds
+    verdict: dict = field(default_factory=dict)  # verdict.decide(...), attribution, frontier: verdict.json
     missing: list[str] = field(default_factory=list)  # what is not there (yet), one line each
     range_summaries: dict = field(default_factory=dict)  # optimizer -> range_test_<opt>.json
     final_configs: list = field(default_factory=list)  # final_configs.json: one trial config per (arm, seed)
