@@ -14,6 +14,7 @@ its mean the val metric) or one number (a metric without per-example values).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from sched_search.training.objective import encode_examples
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8
 SPE = 10  # steps per epoch of the made-up study
+START = 1_000_000.0  # the first made-up run's finished_at (Unix seconds); each later one a second on
 # one range test's result, for every optimizer family (the spaces' first points, the ladder's rungs)
 SEED = RangeSeed("sgdw", max_lr=0.1, min_lr=0.01, weight_decay=1e-4, weight_decay_range=(1e-5, 1e-3),
                  min_loss_lr=0.3)  # fmt: skip
@@ -171,6 +173,7 @@ def records(
     nothing, as a worker's error leaves them)."""
     died = died or {}
     out = {}
+    clock = itertools.count(START)  # each run's finished_at, in the order built: search trials first
     for config in searches:
         arm = config["arm"]
         trial = [dict(r) for r in rows(arm, 0, 1.0, config["epochs"], outcomes[arm][1.0][0])]
@@ -178,7 +181,7 @@ def records(
             r["cycle_val_metric"] = r["val_metric"]
             for key in ("test_loss", "test_metric", "val_examples"):  # a search trial is not tested
                 r.pop(key, None)
-        out[("search", f"search-{arm}")] = (config, [_result(trial)], None)  # final_runs' source_trial
+        out[("search", f"search-{arm}")] = (config, [result(trial, next(clock))], None)  # final_runs' source
     for config in finals:
         arm, seed = config["arm"], config["seed"]
         results = []
@@ -189,22 +192,41 @@ def records(
             if epochs != int(epochs):
                 raise ValueError(f"{arm}: budget {budget} of {config['epochs']} epochs is not whole epochs")
             extra = {"budget": budget, "budget_epochs": epochs}
-            results.append(
-                _result(
-                    [
-                        {**r, **extra}
-                        for r in rows(arm, seed, budget, int(epochs), outcomes[arm][budget][seed])
-                    ]
-                )
-            )
+            run = rows(arm, seed, budget, int(epochs), outcomes[arm][budget][seed])
+            results.append(result([{**r, **extra} for r in run], next(clock)))
         error = "RuntimeError: worker died" if arm in died else None
         out[("final", f"{arm}_{seed}")] = (config, results, error)
     return out
 
 
-def _result(rows: list[dict]) -> dict:
-    """One Tune result carrying its epochs (`trial._report`)."""
-    return {**rows[-1], "node_id": "node-0", "history": json.dumps(rows)}
+def search_record(config: dict, epochs_run: int, value: float, loss: float | None = None) -> tuple:
+    """One more search trial of `config` (a search config of `trial_configs`) for `records`' dict: it trained
+    `epochs_run` epochs (fewer than the study's: stopped by ASHA) to val metric `value` (val loss `loss`,
+    default 1 - value) and reported once, as `trial._search_run` does at its end."""
+    rows = epoch_rows(epochs_run, value, 1 - value if loss is None else loss)
+    for r in rows:
+        r["cycle_val_metric"] = r["val_metric"]
+        for key in ("test_loss", "test_metric", "val_examples"):
+            r.pop(key, None)
+    return config, [result(rows, START)], None
+
+
+def in_order(recs: dict, order: list[tuple[str, str, float]]) -> dict:
+    """`recs` whose runs ended in `order`, (stage, trial_id, budget) each: the k-th ends at START + k
+    seconds (its result's `finished_at`). Every result of `recs` must be in `order`."""
+    at = {key: START + k for k, key in enumerate(order)}
+    out = {}
+    for (stage, trial_id), (config, results, error) in recs.items():
+        stamped = [{**r, "finished_at": at[(stage, trial_id, float(r.get("budget", 1.0)))]} for r in results]
+        out[(stage, trial_id)] = (config, stamped, error)
+    if sum(len(r) for _, r, _ in out.values()) != len(order):
+        raise ValueError(f"order has {len(order)} runs, recs another number")
+    return out
+
+
+def result(rows: list[dict], finished_at: float) -> dict:
+    """One Tune result carrying its epochs, stamped with when it ended (`trial._report`)."""
+    return {**rows[-1], "node_id": "node-0", "finished_at": finished_at, "history": json.dumps(rows)}
 
 
 def _made_up(

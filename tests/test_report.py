@@ -374,6 +374,7 @@ def test_every_plot_is_written(fab: Path) -> None:
         "leaderboard",
         "budget_ladder",
         "learning_curves",
+        "frontier",
         "importances",
     }
     for path in files.values():
@@ -393,6 +394,7 @@ def test_plots_draw_empty_tables(tmp_path: Path) -> None:
         plots.plot_learning_curves(learning_curves(empty), tmp_path / "d.png"),
         plots.plot_leaderboard(pd.DataFrame(columns=["arm"]), tmp_path / "e.png", 0.9),
         plots.plot_importances(pd.DataFrame(columns=["arm"]), tmp_path / "f.png"),
+        plots.plot_frontier([], tmp_path / "g.png"),
     ]
     assert all(p.stat().st_size > 1000 for p in paths)
 
@@ -433,6 +435,7 @@ def test_smoke_report(smoke_report: tuple[Path, dict[str, Path]]) -> None:
         "plot:leaderboard",
         "plot:budget_ladder",
         "plot:learning_curves",
+        "plot:frontier",
     ):
         assert written[key].parent == run_dir / "plots" and written[key].stat().st_size > 5000, key
     page = written["report.html"].read_text()
@@ -455,6 +458,12 @@ def test_smoke_report(smoke_report: tuple[Path, dict[str, Path]]) -> None:
         sp = verdict["speedup"][arm]
         assert sp["epochs_to_target"] is not None and sp["estimate"] >= 1.0 and sp["ci_low"] <= sp["estimate"]
     assert load_run(run_dir).summary in html.unescape(page)
+    # the frontier ends at the verdict's answer, after the range tests and every run
+    points = [p for p in verdict["frontier"] if p["kind"] == "study"]
+    assert points[-1]["arm"] == verdict["recommended"] and points[-1]["evidence"] == "the verdict"
+    assert points[-1]["trainings"] == pytest.approx(verdict["trainings"]["total"])
+    assert [p["trainings"] for p in points] == sorted(p["trainings"] for p in points)
+    assert "Last half of the compute (" in written["report.md"].read_text()
     # the smoke study has 2 trials per arm: too few for importances, said in the notes
     assert "plot:importances" not in written and "need &gt;= 4" in page
 

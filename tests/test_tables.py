@@ -50,8 +50,8 @@ def _epoch(epoch: int, acc: float, budget: float | None = None, **extra) -> dict
     return row if budget is None else {**row, "budget": budget}
 
 
-def _result(rows: list[dict]) -> dict:
-    return {**rows[-1], "history": json.dumps(rows)}
+def _result(rows: list[dict], **stamp: float) -> dict:
+    return {**rows[-1], **stamp, "history": json.dumps(rows)}
 
 
 def test_a_retried_trial_keeps_only_its_last_attempt() -> None:
@@ -62,6 +62,25 @@ def test_a_retried_trial_keeps_only_its_last_attempt() -> None:
     assert not epochs.duplicated(["trial_id", "budget", "epoch"]).any()
     assert epochs.sort_values("epoch").val_metric.tolist() == [0.3, 0.4, 0.5, 0.6]
     assert trials.status.tolist() == ["ok"] and trials.final_val_metric.tolist() == [0.6]
+
+
+def test_a_run_ends_at_its_last_results_stamp_or_else_at_tunes_timestamp() -> None:
+    """`finished_at` orders the study's runs (`frontier.learned_order`): a retried run's is its last
+    attempt's; a result from before the stamp falls back to Tune's whole-second `timestamp`; a budget that
+    never reported has none."""
+    first = [_result([_epoch(1, 0.1)], finished_at=5.5)]  # the worker died in epoch 2
+    second = [_result([_epoch(1, 0.3)], finished_at=7.25), _result([_epoch(2, 0.5)], finished_at=9.75)]
+    config = {"arm": "clr-sgdw", "epochs": 2, "seed": 0}
+    trials, _ = tables_from_rows({("search", "t1"): (config, first + second, None)})
+    assert trials.finished_at.tolist() == [9.75]
+    unstamped = [_result([_epoch(1, 0.3), _epoch(2, 0.4)], timestamp=1700000001)]
+    old = {("search", "t2"): (config, unstamped, None)}
+    assert tables_from_rows(old)[0].finished_at.tolist() == [1700000001.0]
+    final = {**config, "stage": "final", "budgets": [0.5, 1.0]}
+    half = [_result([_epoch(1, 0.3, budget=0.5)], finished_at=3.0)]
+    died = tables_from_rows({("final", "f1"): (final, half, "RuntimeError: worker died")})[0]
+    assert died.budget.tolist() == [0.5, 1.0] and died.finished_at.tolist()[0] == 3.0
+    assert math.isnan(died.finished_at.tolist()[1])
 
 
 def test_a_failed_final_run_keeps_its_epochs_and_fails_the_budgets_it_did_not_finish(tmp_path: Path) -> None:
@@ -214,7 +233,7 @@ def test_every_column_of_both_tables_comes_from_its_epoch() -> None:
     params beside them and nothing that is not a param."""
     config = {**PARAMS, **LEFT_OUT, "stage": "final", "budgets": [0.5, 1.0]}
     epochs_of = {b: [_distinct_epoch(e, b) for e in range(1, int(4 * b) + 1)] for b in (0.5, 1.0)}
-    results = [_result(epochs_of[0.5]), _result(epochs_of[1.0])]
+    results = [_result(epochs_of[b], finished_at=1e6 + b) for b in (0.5, 1.0)]
     trials, epochs = tables_from_rows({("final", "f7"): (config, results, None)})
     key = {"stage": "final", "trial_id": "f7", **PARAMS}
     expected_trials = [
@@ -229,6 +248,7 @@ def test_every_column_of_both_tables_comes_from_its_epoch() -> None:
             "test_metric": rows[-1]["test_metric"],
             "val_examples": rows[-1]["val_examples"],
             "wall_time": rows[-1]["wall_time"],
+            "finished_at": 1e6 + b,
             "status": "ok",
             "reason": "",
             "error_text": "",

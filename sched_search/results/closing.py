@@ -13,7 +13,7 @@ from .attribution import LADDER_TITLE, attribution_lines
 from .leaderboard import call_text
 from .run import Run
 from .snippet import Recommendation, ToyBatch, recommend
-from .verdict import LADDER_PREFIX, is_baseline, metric_text
+from .verdict import LADDER_PREFIX, difference_text, is_baseline, metric_text
 
 
 def recommendation(run: Run) -> Recommendation | None:
@@ -63,7 +63,7 @@ def format_closing(run: Run, report_html: Path) -> str:
             rec.code.rstrip("\n"),
             "---",
         ]
-    cost = [line for line in (range_test_cost_line(run), run_cost_line(run)) if line]
+    cost = [line for line in (range_test_cost_line(run), run_cost_line(run), last_half_line(run)) if line]
     lines += ["", *cost] if cost else []
     lines += ["", f"report: {report_html.resolve()}  (open it in a browser)", f"run folder: {run.path}"]
     return "\n".join(lines)
@@ -81,6 +81,37 @@ def range_test_cost_line(run: Run) -> str | None:
         return "range test: none (broad space)"
     parts = ", ".join(f"{opt} {x:.2g}" for opt, x in cost.items())
     return f"range test cost: {sum(cost.values()):.2g} trial-equivalents ({parts}; steps over one trial's)"
+
+
+def last_half_line(run: Run) -> str | None:
+    """What the last half of the study's compute bought, in one line (the verdict's `last_half`): the
+    answer minus what the study recommended at half its trainings, with the paired 95% interval, or why it
+    is not measurable; None before any recommendation."""
+    half = run.verdict.get("last_half") or {}
+    if half.get("total") is None:
+        return None
+    m = run.metric
+    head = f"last half of the compute ({half['half']:.3g} to {half['total']:.3g} trainings): "
+    if half["diff"] is None:
+        return head + f"not measurable: {half['why']}"
+    at, end = half["at_half"], half["at_end"]
+    if (at["arm"], at["source_trial"]) == (end["arm"], end["source_trial"]):
+        return head + (
+            f"{difference_text(0.0, m)}: the answer {end['arm']} was already recommended at "
+            f"{at['trainings']:.3g} trainings"
+        )
+    if half["ci_low"] is None:
+        interval = f" ({half['why']})"
+    elif m == "accuracy":
+        interval = f" [{100 * half['ci_low']:+.2f}, {100 * half['ci_high']:+.2f}]"
+    else:
+        interval = f" [{half['ci_low']:+.3g}, {half['ci_high']:+.3g}]"
+    n = len(run.verdict.get("seeds", []))
+    seeds = f"{n} seed{'s' if n != 1 else ''}" + ("; lower is better" if run.metric_mode == "min" else "")
+    return head + (
+        f"{difference_text(half['diff'], m)}{interval} for {end['arm']} (the answer) over {at['arm']} "
+        f"(recommended at {at['trainings']:.3g} trainings), paired over {seeds}"
+    )
 
 
 # What each kind of training run is in the trials table, in the order the cost line lists them.
@@ -122,4 +153,11 @@ def run_cost_line(run: Run) -> str | None:
     return f"training time: {total:.0f} s in all runs: " + "; ".join(parts)
 
 
-__all__ = ["format_closing", "range_test_cost_line", "recommendation", "run_cost_line", "run_kinds"]
+__all__ = [
+    "format_closing",
+    "last_half_line",
+    "range_test_cost_line",
+    "recommendation",
+    "run_cost_line",
+    "run_kinds",
+]

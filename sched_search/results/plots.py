@@ -261,6 +261,53 @@ def plot_leaderboard(
     return _save(fig, path)
 
 
+def plot_frontier(
+    points: Sequence[dict], path: str | Path, metric: str = "accuracy", half: float | None = None
+) -> Path:
+    """The frontier (`frontier.frontier`): the recommended config's val metric against the trainings spent
+    (log x), a step at each run the study learned, a marker coloured by arm where the recommendation
+    changes and its 95% interval where seeds give one; the baselines as grey diamonds at their own cost;
+    `half` (trainings) as a dotted line."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    study = [p for p in points if p["kind"] == "study"]
+    fixed = [p for p in points if p["kind"] == "baseline"]
+    if not study and not fixed:
+        _no_data(ax, "recommendation")
+    colors = _colors(sorted({p["arm"] for p in points}))
+    if study:
+        ax.step([p["trainings"] for p in study], [p["metric"] for p in study], where="post", color="k", lw=1,
+                alpha=0.6, label="recommended so far")  # fmt: skip
+    shown: set[str] = set()
+    for i, p in enumerate(study):
+        changed = i == 0 or (p["arm"], p["source_trial"], p["metric"]) != tuple(
+            study[i - 1][k] for k in ("arm", "source_trial", "metric")
+        )
+        if changed or i == len(study) - 1:
+            _interval_point(ax, p, colors[p["arm"]], "o", None if p["arm"] in shown else p["arm"])
+            shown.add(p["arm"])
+    for p in fixed:
+        _interval_point(ax, p, colors[p["arm"]], "D", f"{p['arm']} (baseline)")
+    if half is not None and study:
+        ax.axvline(half, color="gray", ls=":", lw=1, label="half of the compute")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set_xlabel("trainings spent (a run's epochs over one full training's; range tests included)")
+    ax.set_ylabel(f"val {metric} of the recommendation")
+    ax.set_title("the answer per training spent")
+    _legend(ax, fontsize=8)
+    return _save(fig, path)
+
+
+def _interval_point(ax, p: dict, color: str, marker: str, label: str | None) -> None:
+    low, high = p.get("ci_low"), p.get("ci_high")
+    err = None
+    if low is not None and high is not None:  # clip: a bootstrap interval need not hold its mean
+        err = [[max(0.0, p["metric"] - low)], [max(0.0, high - p["metric"])]]
+    ax.errorbar([p["trainings"]], [p["metric"]], yerr=err, marker=marker, color=color, capsize=3, ls="none",
+                label=label)  # fmt: skip
+
+
 def plot_importances(importances, path: str | Path) -> Path:
     """Optuna parameter importances as horizontal bars, one panel per arm in rows of three
     (`results.param_importances`), each titled with its count of trials, the figure with a caveat: fANOVA

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .attribution import LADDER_TITLE, attribution_lines
-from .closing import range_test_cost_line, recommendation, run_cost_line
+from .closing import last_half_line, range_test_cost_line, recommendation, run_cost_line
 from .leaderboard import FULL_RUN_NOTE, baseline_calls, budget_ladder
 from .run import Run, learning_curves, load_run, param_importances, schedule_curves
 from .tables import diverged_search_lines, failure_lines, write_json
@@ -181,6 +181,11 @@ def write_plots(run: Run, out_dir: str | Path) -> tuple[dict[str, Path], list[st
         files["budget_ladder"] = plots.plot_budget_ladder(
             budget_ladder(run.trials), out_dir / "budget_ladder.png", run.target, run.metric
         )
+    # drawn even empty: the answer per training spent is the first thing to look at in a partial run
+    half = (run.verdict.get("last_half") or {}).get("half")
+    files["frontier"] = plots.plot_frontier(
+        run.verdict.get("frontier", []), out_dir / "frontier.png", run.metric, half
+    )
     curves = learning_curves(run.epochs)
     if not curves.empty:
         files["learning_curves"] = plots.plot_learning_curves(
@@ -284,17 +289,20 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
     captions = {
         "leaderboard": f"Mean final val {m} per arm at the full budget, 95% CI over seeds",
         "budget_ladder": f"Final val {m} against budget (each rung a full, compressed schedule)",
+        "frontier": f"The answer per training spent: val {m} of what the study would have recommended",
         "learning_curves": "Full-budget learning curves: median over seeds, min-max band",
         "schedules": "LR and momentum of each arm's best config",
         "range_test": "LR range test (smoothed loss per weight decay)",
         "importances": "Optuna fANOVA parameter importances per arm",
     }
     below = {
+        "frontier": run.verdict.get("frontier_rule", ""),
         "importances": "Search trials only, a handful per arm (the panel titles give each count): "
-        "importances from so few trials are rough, a hint of which values mattered rather than a ranking."
+        "importances from so few trials are rough, a hint of which values mattered rather than a ranking.",
     }
     decided = _verdict_notes(run) if run.verdict.get("arms") and not run.unfinished else []
     rec = recommendation(run)
+    bought = last_half_line(run)  # what the last half of the compute bought (the frontier's figure)
     use = (
         f"{rec.arm}: {rec.why}. The code runs as written on random data; replace the lines marked "
         f"'# your ...' with your model and DataLoader. It assumes the study's {rec.steps_per_epoch} steps "
@@ -309,6 +317,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         "",
         f"Target (val {m}): {target}.",
         "",
+        *([f"{bought[0].upper()}{bought[1:]}.", ""] if bought else []),
         "## Leaderboard",
         "",
     ]
@@ -331,7 +340,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         ]
     for k, f in figures.items():
         md += [f"## {captions[k]}", "", f"![{k}](plots/{f.name})", ""]
-        md += [f"_{below[k]}_", ""] if k in below else []
+        md += [f"_{below[k]}_", ""] if below.get(k) else []
     md += ["## Notes", ""] + [f"- {n}" for n in notes] if notes else []
     written["report.md"] = path / "report.md"
     written["report.md"].write_text("\n".join(md) + "\n")
@@ -346,6 +355,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         f"<h1>{html.escape(title)}</h1>",
         f"<p><strong>{html.escape(run.summary)}</strong></p>",
         f"<p>Target (val {html.escape(m)}): {target}.</p>",
+        *([f"<p>{html.escape(bought[0].upper() + bought[1:])}.</p>"] if bought else []),
         "<h2>Leaderboard</h2>",
         f'<div class="wide">{_html_table(shown.drop(columns="best config"), "leaderboard")}</div>',
         '<ul class="note">',
@@ -368,7 +378,7 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         ]
     for k, f in figures.items():
         body.append(f"<h2>{html.escape(captions[k])}</h2>{img(f)}")
-        body += [f'<p class="note">{html.escape(below[k])}</p>'] if k in below else []
+        body += [f'<p class="note">{html.escape(below[k])}</p>'] if below.get(k) else []
     if not run.trials.empty:
         body += [
             "<details><summary>All trials</summary>",

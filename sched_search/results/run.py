@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..lr import baseline_arm, baseline_skipped, range_family
 from .attribution import UNTUNED_PREFIX, attribution, ladder_arms
+from .frontier import FRONTIER_RULE, frontier, last_half, range_test_trainings, run_trainings
 from .leaderboard import build_leaderboard
 from .tables import final_rows
 from .verdict import LADDER_PREFIX, decide
@@ -35,7 +36,7 @@ class Run:
     range_test: pd.DataFrame  # the range_test_<opt>.csv curves with an `optimizer` column
     target: float  # val metric the epochs-to-target counts to, in the metric's units (NaN when unknown)
     summary: str  # the verdict's headline: winner or top group, calls against the baseline, speed-up
-    verdict: dict = field(default_factory=dict)  # verdict.decide(...): what verdict.json holds
+    verdict: dict = field(default_factory=dict)  # verdict.decide(...), attribution, frontier: verdict.json
     missing: list[str] = field(default_factory=list)  # what is not there (yet), one line each
     range_summaries: dict = field(default_factory=dict)  # optimizer -> range_test_<opt>.json
     final_configs: list = field(default_factory=list)  # final_configs.json: one trial config per (arm, seed)
@@ -273,13 +274,15 @@ def load_run(path: str | Path) -> Run:
         else (0, 0)
     )
     unfinished = f"study unfinished: {done} of {planned} runs" if done < planned else ""
+    range_test = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    _add_frontier(verdict, trials, range_test, config, searched, complete=not unfinished)
     return Run(
         path=path,
         config=config,
         trials=trials,
         epochs=epochs,
         leaderboard=board,
-        range_test=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+        range_test=range_test,
         target=target,
         # unfinished: no verdict, whose headline would judge arms on the runs that are there by chance
         summary=f"{unfinished}; no verdict until every run is there" if unfinished else verdict["headline"],
@@ -292,6 +295,28 @@ def load_run(path: str | Path) -> Run:
         metric_mode=mode,
         unfinished=unfinished,
     )
+
+
+def _add_frontier(
+    verdict: dict,
+    trials: pd.DataFrame,
+    range_test: pd.DataFrame,
+    config: dict,
+    searched: dict[str, list[str]],
+    complete: bool,
+) -> None:
+    """The verdict's `trainings` (what the range tests and the runs cost), `frontier` and `last_half`."""
+    study = config.get("study") or {}
+    epochs = (study.get("train") or {}).get("epochs")
+    if epochs is None and "epochs" in trials.columns and not trials.empty:
+        epochs = int(trials["epochs"].iloc[0])  # a folder written by hand
+    spe = config.get("steps_per_epoch")
+    range_cost = range_test_trainings(range_test, epochs, spe) if epochs and spe else {}
+    runs = float(run_trainings(trials).sum())
+    verdict["trainings"] = {"range_tests": range_cost, "runs": runs, "total": runs + sum(range_cost.values())}
+    verdict["frontier_rule"] = FRONTIER_RULE.format(metric=verdict["metric"])
+    verdict["frontier"] = frontier(trials, verdict, sum(range_cost.values()), searched, complete)
+    verdict["last_half"] = last_half(verdict["frontier"], trials, verdict)
 
 
 def _without_ladder(rows: pd.DataFrame) -> pd.DataFrame:

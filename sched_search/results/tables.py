@@ -105,6 +105,22 @@ def last_attempt(rows: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]
     return by_budget
 
 
+def _known(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def finish_times(results: list[dict[str, Any]]) -> dict[float, float]:
+    """Per budget, when its run ended (Unix seconds): its last Tune result's `finished_at` (`trial._report`
+    stamps every result), else Tune's own `timestamp` (whole seconds: results older than the stamp). The
+    order the study learned its runs in (`frontier.learned_order`)."""
+    out: dict[float, float] = {}
+    for r in results:  # a retried run's later attempt comes later: its time replaces the first one's
+        at = next((float(v) for v in (r.get("finished_at"), r.get("timestamp")) if _known(v)), None)
+        if at is not None:
+            out[float(r["budget"]) if _known(r.get("budget")) else 1.0] = at
+    return out
+
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(\([\w.]*\))?)(:.*)?$")
 
@@ -158,6 +174,7 @@ def tables_from_rows(
         params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
         full_error = error_text(error)
         by_budget = last_attempt(rows)
+        finished = finish_times(results)
         budgets = [float(b) for b in config.get("budgets", [1.0])] if stage == "final" else [1.0]
         missing = [b for b in budgets if b not in by_budget]
         # A final run that died fails the budget it was in and every later one; those it finished stand.
@@ -208,6 +225,7 @@ def tables_from_rows(
                     # final runs: per-example values of the metric (encode_examples)
                     "val_examples": None if failed else last.get("val_examples"),
                     "wall_time": last.get("wall_time"),
+                    "finished_at": finished.get(budget, math.nan),
                     "status": run_status,
                     "reason": reason,
                     "error_text": full_error if failed else "",

@@ -7,6 +7,7 @@ over the budget ladder. Everything here runs in a Tune worker process; the drive
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import fields
 from typing import Any
 
@@ -37,8 +38,10 @@ def _report(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
     import ray
     from ray import tune
 
-    # node_id: where the trial ran (Tune's node_ip and hostname are one value for every node of one machine)
-    tune.report({**row, "node_id": ray.get_runtime_context().get_node_id(), "history": json.dumps(history)})
+    # node_id: where the trial ran (Tune's node_ip and hostname are one value for every node of one machine);
+    # finished_at: when (Tune's own timestamp has whole seconds, and a smoke trial lasts about one)
+    node = ray.get_runtime_context().get_node_id()
+    tune.report({**row, "node_id": node, "finished_at": time.time(), "history": json.dumps(history)})
 
 
 _LOADED: dict[str, Any] = {}  # loader data by its factory call, once per worker process
