@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import html
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -277,30 +279,54 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         written["verdict.json"] = write_verdict(run)
     figures, notes = write_plots(run, path / "plots")
     written.update({f"plot:{k}": v for k, v in figures.items()})
-    notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + notes
+    parts = _report_parts(run, figures, notes)
+    written["report.md"] = path / "report.md"
+    written["report.md"].write_text(_markdown(parts))
+    written["report.html"] = path / "report.html"
+    written["report.html"].write_text(_html(parts, run.trials))
+    return written
+
+
+_CAPTIONS = {
+    "leaderboard": "Mean final val {m} per arm at the full budget, 95% CI over seeds",
+    "budget_ladder": "Final val {m} against budget (each rung a full, compressed schedule)",
+    "frontier": "The answer per training spent: val {m} of what the study would have recommended",
+    "learning_curves": "Full-budget learning curves: median over seeds, min-max band",
+    "schedules": "LR and momentum of each arm's best config",
+    "range_test": "LR range test (smoothed loss per weight decay)",
+    "importances": "Optuna fANOVA parameter importances per arm",
+}
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What report.md and report.html both say, computed once from the loaded run."""
+
+    title: str
+    summary: str
+    target_line: str  # "Target (val accuracy): 95.00%."
+    bought: str  # what the last half of the compute bought, a sentence; "" when not said
+    shown: pd.DataFrame  # the leaderboard as displayed
+    decided: list[str]  # the verdict's notes under the leaderboard
+    calls: pd.DataFrame  # each arm against every baseline
+    against: str  # the strongest baseline, in words
+    ladder: list[str]  # the attribution ladder's lines
+    rec: Any  # snippet.Recommendation or None
+    use: str  # how to use the recommended code
+    figures: dict[str, Path]
+    captions: dict[str, str]
+    below: dict[str, str]  # a note under a figure
+    notes: list[str]
+
+
+def _report_parts(run: Run, figures: dict[str, Path], plot_notes: list[str]) -> _Parts:
+    notes = [f"Failed runs: {line}" for line in failure_lines(run.trials)] + run.missing + plot_notes
     notes = [f"Search: {line}" for line in diverged_search_lines(run.trials)] + notes
     for cost in (range_test_cost_line(run), run_cost_line(run)):
         notes += [cost[0].upper() + cost[1:]] if cost else []
     study = run.config.get("study", {})
-    title = f"Report: {study.get('name', path.name)} ({path.name})"
     m = run.metric
     target = metric_text(run.target, m) if math.isfinite(run.target) else "none"
-    shown = _display(run.leaderboard, m)
-    captions = {
-        "leaderboard": f"Mean final val {m} per arm at the full budget, 95% CI over seeds",
-        "budget_ladder": f"Final val {m} against budget (each rung a full, compressed schedule)",
-        "frontier": f"The answer per training spent: val {m} of what the study would have recommended",
-        "learning_curves": "Full-budget learning curves: median over seeds, min-max band",
-        "schedules": "LR and momentum of each arm's best config",
-        "range_test": "LR range test (smoothed loss per weight decay)",
-        "importances": "Optuna fANOVA parameter importances per arm",
-    }
-    below = {
-        "frontier": run.verdict.get("frontier_rule", ""),
-        "importances": "Search trials only, a handful per arm (the panel titles give each count): "
-        "importances from so few trials are rough, a hint of which values mattered rather than a ranking.",
-    }
-    decided = _verdict_notes(run) if run.verdict.get("arms") and not run.unfinished else []
     rec = recommendation(run)
     bought = last_half_line(run)  # what the last half of the compute bought (the frontier's figure)
     use = (
@@ -310,92 +336,90 @@ def write_report(run_dir: str | Path, run: Run | None = None) -> dict[str, Path]
         if rec
         else ""
     )
-    md = [
-        f"# {title}",
-        "",
-        f"**{run.summary}**",
-        "",
-        f"Target (val {m}): {target}.",
-        "",
-        *([f"{bought[0].upper()}{bought[1:]}.", ""] if bought else []),
-        "## Leaderboard",
-        "",
-    ]
-    md += [_md_table(shown), "", *[f"- {n}" for n in decided], "", f"_{FULL_RUN_NOTE}_", ""]
     calls = baseline_calls(run.verdict) if run.verdict.get("baselines") else pd.DataFrame()
-    if not calls.empty:
-        md += ["## Against every baseline", "", f"{_against(run)}.", "", _md_table(calls), ""]
-    if ladder := attribution_lines(run.verdict.get("attribution")):
-        md += [f"## {LADDER_TITLE}", "", *[f"- {line}" for line in ladder], ""]
-    if rec:
-        md += [
-            "## Use it in your own training loop",
-            "",
-            use,
-            "",
-            "```python",
-            rec.code.rstrip("\n"),
-            "```",
-            "",
-        ]
-    for k, f in figures.items():
-        md += [f"## {captions[k]}", "", f"![{k}](plots/{f.name})", ""]
-        md += [f"_{below[k]}_", ""] if below.get(k) else []
-    md += ["## Notes", ""] + [f"- {n}" for n in notes] if notes else []
-    written["report.md"] = path / "report.md"
-    written["report.md"].write_text("\n".join(md) + "\n")
+    return _Parts(
+        title=f"Report: {study.get('name', run.path.name)} ({run.path.name})",
+        summary=run.summary,
+        target_line=f"Target (val {m}): {target}.",
+        bought=f"{bought[0].upper()}{bought[1:]}." if bought else "",
+        shown=_display(run.leaderboard, m),
+        decided=_verdict_notes(run) if run.verdict.get("arms") and not run.unfinished else [],
+        calls=calls,
+        against=_against(run) if not calls.empty else "",
+        ladder=attribution_lines(run.verdict.get("attribution")),
+        rec=rec,
+        use=use,
+        figures=figures,
+        captions={k: c.format(m=m) for k, c in _CAPTIONS.items()},
+        below={
+            "frontier": run.verdict.get("frontier_rule", ""),
+            "importances": "Search trials only, a handful per arm (the panel titles give each count): "
+            "importances from so few trials are rough, a hint of which values mattered rather than a "
+            "ranking.",
+        },
+        notes=notes,
+    )
 
-    def img(f: Path) -> str:
-        return (
-            f'<img src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode("ascii")}" '
-            f'alt="{f.stem}">'
-        )
 
+def _markdown(p: _Parts) -> str:
+    md = [f"# {p.title}", "", f"**{p.summary}**", "", p.target_line, ""]
+    md += [p.bought, ""] if p.bought else []
+    md += ["## Leaderboard", "", _md_table(p.shown), "", *[f"- {n}" for n in p.decided], ""]
+    md += [f"_{FULL_RUN_NOTE}_", ""]
+    if not p.calls.empty:
+        md += ["## Against every baseline", "", f"{p.against}.", "", _md_table(p.calls), ""]
+    if p.ladder:
+        md += [f"## {LADDER_TITLE}", "", *[f"- {line}" for line in p.ladder], ""]
+    if p.rec:
+        md += ["## Use it in your own training loop", "", p.use, "", "```python", p.rec.code.rstrip("\n")]
+        md += ["```", ""]
+    for k, f in p.figures.items():
+        md += [f"## {p.captions[k]}", "", f"![{k}](plots/{f.name})", ""]
+        md += [f"_{p.below[k]}_", ""] if p.below.get(k) else []
+    md += ["## Notes", ""] + [f"- {n}" for n in p.notes] if p.notes else []
+    return "\n".join(md) + "\n"
+
+
+def _img(f: Path) -> str:
+    data = base64.b64encode(f.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{f.stem}">'
+
+
+def _html(p: _Parts, trials: pd.DataFrame) -> str:
     body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p><strong>{html.escape(run.summary)}</strong></p>",
-        f"<p>Target (val {html.escape(m)}): {target}.</p>",
-        *([f"<p>{html.escape(bought[0].upper() + bought[1:])}.</p>"] if bought else []),
+        f"<h1>{html.escape(p.title)}</h1>",
+        f"<p><strong>{html.escape(p.summary)}</strong></p>",
+        f"<p>{html.escape(p.target_line)}</p>",
+        *([f"<p>{html.escape(p.bought)}</p>"] if p.bought else []),
         "<h2>Leaderboard</h2>",
-        f'<div class="wide">{_html_table(shown.drop(columns="best config"), "leaderboard")}</div>',
+        f'<div class="wide">{_html_table(p.shown.drop(columns="best config"), "leaderboard")}</div>',
         '<ul class="note">',
-        *[f"<li>{html.escape(n)}</li>" for n in decided],
+        *[f"<li>{html.escape(n)}</li>" for n in p.decided],
         "</ul>",
         f'<p class="note">{html.escape(FULL_RUN_NOTE)}</p>',
         "<h3>Best config per arm</h3>",
-        _html_table(shown[["arm", "best config"]], "configs"),
+        _html_table(p.shown[["arm", "best config"]], "configs"),
     ]
-    if not calls.empty:
-        body += ["<h2>Against every baseline</h2>", f"<p>{html.escape(_against(run))}.</p>"]
-        body.append(f'<div class="wide">{_html_table(calls, "leaderboard")}</div>')
-    if ladder:
-        body += [f"<h2>{LADDER_TITLE}</h2><ul>", *[f"<li>{html.escape(x)}</li>" for x in ladder], "</ul>"]
-    if rec:
-        body += [
-            "<h2>Use it in your own training loop</h2>",
-            f"<p>{html.escape(use)}</p>",
-            f"<pre><code>{html.escape(rec.code)}</code></pre>",
-        ]
-    for k, f in figures.items():
-        body.append(f"<h2>{html.escape(captions[k])}</h2>{img(f)}")
-        body += [f'<p class="note">{html.escape(below[k])}</p>'] if below.get(k) else []
-    if not run.trials.empty:
-        body += [
-            "<details><summary>All trials</summary>",
-            '<div class="wide">',
-            run.trials.drop(columns="val_examples", errors="ignore").to_html(index=False, border=0),
-            "</div>",
-            "</details>",
-        ]
-    if notes:
-        body += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"]
-    page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    if not p.calls.empty:
+        body += ["<h2>Against every baseline</h2>", f"<p>{html.escape(p.against)}.</p>"]
+        body.append(f'<div class="wide">{_html_table(p.calls, "leaderboard")}</div>')
+    if p.ladder:
+        body += [f"<h2>{LADDER_TITLE}</h2><ul>", *[f"<li>{html.escape(x)}</li>" for x in p.ladder], "</ul>"]
+    if p.rec:
+        body += ["<h2>Use it in your own training loop</h2>", f"<p>{html.escape(p.use)}</p>"]
+        body.append(f"<pre><code>{html.escape(p.rec.code)}</code></pre>")
+    for k, f in p.figures.items():
+        body.append(f"<h2>{html.escape(p.captions[k])}</h2>{_img(f)}")
+        body += [f'<p class="note">{html.escape(p.below[k])}</p>'] if p.below.get(k) else []
+    if not trials.empty:
+        table = trials.drop(columns="val_examples", errors="ignore").to_html(index=False, border=0)
+        body += ["<details><summary>All trials</summary>", f'<div class="wide">{table}</div>', "</details>"]
+    if p.notes:
+        body += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in p.notes], "</ul>"]
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(p.title)}</title>'
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
     )
-    written["report.html"] = path / "report.html"
-    written["report.html"].write_text(page)
-    return written
 
 
 __all__ = [
