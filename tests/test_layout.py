@@ -79,7 +79,6 @@ LONG = {
     "rangetest/sweep.py:range_test": 86,  # set-up, the loop and the restore share the model's saved state
     "results/run.py:load_run": 83,
     "results/tables.py:tables_from_rows": 79,
-    "results/verdict.py:decide": 121,
     "study/driver.py:_run_stages": 86,
     "study/search.py:run_trials": 100,
     "study/studyfile.py:validate": 162,

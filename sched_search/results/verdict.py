@@ -102,7 +102,42 @@ def decide(
     full = {arm: matrices[arm][max(matrices[arm])] for arm in arms}
     n_examples = next(iter(full.values())).shape[1] if full else 0
     by_example = by_example and n_examples > 0  # shorter budgets' values, but no full-budget run to pair
-    out: dict[str, Any] = {
+    out = _empty_verdict(metric, mode, baseline, chance_accuracy if accuracy else None, seeds, excluded)
+    out["paired_by_example"] = by_example
+    out["eval_examples"] = n_examples if by_example else None
+    out["points_per_example"] = 100 / n_examples if by_example and accuracy else None
+    if not arms:
+        out["headline"] = "No finished final runs at the full budget: no verdict."
+        out["rule"] = out["headline"]
+        return out
+    estimable = len(seeds) >= MIN_SEEDS
+    seed_w, example_w = bootstrap_weights(len(seeds), n_examples)
+    loss = _mean_val_loss(trials)
+    for arm in arms:
+        out["arms"][arm] = _arm_summary(full[arm], seed_w, example_w, estimable, loss.get(arm, math.nan))
+    out["leader"] = max(arms, key=lambda a: (sign * out["arms"][a]["mean"], -(loss.get(a, 0.0) or 0.0), a))
+    _top_group(out, full, accuracy, estimable)
+    searched = _against_baselines(out, full, baseline, accuracy, estimable, loss)
+    out.update(_speedups(out, out["baseline"], matrices, full, target, seed_w, example_w))
+    if BASELINE_ARM in full:  # the seed's question, kept beside: how much sooner than constant Adam 3e-4
+        out["vs_adam"] = {"baseline": BASELINE_ARM}
+        out["vs_adam"].update(_speedups(out, BASELINE_ARM, matrices, full, target, seed_w, example_w))
+    _order_top_group(out, loss)
+    _recommend(out, searched)
+    out["rule"], out["headline"] = _words(out)
+    return out
+
+
+def _empty_verdict(
+    metric: str,
+    mode: str,
+    baseline: str | None,
+    chance_accuracy: float | None,
+    seeds: list[int],
+    excluded: dict[str, str],
+) -> dict[str, Any]:
+    """verdict.json's keys, before anything is decided."""
+    return {
         "winner": None,
         "leader": None,
         "top_group": [],
@@ -121,10 +156,10 @@ def decide(
         "target": None,
         "target_source": None,
         "target_meaningful": None,
-        "chance_accuracy": chance_accuracy if accuracy else None,
-        "paired_by_example": by_example,
-        "eval_examples": n_examples if by_example else None,
-        "points_per_example": 100 / n_examples if by_example and accuracy else None,
+        "chance_accuracy": chance_accuracy,
+        "paired_by_example": False,
+        "eval_examples": None,
+        "points_per_example": None,
         "seeds": seeds,
         "n_seeds": len(seeds),
         "alpha": ALPHA,
@@ -136,44 +171,53 @@ def decide(
         "order_rule": ORDER_RULE,
         "headline": "",
     }
-    if not arms:
-        out["headline"] = "No finished final runs at the full budget: no verdict."
-        out["rule"] = out["headline"]
-        return out
-    s = len(seeds)
-    estimable = s >= MIN_SEEDS
-    seed_w, example_w = bootstrap_weights(s, n_examples)
-    loss = _mean_val_loss(trials)
-    for arm in arms:
-        boot = resampled_means(full[arm], seed_w, example_w)
-        per_seed = full[arm].mean(1)
-        out["arms"][arm] = {
-            "mean": float(full[arm].mean()),
-            "ci_low": float(np.percentile(boot, 2.5)) if estimable else None,
-            "ci_high": float(np.percentile(boot, 97.5)) if estimable else None,
-            "std_over_seeds": float(per_seed.std(ddof=1)) if estimable else None,
-            "mean_val_loss": _none_if_nan(loss.get(arm, math.nan)),
-        }
 
-    def rank(a: str) -> tuple:  # best first: mean in the study's direction, then lower val loss, then name
-        return (-sign * out["arms"][a]["mean"], loss.get(a, 0.0) or 0.0, a)
 
-    leader = max(arms, key=lambda a: (sign * out["arms"][a]["mean"], -(loss.get(a, 0.0) or 0.0), a))
-    out["leader"] = leader
+def _arm_summary(
+    full: np.ndarray, seed_w: np.ndarray, example_w: np.ndarray, estimable: bool, loss: float
+) -> dict[str, Any]:
+    """An arm's mean final val metric with its bootstrap interval (seeds x examples) and spread over seeds."""
+    boot = resampled_means(full, seed_w, example_w)
+    return {
+        "mean": float(full.mean()),
+        "ci_low": float(np.percentile(boot, 2.5)) if estimable else None,
+        "ci_high": float(np.percentile(boot, 97.5)) if estimable else None,
+        "std_over_seeds": float(full.mean(1).std(ddof=1)) if estimable else None,
+        "mean_val_loss": _none_if_nan(loss),
+    }
 
-    # --- the top group: leader against every other arm, Holm over those comparisons
-    # each interval at its Holm step's level: one that Holm calls below the leader excludes 0
-    vs_leader = holm_family({a: (full[leader], full[a]) for a in arms if a != leader}, accuracy, estimable)
+
+def _top_group(out: dict[str, Any], full: dict[str, np.ndarray], accuracy: bool, estimable: bool) -> None:
+    """The leader against every other arm, Holm over those comparisons: each interval at its Holm step's
+    level, so one that Holm calls below the leader excludes 0."""
+    leader = out["leader"]
+    vs_leader = holm_family({a: (full[leader], full[a]) for a in full if a != leader}, accuracy, estimable)
     for a, c in vs_leader.items():
         out["arms"][a]["vs_leader"] = _clean(c)  # p_holm NaN (not estimable) becomes None there
     if estimable:
         out["top_group"] = [leader] + [a for a in vs_leader if vs_leader[a]["p_holm"] >= ALPHA]
     else:
-        out["top_group"] = list(arms)
+        out["top_group"] = list(full)
 
-    # --- against every baseline, one family: Holm over every (searched arm, baseline) pair
-    baselines = sorted((a for a in arms if is_baseline(a) or a == baseline), key=rank)
-    searched = [a for a in arms if a not in baselines]
+
+def _against_baselines(
+    out: dict[str, Any],
+    full: dict[str, np.ndarray],
+    baseline: str | None,
+    accuracy: bool,
+    estimable: bool,
+    loss: dict[str, float],
+) -> list[str]:
+    """Every searched arm against every baseline, one family with Holm over every (arm, baseline) pair; the
+    calls against the reference baseline, the top group trimmed by them, the winner. Returns the searched
+    arms."""
+    sign, leader = 1.0 if out["mode"] == "max" else -1.0, out["leader"]
+
+    def rank(a: str) -> tuple:  # best first: mean in the study's direction, then lower val loss, then name
+        return (-sign * out["arms"][a]["mean"], loss.get(a, 0.0) or 0.0, a)
+
+    baselines = sorted((a for a in full if is_baseline(a) or a == baseline), key=rank)
+    searched = [a for a in full if a not in baselines]
     out["baselines"] = baselines
     out["strongest_baseline"] = baselines[0] if baselines else None
     out["baseline"] = baseline if baseline in full else out["strongest_baseline"]
@@ -204,15 +248,7 @@ def decide(
     ]
     beats_all = [b for b in baselines if searched and all(family[a][b]["call"] == "worse" for a in searched)]
     out["baseline_wins"] = beats_all[0] if beats_all else None
-
-    out.update(_speedups(out, out["baseline"], matrices, full, target, seed_w, example_w))
-    if BASELINE_ARM in full:  # the seed's question, kept beside: how much sooner than constant Adam 3e-4
-        out["vs_adam"] = {"baseline": BASELINE_ARM}
-        out["vs_adam"].update(_speedups(out, BASELINE_ARM, matrices, full, target, seed_w, example_w))
-    _order_top_group(out, loss)
-    _recommend(out, searched)
-    out["rule"], out["headline"] = _words(out)
-    return out
+    return searched
 
 
 def _clean(c: dict[str, float]) -> dict[str, float | None]:
