@@ -297,6 +297,16 @@ def tables(results: dict[str, Any]) -> str:
         for a in ("sgdr-adamw", "sgdr-sgdw"):
             lines.append(f"| {a} | {r['arms'][a]} | {r['epochs_to_target'][a]} | {r['speedup'][a]} |")
         lines += ["", f"Paired gap {r['gap']}; told apart: {r['told_apart']}; target {r['target']}%.", ""]
+        r = restart_rows(run_dir, ("one_cycle-sgdw", "cosine-sgdw"))
+        lines += [
+            f"### Claim 1 at equal search on {r['data']} ({study}): one-cycle against warm-up + cosine",
+            "",
+            "| arm | val acc % [95% CI] | epochs to target | speed-up over constant Adam |",
+            "|---|---|---|---|",
+        ]
+        for a in ("one_cycle-sgdw", "cosine-sgdw"):
+            lines.append(f"| {a} | {r['arms'][a]} | {r['epochs_to_target'][a]} | {r['speedup'][a]} |")
+        lines += ["", f"Paired gap {r['gap']}; told apart: {r['told_apart']}; target {r['target']}%.", ""]
         d = searched_decay(run_dir, ("one_cycle-sgdw", "cosine-sgdw"))
         lines += [f"### Claim 3 on {r['data']} ({study}): the weight decay each schedule's search chose", ""]
         for a, x in d.items():

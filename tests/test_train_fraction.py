@@ -201,3 +201,12 @@ def test_study_on_a_quarter_of_the_training_split_runs_and_records_it(tmp_path: 
     assert load_study(run_dir / "study.toml").data.train_fraction == 0.25
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert set(verdict["arms"]) == {"one_cycle-adamw", "constant-adam"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies" / "claims").glob("*.toml")), ids=lambda p: p.stem)
+def test_claims_studies_load_and_search_alike(path: Path) -> None:
+    cfg = load_study(path)  # benchmarks/claims.py runs them (docs/claims.md)
+    assert cfg.search.seeds == (0, 1, 2) and cfg.data.train_fraction == 1.0
+    if path.stem.startswith("restarts"):
+        assert {"sgdr-adamw", "sgdr-sgdw", "one_cycle-sgdw", "cosine-sgdw"} <= set(cfg.search.arms)
+        assert cfg.search.bounds["weight_decay"] == [1e-6, 1e-2]
