@@ -42,7 +42,7 @@ from sched_search.results.verdict import decide
 from sched_search.study.search import trial_settings
 from sched_search.study.studyfile import load_study
 from sched_search.study.trial import train_trial
-from sched_search.training import TensorData, decode_examples, load_data
+from sched_search.training import IMAGE_MODELS, TensorData, decode_examples, load_data
 
 STUDIES = ROOT / "studies" / "claims"
 OUT = ROOT / "runs" / "claims"
@@ -78,7 +78,7 @@ def decay_profile(run_dir: Path, arms: tuple[str, ...]) -> dict[str, Any]:
     data = load_data(
         cfg.data.name,
         root=cfg.data.root,
-        image=cfg.model.name in ("cnn", "resnet"),
+        image=cfg.model.name in IMAGE_MODELS,
         train_fraction=cfg.data.train_fraction,
         **cfg.data.options,
     )
@@ -107,7 +107,8 @@ def planted_bugs() -> dict[str, Any]:
     from sched_search.training import data_steps
 
     cfg = load_study(STUDIES / "fraction.toml")
-    clean = load_data(cfg.data.name, root=cfg.data.root, **cfg.data.options)
+    image = cfg.model.name in IMAGE_MODELS
+    clean = load_data(cfg.data.name, root=cfg.data.root, image=image, **cfg.data.options)
     assert isinstance(clean, TensorData)
     g = torch.Generator().manual_seed(0)
     nan_x = clean.x_train.clone()
@@ -135,7 +136,14 @@ def planted_bugs() -> dict[str, Any]:
             clean.name,
         ),
         "NaN in 7 inputs": TensorData(
-            nan_x, clean.y_train, clean.x_val, clean.y_val, clean.x_test, clean.y_test, 10, clean.name
+            nan_x,
+            clean.y_train,
+            clean.x_val,
+            clean.y_val,
+            clean.x_test,
+            clean.y_test,
+            clean.num_classes,
+            clean.name,
         ),
     }
     steps = sweep_steps(data_steps(clean, cfg.train.batch_size))
