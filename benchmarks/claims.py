@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -115,36 +116,13 @@ def planted_bugs() -> dict[str, Any]:
     nan_x[torch.randperm(len(nan_x), generator=g)[:7]] = float("nan")  # 7 of 7,000 examples: 0.1%
     bugs = {
         "clean": clean,
-        "labels shuffled": TensorData(
-            clean.x_train,
-            clean.y_train[torch.randperm(len(clean.y_train), generator=g)],
-            clean.x_val,
-            clean.y_val,
-            clean.x_test,
-            clean.y_test,
-            clean.num_classes,
-            clean.name,
+        "labels shuffled": replace(
+            clean, y_train=clean.y_train[torch.randperm(len(clean.y_train), generator=g)]
         ),
-        "inputs x 1e6": TensorData(
-            clean.x_train * 1e6,
-            clean.y_train,
-            clean.x_val * 1e6,
-            clean.y_val,
-            clean.x_test * 1e6,
-            clean.y_test,
-            clean.num_classes,
-            clean.name,
+        "inputs x 1e6": replace(
+            clean, x_train=clean.x_train * 1e6, x_val=clean.x_val * 1e6, x_test=clean.x_test * 1e6
         ),
-        "NaN in 7 inputs": TensorData(
-            nan_x,
-            clean.y_train,
-            clean.x_val,
-            clean.y_val,
-            clean.x_test,
-            clean.y_test,
-            clean.num_classes,
-            clean.name,
-        ),
+        "NaN in 7 inputs": replace(clean, x_train=nan_x),
     }
     steps = sweep_steps(data_steps(clean, cfg.train.batch_size))
     out = {}
