@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import RangeTestSection
+from .config import RangeTestSection, StudyConfig
 
 DESCRIPTION = """\
 Leslie Smith's workflow in one command: an LR range test seeds the search spaces, Ray Tune runs
@@ -233,6 +233,13 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-failed", action="store_true", help="go on when the range test's sanity check fails"
     )
+    p.add_argument(
+        "--train-fraction",
+        metavar="F",
+        type=float,
+        default=None,
+        help="train on a stratified part F in (0, 1] of the training split ([data] train_fraction)",
+    )
 
 
 def _joins_a_cluster(args: argparse.Namespace) -> bool:
@@ -259,6 +266,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from .study.preflight import ClusterError
     from .study.runlock import RunFolderLocked
 
+    study = _study_with_fraction(args) if args.train_fraction is not None else args.study_file
     # Ignored around the study (run_study installs its own handlers and puts these back): a second Ctrl-C
     # while an interrupted study exits must not end it with a KeyboardInterrupt traceback.
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -267,7 +275,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         run_dir = run_study(
-            args.study_file,
+            study,
             resume=args.resume,
             address=args.address,
             allow_failed=args.allow_failed,
@@ -293,6 +301,23 @@ def cmd_study(args: argparse.Namespace) -> int:
         for sig, handler in previous.items() if not interrupted else ():
             signal.signal(sig, handler)
     return _print_report(run_dir)
+
+
+def _study_with_fraction(args: argparse.Namespace) -> StudyConfig:
+    """The study file's config with `--train-fraction`, checked as the study file's key would be."""
+    from dataclasses import replace
+
+    from .study.studyfile import load_study, validate
+
+    if args.resume:
+        raise ValueError(
+            f"--train-fraction starts a new study; --resume {args.resume} runs on the fraction its "
+            "study.toml holds: drop one of them."
+        )
+    cfg = load_study(args.study_file)
+    where = replace(cfg, source=f"{cfg.source} (--train-fraction {args.train_fraction})")
+    validate(replace(where, data=replace(cfg.data, train_fraction=args.train_fraction)))
+    return replace(cfg, data=replace(cfg.data, train_fraction=args.train_fraction))
 
 
 def _interrupted_line(e: BaseException) -> str:

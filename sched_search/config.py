@@ -47,6 +47,8 @@ class DataSection:
     options: dict = field(
         default_factory=dict
     )  # passed to the loader (e.g. mnist1d num_samples, synthetic n)
+    # (0, 1]: a stratified subsample of the training split, drawn with the split seed; val/test unchanged
+    train_fraction: float = 1.0
 
 
 @dataclass(frozen=True)

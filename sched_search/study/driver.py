@@ -35,7 +35,7 @@ from .interrupt import Interrupted, handling, reinstall
 from .rangestage import StudyAborted, arm_space, build_spaces, range_test_cost, range_tests
 from .runlock import run_lock
 from .search import run_trials
-from .studyfile import load_study
+from .studyfile import load_study, with_train_fraction
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,22 @@ def run_study(
                 shutil.copy(cfg.source, run_dir / "study.toml")
             else:
                 (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
+            _keep_train_fraction(cfg, run_dir / "study.toml")
             echo(f"run folder {run_dir}")
             return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
+
+
+def _keep_train_fraction(cfg: StudyConfig, kept: Path) -> None:
+    """A train_fraction set outside the study file (`--train-fraction`) written into the run folder's copy,
+    which a resume reads."""
+    if load_study(kept).data.train_fraction == cfg.data.train_fraction:
+        return
+    kept.write_text(with_train_fraction(kept.read_text(encoding="utf-8"), cfg.data.train_fraction))
+    if load_study(kept).data.train_fraction != cfg.data.train_fraction:
+        raise ValueError(
+            f"could not write train_fraction = {cfg.data.train_fraction} into {kept}: "
+            "set [data] train_fraction in the study file instead."
+        )
 
 
 @contextlib.contextmanager

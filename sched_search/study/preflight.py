@@ -146,7 +146,24 @@ def load_checked_data(cfg: StudyConfig) -> Any:
         _check_loaders(cfg, data)
     else:
         _check_tensors(cfg, data)
-    return data
+    return _train_fraction(cfg, data)
+
+
+def _train_fraction(cfg: StudyConfig, data: Any) -> Any:
+    """The data with `[data] train_fraction` of its training split (tensor data only)."""
+    from ..training import LoaderData, data_split_seed, subsample_train
+
+    fraction = cfg.data.train_fraction
+    if fraction == 1:
+        return data
+    if isinstance(data, LoaderData):
+        raise _err(
+            cfg,
+            "[data] train_fraction",
+            f"= {fraction} needs tensor data, but {cfg.data.name!r} gives loaders (LoaderData): subsample "
+            "in your data factory instead (e.g. a torch.utils.data.Subset), or return TensorData.",
+        )
+    return subsample_train(data, fraction, data_split_seed(cfg.data.name, dict(cfg.data.options)))
 
 
 def _check_loaders(cfg: StudyConfig, data: Any) -> None:

@@ -36,7 +36,9 @@ def trial_settings(cfg: StudyConfig) -> dict[str, Any]:
         "model": cfg.model.name,
         "model_options": dict(cfg.model.options),
         # loader data: what each worker calls itself (trial.worker_data)
-        "data": {"name": cfg.data.name, "root": cfg.data.root, "options": dict(cfg.data.options)},
+        "data": {"name": cfg.data.name, "root": cfg.data.root, "options": dict(cfg.data.options)}
+        # a part of the training split (tensor data, loaded by name: range tests without a loaded set)
+        | ({"train_fraction": cfg.data.train_fraction} if cfg.data.train_fraction != 1 else {}),
         "_threads": max(1, int(cfg.resources.cpus_per_trial)),
         "_rungs": asha_rungs(
             cfg.train.epochs, cfg.early_stopping.grace_period, cfg.early_stopping.reduction_factor

@@ -8,6 +8,7 @@ Every error names the file, the key and what was expected, e.g.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -140,6 +141,8 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         f"one of {', '.join(DATASETS)} or 'package.module:factory'",
         cfg.data.name,
     )
+    f = cfg.data.train_fraction
+    _check(s, 0 < f <= 1, "[data] train_fraction", "a fraction in (0, 1]", f)
     _check(
         s,
         cfg.model.name in MODELS or ":" in cfg.model.name,
@@ -342,6 +345,28 @@ def _check_metric(cfg: StudyConfig) -> None:
         _check(s, 0 < cfg.target <= 1, "target", "a fraction in (0, 1] for accuracy", cfg.target)
 
 
+def with_train_fraction(text: str, fraction: float) -> str:
+    r"""A study file's text with `[data] train_fraction = fraction` (`--train-fraction` on the command line):
+    set in its `[data]` table, or a table added at the end. The run folder keeps this text, so a resumed
+    study runs on the same part of the data.
+
+    Example:
+        >>> print(with_train_fraction('name = "x"\n[data]\nname = "digits"\n', 0.25), end="")
+        name = "x"
+        [data]
+        train_fraction = 0.25  # --train-fraction
+        name = "digits"
+    """
+    line = f"train_fraction = {float(fraction)!r}  # --train-fraction"
+    lines = text.splitlines()
+    header = next((i for i, t in enumerate(lines) if re.fullmatch(r"\s*\[\s*data\s*\]\s*(#.*)?", t)), None)
+    if header is None:
+        return "\n".join([*lines, "", "[data]", line]) + "\n"
+    end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    body = [t for t in lines[header + 1 : end] if not re.match(r"\s*train_fraction\s*=", t)]
+    return "\n".join([*lines[: header + 1], line, *body, *lines[end:]]) + "\n"
+
+
 def load_study(path: str | Path | None = None) -> StudyConfig:
     """Read and validate a study file; `None` gives the default study (studies/mnist1d.toml's values).
 
@@ -384,4 +409,4 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
     return validate(StudyConfig(**values))
 
 
-__all__ = ["load_study", "validate"]
+__all__ = ["load_study", "validate", "with_train_fraction"]

@@ -60,7 +60,13 @@ def worker_data(config: dict[str, Any], data_ref: Any = None) -> Any:
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in _LOADED:
         image = spec.get("image", False)  # built-in digits as 8x8 images (range tests loading data by name)
-        _LOADED[key] = load_data(spec["name"], root=spec.get("root"), image=image, **spec.get("options", {}))
+        _LOADED[key] = load_data(
+            spec["name"],
+            root=spec.get("root"),
+            image=image,
+            train_fraction=spec.get("train_fraction", 1.0),
+            **spec.get("options", {}),
+        )
     return _LOADED[key]
 
 

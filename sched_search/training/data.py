@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import pickle
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -339,17 +339,72 @@ def load_cifar10(root: str | Path, val_size: int = 5000, split_seed: int = 0) ->
     return TensorData(xt, yt, xv, yv, xs, ys, num_classes=10, name="cifar10")
 
 
-def load_data(name: str, root: str | None = None, image: bool = False, **kwargs) -> TensorData | LoaderData:
+def subsample_train(data: TensorData, fraction: float, seed: int = 0) -> TensorData:
+    """The data with a stratified `fraction` of its training split (each class keeps round(fraction * its
+    count), at least one); the validation and test splits are the same tensors, so results at different
+    fractions are paired on the same evaluation examples.
+
+    Drawn with a `torch.Generator` seeded with `seed` (the split seed): one permutation per class, of which
+    the first examples are kept, so for one seed a smaller fraction's subset lies inside a larger one's.
+    Examples keep their order in the split. Non-integer targets (regression) are subsampled unstratified.
+
+    Example:
+        >>> small = subsample_train(load_data("digits"), 0.25)
+        >>> len(small.x_train), len(small.x_val)
+        (315, 269)
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], but got {fraction!r}.")
+    if fraction == 1:
+        return data
+    g = torch.Generator().manual_seed(int(seed))
+    y = data.y_train
+    groups = [torch.nonzero(y == c).flatten() for c in torch.unique(y)] if not y.is_floating_point() else []
+    if not groups:
+        groups = [torch.arange(len(y))]
+    kept = []
+    for idx in groups:  # a permutation's first examples: a smaller fraction's subset inside a larger one's
+        kept.append(idx[torch.randperm(len(idx), generator=g)][: max(1, round(fraction * len(idx)))])
+    keep = torch.cat(kept).sort().values.to(y.device)
+    return replace(data, x_train=data.x_train[keep], y_train=y[keep])
+
+
+def data_split_seed(name: str, options: dict[str, Any]) -> int:
+    """The seed a data set's splits are drawn with: its `split_seed` option (synthetic: `seed`), else 0."""
+    if name == "synthetic":
+        return int(options.get("seed", 0))
+    return int(options.get("split_seed", 0))
+
+
+def load_data(
+    name: str, root: str | None = None, image: bool = False, train_fraction: float = 1.0, **kwargs
+) -> TensorData | LoaderData:
     """Load a data set by name (`mnist1d`, `digits`, `synthetic`, `cifar10`) or by import path
     `"pkg.mod:factory"`.
 
-    A factory is called with `**kwargs` and must return a `TensorData` or a `LoaderData`.
+    A factory is called with `**kwargs` and must return a `TensorData` or a `LoaderData`. `train_fraction`
+    < 1 keeps a stratified part of the training split (`subsample_train`, drawn with the split seed); it
+    needs tensor data: a factory's `LoaderData` is refused with it.
 
     Example:
         >>> data = load_data("digits")
         >>> data.x_train.shape
         torch.Size([1259, 64])
     """
+    if not 0 < train_fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], but got {train_fraction!r}.")
+    data = _load(name, root, image, **kwargs)
+    if train_fraction == 1:
+        return data
+    if isinstance(data, LoaderData):
+        raise TypeError(
+            f"data factory {name!r} returned LoaderData, but train_fraction = {train_fraction} needs tensor "
+            "data (TensorData): subsample inside the factory (e.g. a torch.utils.data.Subset) instead."
+        )
+    return subsample_train(data, train_fraction, data_split_seed(name, kwargs))
+
+
+def _load(name: str, root: str | None, image: bool, **kwargs) -> TensorData | LoaderData:
     if name == "mnist1d":
         return load_mnist1d(**kwargs)
     if name == "digits":
