@@ -81,7 +81,7 @@ LONG = {
     "results/tables.py:tables_from_rows": 79,
     "study/driver.py:_run_stages": 86,
     "study/search.py:run_trials": 100,
-    "study/studyfile.py:validate": 162,
+    "study/studyfile.py:validate": 164,
 }
 
 
