@@ -163,15 +163,30 @@ def _status_of(rows: list[dict], error: Any, epochs: float, stage: str) -> str:
     return "ok"
 
 
+_EPOCH_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_metric",
+    "lr",
+    "momentum",
+    "cycle_epoch",
+    "wall_time",
+)
+_NOT_COLUMNS = {"stage", "model_options", "_threads", "_rungs", "budgets"}  # a trial config's keys not kept
+
+
 def tables_from_rows(
     records: dict[tuple[str, str], tuple[dict, list[dict], Any]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy tables: one row per (trial, budget) and one row per (trial, budget, epoch)."""
     epoch_rows, trial_rows = [], []
-    skip = {"stage", "model_options", "_threads", "_rungs", "budgets"}
     for (stage, trial_id), (config, results, error) in records.items():
         rows = expand_history(results)
-        params = {k: v for k, v in config.items() if k not in skip and not isinstance(v, (dict, list))}
+        params = {
+            k: v for k, v in config.items() if k not in _NOT_COLUMNS and not isinstance(v, (dict, list))
+        }
+        key = {"stage": stage, "trial_id": trial_id, **params}
         full_error = error_text(error)
         by_budget = last_attempt(rows)
         finished = finish_times(results)
@@ -180,64 +195,16 @@ def tables_from_rows(
         # A final run that died fails the budget it was in and every later one; those it finished stand.
         died_in = missing[0] if missing else (list(by_budget)[-1] if by_budget else 1.0)
         for budget, brows in by_budget.items():
+            epoch_rows += [{**key, "budget": budget, **{k: r.get(k) for k in _EPOCH_COLUMNS}} for r in brows]
             budget_error = error if budget == died_in else None
-            run_status = _status_of(brows, budget_error, config.get("epochs", 0) * budget, stage)
-            reason = next((r.get("reason") for r in brows if r.get("reason")), "") or short_reason(
-                error_text(budget_error)
-            )
-            failed = run_status in ("error", "nan")  # a diverged run has no final metric either
-            for r in brows:
-                epoch_rows.append(
-                    {
-                        "stage": stage,
-                        "trial_id": trial_id,
-                        **params,
-                        "budget": budget,
-                        **{
-                            k: r.get(k)
-                            for k in (
-                                "epoch",
-                                "train_loss",
-                                "val_loss",
-                                "val_metric",
-                                "lr",
-                                "momentum",
-                                "cycle_epoch",
-                                "wall_time",
-                            )
-                        },
-                    }
-                )
-            last = brows[-1]
-            trial_rows.append(
-                {
-                    "stage": stage,
-                    "trial_id": trial_id,
-                    **params,
-                    "budget": budget,
-                    "budget_epochs": config.get("epochs", 0) * budget,
-                    "epochs_run": last.get("epoch"),
-                    # A run that died has no final accuracy: its finished epochs stay in the epochs table.
-                    "final_val_metric": math.nan if failed else last.get("val_metric"),
-                    "final_val_loss": math.nan if failed else last.get("val_loss"),
-                    "best_val_metric": _best(brows, config.get("metric_mode", "max")),
-                    "test_metric": math.nan if failed else last.get("test_metric"),
-                    # final runs: per-example values of the metric (encode_examples)
-                    "val_examples": None if failed else last.get("val_examples"),
-                    "wall_time": last.get("wall_time"),
-                    "finished_at": finished.get(budget, math.nan),
-                    "status": run_status,
-                    "reason": reason,
-                    "error_text": full_error if failed else "",
-                }
-            )
+            row = _budget_row(config, stage, brows, budget_error, full_error, budget)
+            trial_rows.append({**key, "budget": budget, **row})
+            trial_rows[-1]["finished_at"] = finished.get(budget, math.nan)
         if error is not None or not rows:
             for budget in missing or ([] if rows else [1.0]):
                 trial_rows.append(
                     {
-                        "stage": stage,
-                        "trial_id": trial_id,
-                        **params,
+                        **key,
                         "budget": budget,
                         "budget_epochs": config.get("epochs", 0) * budget,
                         "status": "error",
@@ -246,6 +213,34 @@ def tables_from_rows(
                     }
                 )
     return pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
+
+
+def _budget_row(
+    config: dict, stage: str, brows: list[dict], budget_error: Any, full_error: str, budget: float
+) -> dict[str, Any]:
+    """The trials table's columns of one run at one budget, from its epochs' rows (`brows`)."""
+    run_status = _status_of(brows, budget_error, config.get("epochs", 0) * budget, stage)
+    reason = next((r.get("reason") for r in brows if r.get("reason")), "") or short_reason(
+        error_text(budget_error)
+    )
+    failed = run_status in ("error", "nan")  # a diverged run has no final metric either
+    last = brows[-1]
+    return {
+        "budget_epochs": config.get("epochs", 0) * budget,
+        "epochs_run": last.get("epoch"),
+        # A run that died has no final accuracy: its finished epochs stay in the epochs table.
+        "final_val_metric": math.nan if failed else last.get("val_metric"),
+        "final_val_loss": math.nan if failed else last.get("val_loss"),
+        "best_val_metric": _best(brows, config.get("metric_mode", "max")),
+        "test_metric": math.nan if failed else last.get("test_metric"),
+        # final runs: per-example values of the metric (encode_examples)
+        "val_examples": None if failed else last.get("val_examples"),
+        "wall_time": last.get("wall_time"),
+        "finished_at": math.nan,  # when the run reported this budget (`finish_times`), set by the caller
+        "status": run_status,
+        "reason": reason,
+        "error_text": full_error if failed else "",
+    }
 
 
 def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
