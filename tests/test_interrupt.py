@@ -229,6 +229,30 @@ def test_a_study_stopped_in_its_ladder_resumes_to_the_recommended_arms_rungs(
     assert run.verdict["attribution"]["missing"] == ["default:adamw-cosine"]  # TINY's one baseline is Adam's
 
 
+@pytest.mark.slow
+def test_sigint_and_sigterm_during_the_range_tests_exit_with_the_resume_line(tmp_path: Path) -> None:
+    """Ctrl-C, then SIGTERM on the resumed folder, while the range test's Ray task sweeps (a long sweep that
+    does not diverge): 130 and 143 with the resume line and no traceback (it was rc 1 and Ray's `SystemError`
+    from `ray.wait`), the lock released, no range test written."""
+    study_file = tmp_path / "tiny.toml"
+    long_sweep = TINY.replace("num_steps = 100", "num_steps = 100000\nend_lr = 0.001")
+    study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + long_sweep)
+    first = _Study(tmp_path, str(study_file))
+    run_dir = Path(first.wait_for(r"^run folder ").removeprefix("run folder "))
+    first.wait_for(r"^range tests as Ray tasks")
+    time.sleep(2)  # inside ray.wait, the task started
+    os.kill(first.proc.pid, signal.SIGINT)
+    _assert_interrupted(first, 130, run_dir)
+
+    second = _Study(tmp_path, "--resume", str(run_dir))
+    second.wait_for(r"^range tests as Ray tasks")
+    time.sleep(2)
+    os.kill(second.proc.pid, signal.SIGTERM)
+    _assert_interrupted(second, 143, run_dir)
+    assert "SystemError" not in first.text + second.text
+    assert not list(run_dir.glob("range_test_*.json")) and not (run_dir / "trials.parquet").exists()
+
+
 def test_address_of_a_server_that_is_not_ray_fails_in_seconds_naming_the_key(tmp_path: Path) -> None:
     """A port that accepts TCP but is not Ray's GCS (here a loopback `http.server`): one bounded gRPC call, rc
     2 with the file, the key and the fix, instead of Ray's minutes of "Failed to connect to GCS"."""

@@ -29,7 +29,7 @@ from typing import Any
 from ..config import StudyConfig, metric_mode, metric_name
 from ..results import append_tables, tables_from_rows, write_json
 from ..training import TensorData
-from .interrupt import Interrupted, handling, reinstall
+from .interrupt import Interrupted, handling, reinstall, unwrap
 
 # arm_space and range_tests are re-exported: the benchmarks and tests call them as study's stages
 from .rangestage import StudyAborted, arm_space, build_spaces, range_test_cost, range_tests
@@ -157,6 +157,12 @@ def _interrupted_in(run_dir: Path) -> Iterator[None]:
     except Interrupted as e:
         e.run_dir = run_dir
         raise
+    except SystemError as e:  # a signal inside one of Ray's blocking calls (`interrupt.unwrap`)
+        inner = unwrap(e)
+        if not isinstance(inner, Interrupted):
+            raise
+        inner.run_dir = run_dir
+        raise inner from None
 
 
 def _prepare(

@@ -142,7 +142,12 @@ def run_sweeps(
     refs = {task.remote(settings, data_ref, opt, unit, *lrs): (opt, unit) for opt, unit in todo}
     try:
         while refs:
-            [done], _ = ray.wait(list(refs), num_returns=1)
+            # half-second waits: Ctrl-C's handler runs when the driver is back in Python, and a wait without a
+            # timeout did not come back (nor run it) for as long as the sweep lasted
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            if not ready:
+                continue
+            done = ready[0]
             opt, unit = refs.pop(done)
             try:
                 parts = ray.get(done)
