@@ -191,6 +191,7 @@ def _prepare(
         _check_resumed_study(run_dir, study)
         cfg = load_study(run_dir / "study.toml")
         cfg = replace(cfg, source=str(run_dir / "study.toml"))
+        _check_unchanged(run_dir, cfg)
         echo(f"resuming {run_dir}")
     else:
         cfg = study if isinstance(study, StudyConfig) else load_study(study)
@@ -237,6 +238,50 @@ def _check_resumed_study(run_dir: Path, study: str | Path | StudyConfig | None) 
         raise ValueError(
             f"--resume {run_dir} runs the study in {run_dir / 'study.toml'}, but {study} was given too and "
             "differs from it: drop it to resume, or leave out --resume to start a new study with it."
+        )
+
+
+# Not the study's settings: where the file was read from and where new run folders go (a resume has its
+# folder), and allow_failed, which `--allow-failed` sets on the command line.
+_NOT_COMPARED = {"source", "runs_dir", "[range_test] allow_failed"}
+
+
+def _flat_study(cfg: StudyConfig) -> dict[str, Any]:
+    """The study as resolved_config.json records it (JSON values), one entry per key: `[section] key`."""
+    flat: dict[str, Any] = {}
+    for key, value in json.loads(json.dumps(cfg.to_dict(), default=str)).items():
+        if isinstance(value, dict):
+            flat.update({f"[{key}] {k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _check_unchanged(run_dir: Path, cfg: StudyConfig) -> None:
+    """A resumed study is the one that started: Tune's restored trials keep their old settings, so an edit
+    of study.toml after the start would mix two studies (and never finish). resolved_config.json records
+    the study as it started; a folder without one has run nothing yet."""
+    try:
+        recorded = json.loads((run_dir / "resolved_config.json").read_text())["study"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    was = _flat_study(StudyConfig(name=cfg.name))  # a key the recording version did not have: its default
+    for key, value in recorded.items():
+        if isinstance(value, dict):
+            was.update({f"[{key}] {k}": v for k, v in value.items()})
+        else:
+            was[key] = value
+    now = _flat_study(cfg)
+    changed = [
+        f"{key} {was[key]!r} -> {now[key]!r}"
+        for key in now
+        if key not in _NOT_COMPARED and key in was and was[key] != now[key]
+    ]
+    if changed:
+        raise ValueError(
+            f"{run_dir / 'study.toml'} changed after the study started ({'; '.join(changed)}): --resume "
+            "finishes the study as it started. Undo the edit to resume it, or start a new study with it: "
+            f"python -m sched_search study {run_dir / 'study.toml'}"
         )
 
 
