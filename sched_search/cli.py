@@ -211,8 +211,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "counts and time left), the leaderboard, the verdict and the recommended arm as torch code;\n"
         "writes runs/<name>-<date>-<time>/. Exit status: 2 for a bad study file or cluster, 3 when the\n"
         "range test fails its sanity check, 4 when every run of some arm failed, 5 when runs are missing\n"
-        "after Ray Tune ended, 130/143 after Ctrl-C/SIGTERM (the folder is left to --resume; a second\n"
-        "Ctrl-C stops at once).",
+        "after Ray Tune ended, 6 when the disk filled, 130/143 after Ctrl-C/SIGTERM (the folder is left\n"
+        "to --resume; a second Ctrl-C stops at once).",
         "  python -m sched_search study                            # studies/mnist1d.toml\n"
         "  python -m sched_search study studies/smoke.toml         # a tiny study, under a minute\n"
         "  python -m sched_search study --resume runs/mnist1d-20260101-120000   # after Ctrl-C or a crash\n"
@@ -254,7 +254,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from .study.driver import StudyAborted, StudyUnfinished, run_study
+    from .study.driver import DiskFull, StudyAborted, StudyUnfinished, run_study
     from .study.interrupt import Interrupted
     from .study.preflight import ClusterError
     from .study.runlock import RunFolderLocked
@@ -283,6 +283,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     except StudyUnfinished as e:
         print(f"error: {e}", file=sys.stderr)
         return 5
+    except DiskFull as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 6
     except Interrupted as e:
         interrupted = True
         print(_interrupted_line(e), file=sys.stderr, flush=True)

@@ -29,6 +29,7 @@ from typing import Any
 from ..config import StudyConfig, metric_mode, metric_name
 from ..results import append_tables, tables_from_rows, write_json
 from ..training import TensorData
+from .diskfull import DiskFull, disk_full, no_space, quiet_ray
 from .interrupt import Interrupted, handling, reinstall, unwrap
 
 # arm_space and range_tests are re-exported: the benchmarks and tests call them as study's stages
@@ -130,23 +131,42 @@ def run_study(
         >>> load_run(run_dir).leaderboard  # doctest: +SKIP
     """
     start = time.perf_counter()
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "study.toml").exists():
-            raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
-        with handling(), _interrupted_in(run_dir), run_lock(run_dir):
-            cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
-            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
-    with handling():
-        cfg, data = _prepare(None, study, allow_failed, address, echo)
-        run_dir = new_run_dir(cfg)
-        with _interrupted_in(run_dir), run_lock(run_dir):
-            if cfg.source != "<defaults>":
-                shutil.copy(cfg.source, run_dir / "study.toml")
-            else:
-                (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
-            echo(f"run folder {run_dir}")
-            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
+    # the stage under way, for a full disk's line; a new study's folder is removed while still "setting up"
+    where = {"stage": _SETUP}
+    run_dir = None
+    try:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / "study.toml").exists():
+                raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
+            with handling(), _interrupted_in(run_dir), run_lock(run_dir):
+                cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
+                return _run_stages(
+                    cfg, run_dir, data, address or cfg.ray_address, echo, start, progress, where
+                )
+        with handling():
+            cfg, data = _prepare(None, study, allow_failed, address, echo)
+            run_dir = new_run_dir(cfg)
+            with _interrupted_in(run_dir), run_lock(run_dir):
+                if cfg.source != "<defaults>":
+                    shutil.copy(cfg.source, run_dir / "study.toml")
+                else:
+                    (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
+                echo(f"run folder {run_dir}")
+                return _run_stages(
+                    cfg, run_dir, data, address or cfg.ray_address, echo, start, progress, where
+                )
+    except Exception as e:
+        full = no_space(e)
+        if full is None:
+            raise
+        resumable = resume is not None or where["stage"] != _SETUP
+        if not resumable and run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this call, and nothing ran in it
+        raise disk_full(full, run_dir, where["stage"], resumable) from None
+
+
+_SETUP = "the study's set-up"
 
 
 @contextlib.contextmanager
@@ -319,12 +339,14 @@ def _run_stages(
     echo: Callable[[str], None],
     start: float,
     progress: bool = False,
+    where: dict[str, str] | None = None,
 ) -> Path:
-    """The stages of `run_study` in order, in a locked run folder."""
+    """The stages of `run_study` in order, in a locked run folder; `where["stage"]`: the one under way."""
     import ray
 
     from ..training import data_steps, model_shape
 
+    where = where if where is not None else {}
     spe = data_steps(data, cfg.train.batch_size)
     tensors = isinstance(data, TensorData)
     input_shape, num_outputs = model_shape(data)
@@ -362,6 +384,7 @@ def _run_stages(
         # (trial.worker_data)
         data_ref = [ray.put(data)] if tensors else None
         # a broad space has nothing to seed: no range test at all
+        where["stage"] = "the range tests"
         seeds = (
             range_tests(cfg, run_dir, echo, data, progress, data_ref, stage)
             if cfg.search.space == "seeded"
@@ -369,7 +392,10 @@ def _run_stages(
         )
         spaces = build_spaces(cfg, seeds, run_dir, spe)
         trials_start = time.perf_counter()
-        records = run_trials(cfg, run_dir, spaces, data_ref, echo, seeds, spe)
+        where["stage"] = "the trials (Ray Tune)"
+        with quiet_ray():
+            records = run_trials(cfg, run_dir, spaces, data_ref, echo, seeds, spe)
+        where["stage"] = "the tables and the verdict"
     finally:
         ray_stopping = time.perf_counter()
         if started:
@@ -431,6 +457,7 @@ def _version() -> str:
 
 
 __all__ = [
+    "DiskFull",
     "StudyAborted",
     "StudyUnfinished",
     "arm_space",

@@ -211,8 +211,11 @@ def save_part(run_dir: Path, part: SweepPart) -> None:
     path = _part_path(run_dir, part.optimizer, r.weight_decay)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))  # NaN losses as NaN: json reads them back
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(record))  # NaN losses as NaN: json reads them back
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half file behind
 
 
 def remove_parts(run_dir: Path, opt: str) -> None:

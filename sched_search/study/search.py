@@ -9,6 +9,7 @@ baseline.
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +91,27 @@ def _restorable(path: Path) -> bool:
     from ray import tune
 
     return tune.Tuner.can_restore(str(path.resolve())) and any(path.glob("experiment_state-*.json"))
+
+
+def _state_cut_short(path: Path) -> str | None:
+    """The newest of Tune's saved state files (the ones `Tuner.restore` reads) that is cut short, as a write
+    on a full disk leaves it; None when they are whole. Restored from such files, Tune ran trials without
+    their settings."""
+    import pickletools
+
+    for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
+        newest = max(path.glob(pattern), default=None)
+        if newest is None:
+            continue
+        try:
+            if newest.suffix == ".json":
+                json.loads(newest.read_text())
+            else:
+                for _ in pickletools.genops(newest.read_bytes()):  # the opcodes, up to STOP; nothing run
+                    pass
+        except (ValueError, OSError):
+            return newest.name
+    return None
 
 
 def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: dict[str, Any]) -> list[dict]:
@@ -284,7 +306,13 @@ def run_trials(
         )
 
     path = (run_dir / "ray" / "study").resolve()  # Ray reads a relative path as a URI without a scheme
-    if _restorable(path):
+    damaged = _state_cut_short(path) if _restorable(path) else None
+    if damaged:
+        echo(
+            f"warning: Ray Tune's saved state {path / damaged} is cut short (a full disk?): it cannot be "
+            "restored, so the trials run again from the start"
+        )
+    if _restorable(path) and not damaged:
         tuner = tune.Tuner.restore(
             str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
