@@ -311,18 +311,31 @@ def _print_report(run_dir: Path) -> int:
     from .results.report import format_leaderboard, write_report
     from .results.run import load_run
     from .results.tables import failed_arms, failure_lines
+    from .study.runlock import LOCK_NAME, live_holder
 
     run = load_run(run_dir)
     paths = write_report(run_dir, run)
     if run.unfinished:
-        print(f"{run.unfinished}: no verdict written (python -m sched_search study --resume {run_dir})")
+        holder = live_holder(run_dir)
+        then = (
+            f"still running: pid {holder.get('pid')} holds {run_dir / LOCK_NAME}"
+            if holder
+            else f"python -m sched_search study --resume {run_dir}"
+        )
+        print(f"{run.unfinished}: no verdict written ({then})")
     print(format_leaderboard(run))
     for line in failure_lines(run.trials):
         print(f"failed runs: {line}")
     print(format_closing(run, paths["report.html"]))
     failed = failed_arms(run.trials)
     if failed:
-        print(f"error: every run of {', '.join(failed)} failed; see {run_dir}/errors/", file=sys.stderr)
+        # errors/ holds the tracebacks of runs that raised; a run whose loss went NaN has only its reason
+        see = (
+            f"{run_dir}/errors/"
+            if (run_dir / "errors").is_dir()
+            else f"the reason column of {run_dir}/trials.csv"
+        )
+        print(f"error: every run of {', '.join(failed)} failed; see {see}", file=sys.stderr)
         return 4
     return 0
 

@@ -8,10 +8,13 @@ baseline.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import shutil
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +325,8 @@ def run_trials(
             _new_optuna_study(storage, arm, space, arm_sampler(cfg, arm), mode)
         tuner = make()
     try:
-        with tune_loop():  # Ctrl-C or SIGTERM: Tune saves its state, then Interrupted skips what follows
+        # Ctrl-C or SIGTERM: Tune saves its state, then Interrupted skips what follows
+        with tune_loop(), _quiet():
             grid = tuner.fit()
         records = records_from_grid(grid)
     finally:
@@ -330,6 +334,42 @@ def run_trials(
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
     write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
     return records
+
+
+# Said by Ray or Optuna during the fit, and said better (or not worth saying) by the study: Tune's list of
+# trials it did not finish (the study's "unfinished" or "failed runs" lines); a GP sampler's suggestion that
+# took over a second on a loaded machine (its one-time set-up, ~1.1 s); a result Optuna already had for that
+# step (a restored trial reporting again).
+_QUIET_WARNINGS = (
+    r"Define-by-run function passed in the `space` argument took",
+    r"The reported value is ignored because this `step=",
+)
+_QUIET_LOGS = {"ray.tune.tune": "Trials did not complete"}
+
+
+class _Drop(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.text)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Around `Tuner.fit`: the lines of `_QUIET_WARNINGS` and `_QUIET_LOGS` do not reach the console."""
+    filters = [(logging.getLogger(name), _Drop(text)) for name, text in _QUIET_LOGS.items()]
+    for logger, drop in filters:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for message in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger, drop in filters:
+            logger.removeFilter(drop)
 
 
 def _ladder_words(n_ladder: int, n_seeds: int) -> str:

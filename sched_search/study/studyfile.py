@@ -384,7 +384,12 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
                 f"{source}: unknown key {key}; expected one of {sorted([*_SECTIONS, *_TOP])}."
             )
     values.setdefault("name", path.stem)
-    return validate(StudyConfig(**values))
+    try:
+        return validate(StudyConfig(**values))
+    except StudyFileError as e:
+        if "target_accuracy" in raw and str(e).startswith(f"{source}: target "):  # name the key as written
+            raise StudyFileError(str(e).replace(": target ", ": target_accuracy ", 1)) from None
+        raise
 
 
 __all__ = ["load_study", "validate"]
