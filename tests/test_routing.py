@@ -212,23 +212,53 @@ def test_restore_fails_the_optuna_trials_asked_after_the_saved_state(tmp_path) -
     searcher, _, _ = _searcher("max", trials_per_arm=3, storage=storage, max_concurrent=3)
     known = [searcher.suggest(f"t{i}") for i in range(2)]  # one per arm
     searcher.save(str(tmp_path / "searcher.pkl"))
-    for i in range(2, 6):  # after the save: a second and a third trial per arm
-        searcher.suggest(f"t{i}")
+    lost = [searcher.suggest(f"t{i}") for i in range(2, 6)]  # after the save: a 2nd and a 3rd per arm
     searcher.on_trial_complete("t4", _result(0.5, "max", 0.4))  # ARMS[0]'s third finished before the kill
 
     restored = ArmsSearcher({}, trials_per_arm=3, final_runs=list)  # Tune makes it anew, then restores it
     restored.restore(str(tmp_path / "searcher.pkl"))
-    running, fail, complete = (optuna.trial.TrialState[s] for s in ("RUNNING", "FAIL", "COMPLETE"))
+    running, fail, complete, waiting = (
+        optuna.trial.TrialState[s] for s in ("RUNNING", "FAIL", "COMPLETE", "WAITING")
+    )
     states = {
         arm: [t.state for t in optuna.load_study(study_name=arm, storage=storage).trials] for arm in ARMS
     }
-    assert states == {ARMS[0]: [running, fail, complete], ARMS[1]: [running, fail, fail]}
+    # the lost ones' configs queued again, in the order they were asked
+    assert states == {
+        ARMS[0]: [running, fail, complete, waiting, waiting],
+        ARMS[1]: [running, fail, fail, waiting, waiting],
+    }
     assert all(c is not None and c != ArmsSearcher.FINISHED for c in known)
-    for i in range(6, 10):
-        assert isinstance(restored.suggest(f"t{i}"), dict)  # each arm's second and third, asked again
+    again = [restored.suggest(f"t{i}") for i in range(6, 10)]  # each arm's second and third, asked again
+    assert again == lost
     for arm in ARMS:
         trials = optuna.load_study(study_name=arm, storage=storage).trials
         assert [t.state for t in trials][-2:] == [running, running]
+
+
+def test_restore_asks_the_lost_trials_configs_again_first_point_included(tmp_path) -> None:
+    """kill -9 after Optuna's first trial of an arm (the range test's enqueued first point) finished but
+    before Tune saved it: the resumed search must ask that config again, not a random one in its place (which
+    changed a resumed study's answer), then the config sampled after it; a second kill replays only what the
+    second run lost."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher, _, _ = _searcher("max", trials_per_arm=3, storage=storage, arms=ARMS[:1], max_concurrent=3)
+    searcher.save(str(tmp_path / "searcher.pkl"))  # before any trial: the first point is still queued
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    searcher.on_trial_complete("t0", _result(0.5, "max", 0.4))
+    space = build_space(ARMS[0], SEED, EPOCHS, 10)
+    assert {k: first[k] for k in space.first_point()} == space.first_point() and second != first
+
+    restored = ArmsSearcher({}, trials_per_arm=3, final_runs=list)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("r0") == first and restored.suggest("r1") == second
+    restored.save(str(tmp_path / "searcher2.pkl"))
+    third = restored.suggest("r2")  # lost to a second kill; r0 and r1 were saved
+    again = ArmsSearcher({}, trials_per_arm=3, final_runs=list)
+    again.restore(str(tmp_path / "searcher2.pkl"))
+    assert again.suggest("a2") == third
+    study = optuna.load_study(study_name=ARMS[0], storage=storage)
+    assert [t.user_attrs.get("replay_of") for t in study.trials] == [None, None, 0, 1, None, 4]
 
 
 def test_round_robin_serves_the_next_arm_with_room() -> None:

@@ -35,16 +35,29 @@ class ResumableOptunaSearch(OptunaSearch):
             pass
 
     def fail_orphans(self) -> None:
-        """After a resume: fail the Optuna trials asked after Tune last saved this searcher.
+        """After a resume: fail the Optuna trials asked after Tune last saved this searcher, and queue their
+        configs again, in the order they were asked.
 
         Tune asks again for those (its restored state never started them), so each would stay RUNNING in the
-        study for good, one more trial than the arm's budget. Trials the saved state knows are re-run by Tune
-        and told as usual.
+        study for good, one more trial than the arm's budget. Asked again, they must get the configs they
+        had: the first of them may have taken the range test's enqueued first point (then lost to the resumed
+        search, which drew a random config in its place and changed the study's answer), and Optuna's record
+        of those that finished would otherwise push the sampler on. Trials the saved state knows are re-run
+        by Tune and told as usual.
         """
+        study = self._ot_study
         known = {t.number for t in self._ot_trials.values()}
-        for t in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if t.number not in known:
-                self._ot_study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        replayed = set(study.user_attrs.get("replayed", []))  # queued again by an earlier resume
+        lost = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.number not in known | replayed and t.state != optuna.trial.TrialState.WAITING
+        ]
+        for t in sorted(lost, key=lambda t: t.number):
+            if t.state == optuna.trial.TrialState.RUNNING:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"replay_of": t.number})
+        study.set_user_attr("replayed", sorted(replayed | {t.number for t in lost}))
 
 
 class ArmsSearcher(Searcher):
