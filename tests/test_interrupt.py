@@ -253,6 +253,42 @@ def test_sigint_and_sigterm_during_the_range_tests_exit_with_the_resume_line(tmp
     assert not list(run_dir.glob("range_test_*.json")) and not (run_dir / "trials.parquet").exists()
 
 
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_the_uninterrupted_leaderboard(tmp_path: Path, ray_local) -> None:
+    """kill -9 of the driver (and its Ray) as the first run ends, and as the arm's first final run ends: each
+    resumed folder's leaderboard equals an uninterrupted run's, row for row, and each arm has its
+    `trials_per_arm` search rows. A kill can land between Optuna's record of a trial and Tune's saved state;
+    the resumed search then asks Tune's lost trials again with their own configs (the deterministic case is
+    tests/test_routing.py's), where it drew new ones and changed the answer."""
+    from sched_search.results.run import load_run
+    from sched_search.study.driver import run_study
+
+    study_file = tmp_path / "tiny.toml"
+    study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + TINY)
+    columns = ["n_seeds", "n_failed", "mean_val_metric", "mean_val_loss", "mean_test_metric"]
+    boards = {}
+    for point in (r"^\[1/6 ", r"\[final one_cycle-adamw\]"):
+        killed = _Study(tmp_path, str(study_file))
+        run_dir = Path(killed.wait_for(r"^run folder ").removeprefix("run folder "))
+        killed.wait_for(point)
+        killed.kill()  # SIGKILL to its process group: the driver and the Ray it started
+        run_study(resume=run_dir, echo=lambda _: None)
+        trials = load_run(run_dir).trials
+        search = trials[trials.stage == "search"]
+        assert search.groupby("arm").trial_id.nunique().to_dict() == {"one_cycle-adamw": 2}, point
+        assert trials.trial_id.nunique() == RUNS and (trials.status == "ok").all(), point
+        boards[point] = load_run(run_dir).leaderboard.set_index("arm")[columns].sort_index()
+
+    clean = tmp_path / "clean"  # the same study uninterrupted, on its range test (the same seeded sweep)
+    clean.mkdir()
+    for name in ("study.toml", "range_test_adamw.json", "range_test_adamw.csv"):
+        shutil.copy(run_dir / name, clean / name)
+    run_study(resume=clean, echo=lambda _: None)
+    reference = load_run(clean).leaderboard.set_index("arm")[columns].sort_index()
+    for point, board in boards.items():
+        pd.testing.assert_frame_equal(board, reference, obj=point)
+
+
 def test_address_of_a_server_that_is_not_ray_fails_in_seconds_naming_the_key(tmp_path: Path) -> None:
     """A port that accepts TCP but is not Ray's GCS (here a loopback `http.server`): one bounded gRPC call, rc
     2 with the file, the key and the fix, instead of Ray's minutes of "Failed to connect to GCS"."""
