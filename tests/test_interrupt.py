@@ -257,9 +257,11 @@ def test_sigint_and_sigterm_during_the_range_tests_exit_with_the_resume_line(tmp
 def test_kill_9_then_resume_gives_the_uninterrupted_leaderboard(tmp_path: Path, ray_local) -> None:
     """kill -9 of the driver (and its Ray) as the first run ends, and as the arm's first final run ends: each
     resumed folder's leaderboard equals an uninterrupted run's, row for row, and each arm has its
-    `trials_per_arm` search rows. A kill can land between Optuna's record of a trial and Tune's saved state;
-    the resumed search then asks Tune's lost trials again with their own configs (the deterministic case is
-    tests/test_routing.py's), where it drew new ones and changed the answer."""
+    `trials_per_arm` search rows and Optuna as many COMPLETE trials. A kill can land between Optuna's record
+    of a trial and Tune's saved state; the resumed search then hands the lost Optuna trials to Tune's new asks
+    (the deterministic case is tests/test_routing.py's), where it drew new configs and changed the answer."""
+    import optuna
+
     from sched_search.results.run import load_run
     from sched_search.study.driver import run_study
 
@@ -277,6 +279,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_leaderboard(tmp_path: Path, 
         search = trials[trials.stage == "search"]
         assert search.groupby("arm").trial_id.nunique().to_dict() == {"one_cycle-adamw": 2}, point
         assert trials.trial_id.nunique() == RUNS and (trials.status == "ok").all(), point
+        record = optuna.load_study(study_name="one_cycle-adamw", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+        complete = record.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        assert len(complete) == 2, [t.state for t in record.trials]  # Optuna's record = the table's rows
         boards[point] = load_run(run_dir).leaderboard.set_index("arm")[columns].sort_index()
 
     clean = tmp_path / "clean"  # the same study uninterrupted, on its range test (the same seeded sweep)
