@@ -126,6 +126,7 @@ def test_tunes_state_cut_short_by_a_full_disk_is_not_restored(tmp_path: Path) ->
 
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
     (tmp_path / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(pickle.dumps({"a": "b" * 100}))
+    (tmp_path / "search_gen_state-2026-01-01_00-00-00.json").write_bytes(pickle.dumps({"n": 1}))  # as Tune
     assert _state_cut_short(tmp_path) is None
     whole = pickle.dumps({"a": "b" * 100})
     (tmp_path / "searcher-state-2026-01-01_00-00-09.pkl").write_bytes(whole[:40])

@@ -102,12 +102,13 @@ def _state_cut_short(path: Path) -> str | None:
     their settings."""
     import pickletools
 
+    # search_gen_state-*.json is a pickle too, despite its name
     for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
         newest = max(path.glob(pattern), default=None)
         if newest is None:
             continue
         try:
-            if newest.suffix == ".json":
+            if pattern.startswith("experiment_state"):
                 json.loads(newest.read_text())
             else:
                 for _ in pickletools.genops(newest.read_bytes()):  # the opcodes, up to STOP; nothing run
