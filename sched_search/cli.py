@@ -211,8 +211,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "counts and time left), the leaderboard, the verdict and the recommended arm as torch code;\n"
         "writes runs/<name>-<date>-<time>/. Exit status: 2 for a bad study file or cluster, 3 when the\n"
         "range test fails its sanity check, 4 when every run of some arm failed, 5 when runs are missing\n"
-        "after Ray Tune ended, 130/143 after Ctrl-C/SIGTERM (the folder is left to --resume; a second\n"
-        "Ctrl-C stops at once).",
+        "after Ray Tune ended, 6 when the disk filled, 130/143 after Ctrl-C/SIGTERM (the folder is left\n"
+        "to --resume; a second Ctrl-C stops at once).",
         "  python -m sched_search study                            # studies/mnist1d.toml\n"
         "  python -m sched_search study studies/smoke.toml         # a tiny study, under a minute\n"
         "  python -m sched_search study --resume runs/mnist1d-20260101-120000   # after Ctrl-C or a crash\n"
@@ -261,7 +261,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         # A local study needs no network: Ray's switch for single-machine clusters keeps it on 127.0.0.1 (it
         # otherwise binds the machine's address even when told 127.0.0.1). Ray reads it when imported, below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from .study.driver import StudyAborted, StudyUnfinished, run_study
+    from .study.driver import DiskFull, StudyAborted, StudyUnfinished, run_study
     from .study.interrupt import Interrupted
     from .study.preflight import ClusterError
     from .study.runlock import RunFolderLocked
@@ -291,6 +291,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     except StudyUnfinished as e:
         print(f"error: {e}", file=sys.stderr)
         return 5
+    except DiskFull as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 6
     except Interrupted as e:
         interrupted = True
         print(_interrupted_line(e), file=sys.stderr, flush=True)
@@ -333,18 +336,31 @@ def _print_report(run_dir: Path) -> int:
     from .results.report import format_leaderboard, write_report
     from .results.run import load_run
     from .results.tables import failed_arms, failure_lines
+    from .study.runlock import LOCK_NAME, live_holder
 
     run = load_run(run_dir)
     paths = write_report(run_dir, run)
     if run.unfinished:
-        print(f"{run.unfinished}: no verdict written (python -m sched_search study --resume {run_dir})")
+        holder = live_holder(run_dir)
+        then = (
+            f"still running: pid {holder.get('pid')} holds {run_dir / LOCK_NAME}"
+            if holder
+            else f"python -m sched_search study --resume {run_dir}"
+        )
+        print(f"{run.unfinished}: no verdict written ({then})")
     print(format_leaderboard(run))
     for line in failure_lines(run.trials):
         print(f"failed runs: {line}")
     print(format_closing(run, paths["report.html"]))
     failed = failed_arms(run.trials)
     if failed:
-        print(f"error: every run of {', '.join(failed)} failed; see {run_dir}/errors/", file=sys.stderr)
+        # errors/ holds the tracebacks of runs that raised; a run whose loss went NaN has only its reason
+        see = (
+            f"{run_dir}/errors/"
+            if (run_dir / "errors").is_dir()
+            else f"the reason column of {run_dir}/trials.csv"
+        )
+        print(f"error: every run of {', '.join(failed)} failed; see {see}", file=sys.stderr)
         return 4
     return 0
 

@@ -172,3 +172,15 @@ def test_smoke_report_closing_block(smoke_run: Path, tmp_path: Path, capsys: pyt
     assert f"baselines {len(cfg.search.baselines) * n_seeds} runs, " in cost, cost
     shares = [int(x) for x in re.findall(r"\((\d+)%\)", cost)]
     assert len(shares) == 4 and abs(sum(shares) - 100) <= 2, cost
+
+
+def test_every_exit_code_of_the_cli_is_in_docs_errors_md() -> None:
+    """docs/errors.md's table lists each code the command line returns, with what to do."""
+    source = (ROOT / "sched_search" / "cli.py").read_text()
+    returned = {int(code) for code in re.findall(r"return (\d+)\b", source)} | {130, 143}  # 128 + signal
+    rows = re.findall(
+        r"^\| ([\d, ]+) \| (.+) \| (.+) \|$", (ROOT / "docs" / "errors.md").read_text(), re.MULTILINE
+    )
+    documented = {int(code) for codes, _, _ in rows for code in codes.split(", ")}
+    assert returned - {0} <= documented, sorted(returned - documented)
+    assert all(what.strip() for _, _, what in rows)

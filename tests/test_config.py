@@ -107,6 +107,7 @@ BAD = [
     ('[model]\nname = "transformer"\n', "[model] name", "one of mlp, cnn1d, cnn, resnet"),
     ("target = 1.5\n", "target", "(0, 1]"),
     ("target_accuracy = 0.9\ntarget = 0.9\n", "target_accuracy", "not both"),
+    ("target_accuracy = 2\n", ": target_accuracy must be", "(0, 1]"),  # the key as the file wrote it
     ('[train]\nmetric = "m:f"\n', "metric_mode", "custom metric"),
     ('[train]\nloss = "mse"\n', "[train] metric", "accuracy needs class labels"),
     ('[train]\nmetric = "loss"\nmetric_mode = "max"\n', "[train] metric_mode", "min"),

@@ -229,6 +229,71 @@ def test_a_study_stopped_in_its_ladder_resumes_to_the_recommended_arms_rungs(
     assert run.verdict["attribution"]["missing"] == ["default:adamw-cosine"]  # TINY's one baseline is Adam's
 
 
+@pytest.mark.slow
+def test_sigint_and_sigterm_during_the_range_tests_exit_with_the_resume_line(tmp_path: Path) -> None:
+    """Ctrl-C, then SIGTERM on the resumed folder, while the range test's Ray task sweeps (a long sweep that
+    does not diverge): 130 and 143 with the resume line and no traceback (it was rc 1 and Ray's `SystemError`
+    from `ray.wait`), the lock released, no range test written."""
+    study_file = tmp_path / "tiny.toml"
+    long_sweep = TINY.replace("num_steps = 100", "num_steps = 100000\nend_lr = 0.001")
+    study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + long_sweep)
+    first = _Study(tmp_path, str(study_file))
+    run_dir = Path(first.wait_for(r"^run folder ").removeprefix("run folder "))
+    first.wait_for(r"^range tests as Ray tasks")
+    time.sleep(2)  # inside ray.wait, the task started
+    os.kill(first.proc.pid, signal.SIGINT)
+    _assert_interrupted(first, 130, run_dir)
+
+    second = _Study(tmp_path, "--resume", str(run_dir))
+    second.wait_for(r"^range tests as Ray tasks")
+    time.sleep(2)
+    os.kill(second.proc.pid, signal.SIGTERM)
+    _assert_interrupted(second, 143, run_dir)
+    assert "SystemError" not in first.text + second.text
+    assert not list(run_dir.glob("range_test_*.json")) and not (run_dir / "trials.parquet").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_the_uninterrupted_leaderboard(tmp_path: Path, ray_local) -> None:
+    """kill -9 of the driver (and its Ray) as the first run ends, and as the arm's first final run ends: each
+    resumed folder's leaderboard equals an uninterrupted run's, row for row, and each arm has its
+    `trials_per_arm` search rows and Optuna as many COMPLETE trials. A kill can land between Optuna's record
+    of a trial and Tune's saved state; the resumed search then hands the lost Optuna trials to Tune's new asks
+    (the deterministic case is tests/test_routing.py's), where it drew new configs and changed the answer."""
+    import optuna
+
+    from sched_search.results.run import load_run
+    from sched_search.study.driver import run_study
+
+    study_file = tmp_path / "tiny.toml"
+    study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + TINY)
+    columns = ["n_seeds", "n_failed", "mean_val_metric", "mean_val_loss", "mean_test_metric"]
+    boards = {}
+    for point in (r"^\[1/6 ", r"\[final one_cycle-adamw\]"):
+        killed = _Study(tmp_path, str(study_file))
+        run_dir = Path(killed.wait_for(r"^run folder ").removeprefix("run folder "))
+        killed.wait_for(point)
+        killed.kill()  # SIGKILL to its process group: the driver and the Ray it started
+        run_study(resume=run_dir, echo=lambda _: None)
+        trials = load_run(run_dir).trials
+        search = trials[trials.stage == "search"]
+        assert search.groupby("arm").trial_id.nunique().to_dict() == {"one_cycle-adamw": 2}, point
+        assert trials.trial_id.nunique() == RUNS and (trials.status == "ok").all(), point
+        record = optuna.load_study(study_name="one_cycle-adamw", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+        complete = record.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        assert len(complete) == 2, [t.state for t in record.trials]  # Optuna's record = the table's rows
+        boards[point] = load_run(run_dir).leaderboard.set_index("arm")[columns].sort_index()
+
+    clean = tmp_path / "clean"  # the same study uninterrupted, on its range test (the same seeded sweep)
+    clean.mkdir()
+    for name in ("study.toml", "range_test_adamw.json", "range_test_adamw.csv"):
+        shutil.copy(run_dir / name, clean / name)
+    run_study(resume=clean, echo=lambda _: None)
+    reference = load_run(clean).leaderboard.set_index("arm")[columns].sort_index()
+    for point, board in boards.items():
+        pd.testing.assert_frame_equal(board, reference, obj=point)
+
+
 def test_address_of_a_server_that_is_not_ray_fails_in_seconds_naming_the_key(tmp_path: Path) -> None:
     """A port that accepts TCP but is not Ray's GCS (here a loopback `http.server`): one bounded gRPC call, rc
     2 with the file, the key and the fix, instead of Ray's minutes of "Failed to connect to GCS"."""

@@ -51,6 +51,21 @@ def shifted():
     d = load_digits()
     return TensorData(d.x_train, d.y_train + 1, d.x_val, d.y_val, d.x_test, d.y_test, 10, "shifted")
 
+def numpy_splits():
+    d = load_digits()
+    n = lambda t: t.numpy()  # noqa: E731
+    return TensorData(n(d.x_train).astype("float64"), n(d.y_train).astype("int32"), n(d.x_val), n(d.y_val),
+                      n(d.x_test), n(d.y_test), 10, "numpy")
+
+def float64_tensors():
+    d = load_digits()
+    x = [t.double() for t in (d.x_train, d.x_val, d.x_test)]
+    return TensorData(x[0], d.y_train, x[1], d.y_val, x[2], d.y_test, 10, "f64")
+
+def list_labels():
+    d = load_digits()
+    return TensorData(d.x_train, d.y_train, d.x_val, d.y_val.tolist(), d.x_test, d.y_test, 10, "lists")
+
 def broken(size=10):
     raise RuntimeError("disk on fire")
 
@@ -438,6 +453,62 @@ def test_non_utf8_study_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     path = tmp_path / "bad.toml"
     path.write_bytes(b'name = "caf\xe9"\n')
     _refused(capsys, tmp_path, path, "not UTF-8", "byte 11")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    from sched_search.study.studyfile import load_study
+
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff".encode() + SMOKE.read_bytes())
+    assert load_study(path).name == "smoke"
+
+
+def test_a_folder_given_as_the_study_file_is_named_a_folder(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "smoke-20260101-120000"
+    run.mkdir()
+    _refused(capsys, tmp_path, tmp_path, f"{tmp_path}: is a folder; give a study file (.toml).")
+    (run / "study.toml").write_text(SMOKE.read_text())
+    _refused(
+        capsys, tmp_path, run, f"is a folder; give a study file (.toml) (a run folder: --resume {run} fin"
+    )
+
+
+def test_numpy_arrays_and_float64_inputs_are_converted(tmp_path: Path, monkeypatch) -> None:
+    """The scikit-learn idiom (numpy splits, float64 features, int32 labels) and float64 tensors: the study's
+    checks pass and the trials get float32 inputs and int64 labels."""
+    import torch
+
+    from sched_search.study.preflight import check_study
+    from sched_search.study.studyfile import load_study
+
+    (tmp_path / "pf_factories.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for factory in ("numpy_splits", "float64_tensors"):
+        data = check_study(
+            load_study(_study(tmp_path, replace={'name = "digits"': f'name = "pf_factories:{factory}"'}))
+        )
+        assert (data.x_train.dtype, data.y_train.dtype, data.x_test.dtype) == (
+            torch.float32,
+            torch.int64,
+            torch.float32,
+        )
+        assert data.x_train.shape == (1259, 64), factory
+
+
+def test_a_tensordata_field_of_another_type_is_refused_naming_it(tmp_path: Path, monkeypatch) -> None:
+    from sched_search.config import StudyFileError
+    from sched_search.study.preflight import check_study
+    from sched_search.study.studyfile import load_study
+
+    (tmp_path / "pf_factories.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _study(tmp_path, replace={'name = "digits"': 'name = "pf_factories:list_labels"'})
+    with pytest.raises(StudyFileError) as refused:
+        check_study(load_study(path))
+    assert str(refused.value).endswith(
+        "'pf_factories:list_labels': TensorData.y_val is a list; expected a torch.Tensor or a numpy array "
+        "(e.g. torch.as_tensor(...))."
+    ), refused.value
 
 
 def test_refusal_through_the_process_has_no_traceback(tmp_path: Path) -> None:

@@ -320,6 +320,39 @@ def test_only_failed_trials(tmp_path: Path) -> None:
     assert json.loads(written["verdict.json"].read_text())["top_group"] == []
 
 
+def test_every_run_failed_points_at_what_the_folder_holds(tmp_path: Path, capsys) -> None:
+    """rc 4 names errors/ when failed runs left tracebacks there; runs whose loss went NaN raise nothing, and
+    the line then names the table that holds their reasons (it named an errors/ that was never written)."""
+    from sched_search.cli import main
+
+    root = _fabricate(tmp_path / "f", extras=False, died=dict.fromkeys(ARMS, 0.125))
+    assert main(["report", str(root)]) == 4
+    assert capsys.readouterr().err.endswith(f"failed; see {root}/errors/\n")
+    shutil.rmtree(root / "errors")
+    assert main(["report", str(root)]) == 4
+    err = capsys.readouterr().err
+    assert err.endswith(f"failed; see the reason column of {root}/trials.csv\n"), err
+    assert "reason" in pd.read_csv(root / "trials.csv").columns
+
+
+def test_report_of_a_running_study_says_it_runs_not_resume(tmp_path: Path, capsys) -> None:
+    """A live study holds the folder's lock: `--resume` would be refused, so `report` names the holder."""
+    from sched_search.cli import main
+    from sched_search.study.runlock import run_lock
+
+    root = _fabricate(tmp_path / "f", extras=False)
+    trials = pd.read_parquet(root / "trials.parquet")
+    trials[trials.trial_id != trials.trial_id.iloc[-1]].to_parquet(root / "trials.parquet")  # one run to go
+    with run_lock(root):
+        assert main(["report", str(root)]) == 0
+        out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(
+        f": no verdict written (still running: pid {os.getpid()} holds {root}/study.lock)"
+    ), out
+    assert main(["report", str(root)]) == 0  # the lock released: resume it
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"(python -m sched_search study --resume {root})")
+
+
 def test_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_run(tmp_path / "nope")

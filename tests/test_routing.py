@@ -204,31 +204,55 @@ def test_a_fixed_run_has_ended_for_last_runs_at_its_last_budgets_result() -> Non
     assert searcher.suggest("l1")["seed"] == 1 and len(told) == 1
 
 
-def test_restore_fails_the_optuna_trials_asked_after_the_saved_state(tmp_path) -> None:
+def test_restore_hands_the_optuna_trials_asked_after_the_saved_state_to_tunes_new_asks(tmp_path) -> None:
     """kill -9 between Tune saving the searcher and Tune saving the next: Optuna asked trials the restored
-    searcher never started. Restored, it fails those still running; the trials it knows stay running for Tune
-    to re-run, and a trial that finished meanwhile keeps its result."""
+    searcher never started. Tune asks again; each new ask gets a lost Optuna trial, in order, with its own
+    config (no new Optuna trial: COMPLETE trials per arm stay the arm's budget), a lost trial that finished
+    keeps its result, and the trials the saved state knows stay running for Tune to re-run."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
     searcher, _, _ = _searcher("max", trials_per_arm=3, storage=storage, max_concurrent=3)
     known = [searcher.suggest(f"t{i}") for i in range(2)]  # one per arm
     searcher.save(str(tmp_path / "searcher.pkl"))
-    for i in range(2, 6):  # after the save: a second and a third trial per arm
-        searcher.suggest(f"t{i}")
+    lost = [searcher.suggest(f"t{i}") for i in range(2, 6)]  # after the save: a 2nd and a 3rd per arm
     searcher.on_trial_complete("t4", _result(0.5, "max", 0.4))  # ARMS[0]'s third finished before the kill
 
     restored = ArmsSearcher({}, trials_per_arm=3, final_runs=list)  # Tune makes it anew, then restores it
     restored.restore(str(tmp_path / "searcher.pkl"))
-    running, fail, complete = (optuna.trial.TrialState[s] for s in ("RUNNING", "FAIL", "COMPLETE"))
-    states = {
-        arm: [t.state for t in optuna.load_study(study_name=arm, storage=storage).trials] for arm in ARMS
-    }
-    assert states == {ARMS[0]: [running, fail, complete], ARMS[1]: [running, fail, fail]}
     assert all(c is not None and c != ArmsSearcher.FINISHED for c in known)
+    again = [restored.suggest(f"t{i}") for i in range(6, 10)]  # each arm's second and third, asked again
+    assert again == lost
     for i in range(6, 10):
-        assert isinstance(restored.suggest(f"t{i}"), dict)  # each arm's second and third, asked again
-    for arm in ARMS:
-        trials = optuna.load_study(study_name=arm, storage=storage).trials
-        assert [t.state for t in trials][-2:] == [running, running]
+        restored.on_trial_complete(f"t{i}", _result(0.6, "max", 0.3))
+    running, complete = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE
+    studies = {arm: optuna.load_study(study_name=arm, storage=storage) for arm in ARMS}
+    assert {arm: [t.state for t in s.trials] for arm, s in studies.items()} == {
+        arm: [running, complete, complete] for arm in ARMS
+    }
+    assert studies[ARMS[0]].trials[2].value == 0.5  # told before the kill: that outcome is kept
+
+
+def test_restore_asks_the_lost_trials_configs_again_first_point_included(tmp_path) -> None:
+    """kill -9 after Optuna's first trial of an arm (the range test's enqueued first point) finished but
+    before Tune saved it: the resumed search must ask that config again, not a random one in its place (which
+    changed a resumed study's answer), then the config sampled after it; a second kill hands over only what
+    the second run lost."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher, _, _ = _searcher("max", trials_per_arm=3, storage=storage, arms=ARMS[:1], max_concurrent=3)
+    searcher.save(str(tmp_path / "searcher.pkl"))  # before any trial: the first point is still queued
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    searcher.on_trial_complete("t0", _result(0.5, "max", 0.4))
+    space = build_space(ARMS[0], SEED, EPOCHS, 10)
+    assert {k: first[k] for k in space.first_point()} == space.first_point() and second != first
+
+    restored = ArmsSearcher({}, trials_per_arm=3, final_runs=list)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("r0") == first and restored.suggest("r1") == second
+    restored.save(str(tmp_path / "searcher2.pkl"))
+    third = restored.suggest("r2")  # lost to a second kill; r0 and r1 were saved
+    again = ArmsSearcher({}, trials_per_arm=3, final_runs=list)
+    again.restore(str(tmp_path / "searcher2.pkl"))
+    assert again.suggest("a2") == third
+    assert len(optuna.load_study(study_name=ARMS[0], storage=storage).trials) == 3  # one per trial
 
 
 def test_round_robin_serves_the_next_arm_with_room() -> None:

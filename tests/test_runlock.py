@@ -116,6 +116,7 @@ def test_two_takers_of_a_stale_lock_exactly_one_holds_it(tmp_path: Path) -> None
     finally:
         first.kill()
     assert second.stdout.startswith("refused: run folder"), second.stdout + second.stderr
+    assert "delete" not in second.stdout and "or stop it" in second.stdout  # the new holder is alive
     assert out == "held\n"
     assert not (tmp_path / LOCK_NAME).exists()
 
@@ -144,8 +145,12 @@ def _holder(folder: Path) -> subprocess.Popen:
 
 
 def test_a_refused_study_leaves_the_holders_lock_alone(tmp_path: Path) -> None:
+    from sched_search.study.runlock import live_holder
+
+    assert live_holder(tmp_path) is None
     holder = _holder(tmp_path)
     try:
+        assert live_holder(tmp_path)["pid"] == holder.pid
         for _ in range(2):  # the second attempt is refused too: the first released nothing
             with pytest.raises(RunFolderLocked, match=rf"pid {holder.pid} "), run_lock(tmp_path):
                 pass

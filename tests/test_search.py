@@ -385,3 +385,26 @@ def test_the_warm_up_and_cooldown_of_current_schedules_take_bounds(
     for name, (low, high) in bounds.items():
         assert (params[name].low, params[name].high) == (low, high)
         assert low <= params[name].first <= high and "[search.bounds]" in params[name].source
+
+
+def test_tunes_and_optunas_noise_is_kept_off_the_console(caplog: pytest.LogCaptureFixture) -> None:
+    """Inside the fit: Ray's list of unfinished trials (the study says "unfinished" itself), the warning of a
+    slow define-by-run suggestion (a loaded machine) and Optuna's already-reported step are dropped; other
+    warnings and Ray's other errors are not."""
+    import logging
+    import warnings
+
+    from sched_search.study.search import _quiet
+
+    tune_log = logging.getLogger("ray.tune.tune")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # every warning shown, as on a first occurrence
+        with _quiet():
+            warnings.warn("Define-by-run function passed in the `space` argument took 1.2 seconds to run.")
+            warnings.warn("The reported value is ignored because this `step=1` is already reported.")
+            warnings.warn("something else")
+            tune_log.error("Trials did not complete: %s", ["trial_1"])
+            tune_log.error("a real problem")
+    assert [str(w.message) for w in seen] == ["something else"]
+    assert [r.getMessage() for r in caplog.records if r.name == "ray.tune.tune"] == ["a real problem"]
+    assert not tune_log.filters  # removed on the way out

@@ -531,12 +531,12 @@ def test_resume_after_kill_9_keeps_what_finished_and_a_second_resume_is_refused(
             f"{trial_id} finished before the kill and ran again"
         )
     storage = f"sqlite:///{run_dir / 'optuna.db'}"
-    # A trial asked after Tune's last save is asked again: the first ask is failed if it was running at the
-    # kill, and keeps its result if it had finished (test_routing builds both cases).
+    # A trial asked after Tune's last save is handed to the trial Tune asks in its place, and keeps its result
+    # if it had finished (test_routing builds both cases): one Optuna trial per search trial, each finished.
+    finished = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     for arm in cfg.search.arms:
         states = [t.state for t in optuna.load_study(study_name=arm, storage=storage).trials]
-        assert optuna.trial.TrialState.RUNNING not in states, states
-        assert states.count(optuna.trial.TrialState.COMPLETE) >= cfg.search.trials_per_arm, states
+        assert len(states) == cfg.search.trials_per_arm and set(states) <= finished, states
 
 
 def _read(path: Path) -> str:
@@ -713,6 +713,53 @@ def test_resume_refuses_a_run_folder_of_the_flat_layout(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"written by sched_search 0\.4\.0, whose modules have since moved"):
         run_study(resume=tmp_path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written, nothing lost
+
+
+def _started_folder(root: Path, text: str) -> Path:
+    """A run folder as a study leaves it once it started: its study.toml and the resolved_config.json that
+    `driver._run_stages` writes before the range tests."""
+    from sched_search.results.tables import write_json
+    from sched_search.study.driver import resolved_config
+
+    root.mkdir()
+    (root / "study.toml").write_text(text)
+    cfg = load_study(root / "study.toml")
+    write_json(root / "resolved_config.json", resolved_config(cfg, 20, (64,), 10, 1259, 270, 0.1))
+    return root
+
+
+def test_resume_refuses_a_study_toml_edited_after_the_start_naming_the_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Epochs 4 -> 6 and one more seed in the run folder's study.toml: `--resume` would run Tune's restored
+    trials on the old settings and end "unfinished" for ever; it is refused with what changed and how to run
+    the edited study, and nothing in the folder is rewritten."""
+    from sched_search.cli import main
+
+    run_dir = _started_folder(tmp_path / "run", SMOKE.read_text())
+    recorded = (run_dir / "resolved_config.json").read_bytes()
+    edited = SMOKE.read_text().replace("epochs = 4", "epochs = 6").replace("[0, 1, 2]", "[0, 1, 2, 3]")
+    (run_dir / "study.toml").write_text(edited)
+    assert main(["study", "--resume", str(run_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        f"error: {run_dir}/study.toml changed after the study started ([train] epochs 4 -> 6; [search] seeds "
+        "[0, 1, 2] -> [0, 1, 2, 3]): --resume finishes the study as it started. Undo the edit to resume it, "
+        f"or start a new study with it: python -m sched_search study {run_dir}/study.toml\n"
+    ), err
+    assert out == ""  # refused before "resuming ..."
+    assert (run_dir / "resolved_config.json").read_bytes() == recorded
+    assert sorted(p.name for p in run_dir.iterdir()) == ["resolved_config.json", "study.toml"]
+
+
+def test_resume_accepts_a_study_toml_whose_edit_changes_no_setting(tmp_path: Path) -> None:
+    """A comment, or `runs_dir` (a resume has its folder), changes nothing that runs."""
+    from sched_search.study.driver import _prepare
+
+    run_dir = _started_folder(tmp_path / "run", SMOKE.read_text())
+    (run_dir / "study.toml").write_text('runs_dir = "elsewhere"  # moved\n' + SMOKE.read_text())
+    cfg, _ = _prepare(run_dir, None, False, None, lambda line: None)
+    assert cfg.train.epochs == 4 and cfg.runs_dir == "elsewhere"
 
 
 # ----------------------------------------------------------------------------------- a real Ray head

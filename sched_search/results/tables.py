@@ -22,8 +22,11 @@ from ..training import decode_examples
 def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as JSON to `path` atomically: a kill never leaves half a file."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half file behind
 
 
 def final_rows(trials: pd.DataFrame, full_only: bool = True) -> pd.DataFrame:
@@ -262,8 +265,11 @@ def append_tables(run_dir: Path, trials: pd.DataFrame, epochs: pd.DataFrame) -> 
             new = pd.concat([old, new], ignore_index=True)
         if not new.empty:
             tmp = path.with_suffix(".tmp")
-            new.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
+            try:
+                new.to_parquet(tmp, index=False)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half file behind
 
 
 def records_from_grid(grid: Any) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 _LAZY = {
     "run_study": "driver",
+    "DiskFull": "driver",
     "StudyAborted": "driver",
     "StudyUnfinished": "driver",
     "load_study": "studyfile",
@@ -26,4 +27,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["StudyAborted", "StudyUnfinished", "cycle_asha", "load_study", "run_study", "search_space"]
+__all__ = [
+    "DiskFull",
+    "StudyAborted",
+    "StudyUnfinished",
+    "cycle_asha",
+    "load_study",
+    "run_study",
+    "search_space",
+]

@@ -29,7 +29,8 @@ from typing import Any
 from ..config import StudyConfig, metric_mode, metric_name
 from ..results import append_tables, tables_from_rows, write_json
 from ..training import TensorData
-from .interrupt import Interrupted, handling, reinstall
+from .diskfull import DiskFull, disk_full, no_space, quiet_ray
+from .interrupt import Interrupted, handling, reinstall, unwrap
 
 # arm_space and range_tests are re-exported: the benchmarks and tests call them as study's stages
 from .rangestage import StudyAborted, arm_space, build_spaces, range_test_cost, range_tests
@@ -130,24 +131,43 @@ def run_study(
         >>> load_run(run_dir).leaderboard  # doctest: +SKIP
     """
     start = time.perf_counter()
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "study.toml").exists():
-            raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
-        with handling(), _interrupted_in(run_dir), run_lock(run_dir):
-            cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
-            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
-    with handling():
-        cfg, data = _prepare(None, study, allow_failed, address, echo)
-        run_dir = new_run_dir(cfg)
-        with _interrupted_in(run_dir), run_lock(run_dir):
-            if cfg.source != "<defaults>":
-                shutil.copy(cfg.source, run_dir / "study.toml")
-            else:
-                (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
-            _keep_train_fraction(cfg, run_dir / "study.toml")
-            echo(f"run folder {run_dir}")
-            return _run_stages(cfg, run_dir, data, address or cfg.ray_address, echo, start, progress)
+    # the stage under way, for a full disk's line; a new study's folder is removed while still "setting up"
+    where = {"stage": _SETUP}
+    run_dir = None
+    try:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / "study.toml").exists():
+                raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
+            with handling(), _interrupted_in(run_dir), run_lock(run_dir):
+                cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
+                return _run_stages(
+                    cfg, run_dir, data, address or cfg.ray_address, echo, start, progress, where
+                )
+        with handling():
+            cfg, data = _prepare(None, study, allow_failed, address, echo)
+            run_dir = new_run_dir(cfg)
+            with _interrupted_in(run_dir), run_lock(run_dir):
+                if cfg.source != "<defaults>":
+                    shutil.copy(cfg.source, run_dir / "study.toml")
+                else:
+                    (run_dir / "study.toml").write_text(f'name = "{cfg.name}"\n')
+                _keep_train_fraction(cfg, run_dir / "study.toml")
+                echo(f"run folder {run_dir}")
+                return _run_stages(
+                    cfg, run_dir, data, address or cfg.ray_address, echo, start, progress, where
+                )
+    except Exception as e:
+        full = no_space(e)
+        if full is None:
+            raise
+        resumable = resume is not None or where["stage"] != _SETUP
+        if not resumable and run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this call, and nothing ran in it
+        raise disk_full(full, run_dir, where["stage"], resumable) from None
+
+
+_SETUP = "the study's set-up"
 
 
 def _keep_train_fraction(cfg: StudyConfig, kept: Path) -> None:
@@ -171,6 +191,12 @@ def _interrupted_in(run_dir: Path) -> Iterator[None]:
     except Interrupted as e:
         e.run_dir = run_dir
         raise
+    except SystemError as e:  # a signal inside one of Ray's blocking calls (`interrupt.unwrap`)
+        inner = unwrap(e)
+        if not isinstance(inner, Interrupted):
+            raise
+        inner.run_dir = run_dir
+        raise inner from None
 
 
 def _prepare(
@@ -199,6 +225,7 @@ def _prepare(
         _check_resumed_study(run_dir, study)
         cfg = load_study(run_dir / "study.toml")
         cfg = replace(cfg, source=str(run_dir / "study.toml"))
+        _check_unchanged(run_dir, cfg)
         echo(f"resuming {run_dir}")
     else:
         cfg = study if isinstance(study, StudyConfig) else load_study(study)
@@ -248,6 +275,50 @@ def _check_resumed_study(run_dir: Path, study: str | Path | StudyConfig | None) 
         )
 
 
+# Not the study's settings: where the file was read from and where new run folders go (a resume has its
+# folder), and allow_failed, which `--allow-failed` sets on the command line.
+_NOT_COMPARED = {"source", "runs_dir", "[range_test] allow_failed"}
+
+
+def _flat_study(cfg: StudyConfig) -> dict[str, Any]:
+    """The study as resolved_config.json records it (JSON values), one entry per key: `[section] key`."""
+    flat: dict[str, Any] = {}
+    for key, value in json.loads(json.dumps(cfg.to_dict(), default=str)).items():
+        if isinstance(value, dict):
+            flat.update({f"[{key}] {k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _check_unchanged(run_dir: Path, cfg: StudyConfig) -> None:
+    """A resumed study is the one that started: Tune's restored trials keep their old settings, so an edit
+    of study.toml after the start would mix two studies (and never finish). resolved_config.json records
+    the study as it started; a folder without one has run nothing yet."""
+    try:
+        recorded = json.loads((run_dir / "resolved_config.json").read_text())["study"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    was = _flat_study(StudyConfig(name=cfg.name))  # a key the recording version did not have: its default
+    for key, value in recorded.items():
+        if isinstance(value, dict):
+            was.update({f"[{key}] {k}": v for k, v in value.items()})
+        else:
+            was[key] = value
+    now = _flat_study(cfg)
+    changed = [
+        f"{key} {was[key]!r} -> {now[key]!r}"
+        for key in now
+        if key not in _NOT_COMPARED and key in was and was[key] != now[key]
+    ]
+    if changed:
+        raise ValueError(
+            f"{run_dir / 'study.toml'} changed after the study started ({'; '.join(changed)}): --resume "
+            "finishes the study as it started. Undo the edit to resume it, or start a new study with it: "
+            f"python -m sched_search study {run_dir / 'study.toml'}"
+        )
+
+
 def resolved_config(
     cfg: StudyConfig,
     steps_per_epoch: int,
@@ -282,12 +353,14 @@ def _run_stages(
     echo: Callable[[str], None],
     start: float,
     progress: bool = False,
+    where: dict[str, str] | None = None,
 ) -> Path:
-    """The stages of `run_study` in order, in a locked run folder."""
+    """The stages of `run_study` in order, in a locked run folder; `where["stage"]`: the one under way."""
     import ray
 
     from ..training import data_steps, model_shape
 
+    where = where if where is not None else {}
     spe = data_steps(data, cfg.train.batch_size)
     tensors = isinstance(data, TensorData)
     input_shape, num_outputs = model_shape(data)
@@ -325,6 +398,7 @@ def _run_stages(
         # (trial.worker_data)
         data_ref = [ray.put(data)] if tensors else None
         # a broad space has nothing to seed: no range test at all
+        where["stage"] = "the range tests"
         seeds = (
             range_tests(cfg, run_dir, echo, data, progress, data_ref, stage)
             if cfg.search.space == "seeded"
@@ -332,7 +406,10 @@ def _run_stages(
         )
         spaces = build_spaces(cfg, seeds, run_dir, spe)
         trials_start = time.perf_counter()
-        records = run_trials(cfg, run_dir, spaces, data_ref, echo, seeds, spe)
+        where["stage"] = "the trials (Ray Tune)"
+        with quiet_ray():
+            records = run_trials(cfg, run_dir, spaces, data_ref, echo, seeds, spe)
+        where["stage"] = "the tables and the verdict"
     finally:
         ray_stopping = time.perf_counter()
         if started:
@@ -394,6 +471,7 @@ def _version() -> str:
 
 
 __all__ = [
+    "DiskFull",
     "StudyAborted",
     "StudyUnfinished",
     "arm_space",

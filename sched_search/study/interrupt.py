@@ -47,6 +47,15 @@ class Interrupted(BaseException):  # like KeyboardInterrupt: `except Exception` 
         return 128 + self.signum
 
 
+def unwrap(error: BaseException) -> BaseException:
+    """The `Interrupted` inside a `SystemError`, else `error` itself. Ray's blocking Cython calls (`ray.wait`,
+    `ray.get`) run our handler in their signal check and return with its exception set, which Python
+    reports as a SystemError caused by it."""
+    if isinstance(error, SystemError) and isinstance(error.__cause__, Interrupted):
+        return error.__cause__
+    return error
+
+
 def _handler(signum: int, frame: Any) -> None:
     first = _state["signum"] is None
     if first:
@@ -78,6 +87,10 @@ def handling() -> Iterator[None]:
     reinstall()
     try:
         yield
+    except SystemError as e:
+        if unwrap(e) is e:
+            raise
+        raise unwrap(e) from None
     finally:
         _state["active"] = False
         for sig, handler in before.items():
@@ -106,4 +119,4 @@ def tune_loop() -> Iterator[None]:
         raise Interrupted(_state["signum"])
 
 
-__all__ = ["Interrupted", "handling", "reinstall", "tune_loop"]
+__all__ = ["Interrupted", "handling", "reinstall", "tune_loop", "unwrap"]

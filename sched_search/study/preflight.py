@@ -9,6 +9,7 @@ exits 2.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import socket
@@ -54,9 +55,12 @@ def check_runs_dir(cfg: StudyConfig) -> None:
     try:
         with tempfile.TemporaryFile(
             dir=existing
-        ):  # os.access says yes to root even on read-only file systems
-            pass
+        ) as f:  # os.access says yes to root even on read-only file systems
+            f.write(b"\0")  # a full disk still makes an empty file
+            f.flush()
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # the study says so in its own line (`diskfull.py`)
+            raise OSError(e.errno, e.strerror, str(existing)) from None
         raise _err(
             cfg,
             "runs_dir",

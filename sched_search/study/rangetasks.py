@@ -142,7 +142,12 @@ def run_sweeps(
     refs = {task.remote(settings, data_ref, opt, unit, *lrs): (opt, unit) for opt, unit in todo}
     try:
         while refs:
-            [done], _ = ray.wait(list(refs), num_returns=1)
+            # half-second waits: Ctrl-C's handler runs when the driver is back in Python, and a wait without a
+            # timeout did not come back (nor run it) for as long as the sweep lasted
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            if not ready:
+                continue
+            done = ready[0]
             opt, unit = refs.pop(done)
             try:
                 parts = ray.get(done)
@@ -206,8 +211,11 @@ def save_part(run_dir: Path, part: SweepPart) -> None:
     path = _part_path(run_dir, part.optimizer, r.weight_decay)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))  # NaN losses as NaN: json reads them back
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(record))  # NaN losses as NaN: json reads them back
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half file behind
 
 
 def remove_parts(run_dir: Path, opt: str) -> None:

@@ -24,8 +24,8 @@ class ResumableOptunaSearch(OptunaSearch):
     After a kill -9, Tune's experiment checkpoint can lag Optuna's database: Tune re-runs a trial Optuna was
     already told about, and `OptunaSearch.on_trial_result` (`ot_trial.report`) raises
     UpdateFinishedTrialError; its `on_trial_complete` already only logs such errors. The first outcome stays
-    in Optuna; the tables take Tune's. A trial asked after the checkpoint is failed on restore
-    (`fail_orphans`).
+    in Optuna; the tables take Tune's. A trial asked after the checkpoint is handed to a trial Tune asks for
+    in its place (`adopt_lost`).
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -34,17 +34,39 @@ class ResumableOptunaSearch(OptunaSearch):
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
 
-    def fail_orphans(self) -> None:
-        """After a resume: fail the Optuna trials asked after Tune last saved this searcher.
+    def adopt_lost(self) -> None:
+        """After a resume: line up the Optuna trials asked after Tune last saved this searcher, to be handed,
+        in the order they were asked, to the trials Tune asks for again (`suggest`).
 
-        Tune asks again for those (its restored state never started them), so each would stay RUNNING in the
-        study for good, one more trial than the arm's budget. Trials the saved state knows are re-run by Tune
-        and told as usual.
+        Tune's restored state never started those trials, so it asks for new ones. Each gets a lost trial's
+        config (its Optuna trial, finished or not: one record per trial, and Optuna's COMPLETE trials per arm
+        stay the arm's budget), not a new sample: the first of them may have taken the range test's enqueued
+        first point, and a random config in its place changed a resumed study's answer. Trials the saved
+        state knows are re-run by Tune and told as usual.
         """
         known = {t.number for t in self._ot_trials.values()}
-        for t in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if t.number not in known:
-                self._ot_study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        self._lost = [
+            t._trial_id  # Optuna's storage id of the trial (FrozenTrial keeps it private)
+            for t in sorted(self._ot_study.get_trials(deepcopy=False), key=lambda t: t.number)
+            if t.number not in known and t.state != optuna.trial.TrialState.WAITING
+        ]
+
+    def suggest(self, trial_id: str) -> dict | None:
+        lost = getattr(self, "_lost", [])
+        if trial_id not in self._ot_trials and lost:
+            # its define-by-run suggestions return the values that trial already holds
+            self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, lost.pop(0))
+        return super().suggest(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self._ot_trials.get(trial_id)
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        if trial is not None and trial.number in {
+            t.number for t in self._ot_study.get_trials(deepcopy=False, states=finished)
+        }:
+            self._completed_trials.add(trial_id)  # Optuna has its outcome from before the kill: keep that one
+            return
+        super().on_trial_complete(trial_id, result, error)
 
 
 class ArmsSearcher(Searcher):
@@ -170,7 +192,7 @@ class ArmsSearcher(Searcher):
         for searcher in self.searchers.values():
             inner = getattr(searcher, "searcher", searcher)  # under a ConcurrencyLimiter
             if isinstance(inner, ResumableOptunaSearch):
-                inner.fail_orphans()
+                inner.adopt_lost()
 
 
 def cycle_asha(

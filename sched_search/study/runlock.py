@@ -103,8 +103,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     fd = _open_locked(path)
-    if fd is None:
-        raise RunFolderLocked(_in_use(run_dir, path, _holder(path) or {}))
+    if fd is None:  # a held flock: its holder is alive (it may be the taker of a stale lock, just now)
+        raise RunFolderLocked(_in_use(run_dir, path, _holder(path) or {}, live=True))
     try:
         holder = _holder(path)
         if holder:  # left by a study that did not release it: killed, or alive on another host
@@ -113,7 +113,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                 isinstance(holder_pid, int) and holder_pid > 0 and _alive(holder_pid, holder.get("started"))
             )
             if holder.get("host") != mine["host"] or live:  # another host's flock may not reach us
-                raise RunFolderLocked(_in_use(run_dir, path, holder))
+                raise RunFolderLocked(_in_use(run_dir, path, holder, live=live))
             log.warning("taking over the stale lock of %s: %s is gone", run_dir, _describe(holder))
             _on_takeover(holder)
         os.ftruncate(fd, 0)
@@ -132,11 +132,28 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _in_use(run_dir: Path, path: Path, holder: dict[str, Any]) -> str:
-    return (
-        f"run folder {run_dir} is in use by a study ({_describe(holder)}; lock file {path}). "
-        f"Wait for it to finish; if that process is gone (e.g. on another host), delete {path}."
-    )
+def _in_use(run_dir: Path, path: Path, holder: dict[str, Any], live: bool) -> str:
+    """`live`: the holder is known to run (deleting its lock would let two studies write one folder)."""
+    head = f"run folder {run_dir} is in use by a study ({_describe(holder)}; lock file {path}). "
+    if live:
+        return head + "Wait for it to finish (or stop it: Ctrl-C, or kill -TERM its pid), then --resume."
+    host = holder.get("host", "?")
+    return head + f"Wait for it to finish; if that process is gone (on host {host}), delete {path}."
 
 
-__all__ = ["LOCK_NAME", "RunFolderLocked", "run_lock"]
+def live_holder(run_dir: Path) -> dict[str, Any] | None:
+    """The holder of `run_dir`'s lock when it is a live study on this host (pid, host, since); None when the
+    folder is not locked, or its lock is stale or another host's (which cannot be checked from here).
+
+    Example:
+        >>> live_holder(Path("runs/smoke-20260101-120000"))  # doctest: +SKIP
+        {'pid': 4242, 'host': 'vm', 'started': '1234', 'since': '2026-01-01 12:00:00'}
+    """
+    holder = _holder(run_dir / LOCK_NAME)
+    if not holder or holder.get("host") != socket.gethostname():
+        return None
+    pid = holder.get("pid")
+    return holder if isinstance(pid, int) and pid > 0 and _alive(pid, holder.get("started")) else None
+
+
+__all__ = ["LOCK_NAME", "RunFolderLocked", "live_holder", "run_lock"]

@@ -8,9 +8,13 @@ baseline.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import logging
 import shutil
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -85,6 +89,28 @@ def _restorable(path: Path) -> bool:
     from ray import tune
 
     return tune.Tuner.can_restore(str(path.resolve())) and any(path.glob("experiment_state-*.json"))
+
+
+def _state_cut_short(path: Path) -> str | None:
+    """The newest of Tune's saved state files (the ones `Tuner.restore` reads) that is cut short, as a write
+    on a full disk leaves it; None when they are whole. Restored from such files, Tune ran trials without
+    their settings."""
+    import pickletools
+
+    # search_gen_state-*.json is a pickle too, despite its name
+    for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
+        newest = max(path.glob(pattern), default=None)
+        if newest is None:
+            continue
+        try:
+            if pattern.startswith("experiment_state"):
+                json.loads(newest.read_text())
+            else:
+                for _ in pickletools.genops(newest.read_bytes()):  # the opcodes, up to STOP; nothing run
+                    pass
+        except (ValueError, OSError):
+            return newest.name
+    return None
 
 
 def final_runs(cfg: StudyConfig, spaces: dict[str, ArmSpace], arm: str, best: dict[str, Any]) -> list[dict]:
@@ -304,7 +330,13 @@ def run_trials(
         )
 
     path = (run_dir / "ray" / "study").resolve()  # Ray reads a relative path as a URI without a scheme
-    if _restorable(path):
+    damaged = _state_cut_short(path) if _restorable(path) else None
+    if damaged:
+        echo(
+            f"warning: Ray Tune's saved state {path / damaged} is cut short (a full disk?): it cannot be "
+            "restored, so the trials run again from the start"
+        )
+    if _restorable(path) and not damaged:
         tuner = tune.Tuner.restore(
             str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
@@ -314,7 +346,8 @@ def run_trials(
             _new_optuna_study(storage, arm, space, arm_sampler(cfg, arm), mode)
         tuner = make()
     try:
-        with tune_loop():  # Ctrl-C or SIGTERM: Tune saves its state, then Interrupted skips what follows
+        # Ctrl-C or SIGTERM: Tune saves its state, then Interrupted skips what follows
+        with tune_loop(), _quiet():
             grid = tuner.fit()
         records = records_from_grid(grid)
     finally:
@@ -322,6 +355,42 @@ def run_trials(
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
     write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
     return records
+
+
+# Said by Ray or Optuna during the fit, and said better (or not worth saying) by the study: Tune's list of
+# trials it did not finish (the study's "unfinished" or "failed runs" lines); a GP sampler's suggestion that
+# took over a second on a loaded machine (its one-time set-up, ~1.1 s); a result Optuna already had for that
+# step (a restored trial reporting again).
+_QUIET_WARNINGS = (
+    r"Define-by-run function passed in the `space` argument took",
+    r"The reported value is ignored because this `step=",
+)
+_QUIET_LOGS = {"ray.tune.tune": "Trials did not complete"}
+
+
+class _Drop(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.text)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Around `Tuner.fit`: the lines of `_QUIET_WARNINGS` and `_QUIET_LOGS` do not reach the console."""
+    filters = [(logging.getLogger(name), _Drop(text)) for name, text in _QUIET_LOGS.items()]
+    for logger, drop in filters:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for message in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger, drop in filters:
+            logger.removeFilter(drop)
 
 
 def _ladder_words(n_ladder: int, n_seeds: int) -> str:

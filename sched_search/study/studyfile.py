@@ -379,10 +379,14 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
         return validate(StudyConfig(name="mnist1d"))
     path = Path(path)
     source = str(path)
+    if path.is_dir():
+        hint = f" (a run folder: --resume {source} finishes it)" if (path / "study.toml").is_file() else ""
+        raise StudyFileError(f"{source}: is a folder; give a study file (.toml){hint}.")
     if not path.is_file():
         raise StudyFileError(f"{source}: study file not found.")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML, and nothing else in the file
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as e:
         raise StudyFileError(f"{source}: not valid TOML ({e}).") from None
     except UnicodeDecodeError as e:
@@ -406,7 +410,12 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
                 f"{source}: unknown key {key}; expected one of {sorted([*_SECTIONS, *_TOP])}."
             )
     values.setdefault("name", path.stem)
-    return validate(StudyConfig(**values))
+    try:
+        return validate(StudyConfig(**values))
+    except StudyFileError as e:
+        if "target_accuracy" in raw and str(e).startswith(f"{source}: target "):  # name the key as written
+            raise StudyFileError(str(e).replace(": target ", ": target_accuracy ", 1)) from None
+        raise
 
 
 __all__ = ["load_study", "validate", "with_train_fraction"]

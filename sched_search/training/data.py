@@ -25,7 +25,18 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 @dataclass(frozen=True)
 class TensorData:
-    """Train/val/test splits as tensors; `x_*` float inputs, `y_*` int64 class labels."""
+    """Train/val/test splits as tensors; `x_*` float inputs, `y_*` int64 class labels.
+
+    numpy arrays (scikit-learn's splits) become tensors, float64 values float32 (the models' weights are
+    float32) and integer labels int64 (what cross-entropy takes); anything else is refused naming the field.
+
+    Example:
+        >>> import numpy as np
+        >>> x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1], dtype=np.int32)
+        >>> d = TensorData(x, y, x, y, x, y, num_classes=2, name="toy")
+        >>> d.x_train.dtype, d.y_train.dtype
+        (torch.float32, torch.int64)
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -35,6 +46,35 @@ class TensorData:
     y_test: torch.Tensor
     num_classes: int
     name: str
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            value = getattr(self, field)
+            if isinstance(value, np.ndarray):
+                try:
+                    value = torch.from_numpy(np.ascontiguousarray(value))
+                except TypeError as e:  # object or string arrays
+                    raise TypeError(
+                        f"TensorData.{field} is a numpy array of {value.dtype}, which torch cannot hold "
+                        f"({e}); give numbers (e.g. x.astype(np.float32))."
+                    ) from None
+            elif not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"TensorData.{field} is a {type(value).__name__}; expected a torch.Tensor or a numpy "
+                    "array (e.g. torch.as_tensor(...))."
+                )
+            if value.dtype == torch.float64:
+                value = value.float()
+            elif field.startswith("y_") and value.dtype in (
+                torch.int8,
+                torch.int16,
+                torch.int32,
+                torch.uint8,
+            ):
+                value = value.long()
+            object.__setattr__(self, field, value)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
