@@ -1,0 +1,220 @@
+"""A budget spent by racing (study/racing.py, results/race.py): the key and the flag and their errors, the
+race's test, the plan that the verdict and runs_done read, a budgeted smoke study within its budget, and the
+same verdict whatever the workers' timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sched_search.cli import main
+from sched_search.config import StudyFileError
+from sched_search.results import race_calls
+from sched_search.results.race import runs_planned, verdict_trials
+from sched_search.study.racing import check_budget, minimum_budget, range_test_estimate
+from sched_search.study.studyfile import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "studies" / "smoke.toml"
+
+
+def _study(tmp_path: Path, budget: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(SMOKE.read_text().replace('budget = "full"', f"budget = {budget}"))
+    return path
+
+
+@pytest.mark.parametrize("budget", ["0", "-3", '"abc"', "true", "inf", "[5]"])
+def test_bad_budget_names_file_and_key(tmp_path: Path, budget: str) -> None:
+    path = _study(tmp_path, budget)
+    with pytest.raises(
+        StudyFileError,
+        match=rf'^{path}: \[search\] budget must be a number of trainings > 0 or "full", but got',
+    ):
+        load_study(path)
+
+
+def test_budget_full_number_and_default(tmp_path: Path) -> None:
+    assert load_study(_study(tmp_path, '"full"')).search.budget == "full"
+    assert load_study(_study(tmp_path, "12")).search.budget == 12.0
+    assert load_study(None).search.budget == 28.0  # the default study races (docs/workflow.md)
+
+
+def test_budget_below_the_first_round_is_refused(tmp_path: Path) -> None:
+    cfg = load_study(_study(tmp_path, "7"))
+    # smoke: 2 families x 2 weight decays x 100 steps over 4 epochs x 19 steps; 2 arms and 1 baseline
+    assert range_test_estimate(cfg, 19) == pytest.approx(400 / 76)
+    assert minimum_budget(cfg, 19) == pytest.approx(400 / 76 + 3)
+    with pytest.raises(StudyFileError, match=r"s\.toml: \[search\] budget must be at least 8\.26 trainings"):
+        check_budget(cfg, 19)
+    with pytest.raises(StudyFileError, match=r"^--budget must be at least 8\.26 .* but got 7\.$"):
+        check_budget(cfg, 19, flag=True)
+    check_budget(replace(cfg, search=replace(cfg.search, budget=8.3)), 19)
+    check_budget(replace(cfg, search=replace(cfg.search, budget="full")), 19)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "nan"])
+def test_bad_budget_flag_is_one_error_line(value: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["study", str(SMOKE), "--budget", value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2
+    assert err[-1].startswith("python -m sched_search study: error: argument --budget: must be a number of")
+
+
+def test_budget_flag_below_minimum_is_one_error_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + SMOKE.read_text())
+    code = main(["study", str(path), "--budget", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        (
+            "error: --budget must be at least 8.26 trainings (the range tests, 5.26, and "
+            "one first run for each of 2 arms and 1 baselines), but got 4."
+        )
+    ]
+    assert not (tmp_path / "runs").exists()  # before any work: no run folder
+
+
+# ------------------------------------------------------------------------------------------- the race's test
+
+
+def test_race_calls_one_seed_pairs_by_example() -> None:
+    lead = np.array([[1.0] * 90 + [0.0] * 10])
+    close = np.array([[1.0] * 88 + [0.0] * 12])
+    far = np.array([[1.0] * 50 + [0.0] * 50])
+    leader, calls = race_calls({"a": lead, "b": close, "c": far})
+    assert leader == "a"
+    assert calls["b"]["call"] == "contender" and calls["b"]["diff"] == pytest.approx(0.02)
+    assert calls["c"]["call"] == "below" and calls["c"]["diff"] == pytest.approx(0.40)
+    # per-example differences: 40 ones in 100, t = 0.4 / (sd / 10); Holm over 2 comparisons
+    assert calls["c"]["p_holm"] < 1e-10
+    # "min": lower is better, the leader is the lowest
+    leader, calls = race_calls({"a": lead, "c": far}, sign=-1.0)
+    assert leader == "c" and calls["a"]["call"] == "below"
+
+
+def test_race_calls_without_examples_on_one_seed_calls_nothing() -> None:
+    leader, calls = race_calls({"a": np.array([[0.9]]), "b": np.array([[0.1]])})
+    assert leader == "a" and calls["b"]["call"] == "contender" and np.isnan(calls["b"]["p_holm"])
+
+
+def test_race_calls_several_seeds_is_the_verdicts_test() -> None:
+    from sched_search.results.paired import holm_family
+
+    rng = np.random.default_rng(0)
+    a = (rng.random((3, 200)) < 0.9).astype(float)
+    b = (rng.random((3, 200)) < 0.6).astype(float)
+    leader, calls = race_calls({"a": a, "b": b}, clip=True)
+    assert leader == "a" and calls["b"]["call"] == "below"
+    assert calls["b"]["p_holm"] == holm_family({"b": (a, b)}, clip=True)["b"]["p_holm"]
+
+
+def test_plan_decides_what_is_planned_and_judged() -> None:
+    trials = pd.DataFrame({"trial_id": ["t1", "t2", "t3"], "arm": ["a", "b", "a"]})
+    plan = {
+        "runs": [{"trial_id": "t1"}, {"trial_id": "t2"}, {"trial_id": None}],
+        "finished": True,
+        "left_out": {"t2": "b: below a"},
+    }
+    assert runs_planned(trials, plan) == (2, 3)
+    assert runs_planned(trials, {**plan, "finished": False}) == (2, 4)  # its next round is not known yet
+    assert list(verdict_trials(trials, plan)["trial_id"]) == ["t1", "t3"]
+    assert verdict_trials(trials, None) is trials
+
+
+# ------------------------------------------------------------------------------------------- real studies
+
+
+def test_full_budget_keeps_every_planned_run(smoke_run: Path) -> None:
+    from sched_search.results import load_run
+
+    run = load_run(smoke_run)
+    assert not (smoke_run / "plan.json").exists() and "race" not in run.verdict
+    # 2 arms x (2 search trials + 3 seeds) and the baseline on 3 seeds, as before budgets
+    assert run.trials["trial_id"].nunique() == 13 and not run.unfinished
+
+
+@pytest.mark.slow
+def test_budgeted_smoke_study_stays_within_its_budget(ray_local, tmp_path: Path) -> None:
+    from sched_search.results import load_run
+    from sched_search.study.driver import run_study
+
+    cfg = load_study(SMOKE)
+    cfg = replace(cfg, runs_dir=str(tmp_path), search=replace(cfg.search, budget=10.0))
+    lines: list[str] = []
+    run_dir = run_study(cfg, echo=lines.append)
+    plan = json.loads((run_dir / "plan.json").read_text())
+    run = load_run(run_dir)
+    # what the tables hold, in trainings: every run's epochs over the study's, and the range tests' steps
+    timing = json.loads((run_dir / "timing.json").read_text())
+    trained = run.trials["budget_epochs"].sum() / cfg.train.epochs
+    spent = trained + sum(timing["range_test_trial_equivalents"].values())
+    assert spent == pytest.approx(plan["spent"]) and spent <= 10.0
+    assert plan["finished"] and plan["not_run"]  # 10 trainings do not hold every seed of every candidate
+    assert plan["rounds"][0]["what"] == "first points and baselines on the first seed"
+    assert {(r["kind"], r["seed"]) for r in plan["rounds"][0]["runs"]} == {("first", 0), ("seed", 0)}
+    assert run.verdict["race"]["not_run"] == plan["not_run"] and not run.unfinished
+    assert any(line.startswith("racing spent") and "not run: " in line for line in lines)
+    judged = set(verdict_trials(run.trials, plan)["arm"])
+    assert set(run.verdict["arms"]) <= judged and not judged & set(plan["stopped"])
+
+
+_SLOW_MODELS = """
+import os, random, time
+
+from sched_search.training import build_model
+
+
+def mlp(input_shape, num_classes, hidden=64):
+    # a loaded machine: each trial starts after a random wait, so trials end in another order
+    time.sleep(random.uniform(0, float(os.environ.get("RACE_TEST_DELAY", "0"))))
+    return build_model("mlp", input_shape, num_classes, hidden=hidden)
+"""
+
+
+@pytest.mark.slow
+def test_same_verdict_whatever_the_workers_timing(tmp_path: Path) -> None:
+    (tmp_path / "slow_models.py").write_text(textwrap.dedent(_SLOW_MODELS))
+    study = tmp_path / "race.toml"
+    text = (
+        SMOKE.read_text()
+        .replace('budget = "full"', "budget = 18")
+        .replace('name = "mlp"', 'name = "slow_models:mlp"')
+    )
+    verdicts = []
+    for delay in ("0", "1.5"):
+        runs = tmp_path / f"runs-{delay}"
+        study.write_text(f'runs_dir = "{runs}"\n' + text)
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "RACE_TEST_DELAY": delay,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "sched_search", "study", str(study)],
+            check=False,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        (run_dir,) = runs.iterdir()
+        verdicts.append(json.loads((run_dir / "verdict.json").read_text()))
+        plan = json.loads((run_dir / "plan.json").read_text())
+        # raced, with search trials: Optuna is told in one order, whatever order they ended in
+        assert any(r["what"].startswith("search trials") for r in plan["rounds"])
+    assert verdicts[0] == verdicts[1]
