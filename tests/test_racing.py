@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -218,3 +219,34 @@ def test_same_verdict_whatever_the_workers_timing(tmp_path: Path) -> None:
         # raced, with search trials: Optuna is told in one order, whatever order they ended in
         assert any(r["what"].startswith("search trials") for r in plan["rounds"])
     assert verdicts[0] == verdicts[1]
+
+
+@pytest.mark.slow
+def test_interrupted_race_resumes_to_its_end(tmp_path: Path) -> None:
+    """Ctrl-C as the first round's first run ends, then --resume: the rounds go on from Tune's saved
+    searcher, the study ends within its budget, and plan.json counts every run it released."""
+    from test_interrupt import TINY, _Study
+
+    from sched_search.results import load_run
+
+    study_file = tmp_path / "tiny.toml"
+    study_file.write_text(
+        f'runs_dir = "{tmp_path / "runs"}"\n' + TINY.replace('budget = "full"', "budget = 8")
+    )
+    first = _Study(tmp_path, str(study_file))
+    run_dir = Path(first.wait_for(r"^run folder ").removeprefix("run folder "))
+    first.wait_for(r"^\[1/")
+    os.kill(first.proc.pid, signal.SIGINT)
+    assert first.finish() == 130, first.text
+    assert not (run_dir / "verdict.json").exists()
+    second = _Study(tmp_path, "--resume", str(run_dir))
+    assert second.finish(timeout=600) == 0, second.text
+    assert any(line.startswith("racing spent") for line in second.lines)
+    plan = json.loads((run_dir / "plan.json").read_text())
+    run = load_run(run_dir)
+    assert plan["finished"] and not run.unfinished and plan["spent"] <= 8
+    assert len(plan["runs"]) == run.trials["trial_id"].nunique()  # every released run ran, once
+    assert [r["what"] for r in plan["rounds"]][:2] == [
+        "first points and baselines on the first seed",
+        "search trials for the arms left, on the first seed",
+    ]
