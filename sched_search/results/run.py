@@ -267,9 +267,9 @@ def load_run(path: str | Path) -> Run:
     )
     verdict["attribution"] = attribution(judged, verdict)
     if plan is not None:
-        verdict["excluded"].update(
-            {arm: f"stopped by the race: {why}" for arm, why in plan["stopped"].items()}
-        )
+        # an arm stopped once it had every seed is still judged
+        stopped = {a: why for a, why in plan["stopped"].items() if a not in verdict["arms"]}
+        verdict["excluded"].update({arm: f"stopped by the race: {why}" for arm, why in stopped.items()})
         verdict["race"] = {k: plan[k] for k in ("budget", "spent", "stopped", "not_run")}
         verdict["race"]["rounds"] = len(plan["rounds"])
     target = math.nan if verdict["target"] is None else verdict["target"]

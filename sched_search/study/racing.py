@@ -127,7 +127,6 @@ class RaceSearcher(Searcher):
         self.open: set[str] = set()  # the current round's trials handed out and not ended
         self.tells: list[tuple[str, str]] = []  # (arm, trial id) of this round's Optuna asks, in order
         self.records: dict[str, list] = {}  # trial id -> [config, results, error]
-        self.slot_of: dict[str, dict[str, Any]] = {}
         self.left_out: dict[str, str] = {}  # trial id -> why the verdict leaves it out
         self.stopped: dict[str, str] = {}  # candidate -> why it got no more runs
         self.not_run: list[str] = []
@@ -161,7 +160,6 @@ class RaceSearcher(Searcher):
         if slot["kind"] in ("first", "seed"):
             self.candidates[config["arm"]]["runs"][config["seed"]] = trial_id
         slot["trial_id"] = trial_id
-        self.slot_of[trial_id] = slot
         self.records[trial_id] = [config, [], None]
         self.open.add(trial_id)
         return config
