@@ -250,3 +250,109 @@ def test_interrupted_race_resumes_to_its_end(tmp_path: Path) -> None:
         "first points and baselines on the first seed",
         "search trials for the arms left, on the first seed",
     ]
+
+
+# -------------------------------------------------------------------------------- the rounds, no Tuner
+
+
+def _race(budget: float, plan_path: Path):
+    """A RaceSearcher over real per-arm OptunaSearch, as `search.run_trials` builds it for the smoke study,
+    with its range tests' 5.26 trainings spent."""
+    import optuna
+
+    from sched_search.study.racing import RaceSearcher
+    from sched_search.study.routing import METRIC, ResumableOptunaSearch
+    from sched_search.study.search import _new_optuna_study, rungs_of, trial_settings
+    from sched_search.study.space import RangeSeed, build_space, define_by_run
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = load_study(SMOKE)
+    cfg = replace(cfg, search=replace(cfg.search, budget=budget))
+    storage = optuna.storages.InMemoryStorage()
+    seeds = {
+        "sgdw": RangeSeed("sgdw", 0.1, 0.01, 1e-4, (1e-5, 1e-3), 0.3),
+        "adamw": RangeSeed("adamw", 0.01, 0.001, 1e-4, (1e-5, 1e-3), 0.03),
+    }
+    searchers = {}
+    for arm in cfg.search.arms:
+        space = build_space(arm, seeds[arm.split("-")[1]], cfg.train.epochs, 19)
+        _new_optuna_study(storage, arm, space, optuna.samplers.RandomSampler(seed=0), "max")
+        searchers[arm] = ResumableOptunaSearch(
+            space=define_by_run(space), metric=METRIC, mode="max", storage=storage, study_name=arm,
+            sampler=optuna.samplers.RandomSampler(seed=0),
+        )  # fmt: skip
+    race = RaceSearcher(searchers, cfg, trial_settings(cfg), [], 400 / 76, plan_path, rungs_of)
+    return race, storage
+
+
+def _final_result(tid: str, config: dict, right: int, n: int = 100) -> list[dict]:
+    """What Tune reports for a final run: one result per budget, `right` of `n` validation examples right."""
+    from sched_search.training.objective import encode_examples
+
+    examples = [1] * right + [0] * (n - right)
+    return [
+        {"trial_id": tid, "epoch": 4 * b, "budget": b, "budget_epochs": 4 * b, "status": "ok",
+         "val_metric": right / n, "val_loss": 1 - right / n, "test_metric": right / n,
+         "val_examples": encode_examples(examples)}
+        for b in config["budgets"]
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_rounds_wait_for_every_run_and_spend_within_the_budget(order: int, tmp_path: Path) -> None:
+    """Round 1 ends in either order with the same decisions: the far-behind arm stops, the baseline (the
+    verdict's reference) keeps its place until the budget cannot hold its seeds; the leader gets its seeds,
+    then its shorter budgets; Optuna is told each first point; the race ends within its budget."""
+    from ray.tune.search import Searcher
+
+    race, storage = _race(12.0, tmp_path / "plan.json")
+    accuracy = {"one_cycle-adamw": 95, "clr-sgdw": 60, "constant-adam": 70}
+    n = 0
+
+    def ask() -> tuple[str, dict] | None:
+        nonlocal n
+        config = race.suggest(f"t{n}")
+        if not isinstance(config, dict):
+            return config
+        n += 1
+        return f"t{n - 1}", config
+
+    round1 = [ask() for _ in range(3)]
+    assert ask() is None  # the next round waits for this one
+    assert sorted(c["arm"] for _, c in round1) == sorted(accuracy)
+    assert {(c["stage"], c["seed"], tuple(c["budgets"])) for _, c in round1} == {("final", 0, (1.0,))}
+    for tid, config in round1[::order]:
+        for result in _final_result(tid, config, accuracy[config["arm"]]):
+            race.on_trial_result(tid, result)
+        race.on_trial_complete(tid, result)
+    assert race.stopped["clr-sgdw"].startswith("below one_cycle-adamw after 1 seed(s): +35.00 points")
+    import optuna
+
+    for arm in ("clr-sgdw", "one_cycle-adamw"):  # the first point, told once the round had ended
+        (trial,) = optuna.load_study(study_name=arm, storage=storage).trials
+        assert trial.state.name == "COMPLETE" and trial.value == accuracy[arm] / 100
+    rounds = []
+    while (got := ask()) not in (None, Searcher.FINISHED):
+        batch = [got]
+        while (more := ask()) not in (None, Searcher.FINISHED):
+            batch.append(more)
+        rounds.append([(c["arm"], c["seed"], tuple(c["budgets"])) for _, c in batch])
+        for tid, config in batch[::order]:
+            for result in _final_result(tid, config, accuracy[config["arm"]] - config["seed"]):
+                race.on_trial_result(tid, result)
+    # 12 - 5.26 - 3 = 3.74 left: no search trial (the leader's 2 seeds and its shorter budgets need 3.5)
+    assert rounds == [
+        [("one_cycle-adamw", 1, (1.0,))],
+        [("one_cycle-adamw", 2, (1.0,))],
+        [("one_cycle-adamw", s, (0.5,)) for s in (0, 1, 2)],
+    ]
+    assert race.stopped["constant-adam"].startswith(
+        "the budget left (1.74 trainings) does not hold its 2 seeds"
+    )
+    plan = race.plan()
+    assert plan["finished"] and plan["recommended"] == "one_cycle-adamw"
+    assert plan["spent"] == pytest.approx(400 / 76 + 3 + 2 + 1.5) and plan["spent"] <= 12
+    assert plan["not_run"] == ["constant-adam: seeds [1, 2]"]
+    assert set(plan["left_out"]) == {tid for tid, c in round1 if c["arm"] != "one_cycle-adamw"}
+    assert ask() == Searcher.FINISHED
+    assert json.loads((tmp_path / "plan.json").read_text()) == json.loads(json.dumps(plan))  # as written
