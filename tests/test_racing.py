@@ -356,3 +356,33 @@ def test_rounds_wait_for_every_run_and_spend_within_the_budget(order: int, tmp_p
     assert set(plan["left_out"]) == {tid for tid, c in round1 if c["arm"] != "one_cycle-adamw"}
     assert ask() == Searcher.FINISHED
     assert json.loads((tmp_path / "plan.json").read_text()) == json.loads(json.dumps(plan))  # as written
+
+
+def test_a_search_trial_that_beats_the_first_point_takes_its_place(tmp_path: Path) -> None:
+    """With room for one search trial, the leader's beats its first point on the first seed: the arm takes
+    that config, its first-point run leaves the verdict, and the new config runs every seed."""
+    import optuna
+
+    race, storage = _race(16.0, tmp_path / "plan.json")
+    accuracy = {"one_cycle-adamw": 95, "clr-sgdw": 60, "constant-adam": 70}
+    first = {f"t{i}": race.suggest(f"t{i}") for i in range(3)}
+    for tid, config in first.items():
+        for result in _final_result(tid, config, accuracy[config["arm"]]):
+            race.on_trial_result(tid, result)
+    # 16 - 5.26 - 3 = 7.74 left, 5.5 reserved: one search trial (the first point was the arm's first of 2)
+    search = race.suggest("s0")
+    assert search["arm"] == "one_cycle-adamw" and search["seed"] == 0 and "stage" not in search
+    assert race.suggest("s1") is None
+    race.on_trial_result(
+        "s0", {"trial_id": "s0", "epoch": 4, "val_metric": 0.97, "val_loss": 0.1, "status": "ok"}
+    )
+    (t0,) = [t for t, c in first.items() if c["arm"] == "one_cycle-adamw"]
+    assert race.left_out[t0].startswith("one_cycle-adamw: its search found a better config (trial s0)")
+    trials = optuna.load_study(study_name="one_cycle-adamw", storage=storage).trials
+    assert [(t.state.name, t.value) for t in trials] == [("COMPLETE", 0.95), ("COMPLETE", 0.97)]
+    seeds_round = [race.suggest("u0"), race.suggest("u1")]
+    assert [(c["arm"], c["seed"]) for c in seeds_round] == [("one_cycle-adamw", 0), ("constant-adam", 1)]
+    assert {k: seeds_round[0][k] for k in ("max_lr", "weight_decay")} == {
+        k: search[k] for k in ("max_lr", "weight_decay")
+    }
+    assert race.candidates["one_cycle-adamw"]["config"]["source_trial"] == "s0"

@@ -241,7 +241,9 @@ class RaceSearcher(Searcher):
         """The candidates left, best first by their mean over the seeds they all ran."""
         alive = [n for n, c in self.candidates.items() if c["alive"]]
         means = self._means(alive)
-        return sorted(alive, key=lambda n: (-self.sign * means.get(n, -math.inf * self.sign), n))
+        # a config the search just adopted has no final run yet: its search trial's value stands in
+        score = {n: means.get(n, self.candidates[n].get("score", -math.inf * self.sign)) for n in alive}
+        return sorted(alive, key=lambda n: (-self.sign * score[n], n))
 
     def _full_matrices(self, names: list[str]) -> dict[str, Any]:
         runs = {tid for n in names for tid in self.candidates[n]["runs"].values()}
@@ -308,7 +310,7 @@ class RaceSearcher(Searcher):
                 for tid in c["runs"].values():
                     self.left_out[tid] = f"{arm}: its search found a better config (trial {best_tid})"
                 c["config"] = {**_bare(self.records[best_tid][0]), "source_trial": best_tid}
-                c["runs"] = {}
+                c["runs"], c["score"] = {}, self.sign * best
 
     def _reserve(self, alive: list[str]) -> float:
         """What the race needs after the search: every seed each candidate left still lacks, the shorter
