@@ -233,8 +233,16 @@ def run_trials(
     racing = cfg.search.budget != FULL_BUDGET
     if racing:
         spent = sum(range_test_cost(run_dir, cfg.train.epochs, steps_per_epoch).values())
-        # every search trial, every seed twice (a config the search replaced runs its seeds again), the ladder
-        n_most = len(spaces) * (cfg.search.trials_per_arm + len(cfg.search.seeds)) + n_final + n_ladder
+        # the most a race can run: every search trial (the first point among them), one more first-seed run
+        # for an arm whose search replaced its config, every seed of every candidate, the recommended arm's
+        # shorter budgets on every seed, its ladder
+        n_seeds = len(cfg.search.seeds)
+        n_most = (
+            len(spaces) * (cfg.search.trials_per_arm + 1)
+            + (len(spaces) + len(cfg.search.baselines)) * n_seeds
+            + n_seeds
+            + n_ladder
+        )
         recorder = Recorder(run_dir, echo)
         echo(
             f"racing: a budget of {cfg.search.budget:g} trainings ({spent:.3g} spent by the range tests), "
