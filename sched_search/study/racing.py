@@ -316,8 +316,8 @@ class RaceSearcher(Searcher):
         """What the race needs after the search: every seed each candidate left still lacks, the shorter
         budgets and the attribution ladder of one arm."""
         seeds = sum(len(self.seeds) - len(self.candidates[n]["runs"]) for n in alive)
-        rungs = max((len(self.rungs_of(a, self.ladder)) for a in self.searchers), default=0)
-        return seeds + len(self.seeds) * (sum(self.shorter) + rungs)
+        ladder = max((sum(map(run_cost, self.rungs_of(a, self.ladder))) for a in self.searchers), default=0)
+        return seeds + len(self.seeds) * sum(self.shorter) + ladder  # the ladder's runs: every seed already
 
     def _next(self) -> None:
         alive = self._alive()

@@ -245,9 +245,10 @@ def run_trials(
         )
         recorder = Recorder(run_dir, echo)
         echo(
-            f"racing: a budget of {cfg.search.budget:g} trainings ({spent:.3g} spent by the range tests), "
-            f"in rounds: {len(spaces)} arms' first points and {len(cfg.search.baselines)} baselines on the "
-            "first seed, then search trials and seeds for the candidates a paired test keeps"
+            f"racing: a budget of {cfg.search.budget:g} trainings"
+            + (f" ({spent:.3g} spent by the range tests)" if spent else "")
+            + f", in rounds: {len(spaces)} arms' first points and {len(cfg.search.baselines)} baselines "
+            "on the first seed, then search trials and seeds for the candidates a paired test keeps"
         )
     else:
         n_most = n_search + n_final + n_ladder
