@@ -324,12 +324,17 @@ class RaceSearcher(Searcher):
         left = self.budget - self.spent
         if self.phase in ("first", "search"):
             self.phase = "search"
-            n = math.floor(left - self._reserve(alive) + 1e-9)
+            spare = left - self._reserve(alive)
             arms = [a for a in alive if self.candidates[a]["arm"] and self.asked[a] < self.trials_per_arm]
             slots: list[dict[str, Any]] = []
             for k in range(self.per_round):
                 for arm in arms:
-                    if len(slots) < n and self.asked[arm] + k < self.trials_per_arm:
+                    # a trial that wins costs its arm one more first-seed run (the reserve counts the seeds it
+                    # lacks now): kept spare for each arm searched that has one to lose
+                    searched = {s["arm"] for s in slots} | {arm}
+                    switch = sum(bool(self.candidates[a]["runs"]) for a in searched)
+                    fits = len(slots) + 1 + switch <= spare + 1e-9
+                    if fits and self.asked[arm] + k < self.trials_per_arm:
                         slots.append({"kind": "search", "arm": arm, "seed": self.seeds[0], "cost": 1.0})
             if slots:
                 self._release(slots, "search trials for the arms left, on the first seed")
