@@ -231,7 +231,7 @@ def test_interrupted_race_resumes_to_its_end(tmp_path: Path) -> None:
 
     study_file = tmp_path / "tiny.toml"
     study_file.write_text(
-        f'runs_dir = "{tmp_path / "runs"}"\n' + TINY.replace('budget = "full"', "budget = 8")
+        f'runs_dir = "{tmp_path / "runs"}"\n' + TINY.replace('budget = "full"', "budget = 9")
     )
     first = _Study(tmp_path, str(study_file))
     run_dir = Path(first.wait_for(r"^run folder ").removeprefix("run folder "))
@@ -244,7 +244,7 @@ def test_interrupted_race_resumes_to_its_end(tmp_path: Path) -> None:
     assert any(line.startswith("racing spent") for line in second.lines)
     plan = json.loads((run_dir / "plan.json").read_text())
     run = load_run(run_dir)
-    assert plan["finished"] and not run.unfinished and plan["spent"] <= 8
+    assert plan["finished"] and not run.unfinished and plan["spent"] <= 9
     assert len(plan["runs"]) == run.trials["trial_id"].nunique()  # every released run ran, once
     assert [r["what"] for r in plan["rounds"]][:2] == [
         "first points and baselines on the first seed",
