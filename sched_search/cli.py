@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -240,6 +241,27 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="train on a stratified part F in (0, 1] of the training split ([data] train_fraction)",
     )
+    p.add_argument(
+        "--budget",
+        metavar="N",
+        type=_budget,
+        default=None,
+        help='trainings to race with (range tests included), or "full" for every planned run; default: '
+        "the study's [search] budget (docs/workflow.md, Racing)",
+    )
+
+
+def _budget(text: str) -> float | str:
+    """`--budget`'s value: a number of trainings > 0 or "full"."""
+    if text == "full":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'must be a number of trainings > 0 or "full", but got {text!r}')
+    return value
 
 
 def _joins_a_cluster(args: argparse.Namespace) -> bool:
@@ -281,6 +303,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             allow_failed=args.allow_failed,
             echo=lambda line: print(line, flush=True),
             progress=sys.stderr.isatty(),
+            budget=args.budget,
         )
     except StudyAborted as e:
         print(f"study stopped before any trial: {e}", file=sys.stderr)

@@ -31,6 +31,9 @@ MODELS = ("mlp", "cnn1d", "cnn", "resnet")
 MAX_EPOCHS = 100_000
 MAX_TRIALS_PER_ARM = 10_000
 SAMPLER_NAMES = ("tpe", "gp", "random", "qmc")
+# The default study's budget in trainings, measured (docs/workflow.md, "Racing"): 570 epochs of 20.
+DEFAULT_BUDGET = 28.0
+FULL_BUDGET = "full"  # [search] budget: no racing, every planned run
 SPACES = ("seeded", "broad")
 MAX_NAME = 100  # the run folder is <name>-<timestamp>; file systems allow 255 bytes per name
 SEED_LIMIT = 2**32  # torch.Generator and numpy take seeds in [0, 2**32)
@@ -93,6 +96,9 @@ class SearchSection:
     sampler: str = "gp"  # gp | tpe | random | qmc: Optuna's samplers (sampler.py), one seed stream per arm
     space: str = "seeded"  # seeded: bounds from the range test | broad: BROAD_SPACE, no range test
     bounds: dict = field(default_factory=dict)  # [search.bounds] name = [low, high]: overrides either space
+    # trainings (one = a full-length run of the study's epochs; range tests count by their steps) spent by
+    # racing (study/racing.py), or "full": every search trial, seed, rung and baseline, as before budgets
+    budget: float | str = DEFAULT_BUDGET
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ seeds = [0, 1]
 budgets = [0.5, 1.0]
 baselines = ["default:adam"]
 attribution = false  # its run count (RUNS) has no ladder runs
+budget = "full"  # every planned run: RUNS
 
 [early_stopping]
 enabled = false

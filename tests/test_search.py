@@ -330,10 +330,11 @@ def test_the_searcher_picks_the_ladder_of_the_arm_the_verdict_recommends() -> No
 
 
 @pytest.mark.slow
-def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local) -> None:
+@pytest.mark.parametrize("budget", ['"full"', "8"])
+def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local, budget: str) -> None:
     from sched_search.study.driver import run_study
 
-    cfg = load_study(_study_file(tmp_path, 'space = "broad"\n'))
+    cfg = load_study(_study_file(tmp_path, f'space = "broad"\nbudget = {budget}\n'))
     cfg = replace(cfg, runs_dir=str(tmp_path / "runs"))
     lines: list[str] = []
     run_dir = run_study(cfg, echo=lines.append)
@@ -345,9 +346,14 @@ def test_broad_study_runs_without_a_range_test(tmp_path: Path, ray_local) -> Non
     assert [max_lr["low"], max_lr["high"]] == list(BROAD_MAX_LR["sgdw"]) and max_lr["first"] is None
     assert json.loads((run_dir / "timing.json").read_text())["range_test_trial_equivalents"] == {}
     trials = pd.read_parquet(run_dir / "trials.parquet")
-    assert (trials.stage == "search").sum() == 2
-    finals = trials[trials.stage == "final"]
-    assert set(finals.arm) == {"one_cycle-sgdw", "constant-adam", *cfg.search.baselines[1:4]}
+    if budget == '"full"':
+        assert (trials.stage == "search").sum() == 2
+        finals = trials[trials.stage == "final"]
+        assert set(finals.arm) == {"one_cycle-sgdw", "constant-adam", *cfg.search.baselines[1:4]}
+    else:  # raced: the arm's first trial (Optuna's first sample, no suggestion) is its first seed's final run
+        first = json.loads((run_dir / "plan.json").read_text())["rounds"][0]["runs"]
+        assert [r["arm"] for r in first if r["kind"] == "first"] == ["one_cycle-sgdw"]
+        assert {r["arm"] for r in first} == {"one_cycle-sgdw", "constant-adam", *cfg.search.baselines[1:4]}
     # attribution is on by default, yet without a range test no ladder run is queued
     assert load_study(_study_file(tmp_path, "")).search.attribution
     assert not trials.arm.str.startswith("ladder:").any()

@@ -4,6 +4,7 @@ attribution, the leaderboard, report.md/html, the figures and the torch snippet.
 from __future__ import annotations
 
 from .attribution import ladder_arms
+from .race import PLAN_FILE, race_calls, read_plan
 from .report import write_verdict
 from .run import load_run
 from .tables import (
@@ -11,6 +12,7 @@ from .tables import (
     append_tables,
     error_text,
     expand_history,
+    outcomes,
     records_from_grid,
     short_reason,
     tables_from_rows,
@@ -20,6 +22,7 @@ from .verdict import decide, is_baseline
 
 __all__ = [
     "ANSI_ESCAPE",
+    "PLAN_FILE",
     "append_tables",
     "decide",
     "error_text",
@@ -27,6 +30,9 @@ __all__ = [
     "is_baseline",
     "ladder_arms",
     "load_run",
+    "outcomes",
+    "race_calls",
+    "read_plan",
     "records_from_grid",
     "short_reason",
     "tables_from_rows",

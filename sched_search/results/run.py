@@ -20,6 +20,7 @@ from ..lr import baseline_arm, baseline_skipped, range_family
 from .attribution import UNTUNED_PREFIX, attribution, ladder_arms
 from .frontier import FRONTIER_RULE, frontier, last_half, range_test_trainings, run_trainings
 from .leaderboard import build_leaderboard
+from .race import read_plan, runs_planned, verdict_trials
 from .tables import final_rows
 from .verdict import LADDER_PREFIX, decide
 
@@ -150,7 +151,9 @@ def param_importances(run_dir: str | Path, min_trials: int = 4) -> tuple[pd.Data
 # --------------------------------------------------------------------------------------------- loading
 
 
-def runs_done(trials: pd.DataFrame, study: dict, recommended: str | None = None) -> tuple[int, int]:
+def runs_done(
+    trials: pd.DataFrame, study: dict, recommended: str | None = None, plan: dict | None = None
+) -> tuple[int, int]:
     """(done, planned) runs of a study (`study`: resolved_config.json's): its search trials and its final
     re-runs, one per arm and seed, the baselines' and the attribution ladder's included: the ladder of the
     arm whose untuned rung ran, else of `recommended` (the verdict's arm, which the study's searcher picks
@@ -161,7 +164,12 @@ def runs_done(trials: pd.DataFrame, study: dict, recommended: str | None = None)
     Example:
         >>> runs_done(run.trials, run.config["study"])  # doctest: +SKIP
         (10, 10)
+
+    A raced study (`plan`: its `plan.json`) planned what its rounds released (`race.runs_planned`): the
+    searcher that ran them wrote it, so nothing here computes the plan again.
     """
+    if plan is not None:
+        return runs_planned(trials, plan)
     search = study.get("search") or {}
     arms, per_arm = list(search.get("arms", [])), int(search.get("trials_per_arm", 0))
     n_seeds = len(search.get("seeds", []))
@@ -252,24 +260,32 @@ def load_run(path: str | Path) -> Run:
     study = config.get("study") or {}
     # older run folders: accuracy, maximised, and the target under its old name
     study_target = study.get("target") if study.get("target") is not None else study.get("target_accuracy")
+    plan = read_plan(path)  # a raced study: the verdict judges the candidates that ran every seed
+    judged = verdict_trials(trials, plan)
     verdict = decide(
-        trials,
+        judged,
         target=study_target,
         chance_accuracy=config.get("chance_accuracy"),
         metric=metric,
         mode=mode,
     )
-    verdict["attribution"] = attribution(trials, verdict)
+    verdict["attribution"] = attribution(judged, verdict)
+    if plan is not None:
+        # an arm stopped once it had every seed is still judged
+        stopped = {a: why for a, why in plan["stopped"].items() if a not in verdict["arms"]}
+        verdict["excluded"].update({arm: f"stopped by the race: {why}" for arm, why in stopped.items()})
+        verdict["race"] = {k: plan[k] for k in ("budget", "spent", "stopped", "not_run")}
+        verdict["race"]["rounds"] = len(plan["rounds"])
     target = math.nan if verdict["target"] is None else verdict["target"]
     searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
-    board = build_leaderboard(trials, epochs, verdict, searched)
+    board = build_leaderboard(judged, epochs, verdict, searched)
     if board.empty:
         missing.append("leaderboard: no final-stage rows at the full budget yet")
     if not math.isfinite(target):
         missing.append("target: no study target and no baseline result yet")
     # (folders written by hand, or before resolved_config.json named the arms, are not judged)
     done, planned = (
-        runs_done(trials, study, verdict["recommended"])
+        runs_done(trials, study, verdict["recommended"], plan)
         if (study.get("search") or {}).get("arms")
         else (0, 0)
     )

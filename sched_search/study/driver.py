@@ -28,9 +28,10 @@ from typing import Any
 
 from ..config import StudyConfig, metric_mode, metric_name
 from ..results import append_tables, tables_from_rows, write_json
-from ..training import TensorData
+from ..training import TensorData, data_steps
 from .diskfull import DiskFull, disk_full, no_space, quiet_ray
 from .interrupt import Interrupted, handling, reinstall, unwrap
+from .racing import check_budget
 
 # arm_space and range_tests are re-exported: the benchmarks and tests call them as study's stages
 from .rangestage import StudyAborted, arm_space, build_spaces, range_test_cost, range_tests
@@ -114,6 +115,7 @@ def run_study(
     allow_failed: bool = False,
     echo: Callable[[str], None] = log.info,
     progress: bool = False,
+    budget: float | str | None = None,
 ) -> Path:
     """Run (or resume) a study and return its run folder.
 
@@ -125,6 +127,8 @@ def run_study(
         echo: where progress lines go (the CLI passes print): a line per range-test sweep, per range test,
             per finished trial (with counts and time left) and at the end.
         progress: tqdm bars for the range-test sweeps instead of their lines (the CLI: when on a terminal).
+        budget: trainings to race with, or "full", in place of the study's `[search] budget` (the CLI's
+            `--budget`); a resumed study keeps the budget it started with.
 
     Example:
         >>> run_dir = run_study("studies/smoke.toml")  # doctest: +SKIP
@@ -140,12 +144,12 @@ def run_study(
             if not (run_dir / "study.toml").exists():
                 raise FileNotFoundError(f"{run_dir} is not a run folder: it has no study.toml.")
             with handling(), _interrupted_in(run_dir), run_lock(run_dir):
-                cfg, data = _prepare(run_dir, study, allow_failed, address, echo)
+                cfg, data = _prepare(run_dir, study, allow_failed, address, echo, budget)
                 return _run_stages(
                     cfg, run_dir, data, address or cfg.ray_address, echo, start, progress, where
                 )
         with handling():
-            cfg, data = _prepare(None, study, allow_failed, address, echo)
+            cfg, data = _prepare(None, study, allow_failed, address, echo, budget)
             run_dir = new_run_dir(cfg)
             with _interrupted_in(run_dir), run_lock(run_dir):
                 if cfg.source != "<defaults>":
@@ -205,6 +209,7 @@ def _prepare(
     allow_failed: bool,
     address: str | None,
     echo: Callable[[str], None],
+    budget: float | str | None = None,
 ) -> tuple[StudyConfig, Any]:
     """Read and check the study before any work: every input (preflight.check_study) and, with an address, the
     cluster (joined here, so that a dead address or impossible resources fail before the range test)."""
@@ -226,18 +231,33 @@ def _prepare(
         cfg = load_study(run_dir / "study.toml")
         cfg = replace(cfg, source=str(run_dir / "study.toml"))
         _check_unchanged(run_dir, cfg)
+        if budget is not None:
+            raise ValueError(f"--budget cannot change the budget of {run_dir}: resume it without --budget.")
+        budget = _started_budget(run_dir)
         echo(f"resuming {run_dir}")
     else:
         cfg = study if isinstance(study, StudyConfig) else load_study(study)
     if allow_failed:
         cfg = replace(cfg, range_test=replace(cfg.range_test, allow_failed=True))
+    if budget is not None:
+        cfg = replace(cfg, search=replace(cfg.search, budget=budget))
     data = check_study(cfg)
+    # the least budget needs the data's steps per epoch (the range tests' length): after the data, before work
+    check_budget(cfg, data_steps(data, cfg.train.batch_size), flag=budget is not None and run_dir is None)
     address = address or cfg.ray_address
     if address:
         _start_ray(cfg, address)
     else:
         check_num_cpus(cfg)
     return cfg, data
+
+
+def _started_budget(run_dir: Path) -> float | str | None:
+    """The budget a run folder's study started with (`--budget` is not in its study.toml); None: unknown."""
+    try:
+        return json.loads((run_dir / "resolved_config.json").read_text())["study"]["search"]["budget"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # The version that moved the flat modules into sub-packages (lr, training, rangetest, results, study).

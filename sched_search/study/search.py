@@ -21,10 +21,21 @@ from typing import Any
 
 import optuna
 
-from ..config import RANGE_TEST_BASELINES, StudyConfig, metric_mode, metric_name
+from ..config import FULL_BUDGET, RANGE_TEST_BASELINES, StudyConfig, metric_mode, metric_name
 from ..lr import baseline_config, baseline_skipped, range_family
-from ..results import decide, is_baseline, ladder_arms, records_from_grid, tables_from_rows, write_json
+from ..results import (
+    PLAN_FILE,
+    decide,
+    is_baseline,
+    ladder_arms,
+    read_plan,
+    records_from_grid,
+    tables_from_rows,
+    write_json,
+)
 from .interrupt import tune_loop
+from .racing import RaceSearcher
+from .rangestage import range_test_cost
 from .recorder import Recorder
 from .routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
 from .sampler import arm_seed, build_sampler
@@ -265,13 +276,61 @@ def run_trials(
     n_search = cfg.search.trials_per_arm * len(spaces)
     n_final = len(cfg.search.seeds) * (len(spaces) + n_baselines)
     n_ladder = max((len(rungs_of(arm, ladder)) for arm in spaces), default=0)
-    recorder = Recorder(run_dir, echo, total=n_search + n_final + n_ladder)
-    echo(
-        f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and {n_final} "
-        f"final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
-        + ("the baseline)" if n_baselines == 1 else f"{n_baselines} baselines)")
-        + (_ladder_words(n_ladder, len(cfg.search.seeds)) if n_ladder else "")
-    )
+    racing = cfg.search.budget != FULL_BUDGET
+    if racing:
+        spent = sum(range_test_cost(run_dir, cfg.train.epochs, steps_per_epoch).values())
+        # the most a race can run: every search trial (the first point among them), one more first-seed run
+        # for an arm whose search replaced its config, every seed of every candidate, the recommended arm's
+        # shorter budgets on every seed, its ladder
+        n_seeds = len(cfg.search.seeds)
+        n_most = (
+            len(spaces) * (cfg.search.trials_per_arm + 1)
+            + (len(spaces) + n_baselines) * n_seeds
+            + n_seeds
+            + n_ladder
+        )
+        recorder = Recorder(run_dir, echo)
+        echo(
+            f"racing: a budget of {cfg.search.budget:g} trainings"
+            + (f" ({spent:.3g} spent by the range tests)" if spent else "")
+            + f", in rounds: {len(spaces)} arms' first points and {n_baselines} baselines "
+            "on the first seed, then search trials and seeds for the candidates a paired test keeps"
+        )
+    else:
+        n_most = n_search + n_final + n_ladder
+        recorder = Recorder(run_dir, echo, total=n_most)
+        echo(
+            f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and "
+            f"{n_final} final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
+            + ("the baseline)" if n_baselines == 1 else f"{n_baselines} baselines)")
+            + (_ladder_words(n_ladder, len(cfg.search.seeds)) if n_ladder else "")
+        )
+
+    def make_racing() -> Any:
+        searchers = {
+            arm: ResumableOptunaSearch(
+                space=define_by_run(space),
+                metric=METRIC,
+                mode=mode,
+                storage=storage,
+                study_name=arm,
+                sampler=arm_sampler(cfg, arm),
+            )
+            for arm, space in spaces.items()
+        }
+        firsts = {
+            c["arm"]: {k: v for k, v in c.items() if k not in ("stage", "seed", "budgets")} for c in baselines
+        }
+        return RaceSearcher(
+            searchers,
+            cfg,
+            trial_settings(cfg),
+            ladder,
+            spent,
+            run_dir / PLAN_FILE,
+            rungs_of,
+            list(firsts.values()),
+        )
 
     def make() -> Any:
         searchers = {
@@ -289,7 +348,7 @@ def run_trials(
             for arm, space in spaces.items()
         }
         scheduler = None
-        if cfg.early_stopping.enabled:
+        if cfg.early_stopping.enabled and not racing:  # ASHA's calls follow which trial reaches a rung first
             scheduler = PerArmASHA(
                 metric="cycle_val_metric",
                 mode=mode,
@@ -297,20 +356,24 @@ def run_trials(
                 grace_period=cfg.early_stopping.grace_period,
                 reduction_factor=cfg.early_stopping.reduction_factor,
             )
-        searcher = ArmsSearcher(
-            searchers,
-            cfg.search.trials_per_arm,
-            final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
-            first_runs=baselines,
-            epochs=cfg.train.epochs,
-            mode=mode,
-            last_runs=functools.partial(recommended_ladder, cfg, ladder) if ladder else None,
+        searcher = (
+            make_racing()
+            if racing
+            else ArmsSearcher(
+                searchers,
+                cfg.search.trials_per_arm,
+                final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
+                first_runs=baselines,
+                epochs=cfg.train.epochs,
+                mode=mode,
+                last_runs=functools.partial(recommended_ladder, cfg, ladder) if ladder else None,
+            )
         )
         return tune.Tuner(
             trainable,
             param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
             tune_config=tune.TuneConfig(
-                num_samples=n_search + n_final + n_ladder,
+                num_samples=n_most,
                 search_alg=searcher,
                 scheduler=scheduler,
                 reuse_actors=True,
@@ -352,6 +415,8 @@ def run_trials(
         records = records_from_grid(grid)
     finally:
         recorder.write()
+    if racing:
+        echo(_race_words(read_plan(run_dir)))
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
     write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
     return records
@@ -391,6 +456,17 @@ def _quiet() -> Iterator[None]:
     finally:
         for logger, drop in filters:
             logger.removeFilter(drop)
+
+
+def _race_words(plan: dict | None) -> str:
+    """The race's closing line: what it spent, what it stopped and what the budget left unrun."""
+    if not plan:
+        return "racing: no plan.json written"
+    line = f"racing spent {plan['spent']:.3g} of {plan['budget']:g} trainings in {len(plan['rounds'])} rounds"
+    if plan["stopped"]:
+        line += f"; stopped {len(plan['stopped'])}: " + ", ".join(sorted(plan["stopped"]))
+    line += "; not run: " + ("; ".join(plan["not_run"]) if plan["not_run"] else "nothing the budget cut")
+    return line + " (plan.json)"
 
 
 def _ladder_words(n_ladder: int, n_seeds: int) -> str:

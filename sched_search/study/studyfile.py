@@ -18,6 +18,7 @@ from ..config import (
     AUGMENTATIONS,
     BASELINES,
     DATASETS,
+    FULL_BUDGET,
     LOSSES,
     MAX_EPOCHS,
     MAX_NAME,
@@ -107,10 +108,18 @@ def _section(source: str, name: str, cls: type, raw: Any) -> Any:
             default = ""
         if key in ("options", "bounds"):
             default = {}
+        if key == "budget":  # a number of trainings or "full": two types, checked in `validate`
+            if value != FULL_BUDGET and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise _fail(source, f"[{name}] {key}", BUDGET_EXPECTED, value)
+            values[key] = float(value) if value != FULL_BUDGET else value
+            continue
         values[key] = _coerce(source, f"[{name}] {key}", value, default)
     if extra:
         values["options"] = {**values.get("options", {}), **extra}
     return cls(**values)
+
+
+BUDGET_EXPECTED = f'a number of trainings > 0 or "{FULL_BUDGET}"'
 
 
 def _check(source: str, ok: bool, key: str, expected: str, value: Any) -> None:
@@ -213,6 +222,13 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(s, q.sampler in SAMPLER_NAMES, "[search] sampler", names, q.sampler)
     _check(s, q.space in SPACES, "[search] space", " or ".join(map(repr, SPACES)), q.space)
     _check_bounds(s, q.bounds)
+    _check(
+        s,
+        q.budget == FULL_BUDGET or (isinstance(q.budget, float) and math.isfinite(q.budget) and q.budget > 0),
+        "[search] budget",
+        BUDGET_EXPECTED,
+        q.budget,
+    )
     e = cfg.early_stopping
     _check(
         s,
