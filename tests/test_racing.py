@@ -218,7 +218,15 @@ def test_same_verdict_whatever_the_workers_timing(tmp_path: Path) -> None:
         plan = json.loads((run_dir / "plan.json").read_text())
         # raced, with search trials: Optuna is told in one order, whatever order they ended in
         assert any(r["what"].startswith("search trials") for r in plan["rounds"])
+    # The answer is the same. The frontier learns the runs of one round in the order they ended (the
+    # machine's timing) and names Tune's trial ids (new each run): its intermediate points may differ, its
+    # end (the answer, at the trainings spent) and the baselines' points may not.
+    frontiers = [v.pop("frontier") for v in verdicts]
+    [v.pop("last_half") for v in verdicts]
     assert verdicts[0] == verdicts[1]
+    ends = [(f[-1]["arm"], f[-1]["metric"], f[-1]["trainings"]) for f in frontiers]
+    based = [sorted((p["arm"], p["metric"]) for p in f if p["kind"] == "baseline") for f in frontiers]
+    assert ends[0] == ends[1] and based[0] == based[1]
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import logging
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +260,6 @@ def run_trials(
     workers importing torch) plus the idle tail of the search, against about 12 s of work per slot.
     """
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _optuna_storage(run_dir)
@@ -269,129 +268,8 @@ def run_trials(
         tune.with_parameters(trial_trainable, data_ref=data_ref),
         {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial},
     )
-    for reason in skipped_baselines(cfg, seeds).values():
-        echo(f"baseline {reason}")
-    baselines, ladder = fixed_runs(cfg, spaces, seeds, steps_per_epoch)
-    n_baselines = len({c["arm"] for c in baselines})
-    n_search = cfg.search.trials_per_arm * len(spaces)
-    n_final = len(cfg.search.seeds) * (len(spaces) + n_baselines)
-    n_ladder = max((len(rungs_of(arm, ladder)) for arm in spaces), default=0)
-    racing = cfg.search.budget != FULL_BUDGET
-    if racing:
-        spent = sum(range_test_cost(run_dir, cfg.train.epochs, steps_per_epoch).values())
-        # the most a race can run: every search trial (the first point among them), one more first-seed run
-        # for an arm whose search replaced its config, every seed of every candidate, the recommended arm's
-        # shorter budgets on every seed, its ladder
-        n_seeds = len(cfg.search.seeds)
-        n_most = (
-            len(spaces) * (cfg.search.trials_per_arm + 1)
-            + (len(spaces) + n_baselines) * n_seeds
-            + n_seeds
-            + n_ladder
-        )
-        recorder = Recorder(run_dir, echo)
-        echo(
-            f"racing: a budget of {cfg.search.budget:g} trainings"
-            + (f" ({spent:.3g} spent by the range tests)" if spent else "")
-            + f", in rounds: {len(spaces)} arms' first points and {n_baselines} baselines "
-            "on the first seed, then search trials and seeds for the candidates a paired test keeps"
-        )
-    else:
-        n_most = n_search + n_final + n_ladder
-        recorder = Recorder(run_dir, echo, total=n_most)
-        echo(
-            f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and "
-            f"{n_final} final re-runs ({len(cfg.search.seeds)} seeds x {len(spaces)} arms and "
-            + ("the baseline)" if n_baselines == 1 else f"{n_baselines} baselines)")
-            + (_ladder_words(n_ladder, len(cfg.search.seeds)) if n_ladder else "")
-        )
-
-    def make_racing() -> Any:
-        searchers = {
-            arm: ResumableOptunaSearch(
-                space=define_by_run(space),
-                metric=METRIC,
-                mode=mode,
-                storage=storage,
-                study_name=arm,
-                sampler=arm_sampler(cfg, arm),
-            )
-            for arm, space in spaces.items()
-        }
-        firsts = {
-            c["arm"]: {k: v for k, v in c.items() if k not in ("stage", "seed", "budgets")} for c in baselines
-        }
-        return RaceSearcher(
-            searchers,
-            cfg,
-            trial_settings(cfg),
-            ladder,
-            spent,
-            run_dir / PLAN_FILE,
-            rungs_of,
-            list(firsts.values()),
-        )
-
-    def make() -> Any:
-        searchers = {
-            arm: ConcurrencyLimiter(
-                ResumableOptunaSearch(
-                    space=define_by_run(space),
-                    metric=METRIC,
-                    mode=mode,
-                    storage=storage,
-                    study_name=arm,
-                    sampler=arm_sampler(cfg, arm),
-                ),
-                max_concurrent=cfg.search.max_concurrent_per_arm,
-            )
-            for arm, space in spaces.items()
-        }
-        scheduler = None
-        if cfg.early_stopping.enabled and not racing:  # ASHA's calls follow which trial reaches a rung first
-            scheduler = PerArmASHA(
-                metric="cycle_val_metric",
-                mode=mode,
-                max_t=cfg.train.epochs,
-                grace_period=cfg.early_stopping.grace_period,
-                reduction_factor=cfg.early_stopping.reduction_factor,
-            )
-        searcher = (
-            make_racing()
-            if racing
-            else ArmsSearcher(
-                searchers,
-                cfg.search.trials_per_arm,
-                final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
-                first_runs=baselines,
-                epochs=cfg.train.epochs,
-                mode=mode,
-                last_runs=functools.partial(recommended_ladder, cfg, ladder) if ladder else None,
-            )
-        )
-        return tune.Tuner(
-            trainable,
-            param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
-            tune_config=tune.TuneConfig(
-                num_samples=n_most,
-                search_alg=searcher,
-                scheduler=scheduler,
-                reuse_actors=True,
-                # Without a cap Tune keeps one trial pending for a custom searcher, which ran trials one at a
-                # time.
-                max_concurrent_trials=len(spaces) * cfg.search.max_concurrent_per_arm,
-            ),
-            run_config=tune.RunConfig(
-                name="study",
-                storage_path=str((run_dir / "ray").resolve()),
-                callbacks=[recorder.callback],
-                failure_config=tune.FailureConfig(
-                    max_failures=1
-                ),  # retry a trial once when its worker is lost
-                verbose=0,
-            ),
-        )
-
+    plan = _plan(cfg, run_dir, spaces, seeds, steps_per_epoch, echo)
+    recorder = Recorder(run_dir, echo, total=0 if plan.racing else plan.n_most)
     path = (run_dir / "ray" / "study").resolve()  # Ray reads a relative path as a URI without a scheme
     damaged = _state_cut_short(path) if _restorable(path) else None
     if damaged:
@@ -407,7 +285,8 @@ def run_trials(
         shutil.rmtree(path, ignore_errors=True)
         for arm, space in spaces.items():
             _new_optuna_study(storage, arm, space, arm_sampler(cfg, arm), mode)
-        tuner = make()
+        searcher = _searcher(cfg, spaces, storage, plan, run_dir)
+        tuner = _tuner(cfg, trainable, searcher, plan, recorder, run_dir, len(spaces))
     try:
         # Ctrl-C or SIGTERM: Tune saves its state, then Interrupted skips what follows
         with tune_loop(), _quiet():
@@ -415,11 +294,146 @@ def run_trials(
         records = records_from_grid(grid)
     finally:
         recorder.write()
-    if racing:
+    if plan.racing:
         echo(_race_words(read_plan(run_dir)))
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
     write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
     return records
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """What the one Tuner is to run besides the search: computed once, before it starts or is restored."""
+
+    baselines: list[dict]  # the baselines' runs, every seed
+    ladder: list[dict]  # the attribution ladder's candidate runs (`ladder_runs`)
+    racing: bool  # a budget in trainings (`racing.RaceSearcher`), not "full"
+    spent: float  # the range tests' cost in trainings (racing)
+    n_most: int  # Tune's num_samples: every run the searcher may release
+
+
+def _plan(
+    cfg: StudyConfig,
+    run_dir: Path,
+    spaces: dict[str, ArmSpace],
+    seeds: dict[str, RangeSeed] | None,
+    steps_per_epoch: int,
+    echo: Callable[[str], None],
+) -> _RunPlan:
+    """The run plan, and the line that announces it."""
+    for reason in skipped_baselines(cfg, seeds).values():
+        echo(f"baseline {reason}")
+    baselines, ladder = fixed_runs(cfg, spaces, seeds, steps_per_epoch)
+    n_baselines = len({c["arm"] for c in baselines})
+    n_seeds = len(cfg.search.seeds)
+    n_ladder = max((len(rungs_of(arm, ladder)) for arm in spaces), default=0)
+    if cfg.search.budget == FULL_BUDGET:
+        n_search = cfg.search.trials_per_arm * len(spaces)
+        n_final = n_seeds * (len(spaces) + n_baselines)
+        echo(
+            f"trials: {n_search} search ({cfg.search.trials_per_arm} per arm x {len(spaces)} arms) and "
+            f"{n_final} final re-runs ({n_seeds} seeds x {len(spaces)} arms and "
+            + ("the baseline)" if n_baselines == 1 else f"{n_baselines} baselines)")
+            + (_ladder_words(n_ladder, n_seeds) if n_ladder else "")
+        )
+        return _RunPlan(baselines, ladder, False, 0.0, n_search + n_final + n_ladder)
+    spent = sum(range_test_cost(run_dir, cfg.train.epochs, steps_per_epoch).values())
+    echo(
+        f"racing: a budget of {cfg.search.budget:g} trainings"
+        + (f" ({spent:.3g} spent by the range tests)" if spent else "")
+        + f", in rounds: {len(spaces)} arms' first points and {n_baselines} baselines "
+        "on the first seed, then search trials and seeds for the candidates a paired test keeps"
+    )
+    # the most a race can run: every search trial (the first point among them), one more first-seed run for
+    # an arm whose search replaced its config, every seed of every candidate, the recommended arm's shorter
+    # budgets on every seed, its ladder
+    n_most = (
+        len(spaces) * (cfg.search.trials_per_arm + 1) + (len(spaces) + n_baselines + 1) * n_seeds + n_ladder
+    )
+    return _RunPlan(baselines, ladder, True, spent, n_most)
+
+
+def _searcher(
+    cfg: StudyConfig, spaces: dict[str, ArmSpace], storage: Any, plan: _RunPlan, run_dir: Path
+) -> Any:
+    """The Tuner's searcher: the race's rounds, or per-arm OptunaSearch beside the fixed runs
+    (`ArmsSearcher`)."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    mode = metric_mode(cfg.train)
+
+    def optuna_search(arm: str, space: ArmSpace) -> ResumableOptunaSearch:
+        return ResumableOptunaSearch(
+            space=define_by_run(space),
+            metric=METRIC,
+            mode=mode,
+            storage=storage,
+            study_name=arm,
+            sampler=arm_sampler(cfg, arm),
+        )
+
+    if plan.racing:
+        drop = ("stage", "seed", "budgets")
+        firsts = {c["arm"]: {k: v for k, v in c.items() if k not in drop} for c in plan.baselines}
+        searchers = {arm: optuna_search(arm, space) for arm, space in spaces.items()}
+        settings = trial_settings(cfg)
+        plan_path = run_dir / PLAN_FILE
+        baselines = list(firsts.values())
+        return RaceSearcher(searchers, cfg, settings, plan.ladder, plan.spent, plan_path, rungs_of, baselines)
+    limit = cfg.search.max_concurrent_per_arm
+    return ArmsSearcher(
+        {arm: ConcurrencyLimiter(optuna_search(arm, s), max_concurrent=limit) for arm, s in spaces.items()},
+        cfg.search.trials_per_arm,
+        final_runs=functools.partial(final_runs, cfg, spaces),  # picklable: Tune saves the searcher
+        first_runs=plan.baselines,
+        epochs=cfg.train.epochs,
+        mode=mode,
+        last_runs=functools.partial(recommended_ladder, cfg, plan.ladder) if plan.ladder else None,
+    )
+
+
+def _tuner(
+    cfg: StudyConfig,
+    trainable: Any,
+    searcher: Any,
+    plan: _RunPlan,
+    recorder: Recorder,
+    run_dir: Path,
+    n_arms: int,
+) -> Any:
+    """The study's one Tuner; ASHA judges only a full study's search (a race's rounds run whole: ASHA's calls
+    follow which trial reaches a rung first)."""
+    from ray import tune
+
+    scheduler = None
+    if cfg.early_stopping.enabled and not plan.racing:
+        scheduler = PerArmASHA(
+            metric="cycle_val_metric",
+            mode=metric_mode(cfg.train),
+            max_t=cfg.train.epochs,
+            grace_period=cfg.early_stopping.grace_period,
+            reduction_factor=cfg.early_stopping.reduction_factor,
+        )
+    return tune.Tuner(
+        trainable,
+        param_space={**trial_settings(cfg), "seed": cfg.search.search_seed},
+        tune_config=tune.TuneConfig(
+            num_samples=plan.n_most,
+            search_alg=searcher,
+            scheduler=scheduler,
+            reuse_actors=True,
+            # Without a cap Tune keeps one trial pending for a custom searcher, which ran trials one at a
+            # time.
+            max_concurrent_trials=n_arms * cfg.search.max_concurrent_per_arm,
+        ),
+        run_config=tune.RunConfig(
+            name="study",
+            storage_path=str((run_dir / "ray").resolve()),
+            callbacks=[recorder.callback],
+            failure_config=tune.FailureConfig(max_failures=1),  # retry a trial once when its worker is lost
+            verbose=0,
+        ),
+    )
 
 
 # Said by Ray or Optuna during the fit, and said better (or not worth saying) by the study: Tune's list of
