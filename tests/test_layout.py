@@ -80,7 +80,6 @@ LONG = {
     "rangetest/sweep.py:range_test": 86,  # set-up, the loop and the restore share the model's saved state
     "results/run.py:load_run": 91,
     "study/driver.py:_run_stages": 91,
-    "study/studyfile.py:validate": 171,
 }
 
 

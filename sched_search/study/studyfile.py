@@ -128,7 +128,18 @@ def _check(source: str, ok: bool, key: str, expected: str, value: Any) -> None:
 
 
 def validate(cfg: StudyConfig) -> StudyConfig:
-    """Reject impossible values, naming the file and key."""
+    """Reject impossible values, naming the file and key: each section in file order, then the metric."""
+    _check_names(cfg)
+    _check_train(cfg.source, cfg.train)
+    _check_search(cfg.source, cfg.search)
+    _check_stopping_and_range_test(cfg)
+    _check_resources(cfg)
+    _check_metric(cfg)
+    return cfg
+
+
+def _check_names(cfg: StudyConfig) -> None:
+    """The study's name and runs folder, `[data]` and `[model]`."""
     s = cfg.source
     _check(
         s,
@@ -159,7 +170,9 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         f"one of {', '.join(MODELS)} or 'package.module:factory'",
         cfg.model.name,
     )
-    t = cfg.train
+
+
+def _check_train(s: str, t: TrainSection) -> None:
     _check(s, 1 <= t.epochs <= MAX_EPOCHS, "[train] epochs", f"an integer in 1..{MAX_EPOCHS}", t.epochs)
     _check(s, t.batch_size >= 1, "[train] batch_size", "an integer >= 1", t.batch_size)
     _check(
@@ -174,7 +187,9 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         "'bf16' or 'fp32' on a CPU ('fp16' needs device = \"cuda\")",
         t.precision,
     )
-    q = cfg.search
+
+
+def _check_search(s: str, q: SearchSection) -> None:
     for arm in q.arms:
         _check(s, arm in ARMS, "[search] arms", f"a list drawn from {', '.join(ARMS)}", arm)
     _check(s, len(set(q.arms)) == len(q.arms), "[search] arms", "a list without repeats", list(q.arms))
@@ -229,6 +244,10 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         BUDGET_EXPECTED,
         q.budget,
     )
+
+
+def _check_stopping_and_range_test(cfg: StudyConfig) -> None:
+    s, t = cfg.source, cfg.train
     e = cfg.early_stopping
     _check(
         s,
@@ -262,6 +281,10 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         "finite numbers >= 0",
         list(r.weight_decays),
     )
+
+
+def _check_resources(cfg: StudyConfig) -> None:
+    s, t = cfg.source, cfg.train
     res = cfg.resources
     _check(s, res.num_cpus >= 1, "[resources] num_cpus", "an integer >= 1", res.num_cpus)
     _check(s, res.num_gpus >= 0, "[resources] num_gpus", "an integer >= 0", res.num_gpus)
@@ -298,8 +321,6 @@ def validate(cfg: StudyConfig) -> StudyConfig:
             f"at most num_gpus={res.num_gpus} (a local Ray has num_gpus GPUs)",
             res.gpus_per_trial,
         )
-    _check_metric(cfg)
-    return cfg
 
 
 def _check_bounds(s: str, bounds: dict) -> None:
