@@ -1081,9 +1081,13 @@ def test_default_study_end_to_end_gives_a_verdict_that_holds(tmp_path: Path) -> 
     searched = [a for a in verdict["arms"] if a not in verdict["baselines"]]
     rec = verdict["arms"][verdict["recommended"]]
     assert rec["vs_baseline"]["ci_low"] <= rec["vs_baseline"]["diff"] <= rec["vs_baseline"]["ci_high"]
-    # constant Adam 3e-4 is far from converged at 20 epochs: every arm beats it, well over 2x sooner
-    assert all(verdict["arms"][a]["vs_baselines"]["constant-adam"]["call"] == "better" for a in searched)
-    assert max(s["ci_low"] for s in verdict["vs_adam"]["speedup"].values()) >= 2
+    # the default study races (budget 28): constant Adam 3e-4, far from converged at 20 epochs, is stopped
+    # after the first seed, 40+ points below the leader; the race stays within its budget
+    assert "constant-adam" in verdict["race"]["stopped"] and "constant-adam" not in verdict["arms"]
+    assert verdict["race"]["spent"] <= verdict["race"]["budget"] == 28
+    assert all(verdict["arms"][a]["mean"] > 0.9 for a in searched)  # every arm left is within reach
+    final = [point for point in verdict["frontier"] if point["kind"] == "study"][-1]
+    assert final["arm"] == verdict["recommended"] and final["trainings"] <= 28.5  # 570 epochs
     assert verdict["headline"] in done.stdout and "report.html" in done.stdout
     timing = json.loads((run_dir / "timing.json").read_text())
     assert timing["study_wall_s"] > timing["trials_wall_s"] > 0
