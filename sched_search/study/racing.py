@@ -195,8 +195,8 @@ class RaceSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
-        for searcher in self.searchers.values():  # asks after Tune's last save are asked again
-            searcher.fail_orphans()
+        for searcher in self.searchers.values():  # asks after Tune's last save go to its next asks
+            searcher.adopt_lost()
 
     # ------------------------------------------------------------------------------------- the rounds
 
