@@ -263,33 +263,39 @@ def test_interrupted_race_resumes_to_its_end(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------- the rounds, no Tuner
 
 
-def _race(budget: float, plan_path: Path):
-    """A RaceSearcher over real per-arm OptunaSearch, as `search.run_trials` builds it for the smoke study,
-    with its range tests' 5.26 trainings spent."""
+def _race(
+    budget: float, plan_path: Path, baselines: tuple[str, ...] = ("default:adam",), ladder: bool = False
+):
+    """A RaceSearcher over real per-arm OptunaSearch, as `search.run_trials` builds it for the smoke study
+    (with `baselines`, and the attribution ladder if `ladder`), with its range tests' 5.26 trainings spent."""
     import optuna
 
     from sched_search.study.racing import RaceSearcher
     from sched_search.study.routing import METRIC, ResumableOptunaSearch
-    from sched_search.study.search import _new_optuna_study, rungs_of, trial_settings
+    from sched_search.study.search import _new_optuna_study, fixed_runs, rungs_of, trial_settings
     from sched_search.study.space import RangeSeed, build_space, define_by_run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = load_study(SMOKE)
-    cfg = replace(cfg, search=replace(cfg.search, budget=budget))
+    cfg = replace(cfg, search=replace(cfg.search, budget=budget, baselines=baselines, attribution=ladder))
     storage = optuna.storages.InMemoryStorage()
     seeds = {
         "sgdw": RangeSeed("sgdw", 0.1, 0.01, 1e-4, (1e-5, 1e-3), 0.3),
         "adamw": RangeSeed("adamw", 0.01, 0.001, 1e-4, (1e-5, 1e-3), 0.03),
     }
-    searchers = {}
+    searchers, spaces = {}, {}
     for arm in cfg.search.arms:
-        space = build_space(arm, seeds[arm.split("-")[1]], cfg.train.epochs, 19)
+        space = spaces[arm] = build_space(arm, seeds[arm.split("-")[1]], cfg.train.epochs, 19)
         _new_optuna_study(storage, arm, space, optuna.samplers.RandomSampler(seed=0), "max")
         searchers[arm] = ResumableOptunaSearch(
             space=define_by_run(space), metric=METRIC, mode="max", storage=storage, study_name=arm,
             sampler=optuna.samplers.RandomSampler(seed=0),
         )  # fmt: skip
-    race = RaceSearcher(searchers, cfg, trial_settings(cfg), [], 400 / 76, plan_path, rungs_of)
+    runs, rungs = fixed_runs(cfg, spaces, seeds, 19)
+    firsts = {c["arm"]: {k: v for k, v in c.items() if k not in ("stage", "seed", "budgets")} for c in runs}
+    race = RaceSearcher(
+        searchers, cfg, trial_settings(cfg), rungs, 400 / 76, plan_path, rungs_of, list(firsts.values())
+    )
     return race, storage
 
 
@@ -394,3 +400,59 @@ def test_a_search_trial_that_beats_the_first_point_takes_its_place(tmp_path: Pat
         k: search[k] for k in ("max_lr", "weight_decay")
     }
     assert race.candidates["one_cycle-adamw"]["config"]["source_trial"] == "s0"
+
+
+def test_a_run_two_candidates_share_trains_once_and_counts_once(tmp_path: Path) -> None:
+    """fastai's recipe is the one-cycle arm's first point: round 1 trains it once and records it under both
+    names at the cost of one; so are the later seeds while the arm keeps that config, and the ladder's
+    untuned rung. The tables get a row per name (`shared_records`), the shared one marked `shared_from`."""
+    from ray.tune.search import Searcher
+
+    from sched_search.results import shared_records
+    from sched_search.study.racing import _key, run_cost
+
+    twin = "default:lr_find-one_cycle"
+    race, _ = _race(40.0, tmp_path / "plan.json", ("default:adam", twin), ladder=True)
+    race.trials_per_arm = 1  # no search trials: the first points stand
+    accuracy = {"one_cycle-adamw": 95, "clr-sgdw": 60, "constant-adam": 70, twin: 95}
+    handed: dict[str, dict] = {}
+    n = 0
+    while True:
+        batch = []
+        while isinstance(config := race.suggest(f"t{n}"), dict):
+            handed[f"t{n}"] = config
+            batch.append(f"t{n}")
+            n += 1
+        if config == Searcher.FINISHED:
+            break
+        for tid in batch:
+            for result in _final_result(tid, handed[tid], accuracy.get(handed[tid]["arm"], 80)):
+                race.on_trial_result(tid, result)
+    keys = [_key(c) for c in handed.values()]
+    assert len(keys) == len(set(keys))  # no training handed to Tune twice
+    plan = race.plan()
+    shared = plan["shared"]
+    assert handed[min(handed)]["arm"] == "clr-sgdw" and not any(s["of"] == "t2" for s in shared.values())
+    for name in (twin, "one_cycle-adamw"):  # every seed, trained under one of the two names
+        runs = race.candidates[name]["runs"]
+        assert sorted(runs) == [0, 1, 2] and all((t in handed) != (t in shared) for t in runs.values())
+    assert {twin, "one_cycle-adamw"} == {handed[s["of"]]["arm"] for s in shared.values()} | {
+        c["config"]["arm"] for c in shared.values() if c["config"]["arm"] in (twin, "one_cycle-adamw")
+    }
+    untuned = [s for s in shared.values() if s["config"]["arm"] == "ladder:untuned-one_cycle-adamw"]
+    assert len(untuned) == 3  # the ladder's untuned rung is the arm at its first point: already trained
+    for alias, s in shared.items():  # the same training: config and seed, but its own name
+        assert _key(s["config"]) == _key(handed[s["of"]]) and alias not in handed
+    paid = sum(r["cost"] for r in plan["runs"])
+    assert plan["spent"] == pytest.approx(400 / 76 + paid)
+    assert paid == pytest.approx(sum(run_cost(c) for c in handed.values()))  # what Tune trained, once
+    assert all(r["cost"] == 0 for r in plan["runs"] if r.get("shared"))
+    records = {("final", t): (c, _final_result(t, c, 90), None) for t, c in handed.items()}
+    rows = shared_records(records, plan)
+    assert {k[1] for k in rows} == set(shared)
+    for (_, alias), (config, results, _) in rows.items():  # the trained run's results, the alias's labels
+        assert (
+            config["shared_from"] == shared[alias]["of"] and config["arm"] == shared[alias]["config"]["arm"]
+        )
+        assert results == records[("final", shared[alias]["of"])][1]
+        assert config.get("source_trial") == shared[alias]["config"].get("source_trial")

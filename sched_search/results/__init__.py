@@ -4,7 +4,7 @@ attribution, the leaderboard, report.md/html, the figures and the torch snippet.
 from __future__ import annotations
 
 from .attribution import ladder_arms
-from .race import PLAN_FILE, race_calls, read_plan
+from .race import PLAN_FILE, race_calls, read_plan, shared_records
 from .report import write_verdict
 from .run import load_run
 from .tables import (
@@ -34,6 +34,7 @@ __all__ = [
     "race_calls",
     "read_plan",
     "records_from_grid",
+    "shared_records",
     "short_reason",
     "tables_from_rows",
     "write_json",

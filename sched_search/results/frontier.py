@@ -257,7 +257,7 @@ def frontier(
     known = _Learned(1.0 if verdict.get("mode", "max") == "max" else -1.0, searched or {})
     points, spent = [], range_trainings
     for i, row in enumerate(rows):
-        spent += row["_cost"]
+        spent += 0.0 if _known(row.get("shared_from")) else row["_cost"]  # a shared run was paid for once
         known.learn(row)
         best = known.verdict_point(verdict) if i >= inputs_done else None
         best = best or known.best()

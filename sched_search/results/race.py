@@ -46,6 +46,23 @@ def runs_planned(trials: pd.DataFrame, plan: dict[str, Any]) -> tuple[int, int]:
     return done, len(runs) + (0 if plan.get("finished") else 1)
 
 
+def shared_records(records: dict, plan: dict[str, Any] | None) -> dict:
+    """The runs the race recorded under a second name (`plan["shared"]`: the alias's trial id -> the trial
+    that trained it and the alias's own config), as `tables.tables_from_rows` reads records: the trained
+    run's record (with the settings Tune merged into its config) under the alias's name and labels, marked
+    `shared_from` so that its cost counts once."""
+    out = {}
+    for alias, shared in (plan or {}).get("shared", {}).items():
+        trained = records.get(("final", shared["of"]))
+        if trained is not None:
+            settings = {
+                k: v for k, v in trained[0].items() if k not in ("source_trial", "source_full_budget")
+            }
+            config = {**settings, **shared["config"], "shared_from": shared["of"]}
+            out[("final", alias)] = (config, *trained[1:])
+    return out
+
+
 def race_calls(
     full: dict[str, np.ndarray], sign: float = 1.0, clip: bool = False
 ) -> tuple[str | None, dict[str, dict[str, float | str]]]:
@@ -94,4 +111,4 @@ def race_calls(
     return leader, calls
 
 
-__all__ = ["PLAN_FILE", "race_calls", "read_plan", "runs_planned", "verdict_trials"]
+__all__ = ["PLAN_FILE", "race_calls", "read_plan", "runs_planned", "shared_records", "verdict_trials"]

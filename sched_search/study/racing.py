@@ -23,6 +23,7 @@ first. `plan.json` records every round, what it stopped and why, and what the bu
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from collections.abc import Callable
@@ -131,6 +132,8 @@ class RaceSearcher(Searcher):
         self.open: set[str] = set()  # the current round's trials handed out and not ended
         self.tells: list[tuple[str, str]] = []  # (arm, trial id) of this round's Optuna asks, in order
         self.records: dict[str, list] = {}  # trial id -> [config, results, error]
+        self.keys: dict[str, str] = {}  # a run's training (`_key`) -> the trial that trains it
+        self.shared: dict[str, str] = {}  # a run recorded under a second name -> the trial that trained it
         self.left_out: dict[str, str] = {}  # trial id -> why the verdict leaves it out
         self.stopped: dict[str, str] = {}  # candidate -> why it got no more runs
         self.not_run: list[str] = []
@@ -146,27 +149,54 @@ class RaceSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if not self.rounds:
             self._release(self._first_round(), "first points and baselines on the first seed")
-        if not self.queue:
-            return Searcher.FINISHED if self.finished else None
-        slot = self.queue.pop(0)
-        if slot["kind"] in ("first", "search"):  # an Optuna ask: the first is the enqueued range-test point
-            arm = slot["arm"]
-            config = self.searchers[arm].suggest(trial_id)
-            self.asked[arm] += 1
-            self.tells.append((arm, trial_id))
-            if slot["kind"] == "first":
-                config = {**config, **slot["extra"]}
-                self.candidates[arm] = {"config": _bare(config), "runs": {}, "alive": True, "arm": True}
-            else:  # the first seed, as the first point ran: the search compares configs on one seed
-                config = {**config, "seed": slot["seed"]}
-        else:
+        while self.queue:
+            slot = self.queue.pop(0)
+            if slot["kind"] in ("first", "search"):
+                return self._ask(slot, trial_id)
             config = dict(slot["config"])
+            twin = self.keys.get(_key(config))
+            if twin is None:
+                return self._hand_out(slot, config, trial_id)
+            self._share(slot, config, twin)
+            if not self.open and not self.queue:  # its twin had ended: so has the round
+                self._round_ended()
+        return Searcher.FINISHED if self.finished else None
+
+    def _ask(self, slot: dict[str, Any], trial_id: str) -> dict:
+        """An Optuna ask: the arm's first is its enqueued range-test point, run as a final on the first seed;
+        a search trial runs on the first seed too, as the first point did (the search compares on one)."""
+        arm = slot["arm"]
+        config = self.searchers[arm].suggest(trial_id)
+        self.asked[arm] += 1
+        self.tells.append((arm, trial_id))
+        if slot["kind"] == "first":
+            config = {**config, **slot["extra"]}
+            self.candidates[arm] = {"config": _bare(config), "runs": {}, "alive": True, "arm": True}
+        else:
+            config = {**config, "seed": slot["seed"]}
+        return self._hand_out(slot, config, trial_id)
+
+    def _hand_out(self, slot: dict[str, Any], config: dict[str, Any], trial_id: str) -> dict:
+        if slot["kind"] != "search":
+            self.keys.setdefault(_key(config), trial_id)
         if slot["kind"] in ("first", "seed"):
             self.candidates[config["arm"]]["runs"][config["seed"]] = trial_id
         slot["trial_id"] = trial_id
         self.records[trial_id] = [config, [], None]
         self.open.add(trial_id)
         return config
+
+    def _share(self, slot: dict[str, Any], config: dict[str, Any], twin: str) -> None:
+        """A run the race already has (the same training: config and seed, under another name, such as
+        fastai's recipe and the one-cycle arm's first point): not trained again, recorded under this name
+        too, at no cost (`results.shared_records` writes its rows)."""
+        alias = f"{twin}+{config['arm']}"
+        self.shared[alias] = twin
+        self.records[alias] = [config, [], None]
+        if slot["kind"] == "seed":
+            self.candidates[config["arm"]]["runs"][config["seed"]] = alias
+        self.spent -= slot["cost"]
+        slot.update(trial_id=alias, cost=0.0, shared=twin)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.records:
@@ -186,6 +216,7 @@ class RaceSearcher(Searcher):
             return
         if error:
             self.records[trial_id][2] = "the run failed (its error is in the trials table)"
+            self.keys = {k: t for k, t in self.keys.items() if t != trial_id}  # not a run to share
         self._ended(trial_id)
 
     def save(self, checkpoint_path: str) -> None:
@@ -204,9 +235,11 @@ class RaceSearcher(Searcher):
         if trial_id not in self.open:
             return
         self.open.discard(trial_id)
-        if self.open or self.queue:
-            return
-        # The round has ended: tell Optuna in the order of the asks, then decide the next round.
+        if not self.open and not self.queue:
+            self._round_ended()
+
+    def _round_ended(self) -> None:
+        """Tell Optuna in the order of the asks, then decide the next round."""
         for arm, tid in self.tells:
             _, results, error = self.records[tid]
             last = results[-1] if results and not error else None
@@ -216,7 +249,18 @@ class RaceSearcher(Searcher):
         self._test()
         self._next()
 
+    def _price(self, slots: list[dict[str, Any]]) -> None:
+        """A fixed run the race already has, or one this round trains under another name, costs nothing."""
+        seen = set(self.keys)
+        for slot in slots:
+            if "config" in slot:
+                key = _key(slot["config"])
+                if key in seen:
+                    slot["cost"] = 0.0
+                seen.add(key)
+
     def _release(self, slots: list[dict[str, Any]], what: str) -> None:
+        self._price(slots)
         self.spent += sum(s["cost"] for s in slots)
         self.queue = list(slots)
         entry = {"round": len(self.rounds) + 1, "what": what, "runs": slots, "stopped": {}}
@@ -241,6 +285,11 @@ class RaceSearcher(Searcher):
         }
         return {"kind": kind, "arm": name, "seed": seed, "cost": run_cost(config), "config": config}
 
+    def _row(self, tid: str) -> tuple[dict[str, Any], list[dict], Any]:
+        """A run's record as the tables read it: a shared run's results and error are its twin's."""
+        _, results, error = self.records[self.shared.get(tid, tid)]
+        return {**self.settings, **self.records[tid][0]}, results, error
+
     def _alive(self) -> list[str]:
         """The candidates left, best first by their mean over the seeds they all ran."""
         alive = [n for n, c in self.candidates.items() if c["alive"]]
@@ -252,11 +301,7 @@ class RaceSearcher(Searcher):
     def _full_matrices(self, names: list[str]) -> dict[str, Any]:
         runs = {tid for n in names for tid in self.candidates[n]["runs"].values()}
         trials, _ = tables_from_rows(
-            {
-                ("final", tid): ({**self.settings, **self.records[tid][0]}, *self.records[tid][1:])
-                for tid in runs
-                if tid not in self.open
-            }
+            {("final", tid): self._row(tid) for tid in runs if self.shared.get(tid, tid) not in self.open}
         )
         matrices, _, _, _ = outcomes(trials)
         return {n: m[max(m)] for n, m in matrices.items() if n in names}
@@ -277,7 +322,7 @@ class RaceSearcher(Searcher):
         """Stop every candidate the race's paired test puts below the leader; a failed run stops its own."""
         alive = [n for n, c in self.candidates.items() if c["alive"] and c["runs"]]
         for n in alive:
-            if any(self.records[t][2] for t in self.candidates[n]["runs"].values()):
+            if any(self._row(t)[2] for t in self.candidates[n]["runs"].values()):
                 self._stop(n, "a run of it failed (its error is in the trials table)")
         alive = [n for n in alive if self.candidates[n]["alive"]]
         full = self._full_matrices(alive)
@@ -318,82 +363,110 @@ class RaceSearcher(Searcher):
 
     def _reserve(self, alive: list[str]) -> float:
         """What the race needs after the search: every seed each candidate left still lacks, the shorter
-        budgets and the attribution ladder of one arm."""
+        budgets and the attribution ladder of one arm. A rung already trained (the untuned rung is its arm's
+        first point) is free; two candidates' seeds yet to run are counted as two, since a search trial that
+        wins parts them."""
         seeds = sum(len(self.seeds) - len(self.candidates[n]["runs"]) for n in alive)
-        ladder = max((sum(map(run_cost, self.rungs_of(a, self.ladder))) for a in self.searchers), default=0)
+        ladder = max(
+            (
+                sum(run_cost(c) for c in self.rungs_of(a, self.ladder) if _key(c) not in self.keys)
+                for a in self.searchers
+            ),
+            default=0,
+        )
         return seeds + len(self.seeds) * sum(self.shorter) + ladder  # the ladder's runs: every seed already
 
     def _next(self) -> None:
+        """Release the next round (each phase's method returns whether it released one), or finish."""
         alive = self._alive()
-        left = self.budget - self.spent
         if self.phase in ("first", "search"):
             self.phase = "search"
-            spare = left - self._reserve(alive)
-            arms = [a for a in alive if self.candidates[a]["arm"] and self.asked[a] < self.trials_per_arm]
-            slots: list[dict[str, Any]] = []
-            for k in range(self.per_round):
-                for arm in arms:
-                    # a trial that wins costs its arm one more first-seed run (the reserve counts the seeds it
-                    # lacks now): kept spare for each arm searched that has one to lose
-                    searched = {s["arm"] for s in slots} | {arm}
-                    switch = sum(bool(self.candidates[a]["runs"]) for a in searched)
-                    fits = len(slots) + 1 + switch <= spare + 1e-9
-                    if fits and self.asked[arm] + k < self.trials_per_arm:
-                        slots.append({"kind": "search", "arm": arm, "seed": self.seeds[0], "cost": 1.0})
-            if slots:
-                self._release(slots, "search trials for the arms left, on the first seed")
+            if self._search_round(alive):
                 return
             self.phase = "seeds"
         if self.phase == "seeds":
-            slots = []
-            for name in alive:  # best first: the ones below lose their seeds when the budget runs out
-                missing = [s for s in self.seeds if s not in self.candidates[name]["runs"]]
-                if not missing:
-                    continue
-                if len(missing) > left + 1e-9:
-                    self._stop(
-                        name, f"the budget left ({left:.3g} trainings) does not hold its {len(missing)} seeds"
-                    )
-                    self.not_run.append(f"{name}: seeds {missing}")
-                    continue
-                left -= len(missing)
-                slots.append(self._fixed(name, missing[0]))
-            if slots:
-                self._release(slots, "one more seed for every candidate left")
+            if self._seeds_round(alive):
                 return
             self.phase = "rungs"
             self.recommended = self._verdict_arm()
         if self.phase == "rungs":
             self.phase = "ladder"
-            arm = self.recommended
-            if arm and not is_baseline(arm) and self.shorter:
-                slots = [self._fixed(arm, s, self.shorter, "rungs") for s in self.seeds]
-                if sum(s["cost"] for s in slots) <= left + 1e-9:
-                    self._release(slots, f"the shorter budgets of the recommended arm {arm}")
-                    return
-                self.not_run.append(f"{arm}: the shorter budgets {self.shorter} (the speed-up)")
+            if self._rungs_round():
+                return
         if self.phase == "ladder":
             self.phase = "done"
-            rungs = [
-                {"kind": "ladder", "arm": c["arm"], "seed": c["seed"], "cost": run_cost(c), "config": c}
-                for c in self.rungs_of(self.recommended, self.ladder)
-            ]
-            if rungs and sum(s["cost"] for s in rungs) <= left + 1e-9:
-                self._release(rungs, f"the attribution ladder of {self.recommended}")
+            if self._ladder_round():
                 return
-            if rungs:
-                self.not_run.append(f"the attribution ladder of {self.recommended} ({len(rungs)} runs)")
         self.finished = True
         self._write()
+
+    def _search_round(self, alive: list[str]) -> bool:
+        spare = self.budget - self.spent - self._reserve(alive)
+        arms = [a for a in alive if self.candidates[a]["arm"] and self.asked[a] < self.trials_per_arm]
+        slots: list[dict[str, Any]] = []
+        for k in range(self.per_round):
+            for arm in arms:
+                # a trial that wins costs its arm one more first-seed run (the reserve counts the seeds it
+                # lacks now): kept spare for each arm searched that has one to lose
+                searched = {s["arm"] for s in slots} | {arm}
+                switch = sum(bool(self.candidates[a]["runs"]) for a in searched)
+                fits = len(slots) + 1 + switch <= spare + 1e-9
+                if fits and self.asked[arm] + k < self.trials_per_arm:
+                    slots.append({"kind": "search", "arm": arm, "seed": self.seeds[0], "cost": 1.0})
+        if slots:
+            self._release(slots, "search trials for the arms left, on the first seed")
+        return bool(slots)
+
+    def _seeds_round(self, alive: list[str]) -> bool:
+        left = self.budget - self.spent
+        slots, planned = [], set(self.keys)
+        for name in alive:  # best first: the ones below lose their seeds when the budget runs out
+            missing = [s for s in self.seeds if s not in self.candidates[name]["runs"]]
+            if not missing:
+                continue
+            keys = {_key(self._fixed(name, s)["config"]) for s in missing}
+            cost = len(keys - planned)  # a run another candidate trains too is shared, not paid twice
+            if cost > left + 1e-9:
+                self._stop(name, f"the budget left ({left:.3g} trainings) does not hold its {cost} seeds")
+                self.not_run.append(f"{name}: seeds {missing}")
+                continue
+            left -= cost
+            planned |= keys
+            slots.append(self._fixed(name, missing[0]))
+        if slots:
+            self._release(slots, "one more seed for every candidate left")
+        return bool(slots)
+
+    def _rungs_round(self) -> bool:
+        arm = self.recommended
+        if not arm or is_baseline(arm) or not self.shorter:
+            return False
+        slots = [self._fixed(arm, s, self.shorter, "rungs") for s in self.seeds]
+        if sum(s["cost"] for s in slots) <= self.budget - self.spent + 1e-9:
+            self._release(slots, f"the shorter budgets of the recommended arm {arm}")
+            return True
+        self.not_run.append(f"{arm}: the shorter budgets {self.shorter} (the speed-up)")
+        return False
+
+    def _ladder_round(self) -> bool:
+        rungs = [
+            {"kind": "ladder", "arm": c["arm"], "seed": c["seed"], "cost": run_cost(c), "config": c}
+            for c in self.rungs_of(self.recommended, self.ladder)
+        ]
+        self._price(rungs)
+        if rungs and sum(s["cost"] for s in rungs) <= self.budget - self.spent + 1e-9:
+            self._release(rungs, f"the attribution ladder of {self.recommended}")
+            return True
+        if rungs:
+            self.not_run.append(f"the attribution ladder of {self.recommended} ({len(rungs)} runs)")
+        return False
 
     def _verdict_arm(self) -> str | None:
         """The arm the verdict will recommend, from the candidates that have every seed."""
         runs = [
             tid for c in self.candidates.values() for tid in c["runs"].values() if tid not in self.left_out
         ]
-        trials, _ = tables_from_rows(
-            {("final", t): ({**self.settings, **self.records[t][0]}, *self.records[t][1:]) for t in runs}
-        )
+        trials, _ = tables_from_rows({("final", t): self._row(t) for t in runs})
         verdict = decide(trials, target=self.target, metric=self.metric_label, mode=self.direction)
         return verdict["recommended"]
 
@@ -412,13 +485,25 @@ class RaceSearcher(Searcher):
             "stopped": self.stopped,
             "left_out": self.left_out,
             "not_run": self.not_run,
+            "shared": {a: {"of": t, "config": self.records[a][0]} for a, t in self.shared.items()},
         }
 
     def _write(self) -> None:
         write_json(self.plan_path, self.plan())
 
 
-_SLOT_KEYS = ("kind", "arm", "seed", "cost", "trial_id")
+_SLOT_KEYS = ("kind", "arm", "seed", "cost", "trial_id", "shared")
+_LABELS = ("arm", "source_trial", "source_full_budget")  # what names a run, not what it trains
+
+
+def _key(config: dict[str, Any]) -> str:
+    """What a run trains (config, seed, budgets), without its labels: runs with the same key are the same."""
+    trained = {
+        k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        for k, v in config.items()
+        if k not in _LABELS
+    }
+    return json.dumps(trained, sort_keys=True, default=str)
 
 
 def _bare(config: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ..results import (
     ladder_arms,
     read_plan,
     records_from_grid,
+    shared_records,
     tables_from_rows,
     write_json,
 )
@@ -295,7 +296,9 @@ def run_trials(
     finally:
         recorder.write()
     if plan.racing:
-        echo(_race_words(read_plan(run_dir)))
+        race = read_plan(run_dir)
+        records.update(shared_records(records, race))
+        echo(_race_words(race))
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
     write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
     return records
@@ -477,6 +480,8 @@ def _race_words(plan: dict | None) -> str:
     if not plan:
         return "racing: no plan.json written"
     line = f"racing spent {plan['spent']:.3g} of {plan['budget']:g} trainings in {len(plan['rounds'])} rounds"
+    if plan.get("shared"):
+        line += f"; {len(plan['shared'])} runs shared with another name's same training, trained once"
     if plan["stopped"]:
         line += f"; stopped {len(plan['stopped'])}: " + ", ".join(sorted(plan["stopped"]))
     line += "; not run: " + ("; ".join(plan["not_run"]) if plan["not_run"] else "nothing the budget cut")
