@@ -378,35 +378,12 @@ def _run_stages(
     """The stages of `run_study` in order, in a locked run folder; `where["stage"]`: the one under way."""
     import ray
 
-    from ..training import data_steps, model_shape
+    from ..training import data_steps
 
     where = where if where is not None else {}
     spe = data_steps(data, cfg.train.batch_size)
-    tensors = isinstance(data, TensorData)
-    input_shape, num_outputs = model_shape(data)
-    # always predicting the most frequent validation class: a baseline at or below this learned nothing
-    chance = (
-        float(data.y_val.bincount().max()) / len(data.y_val)
-        if tensors and cfg.train.metric == "accuracy"
-        else None
-    )
-    resolved = resolved_config(
-        cfg,
-        spe,
-        input_shape,
-        num_outputs,
-        n_train=len(data.x_train) if tensors else None,
-        n_val=len(data.y_val) if tensors else None,
-        chance_accuracy=chance,
-    )
-    write_json(run_dir / "resolved_config.json", resolved)
-    # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a
-    # short study; every second keeps a crash's loss to the trials in flight and those finished in the last
-    # second.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    # Tune logs every failed attempt's full traceback (a factory that always raises: six of them); the
-    # Recorder prints the first once, a line per failed trial, and every traceback goes to errors/.
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    write_json(run_dir / "resolved_config.json", _resolved_from_data(cfg, data, spe))
+    _tune_defaults()
     _drop_unreadable_tables(run_dir, echo)
     t0 = time.perf_counter()
     started = _start_ray(cfg, address)  # before the range tests: their sweeps are Ray tasks
@@ -416,7 +393,7 @@ def _run_stages(
         # tensors go once into the object store (a list, so Tune passes the ref, not the value), for the range
         # tests' tasks and the trials alike; loader data is made by each worker from the study's factory
         # (trial.worker_data)
-        data_ref = [ray.put(data)] if tensors else None
+        data_ref = [ray.put(data)] if isinstance(data, TensorData) else None
         # a broad space has nothing to seed: no range test at all
         where["stage"] = "the range tests"
         seeds = (
@@ -440,22 +417,73 @@ def _run_stages(
         path.unlink(missing_ok=True)  # the Ray results are the full record: rewrite without stale rows
     append_tables(run_dir, trials, epochs)
     end = time.perf_counter()
-    write_json(
-        run_dir / "timing.json",
-        {
-            "prepare_s": t0 - start,  # checks before any work, the run folder
-            "ray_start_s": ray_started - t0,
-            "range_tests_s": trials_start - ray_started,  # the range-test stage and the spaces
-            # the sweeps run by this call (none on a resume that found them): the stage's wall time and the
-            # sum of its tasks' times (their ratio: the sweeps' parallelism)
-            **stage,
-            "ray_stop_s": ray_stopped - ray_stopping,
-            # Ray's start, the trials, Ray's stop and the tables: what bench_study's plain loop replaces
-            "trials_wall_s": (ray_started - t0) + (end - trials_start),
-            "study_wall_s": end - start,
-            "range_test_trial_equivalents": range_test_cost(run_dir, cfg.train.epochs, spe),
-        },
+    marks = {"t0": t0, "ray_started": ray_started, "trials_start": trials_start, "ray_stopping": ray_stopping,
+             "ray_stopped": ray_stopped, "end": end}  # fmt: skip
+    write_json(run_dir / "timing.json", _timing(cfg, run_dir, spe, start, marks, stage))
+    _write_verdict(run_dir)
+    echo(f"study done in {end - trials_start:.1f} s of trials; tables in {run_dir}")
+    return run_dir
+
+
+def _resolved_from_data(cfg: StudyConfig, data: Any, steps_per_epoch: int) -> dict[str, Any]:
+    """`resolved_config`, with what the data tells: its shapes, sizes and the chance accuracy."""
+    from ..training import model_shape
+
+    tensors = isinstance(data, TensorData)
+    input_shape, num_outputs = model_shape(data)
+    # always predicting the most frequent validation class: a baseline at or below this learned nothing
+    chance = (
+        float(data.y_val.bincount().max()) / len(data.y_val)
+        if tensors and cfg.train.metric == "accuracy"
+        else None
     )
+    return resolved_config(
+        cfg,
+        steps_per_epoch,
+        input_shape,
+        num_outputs,
+        n_train=len(data.x_train) if tensors else None,
+        n_val=len(data.y_val) if tensors else None,
+        chance_accuracy=chance,
+    )
+
+
+def _tune_defaults() -> None:
+    # Tune saves its experiment state at most every 10 s by default, so a kill would lose every trial of a
+    # short study; every second keeps a crash's loss to the trials in flight and those finished in the last
+    # second.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Tune logs every failed attempt's full traceback (a factory that always raises: six of them); the
+    # Recorder prints the first once, a line per failed trial, and every traceback goes to errors/.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+
+
+def _timing(
+    cfg: StudyConfig,
+    run_dir: Path,
+    steps_per_epoch: int,
+    start: float,
+    marks: dict[str, float],
+    stage: dict[str, float],
+) -> dict[str, float]:
+    """timing.json: where the study's wall time went, from the clock `marks` of `_run_stages`."""
+    m = marks
+    return {
+        "prepare_s": m["t0"] - start,  # checks before any work, the run folder
+        "ray_start_s": m["ray_started"] - m["t0"],
+        "range_tests_s": m["trials_start"] - m["ray_started"],  # the range-test stage and the spaces
+        # the sweeps run by this call (none on a resume that found them): the stage's wall time and the
+        # sum of its tasks' times (their ratio: the sweeps' parallelism)
+        **stage,
+        "ray_stop_s": m["ray_stopped"] - m["ray_stopping"],
+        # Ray's start, the trials, Ray's stop and the tables: what bench_study's plain loop replaces
+        "trials_wall_s": (m["ray_started"] - m["t0"]) + (m["end"] - m["trials_start"]),
+        "study_wall_s": m["end"] - start,
+        "range_test_trial_equivalents": range_test_cost(run_dir, cfg.train.epochs, steps_per_epoch),
+    }
+
+
+def _write_verdict(run_dir: Path) -> None:
     from ..results import load_run, write_verdict
 
     run = load_run(run_dir)
@@ -465,8 +493,6 @@ def _run_stages(
             f"Resume with: python -m sched_search study --resume {run_dir}"
         )
     write_verdict(run)
-    echo(f"study done in {end - trials_start:.1f} s of trials; tables in {run_dir}")
-    return run_dir
 
 
 def _drop_unreadable_tables(run_dir: Path, echo: Callable[[str], None]) -> None:
