@@ -441,6 +441,8 @@ def test_a_run_two_candidates_share_trains_once_and_counts_once(tmp_path: Path) 
     }
     untuned = [s for s in shared.values() if s["config"]["arm"] == "ladder:untuned-one_cycle-adamw"]
     assert len(untuned) == 3  # the ladder's untuned rung is the arm at its first point: already trained
+    last = plan["rounds"][-1]  # the speed-up and the ladder wait for the same thing: one round
+    assert {r["kind"] for r in last["runs"]} == {"rungs", "ladder"} and len(last["runs"]) == 3 + 6
     for alias, s in shared.items():  # the same training: config and seed, but its own name
         assert _key(s["config"]) == _key(handed[s["of"]]) and alias not in handed
     paid = sum(r["cost"] for r in plan["runs"])

@@ -14,8 +14,8 @@ only when the previous one has fully ended, so that no decision depends on which
    first seed takes that config, whose first-seed run joins the next round;
 4. one more seed per round for every candidate left, the test after each; a candidate whose remaining seeds
    no longer fit the budget is stopped (best first keep theirs);
-5. the shorter budgets (the speed-up ladder) for the arm the verdict recommends, then its attribution
-   ladder, each if it fits.
+5. the shorter budgets (the speed-up ladder) for the arm the verdict recommends and its attribution
+   ladder, in one round (both wait only for the verdict's arm), each if it fits, in that order.
 
 Search trials run the full epochs without early stopping: ASHA's calls depend on which trial reaches a rung
 first. `plan.json` records every round, what it stopped and why, and what the budget left unrun.
@@ -387,15 +387,9 @@ class RaceSearcher(Searcher):
         if self.phase == "seeds":
             if self._seeds_round(alive):
                 return
-            self.phase = "rungs"
+            self.phase = "last"
             self.recommended = self._verdict_arm()
-        if self.phase == "rungs":
-            self.phase = "ladder"
-            if self._rungs_round():
-                return
-        if self.phase == "ladder":
-            self.phase = "done"
-            if self._ladder_round():
+            if self._last_round():
                 return
         self.finished = True
         self._write()
@@ -437,29 +431,32 @@ class RaceSearcher(Searcher):
             self._release(slots, "one more seed for every candidate left")
         return bool(slots)
 
-    def _rungs_round(self) -> bool:
-        arm = self.recommended
-        if not arm or is_baseline(arm) or not self.shorter:
-            return False
-        slots = [self._fixed(arm, s, self.shorter, "rungs") for s in self.seeds]
-        if sum(s["cost"] for s in slots) <= self.budget - self.spent + 1e-9:
-            self._release(slots, f"the shorter budgets of the recommended arm {arm}")
-            return True
-        self.not_run.append(f"{arm}: the shorter budgets {self.shorter} (the speed-up)")
-        return False
-
-    def _ladder_round(self) -> bool:
-        rungs = [
+    def _last_round(self) -> bool:
+        """The recommended arm's shorter budgets (the speed-up), then its attribution ladder, in one round:
+        both wait only for the verdict's arm; each runs if the budget left holds it, in that order."""
+        self.phase = "done"
+        arm, left = self.recommended, self.budget - self.spent
+        slots, what = [], []
+        if arm and not is_baseline(arm) and self.shorter:
+            rungs = [self._fixed(arm, s, self.shorter, "rungs") for s in self.seeds]
+            if sum(s["cost"] for s in rungs) <= left + 1e-9:
+                slots, left = rungs, left - sum(s["cost"] for s in rungs)
+                what.append("shorter budgets")
+            else:
+                self.not_run.append(f"{arm}: the shorter budgets {self.shorter} (the speed-up)")
+        ladder = [
             {"kind": "ladder", "arm": c["arm"], "seed": c["seed"], "cost": run_cost(c), "config": c}
-            for c in self.rungs_of(self.recommended, self.ladder)
+            for c in self.rungs_of(arm, self.ladder)
         ]
-        self._price(rungs)
-        if rungs and sum(s["cost"] for s in rungs) <= self.budget - self.spent + 1e-9:
-            self._release(rungs, f"the attribution ladder of {self.recommended}")
-            return True
-        if rungs:
-            self.not_run.append(f"the attribution ladder of {self.recommended} ({len(rungs)} runs)")
-        return False
+        self._price(ladder)
+        if ladder and sum(s["cost"] for s in ladder) <= left + 1e-9:
+            slots += ladder
+            what.append("attribution ladder")
+        elif ladder:
+            self.not_run.append(f"the attribution ladder of {arm} ({len(ladder)} runs)")
+        if slots:
+            self._release(slots, f"the {' and the '.join(what)} of the recommended arm {arm}")
+        return bool(slots)
 
     def _verdict_arm(self) -> str | None:
         """The arm the verdict will recommend, from the candidates that have every seed."""
