@@ -77,7 +77,6 @@ MAX_LINES = 60  # a function's code, its docstring apart: about one screen
 LONG = {
     "study/racing.py:_next": 61,
     "cli.py:_add_range_test": 67,  # one argparse call per option: a list, not several ideas
-    "results/run.py:load_run": 91,
     "study/driver.py:_run_stages": 91,
 }
 
