@@ -208,11 +208,13 @@ def _read_json(path: Path, missing: list[str], default: Any) -> Any:
     return json.loads(path.read_text())
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, decide_verdict: bool = False) -> Run:
     """Load a run folder written by `run_study`, finished, still going or interrupted.
 
     Missing files give empty tables and a line in `Run.missing`, never an error; only a folder that does not
-    exist raises.
+    exist raises. The verdict is the one the study wrote, `verdict.json`, so a report and the API read the
+    answer the study printed; it is decided from the tables only where that file is absent (an unfinished
+    folder, or one older than the file) or with `decide_verdict` (what the study does before writing it).
 
     Example:
         >>> run = load_run("runs/smoke-20260101-120000")  # doctest: +SKIP
@@ -233,7 +235,9 @@ def load_run(path: str | Path) -> Run:
     plan = read_plan(path)  # a raced study: the verdict judges the candidates that ran every seed
     judged = verdict_trials(trials, plan)
     searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
-    verdict = _decide(judged, config, plan)
+    written = path / "verdict.json"
+    decided = decide_verdict or not written.exists()
+    verdict = _decide(judged, config, plan) if decided else json.loads(written.read_text())
     board = build_leaderboard(judged, epochs, verdict, searched)
     if board.empty:
         missing.append("leaderboard: no final-stage rows at the full budget yet")
@@ -247,7 +251,8 @@ def load_run(path: str | Path) -> Run:
         else (0, 0)
     )
     unfinished = f"study unfinished: {done} of {planned} runs" if done < planned else ""
-    _add_frontier(verdict, trials, range_test, config, searched, complete=not unfinished)
+    if decided:
+        _add_frontier(verdict, trials, range_test, config, searched, complete=not unfinished)
     return Run(
         path=path,
         config=config,
