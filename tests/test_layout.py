@@ -101,3 +101,29 @@ def test_functions_read_in_one_screen() -> None:
     )
     stale = {name: n for name, n in LONG.items() if lengths.get(name, 0) <= MAX_LINES}
     assert not stale, f"split or gone, drop from LONG: {stale}"
+
+
+def test_heavy_names_load_on_first_use() -> None:
+    """`import sched_search` (and `sched_search.study`) pays for neither Ray nor Optuna; their names resolve
+    on first use through the one lazy `__getattr__` (`training.lazy_attributes`), and an unknown one raises
+    AttributeError naming its module."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sched_search, sched_search.study as study\n"
+        "assert not {'ray', 'optuna'} & set(sys.modules), sorted({'ray', 'optuna'} & set(sys.modules))\n"
+        "assert sched_search.run_study is study.run_study and study.run_study.__module__.endswith('driver')\n"
+        "assert sched_search.load_run.__module__ == 'sched_search.results.run'\n"
+        "for module in (sched_search, study):\n"
+        "    try:\n"
+        "        module.no_such_name\n"
+        "    except AttributeError as e:\n"
+        "        assert str(e) == f\"module {module.__name__!r} has no attribute 'no_such_name'\", e\n"
+        "    else:\n"
+        "        raise AssertionError('no AttributeError')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
