@@ -33,7 +33,7 @@ from .rangetest import (
     run_range_test,
     weight_decay_sweep,
 )
-from .training import LoaderData, TensorData, build_objective
+from .training import LoaderData, TensorData, build_objective, lazy_attributes
 
 __version__ = "0.5.0"  # 0.5: sub-packages by subject (lr, training, rangetest, results, study)
 
@@ -45,14 +45,7 @@ _LAZY = {
     "search_space": "study.space",
     "cycle_asha": "study.routing",
 }
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'sched_search' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -348,7 +348,7 @@ def test_adamw_has_no_default_decay_mode() -> None:
     _train(ours, AdamW(ours.parameters(), decay_mode="lr"), batches)  # every other default is torch's
     _train(theirs, torch.optim.AdamW(theirs.parameters()), batches)
     _assert_same_params(ours, theirs)
-    from sched_search.lr.optim import build_optimizer
+    from sched_search.lr.optimizers import build_optimizer
 
     assert build_optimizer("adamw", _mlp().parameters(), lr=1e-3).param_groups[0]["decay_mode"] == "schedule"
 
@@ -454,7 +454,7 @@ def test_trains_on_digits(make) -> None:
 def test_trainers_fused_adamw_is_our_adamw_in_schedule_mode() -> None:
     """build_optimizer's AdamW with the schedule's peak is torch's fused AdamW(weight_decay / peak_lr): the
     same update as Algorithm 2 (decay eta_t * lambda), beta1 cycled by one-cycle included."""
-    from sched_search.lr.optim import build_optimizer
+    from sched_search.lr.optimizers import build_optimizer
     from sched_search.lr.schedules import build_scheduler, one_cycle, peak_lr
 
     def run(make) -> torch.Tensor:

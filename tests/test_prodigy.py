@@ -14,7 +14,7 @@ from torch import nn
 
 from sched_search.config import ModelSection, TrainSection
 from sched_search.lr.arms import baseline_config, optimizer_and_scheduler
-from sched_search.lr.optim import build_optimizer
+from sched_search.lr.optimizers import build_optimizer
 from sched_search.lr.prodigy import build_prodigy
 from sched_search.training.data import load_digits
 from sched_search.training.train import train_epochs

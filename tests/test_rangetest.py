@@ -18,7 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from sched_search.lr.optim import SGDW, AdamW, build_optimizer
+from sched_search.lr.optim import SGDW, AdamW
+from sched_search.lr.optimizers import build_optimizer
 from sched_search.rangetest.curve import CurveConfig
 from sched_search.rangetest.sweep import (
     RangeTestConfig,

@@ -9,7 +9,7 @@ import torch
 
 from sched_search.config import ModelSection, TrainSection
 from sched_search.lr.arms import build_schedule, optimizer_and_scheduler, range_family
-from sched_search.lr.optim import build_optimizer
+from sched_search.lr.optimizers import build_optimizer
 from sched_search.study.space import RangeSeed, build_space
 from sched_search.training.data import batches, load_digits
 from sched_search.training.models import build_model

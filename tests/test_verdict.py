@@ -131,6 +131,36 @@ def test_clear_winner_over_three_seeds(tmp_path: Path) -> None:
     assert "Strongest baseline" not in run.summary
 
 
+def test_the_written_verdict_is_loaded_not_decided_again(tmp_path: Path) -> None:
+    """A folder with verdict.json reads that verdict (leaderboard, summary, closing block the same as where it
+    was decided); an edited verdict.json is read as written, and `decide_verdict` decides from the tables."""
+    rng = np.random.default_rng(3)
+    n = 900
+    arms = {
+        "one_cycle-sgdw": {1.0: [_right(n, k, rng) for k in (850, 855, 860)]},
+        "clr-sgdw": {1.0: [_right(n, k, rng) for k in (845, 850, 858)]},
+        BASELINE: {1.0: [_right(n, k, rng) for k in (700, 705, 710)]},
+    }
+    decided = load_run(_run(tmp_path / "r", arms))
+    assert not (decided.path / "verdict.json").exists()
+    write_report(decided.path, decided)
+    loaded = load_run(decided.path)
+    assert loaded.verdict == json.loads((decided.path / "verdict.json").read_text())
+    assert loaded.verdict["frontier"] and loaded.verdict["attribution"] == decided.verdict["attribution"]
+    pd.testing.assert_frame_equal(loaded.leaderboard, decided.leaderboard)
+    html = decided.path / "report.html"
+    assert loaded.summary == decided.summary and format_closing(loaded, html) == format_closing(decided, html)
+    assert format_leaderboard(loaded) == format_leaderboard(decided)
+
+    edited = {**loaded.verdict, "winner": "clr-sgdw", "headline": "Winner: clr-sgdw (as the study wrote)."}
+    (decided.path / "verdict.json").write_text(json.dumps(edited))
+    run = load_run(decided.path)
+    assert run.verdict["winner"] == "clr-sgdw" and run.summary == "Winner: clr-sgdw (as the study wrote)."
+    again = load_run(decided.path, decide_verdict=True)
+    assert again.verdict["winner"] == decided.verdict["winner"] != "clr-sgdw"
+    assert again.summary == decided.summary
+
+
 def test_several_baselines_in_the_report(tmp_path: Path) -> None:
     """Three baselines and the attribution ladder's runs: the terminal and report.md show every searched arm
     against every baseline and what each step bought, the leaderboard marks each baseline and leaves the

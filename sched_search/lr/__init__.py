@@ -1,6 +1,7 @@
 """Learning-rate schedules and optimizers: one spec per schedule family (`spec.ScheduleSpec`, registered in
-`families.py`), each schedule a pure `lr(step)`, SGDW/AdamW with decoupled weight decay, schedule-free,
-Prodigy, and the arms (schedule x optimizer) built from them. Imports nothing of ours but `config`."""
+`families.py`), one per optimizer family (`optimizers.OptimizerSpec`), each schedule a pure `lr(step)`,
+SGDW/AdamW with decoupled weight decay, schedule-free, Prodigy, and the arms (schedule x optimizer) built
+from them. Imports nothing of ours but `config`."""
 
 from __future__ import annotations
 
@@ -14,9 +15,19 @@ from .arms import (
     range_family,
     split_arm,
 )
-from .families import ARMS, BOUNDABLE, SCHEDULES, SPECS, STEP_FIELDS, judged_at, schedule_spec
+from .families import (
+    ARMS,
+    BOUNDABLE,
+    SCHEDULES,
+    SPECS,
+    STEP_FIELDS,
+    judged_at,
+    optimizer_spec,
+    schedule_spec,
+)
 from .linear import LinearConfig
-from .optim import SGDW, AdamW, build_optimizer, normalized_weight_decay
+from .optim import SGDW, AdamW, normalized_weight_decay
+from .optimizers import OPTIMIZERS, SCHEDULE_FREE_OPTIMIZERS, OptimizerArgs, OptimizerSpec, build_optimizer
 from .schedule_free import SCHEDULE_FREE_SGD_SCALE, is_schedule_free
 from .schedules import (
     ConstantConfig,
@@ -39,7 +50,9 @@ __all__ = [
     "ARMS",
     "BOUNDABLE",
     "HYPERPARAMETERS",
+    "OPTIMIZERS",
     "SCHEDULES",
+    "SCHEDULE_FREE_OPTIMIZERS",
     "SCHEDULE_FREE_SGD_SCALE",
     "SGDW",
     "SPECS",
@@ -50,6 +63,8 @@ __all__ = [
     "CyclicalConfig",
     "LinearConfig",
     "OneCycleConfig",
+    "OptimizerArgs",
+    "OptimizerSpec",
     "Param",
     "RangeSeed",
     "SGDRConfig",
@@ -72,6 +87,7 @@ __all__ = [
     "normalized_weight_decay",
     "one_cycle",
     "optimizer_and_scheduler",
+    "optimizer_spec",
     "range_family",
     "schedule_spec",
     "split_arm",

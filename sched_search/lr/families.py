@@ -7,6 +7,7 @@ early stopping may judge it, snippet fields, gallery panel) and one line in `SPE
 from __future__ import annotations
 
 from . import clr, constant, cosine, linear, one_cycle, schedule_free, sgdr, wsd
+from .optimizers import OptimizerSpec
 from .schedules import ScheduleConfig
 from .spec import ScheduleSpec
 
@@ -42,6 +43,22 @@ def schedule_spec(schedule: str) -> ScheduleSpec:
     if schedule not in SPECS:
         raise ValueError(f"unknown schedule {schedule!r}: expected one of {list(SPECS)}.")
     return SPECS[schedule]
+
+
+def optimizer_spec(schedule: str, optimizer: str) -> OptimizerSpec:
+    """The optimizer family a trial config names, read by its schedule: "adamw" is our AdamW under a
+    schedule and schedulefree's AdamWScheduleFree in a "schedule_free" arm (`ScheduleSpec.optimizer_specs`).
+
+    Example:
+        >>> optimizer_spec("schedule_free", "sgd").range_family
+        'sgdw'
+    """
+    specs = schedule_spec(schedule).optimizer_specs
+    if optimizer not in specs:
+        raise ValueError(
+            f"unknown optimizer {optimizer!r} for schedule {schedule!r}: expected one of {list(specs)}."
+        )
+    return specs[optimizer]
 
 
 def judged_at(schedule: str, config: ScheduleConfig, step: int) -> bool:

@@ -36,9 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .prodigy import build_prodigy
-
-__all__ = ["OPTIMIZER_NAMES", "SGDW", "AdamW", "build_optimizer", "normalized_weight_decay"]
+__all__ = ["SGDW", "AdamW", "normalized_weight_decay"]
 
 _DECAY_MODES = ("schedule", "lr")
 
@@ -414,42 +412,3 @@ def _adamw_foreach(
     torch._foreach_div_(denom, bias_correction2_sqrt)
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denom, step_sizes)
-
-
-OPTIMIZER_NAMES = ("sgdw", "adamw", "sgd", "adam", "prodigy")
-
-
-def build_optimizer(
-    name: str,
-    params: Iterable[Tensor],
-    lr: float,
-    weight_decay: float = 0.0,
-    momentum: float = 0.9,
-    peak_lr: float | None = None,
-) -> torch.optim.Optimizer:
-    """`sgdw` and `adamw` decay decoupled and schedule-scaled; `sgd` and `adam` are torch's (L2 decay);
-    `prodigy` is `prodigyopt`'s with decoupled decay at its own scale (`prodigy.build_prodigy`), `lr` the
-    multiplier of its estimated step size (1 at the schedule's peak, its README's).
-
-    With the schedule's `peak_lr` known, `adamw` is torch's fused `AdamW` with `weight_decay / peak_lr`: torch
-    decays by `lr * weight_decay`, which is then `(lr / peak_lr) * lambda = eta_t * lambda`, Algorithm 2's
-    decay, on its fastest kernel (about 3x our foreach step on CPU, `benchmarks/bench_optim.py`). Without it,
-    our `AdamW`.
-    """
-    params = list(params)
-    if name == "sgdw":
-        return SGDW(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adamw" and peak_lr is not None:
-        if not peak_lr > 0:
-            raise ValueError(f"peak_lr must be > 0, but got {peak_lr}.")
-        fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay / peak_lr, fused=fused or None)
-    if name == "adamw":
-        return AdamW(params, lr=lr, weight_decay=weight_decay, decay_mode="schedule")
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "prodigy":
-        return build_prodigy(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}: expected one of {OPTIMIZER_NAMES}.")

@@ -8,12 +8,12 @@ training steps (`optimizer.train()`) and in eval mode, at x, before evaluating o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from .optimizers import SCHEDULE_FREE_OPTIMIZERS, OptimizerArgs, OptimizerSpec
 from .schedules import ConstantConfig, ScheduleConfig, ScheduleLR, build_scheduler
 from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
 
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-SCHEDULE_FREE_NAMES = ("adamw", "sgd")
+SCHEDULE_FREE_NAMES = tuple(SCHEDULE_FREE_OPTIMIZERS)
 
 
 def build_schedule_free(
@@ -38,7 +38,8 @@ def build_schedule_free(
     momentum: float = 0.9,
 ) -> torch.optim.Optimizer:
     """Schedule-Free AdamW or SGD (Defazio et al. 2024, "The Road Less Scheduled"; the `schedulefree`
-    package): no LR schedule, the optimizer's own linear warm-up over `warmup_steps` and its averaging.
+    package; their specs: `optimizers.SCHEDULE_FREE_OPTIMIZERS`): no LR schedule, the optimizer's own linear
+    warm-up over `warmup_steps` and its averaging.
 
     `weight_decay` is ours (decoupled, a per-step shrink at the peak LR, as the range test's sweep measures
     it). The package's own decay is torch's scale: it adds `wd * y` to the (normalised) gradient of the `z`
@@ -51,23 +52,10 @@ def build_schedule_free(
         >>> opt = build_schedule_free("adamw", model.parameters(), lr=3e-3, warmup_steps=50)  # doctest: +SKIP
         >>> opt.train()  # doctest: +SKIP
     """
-    import schedulefree
-
-    for name_, value, ok in (
-        ("lr", lr, lr > 0),
-        ("weight_decay", weight_decay, weight_decay >= 0),
-        ("warmup_steps", warmup_steps, warmup_steps >= 0),
-    ):
-        if not ok:
-            raise ValueError(f"{name_} must be {'> 0' if name_ == 'lr' else '>= 0'}, but got {value!r}.")
-    decay = weight_decay / lr
-    if name == "adamw":
-        return schedulefree.AdamWScheduleFree(params, lr=lr, weight_decay=decay, warmup_steps=warmup_steps)
-    if name == "sgd":
-        return schedulefree.SGDScheduleFree(
-            params, lr=lr, momentum=momentum, weight_decay=decay, warmup_steps=warmup_steps
-        )
-    raise ValueError(f"unknown schedule-free optimizer {name!r}: expected one of {SCHEDULE_FREE_NAMES}.")
+    if name not in SCHEDULE_FREE_OPTIMIZERS:
+        raise ValueError(f"unknown schedule-free optimizer {name!r}: expected one of {SCHEDULE_FREE_NAMES}.")
+    args = OptimizerArgs(lr, weight_decay, momentum, warmup_steps=warmup_steps)
+    return SCHEDULE_FREE_OPTIMIZERS[name].build(list(params), args)
 
 
 def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
@@ -76,10 +64,7 @@ def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
     return callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
 
 
-# Schedule-free SGD steps z by lr * g with no momentum buffer, and its gradients are taken at y, which moves
-# (1 - beta) of each z step: SGDW's step at momentum 0.9 is reached at about lr / (1 - 0.9) = 10x SGDW's lr
-# (the package's README: "10x to 50x larger than classical rates").
-SCHEDULE_FREE_SGD_SCALE = 10.0  # 1 / (1 - 0.9)
+SCHEDULE_FREE_SGD_SCALE = SCHEDULE_FREE_OPTIMIZERS["sgd"].range_scale  # 10: `optimizers.SF_SGD_SPEC` says why
 
 
 class ScheduleFree(ScheduleSpec):
@@ -90,24 +75,9 @@ class ScheduleFree(ScheduleSpec):
 
     name = "schedule_free"
     optimizers = SCHEDULE_FREE_NAMES
+    optimizer_specs: ClassVar[dict[str, OptimizerSpec]] = SCHEDULE_FREE_OPTIMIZERS
     searched = ("max_lr", "weight_decay", "warmup_pct")
     bounds: ClassVar[dict[str, str]] = {"warmup_pct": "share"}
-
-    def range_family(self, optimizer: str) -> str:
-        return "sgdw" if optimizer == "sgd" else optimizer
-
-    def seed(self, optimizer: str, seed: RangeSeed) -> RangeSeed:
-        if optimizer != "sgd":
-            return seed
-        k = SCHEDULE_FREE_SGD_SCALE
-        edge = None if seed.divergence_lr is None else seed.divergence_lr * k
-        return replace(
-            seed,
-            max_lr=seed.max_lr * k,
-            min_lr=seed.min_lr * k,
-            min_loss_lr=seed.min_loss_lr * k,
-            divergence_lr=edge,
-        )
 
     def params(
         self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int

@@ -11,12 +11,12 @@ fields count steps (the snippet writes them in epochs) and what the schedule gal
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
 
-from .optim import build_optimizer
+from .optimizers import OPTIMIZERS, OptimizerSpec, build_optimizer
 from .schedules import ScheduleConfig, ScheduleLR, at_lr_minimum, build_scheduler, lr_at, peak_lr
 
 
@@ -84,6 +84,8 @@ class ScheduleSpec:
 
     name: ClassVar[str] = ""
     optimizers: ClassVar[tuple[str, ...]] = ("adamw", "sgdw")  # the arms f"{name}-{optimizer}"
+    # what its optimizer names mean (`optimizers.py`): the scheduled families, or the schedule-free ones
+    optimizer_specs: ClassVar[dict[str, OptimizerSpec]] = OPTIMIZERS
     # The values a trial config carries: searched by Optuna (max_lr and weight_decay first), or constant.
     searched: ClassVar[tuple[str, ...]] = ("max_lr", "weight_decay")
     constants: ClassVar[tuple[str, ...]] = ()
@@ -97,12 +99,25 @@ class ScheduleSpec:
     peak_at_min_loss: ClassVar[bool] = False
 
     def range_family(self, optimizer: str) -> str:
-        """The optimizer family whose range test seeds the arm: its own, by default."""
-        return optimizer
+        """The optimizer family whose range test seeds the arm (`OptimizerSpec.range_family`)."""
+        spec = self.optimizer_specs.get(optimizer)
+        return optimizer if spec is None else spec.range_family
 
     def seed(self, optimizer: str, seed: RangeSeed) -> RangeSeed:
-        """The range test's reading on the arm's own LR scale: the test's own, by default."""
-        return seed
+        """The range test's reading on the arm's own LR scale (`OptimizerSpec.range_scale`): the test's own
+        LRs, unless the optimizer steps at another scale than its range family."""
+        spec = self.optimizer_specs.get(optimizer)
+        k = 1.0 if spec is None else spec.range_scale
+        if k == 1.0:
+            return seed
+        edge = None if seed.divergence_lr is None else seed.divergence_lr * k
+        return replace(
+            seed,
+            max_lr=seed.max_lr * k,
+            min_lr=seed.min_lr * k,
+            min_loss_lr=seed.min_loss_lr * k,
+            divergence_lr=edge,
+        )
 
     def params(
         self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,19 +133,15 @@ def range_test(
     device = next(model.parameters()).device
     check_precision(precision, str(device))
     scaler = grad_scaler(device, precision)
-    model_state = copy.deepcopy(model.state_dict())
-    optim_state = copy.deepcopy(optimizer.state_dict())
-    was_training = model.training
     generator = torch.Generator().manual_seed(config.seed)
     record = _Record()
     bar = None  # the tqdm bar, with `progress`
-    # Dropout and friends draw from the global RNG: fork it so the caller's stream is untouched too.
-    devices = (
-        [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    )
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.num_steps, desc=desc or f"range test wd={weight_decay or 0:g}")
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(config.seed)
+        with _restoring(model, optimizer, config.seed):
             if weight_decay is not None:
                 for group in optimizer.param_groups:
                     group["weight_decay"] = weight_decay
@@ -152,30 +149,22 @@ def range_test(
             model.train()
             if is_schedule_free(optimizer):
                 optimizer.train()  # schedulefree steps only in train mode; its state is restored afterwards
-            if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=config.num_steps, desc=desc or f"range test wd={weight_decay or 0:g}")
             for step in range(config.num_steps):
                 if bar is not None:
                     bar.update()
                 lr = config.lr_at(step)
                 _set_lr(optimizer, lr)
-                optimizer.zero_grad(set_to_none=True)
-                total = 0.0
-                for _ in range(config.accumulation_steps):
-                    inputs, targets = to_device(batch_fn(next(stream)), device)
-                    with autocast(device, precision):
-                        out = forward(model, to_memory_format(inputs, channels_last))
-                    loss = loss_fn(out.float(), targets)
-                    # A division by 1 would still cost a kernel and a backward node every step.
-                    if config.accumulation_steps > 1:
-                        loss = loss / config.accumulation_steps
-                    scaler.scale(loss).backward()
-                    total += loss.item()
-                if math.isfinite(total):
-                    scaler.step(optimizer)
-                    scaler.update()
+                drawn = (to_device(batch_fn(next(stream)), device) for _ in range(config.accumulation_steps))
+                total = _step(
+                    model,
+                    optimizer,
+                    drawn,
+                    config.accumulation_steps,
+                    loss_fn,
+                    scaler,
+                    precision,
+                    channels_last,
+                )
                 record.add(step, lr, total, config.ema_beta)
                 if config.val_every and val_data is not None and step % config.val_every == 0:
                     record.val_losses.append(_val_loss(model, optimizer, val_data, loss_fn, batch_fn))
@@ -189,31 +178,64 @@ def range_test(
     finally:
         if bar is not None:
             bar.close()
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optim_state)
-        model.train(was_training)
     wd = (
         weight_decay
         if weight_decay is not None
         else float(optimizer.param_groups[0].get("weight_decay", 0.0))
     )
-    spe = _steps_per_epoch(data, batch_size, config.accumulation_steps)
     entropy = _label_entropy(data) if loss_fn is nn.functional.cross_entropy else None
-    r = record
-    reading = read_curve(r.lrs, r.losses, config.curve_config, r.nan_steps, r.stopped_early, spe, entropy)
-    return RangeTestResult(
-        config,
-        tuple(r.lrs),
-        tuple(r.losses),
-        tuple(r.smoothed),
-        tuple(r.val_losses),
-        tuple(r.nan_steps),
-        r.stopped_early,
-        wd,
-        reading,
-        spe,
-        entropy,
+    return record.result(config, wd, _steps_per_epoch(data, batch_size, config.accumulation_steps), entropy)
+
+
+@contextmanager
+def _restoring(model: nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> Iterator[None]:
+    """Inside: the global RNG seeded with `seed`. After, whatever happened: the model's and optimizer's state,
+    the model's mode and the caller's RNG streams as they were before."""
+    model_state = copy.deepcopy(model.state_dict())
+    optim_state = copy.deepcopy(optimizer.state_dict())
+    was_training = model.training
+    # Dropout and friends draw from the global RNG: fork it so the caller's stream is untouched too.
+    devices = (
+        [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     )
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        model.train(was_training)
+
+
+def _step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    drawn: Iterable[tuple[Any, torch.Tensor]],
+    accumulation_steps: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scaler: Any,
+    precision: str,
+    channels_last: bool,
+) -> float:
+    """One optimizer step over `accumulation_steps` (inputs, targets) batches, each drawn as it is used; the
+    summed loss. A loss that is not finite takes no step."""
+    device = next(model.parameters()).device
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for inputs, targets in drawn:
+        with autocast(device, precision):
+            out = forward(model, to_memory_format(inputs, channels_last))
+        loss = loss_fn(out.float(), targets)
+        # A division by 1 would still cost a kernel and a backward node every step.
+        if accumulation_steps > 1:
+            loss = loss / accumulation_steps
+        scaler.scale(loss).backward()
+        total += loss.item()
+    if math.isfinite(total):
+        scaler.step(optimizer)
+        scaler.update()
+    return total
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -263,6 +285,27 @@ class _Record:
         first = next((s for s in self.smoothed if not math.isnan(s)), smooth)  # step 0 may have been NaN
         rose = smooth > diverge_factor * self.best and smooth > (first + self.best) / 2
         return rose or _diverged_to_nan(self.nan_steps, step)
+
+    def result(
+        self, config: RangeTestConfig, weight_decay: float, spe: float | None, entropy: float | None
+    ) -> RangeTestResult:
+        """The sweep's record with its reading (`read_curve`)."""
+        reading = read_curve(
+            self.lrs, self.losses, config.curve_config, self.nan_steps, self.stopped_early, spe, entropy
+        )
+        return RangeTestResult(
+            config,
+            tuple(self.lrs),
+            tuple(self.losses),
+            tuple(self.smoothed),
+            tuple(self.val_losses),
+            tuple(self.nan_steps),
+            self.stopped_early,
+            weight_decay,
+            reading,
+            spe,
+            entropy,
+        )
 
 
 class _Loader:

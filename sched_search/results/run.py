@@ -208,11 +208,13 @@ def _read_json(path: Path, missing: list[str], default: Any) -> Any:
     return json.loads(path.read_text())
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, decide_verdict: bool = False) -> Run:
     """Load a run folder written by `run_study`, finished, still going or interrupted.
 
     Missing files give empty tables and a line in `Run.missing`, never an error; only a folder that does not
-    exist raises.
+    exist raises. The verdict is the one the study wrote, `verdict.json`, so a report and the API read the
+    answer the study printed; it is decided from the tables only where that file is absent (an unfinished
+    folder, or one older than the file) or with `decide_verdict` (what the study does before writing it).
 
     Example:
         >>> run = load_run("runs/smoke-20260101-120000")  # doctest: +SKIP
@@ -225,62 +227,21 @@ def load_run(path: str | Path) -> Run:
         raise FileNotFoundError(f"{path} is not a run folder: it does not exist.")
     missing: list[str] = []
     config = _read_json(path / "resolved_config.json", missing, {})
-    tables = {}
-    for name in ("trials", "epochs"):
-        file = path / f"{name}.parquet"
-        if file.exists():
-            try:
-                tables[name] = pd.read_parquet(file)
-            except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-                raise ValueError(
-                    f"{file} is unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-                    f"python -m sched_search study --resume {path} rebuilds it from Ray Tune's record"
-                ) from None
-            # A table of failed trials only lacks the metric columns; NaN keeps the arithmetic uniform.
-            for col in _METRICS[name]:
-                if col not in tables[name].columns:
-                    tables[name][col] = math.nan
-        else:
-            tables[name] = pd.DataFrame()
-            missing.append(
-                f"{file.name}: not written yet (the run is still going, was interrupted, or failed)"
-            )
-    trials, epochs = tables["trials"], tables["epochs"]
-    curves, summaries = [], {}
-    for csv in sorted(path.glob("range_test_*.csv")):
-        opt = csv.stem.removeprefix("range_test_")
-        curves.append(pd.read_csv(csv).assign(optimizer=opt))
-        if csv.with_suffix(".json").exists():
-            summaries[opt] = json.loads(csv.with_suffix(".json").read_text())
-    if not curves:
-        missing.append("range_test_<optimizer>.csv: not there (yet)")
+    trials, epochs = _read_table(path, "trials", missing), _read_table(path, "epochs", missing)
+    range_test, summaries = _read_range_tests(path, missing)
     spaces = _read_json(path / "spaces.json", missing, {})
     final_configs = _read_json(path / "final_configs.json", missing, [])
-    metric, mode = config.get("metric", "accuracy"), config.get("metric_mode", "max")
     study = config.get("study") or {}
-    # older run folders: accuracy, maximised, and the target under its old name
-    study_target = study.get("target") if study.get("target") is not None else study.get("target_accuracy")
     plan = read_plan(path)  # a raced study: the verdict judges the candidates that ran every seed
     judged = verdict_trials(trials, plan)
-    verdict = decide(
-        judged,
-        target=study_target,
-        chance_accuracy=config.get("chance_accuracy"),
-        metric=metric,
-        mode=mode,
-    )
-    verdict["attribution"] = attribution(judged, verdict)
-    if plan is not None:
-        # an arm stopped once it had every seed is still judged
-        stopped = {a: why for a, why in plan["stopped"].items() if a not in verdict["arms"]}
-        verdict["excluded"].update({arm: f"stopped by the race: {why}" for arm, why in stopped.items()})
-        verdict["race"] = {k: plan[k] for k in ("budget", "spent", "stopped", "not_run")}
-        verdict["race"]["rounds"] = len(plan["rounds"])
-    target = math.nan if verdict["target"] is None else verdict["target"]
     searched = {arm: [p["name"] for p in s.get("params", [])] for arm, s in spaces.items()}
+    written = path / "verdict.json"
+    decided = decide_verdict or not written.exists()
+    verdict = _decide(judged, config, plan) if decided else json.loads(written.read_text())
     board = build_leaderboard(judged, epochs, verdict, searched)
     if board.empty:
         missing.append("leaderboard: no final-stage rows at the full budget yet")
+    target = math.nan if verdict["target"] is None else verdict["target"]
     if not math.isfinite(target):
         missing.append("target: no study target and no baseline result yet")
     # (folders written by hand, or before resolved_config.json named the arms, are not judged)
@@ -290,8 +251,8 @@ def load_run(path: str | Path) -> Run:
         else (0, 0)
     )
     unfinished = f"study unfinished: {done} of {planned} runs" if done < planned else ""
-    range_test = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
-    _add_frontier(verdict, trials, range_test, config, searched, complete=not unfinished)
+    if decided:
+        _add_frontier(verdict, trials, range_test, config, searched, complete=not unfinished)
     return Run(
         path=path,
         config=config,
@@ -307,10 +268,68 @@ def load_run(path: str | Path) -> Run:
         range_summaries=summaries,
         final_configs=final_configs,
         spaces=spaces,
-        metric=metric,
-        metric_mode=mode,
+        metric=config.get("metric", "accuracy"),
+        metric_mode=config.get("metric_mode", "max"),
         unfinished=unfinished,
     )
+
+
+def _read_table(path: Path, name: str, missing: list[str]) -> pd.DataFrame:
+    """`<name>.parquet` ("trials" or "epochs") of a run folder; an empty table and a line in `missing` when
+    it is not there."""
+    file = path / f"{name}.parquet"
+    if not file.exists():
+        missing.append(f"{file.name}: not written yet (the run is still going, was interrupted, or failed)")
+        return pd.DataFrame()
+    try:
+        table = pd.read_parquet(file)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(
+            f"{file} is unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+            f"python -m sched_search study --resume {path} rebuilds it from Ray Tune's record"
+        ) from None
+    # A table of failed trials only lacks the metric columns; NaN keeps the arithmetic uniform.
+    for col in _METRICS[name]:
+        if col not in table.columns:
+            table[col] = math.nan
+    return table
+
+
+def _read_range_tests(path: Path, missing: list[str]) -> tuple[pd.DataFrame, dict]:
+    """The range_test_<opt>.csv curves in one table with an `optimizer` column, and optimizer ->
+    range_test_<opt>.json."""
+    curves, summaries = [], {}
+    for csv in sorted(path.glob("range_test_*.csv")):
+        opt = csv.stem.removeprefix("range_test_")
+        curves.append(pd.read_csv(csv).assign(optimizer=opt))
+        if csv.with_suffix(".json").exists():
+            summaries[opt] = json.loads(csv.with_suffix(".json").read_text())
+    if not curves:
+        missing.append("range_test_<optimizer>.csv: not there (yet)")
+    return (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()), summaries
+
+
+def _decide(judged: pd.DataFrame, config: dict, plan: dict | None) -> dict:
+    """The verdict of the judged trials (`verdict.decide`) with its attribution and, for a raced study, what
+    the race stopped and spent; `_add_frontier` adds the rest of `verdict.json`."""
+    study = config.get("study") or {}
+    # older run folders: accuracy, maximised, and the target under its old name
+    study_target = study.get("target") if study.get("target") is not None else study.get("target_accuracy")
+    verdict = decide(
+        judged,
+        target=study_target,
+        chance_accuracy=config.get("chance_accuracy"),
+        metric=config.get("metric", "accuracy"),
+        mode=config.get("metric_mode", "max"),
+    )
+    verdict["attribution"] = attribution(judged, verdict)
+    if plan is not None:
+        # an arm stopped once it had every seed is still judged
+        stopped = {a: why for a, why in plan["stopped"].items() if a not in verdict["arms"]}
+        verdict["excluded"].update({arm: f"stopped by the race: {why}" for arm, why in stopped.items()})
+        verdict["race"] = {k: plan[k] for k in ("budget", "spent", "stopped", "not_run")}
+        verdict["race"]["rounds"] = len(plan["rounds"])
+    return verdict
 
 
 def _add_frontier(

@@ -13,7 +13,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..lr import STEP_FIELDS, ConstantConfig, ScheduleConfig, build_schedule, momentum_at
+from ..lr import (
+    STEP_FIELDS,
+    ConstantConfig,
+    OptimizerSpec,
+    ScheduleConfig,
+    build_schedule,
+    momentum_at,
+    optimizer_spec,
+)
 from .verdict import NO_WINNER
 
 
@@ -149,37 +157,8 @@ def _schedule_args(schedule: ScheduleConfig, epochs: int, spe: int) -> list[str]
     return args
 
 
-def _optimizer(name: str, lr: float, weight_decay: float) -> tuple[str, str]:
-    """(what to import from sched_search, the constructor) as `optim.build_optimizer` builds the optimizer."""
-    lr_s, wd_s = _num(lr), _num(weight_decay)
-    if name == "sgdw":
-        return "SGDW", f"SGDW(model.parameters(), lr={lr_s}, momentum=0.9, weight_decay={wd_s})"
-    if name == "adamw":
-        return "AdamW", f'AdamW(model.parameters(), lr={lr_s}, weight_decay={wd_s}, decay_mode="schedule")'
-    if name == "sgd":
-        return "", f"torch.optim.SGD(model.parameters(), lr={lr_s}, momentum=0.9, weight_decay={wd_s})"
-    if name == "adam":
-        return "", f"torch.optim.Adam(model.parameters(), lr={lr_s}, weight_decay={wd_s})"
-    if name == "prodigy":  # prodigy.build_prodigy's arguments; its import is _OTHER_IMPORTS'
-        return "", (
-            f"Prodigy(model.parameters(), lr={lr_s}, weight_decay={wd_s}, decouple=True, "
-            "safeguard_warmup=True, d_coef=1.0)"
-        )
-    raise ValueError(f"unknown optimizer {name!r}: expected sgdw, adamw, sgd, adam or prodigy.")
-
-
-# optimizers of other packages than torch and ours: their import, and a comment on their LR
-_OTHER_IMPORTS = {"prodigy": "from prodigyopt import Prodigy"}
-_OTHER_COMMENTS = {
-    "prodigy": "# Prodigy estimates its step size itself: the schedule's LR multiplies it (1 at the peak)"
-}
-
-
-_SCHEDULE_FREE = {"adamw": "AdamWScheduleFree", "sgd": "SGDScheduleFree"}
-
-
 def _schedule_free_lines(
-    config: dict[str, Any], lr: float, epochs: int, spe: int, loss_line: str
+    config: dict[str, Any], spec: OptimizerSpec, lr: float, epochs: int, spe: int, loss_line: str
 ) -> list[str]:
     """A schedule-free optimizer as `schedule_free.build_schedule_free` builds it, and its train/eval
     switches."""
@@ -187,10 +166,10 @@ def _schedule_free_lines(
     warmup = math.floor(config["warmup_pct"] * total + 0.5)  # arms.optimizer_and_scheduler's count
     lines = [
         "# no LR schedule: the optimizer warms up linearly, then averages its iterates (Defazio et al. 2024)",
-        f"optimizer = {_SCHEDULE_FREE[config['optimizer']]}(",
+        f"optimizer = {spec.snippet_class}(",
         "    model.parameters(),",
         f"    lr={_num(lr)},",
-        *(["    momentum=0.9,"] if config["optimizer"] == "sgd" else []),
+        *(["    momentum=0.9,"] if spec.momentum else []),
         "    # schedulefree's decay is torch's scale (lr x decay per step): the study's decoupled one / lr",
         f"    weight_decay={_num(config.get('weight_decay', 0.0))} / {_num(lr)},",
     ]
@@ -212,6 +191,23 @@ def _schedule_free_lines(
         "    model.eval()",
         "print(f\"{optimizer.param_groups[0]['k']} steps, last loss {loss.item():.4f}\")",
     ]
+
+
+def _imports(spec: OptimizerSpec, schedule: ScheduleConfig) -> list[str]:
+    """The snippet's imports of its optimizer and schedule: ours from sched_search with build_scheduler,
+    another package's above them, torch's none (imported anyway); a schedule-free one needs no schedule."""
+    ours = spec.snippet_module == "sched_search"
+    other = (
+        [f"from {spec.snippet_module} import {spec.snippet_class}"]
+        if spec.snippet_module and not ours
+        else []
+    )
+    if spec.schedule_free:
+        return other
+    names = ", ".join(x for x in (spec.snippet_class if ours else "", "build_scheduler") if x)
+    # the schedule's class from its own module: a new schedule family needs no export for its snippet
+    kind = f"from {type(schedule).__module__} import {type(schedule).__name__}"
+    return [*other, f"from sched_search import {names}", kind]
 
 
 def torch_code(
@@ -241,19 +237,7 @@ def torch_code(
     schedule = build_schedule(config, epochs, steps_per_epoch)
     kind = type(schedule).__name__
     lr = schedule.lr if isinstance(schedule, ConstantConfig) else schedule.max_lr
-    free = config["schedule"] == "schedule_free"
-    if free:
-        ours, optimizer = "", ""
-        imports = f"from schedulefree import {_SCHEDULE_FREE[config['optimizer']]}"
-    else:
-        ours, optimizer = _optimizer(config["optimizer"], lr, config.get("weight_decay", 0.0))
-        # the schedule's class from its own module: a new schedule family needs no export for its snippet
-        imports = (
-            f"from sched_search import {', '.join(x for x in (ours, 'build_scheduler') if x)}\n"
-            f"from {type(schedule).__module__} import {kind}"
-        )
-        if config["optimizer"] in _OTHER_IMPORTS:
-            imports = f"{_OTHER_IMPORTS[config['optimizer']]}\n{imports}"
+    spec = optimizer_spec(config["schedule"], config["optimizer"])
     batch = int(config.get("batch_size", 64))
     toy_imports, stand_ins, loss_line = toy.lines(batch)
     study = f"{n_train} examples / batch {batch}" if n_train else f"batch {batch}"
@@ -263,7 +247,7 @@ def torch_code(
         "# Runs as is on random data: replace the lines marked '# your ...' with your model and DataLoader.",
         "import torch",
         "",
-        imports,
+        *_imports(spec, schedule),
         *toy_imports,
         "",
         f"epochs = {epochs}",
@@ -271,14 +255,19 @@ def torch_code(
         *stand_ins,
         "",
     ]
-    if free:
-        return "\n".join(lines + _schedule_free_lines(config, lr, epochs, steps_per_epoch, loss_line)) + "\n"
-    if ours:
+    if spec.schedule_free:
+        free = _schedule_free_lines(config, spec, lr, epochs, steps_per_epoch, loss_line)
+        return "\n".join(lines + free) + "\n"
+    if spec.snippet_module == "sched_search":
         lines.append(
             "# decoupled weight decay, scaled by lr / peak lr: not torch's scale (docs/optimizers.md)"
         )
-    if config["optimizer"] in _OTHER_COMMENTS:
-        lines.append(_OTHER_COMMENTS[config["optimizer"]])
+    if spec.lr_free:
+        lines.append(
+            f"# {spec.snippet_class} estimates its step size itself: "
+            "the schedule's LR multiplies it (1 at the peak)"
+        )
+    optimizer = spec.snippet_call(_num(lr), _num(config.get("weight_decay", 0.0)))
     lines += [f"optimizer = {optimizer}", f"schedule = {kind}("]
     lines += [f"    {a}," for a in _schedule_args(schedule, epochs, steps_per_epoch)] + [")"]
     lines += [

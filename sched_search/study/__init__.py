@@ -8,6 +8,8 @@ here load on first use, so a worker does not pay for the driver's imports (Optun
 
 from __future__ import annotations
 
+from ..training import lazy_attributes
+
 _LAZY = {
     "run_study": "driver",
     "DiskFull": "driver",
@@ -19,12 +21,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -486,7 +486,7 @@ def _timing(
 def _write_verdict(run_dir: Path) -> None:
     from ..results import load_run, write_verdict
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, decide_verdict=True)  # a resumed folder may hold an earlier verdict.json
     if run.unfinished:  # Tune ended with runs missing: a verdict would judge arms on what is there by chance
         raise StudyUnfinished(
             f"{run.unfinished} after Ray Tune ended; no verdict written. "

@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from ..lr import Param, RangeSeed, clip, range_family, schedule_spec, split_arm
+from ..lr import OPTIMIZERS, Param, RangeSeed, clip, range_family, schedule_spec, split_arm
 
 
 @dataclass(frozen=True)
@@ -212,8 +212,9 @@ def check_point_in_space(space: ArmSpace, point: dict[str, Any]) -> None:
 
 
 # The blind space of `[search] space = "broad"`: what a user without a range test would search (the reference
-# of benchmarks/bench_search.py). Per optimizer family, as their LR scales differ by about a decade.
-BROAD_MAX_LR = {"adamw": (1e-5, 1e-1), "sgdw": (1e-4, 1.0)}
+# of benchmarks/bench_search.py). Per optimizer family, as their LR scales differ by about a decade
+# (`OptimizerSpec.broad_max_lr`).
+BROAD_MAX_LR = {name: s.broad_max_lr for name, s in OPTIMIZERS.items() if s.broad_max_lr is not None}
 BROAD_WEIGHT_DECAY = (1e-6, 1e-2)
 
 

@@ -17,7 +17,7 @@ from .data import (
     subsample_train,
     to_device,
 )
-from .importpath import load_object
+from .importpath import lazy_attributes, load_object
 from .models import IMAGE_MODELS, build_model
 from .objective import build_objective, decode_examples, encode_examples, forward, score
 from .precision import autocast, check_precision, grad_scaler, to_memory_format
@@ -39,6 +39,7 @@ __all__ = [
     "first_batch",
     "forward",
     "grad_scaler",
+    "lazy_attributes",
     "load_data",
     "load_object",
     "loader_steps",
