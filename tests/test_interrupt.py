@@ -364,17 +364,16 @@ def _tune_saved(run_dir: Path) -> list[str]:
 def test_kill_9_anywhere_in_a_race_then_resume_gives_the_uninterrupted_answer(
     tmp_path: Path, ray_local
 ) -> None:
-    """A raced study (RACE: every round runs) killed with kill -9 (the driver and its Ray) as the first run of
-    a round ends, at five points. One folder through four of them, each kill in the study resumed after the
-    one before: the search round, the second seed's round (finals), the shorter budgets' round, the
-    attribution ladder's. Then an Optuna trial is asked as a killed driver asks one that the resumed race
-    never asks again (its search is over: one that decided otherwise asks fewer), and the last resume must
-    fail it. A second folder: the search round again, with Tune's state saved only at its first step (its save
-    period, TUNE_GLOBAL_CHECKPOINT_S, an hour in that run), so that the kill lands every time, not by chance
-    of the 1 s period, between results the searcher acted on (Optuna told of the first point and the search
-    trial, the next round's runs asked) and the save that would hold them. Each study, resumed to its end,
-    has the uninterrupted run's leaderboard and verdict, and Optuna's record is its table's
-    (`_assert_optuna_is_the_table`)."""
+    """A raced study (RACE: every round runs) killed with kill -9 (the driver and its Ray) five times, each
+    kill in the study resumed after the one before, as the first run of a round ends: the search round, with
+    Tune's state saved only at its first step (its save period, TUNE_GLOBAL_CHECKPOINT_S, an hour in that
+    run), so that the kill lands every time, not by chance of the 1 s period, between results the searcher
+    acted on (Optuna told of the first point and the search trial, the next round asked) and the save that
+    would hold them; then, at the 1 s period, the search round again, the second seed's round (finals), the
+    shorter budgets' and the attribution ladder's. Before the last resume an Optuna trial is asked as a killed
+    driver asks one that its resumed race never asks again (here its search is over; a race that decided
+    otherwise asks fewer): the resume must fail it. The study resumed to its end has the uninterrupted run's
+    leaderboard and verdict, and Optuna's record is its table's (`_assert_optuna_is_the_table`)."""
     import optuna
 
     from sched_search.study.driver import run_study
@@ -386,26 +385,20 @@ def test_kill_9_anywhere_in_a_race_then_resume_gives_the_uninterrupted_answer(
     kinds = [run["kind"] for entry in plan["rounds"] for run in entry["runs"]]
     assert plan["finished"] and not plan["not_run"] and {"search", "rungs", "ladder"} <= set(kinds), plan
     _assert_optuna_is_the_table(clean)
-    reference, reference_verdict = _answer(clean)
 
-    chained = _killed_folder(clean, tmp_path / "killed-4-times")
-    for kind in ("search", "seed", "rungs", "ladder"):
-        _kill_9(chained, tmp_path, _line_ending(plan, kind))
-    storage = f"sqlite:///{chained / 'optuna.db'}"
-    optuna.load_study(study_name="one_cycle-adamw", storage=storage).ask()
-
-    unsaved = _killed_folder(clean, tmp_path / "killed-before-tune-saved")
-    _kill_9(unsaved, tmp_path, _line_ending(plan, "search"), env={"TUNE_GLOBAL_CHECKPOINT_S": "3600"})
-    record = optuna.load_study(study_name="one_cycle-adamw", storage=f"sqlite:///{unsaved / 'optuna.db'}")
+    run_dir = _killed_folder(clean, tmp_path / "killed")
+    _kill_9(run_dir, tmp_path, _line_ending(plan, "search"), env={"TUNE_GLOBAL_CHECKPOINT_S": "3600"})
+    record = optuna.load_study(study_name="one_cycle-adamw", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert record.get_trials(states=(optuna.trial.TrialState.COMPLETE,))  # Optuna has outcomes ...
-    assert "TERMINATED" not in _tune_saved(unsaved)  # ... that Tune's saved state lacks
-
-    for run_dir in (chained, unsaved):
-        run_study(resume=run_dir, echo=lambda _: None)
-        _assert_optuna_is_the_table(run_dir)
-        board, verdict = _answer(run_dir)
-        pd.testing.assert_frame_equal(board, reference, obj=run_dir.name)
-        assert verdict == reference_verdict, run_dir.name
+    assert "TERMINATED" not in _tune_saved(run_dir)  # ... that Tune's saved state lacks
+    for kind in ("search", "seed", "rungs", "ladder"):
+        _kill_9(run_dir, tmp_path, _line_ending(plan, kind))
+    record.ask()
+    run_study(resume=run_dir, echo=lambda _: None)
+    _assert_optuna_is_the_table(run_dir)
+    (board, verdict), (reference, reference_verdict) = _answer(run_dir), _answer(clean)
+    pd.testing.assert_frame_equal(board, reference)
+    assert verdict == reference_verdict
 
 
 def test_address_of_a_server_that_is_not_ray_fails_in_seconds_naming_the_key(tmp_path: Path) -> None:
