@@ -3,6 +3,7 @@ from an unfinished study and nothing recorded as failed that was only interrupte
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -59,15 +60,21 @@ cpus_per_trial = 1
 """
 RUNS = 2 + 2 + 2
 
+# TINY raced (a budget in trainings, as the default study is) with room for every round: first points and
+# baselines, one search trial, the second seed, the shorter budgets, the attribution ladder: 12.3 trainings.
+RACE = TINY.replace('budget = "full"  # every planned run: RUNS', "budget = 20").replace(
+    "attribution = false  # its run count (RUNS) has no ladder runs", "attribution = true"
+)
+
 
 class _Study:
     """`python -m sched_search study ...`, its output (stdout and stderr) read line by line as it comes."""
 
-    def __init__(self, cwd: Path, *args: str):
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sched_search", "study", *args],
             cwd=cwd,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -254,45 +261,144 @@ def test_sigint_and_sigterm_during_the_range_tests_exit_with_the_resume_line(tmp
     assert not list(run_dir.glob("range_test_*.json")) and not (run_dir / "trials.parquet").exists()
 
 
-@pytest.mark.slow
-def test_kill_9_then_resume_gives_the_uninterrupted_leaderboard(tmp_path: Path, ray_local) -> None:
-    """kill -9 of the driver (and its Ray) as the first run ends, and as the arm's first final run ends: each
-    resumed folder's leaderboard equals an uninterrupted run's, row for row, and each arm has its
-    `trials_per_arm` search rows and Optuna as many COMPLETE trials. A kill can land between Optuna's record
-    of a trial and Tune's saved state; the resumed search then hands the lost Optuna trials to Tune's new asks
-    (the deterministic case is tests/test_routing.py's), where it drew new configs and changed the answer."""
+def _answer(run_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """What a resumed study must give exactly as an uninterrupted one: its leaderboard and verdict.json. Of
+    the verdict's path (`frontier`, `last_half`: each run in the order the runs ended, named by Tune's random
+    trial ids) only what the order cannot change is kept: its runs' kinds, stages and budgets, the trainings
+    at its end and what the study recommended there. Two uninterrupted runs differ in the rest too (which run
+    of a round ends first is the machine's timing)."""
+    from sched_search.results.run import load_run
+
+    columns = ["n_seeds", "n_failed", "mean_val_metric", "mean_val_loss", "mean_test_metric"]
+    board = load_run(run_dir).leaderboard.set_index("arm")[columns].sort_index()
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    points = verdict.pop("frontier")
+    verdict["frontier"] = sorted((p["kind"], p.get("stage"), p.get("budget")) for p in points)
+    verdict["frontier_trainings"] = max(p["trainings"] for p in points)
+    end = verdict.pop("last_half")["at_end"]
+    verdict["last_half_at_end"] = (end["arm"], end["trainings"], end["metric"])
+    return board, verdict
+
+
+def _assert_optuna_is_the_table(run_dir: Path) -> None:
+    """Each arm's Optuna study: a COMPLETE trial per row the table has of its Optuna asks (the search trials,
+    and a race's first point), and no trial left RUNNING."""
     import optuna
 
     from sched_search.results.run import load_run
+
+    trials = load_run(run_dir).trials
+    assert (trials.status == "ok").all() and not trials.duplicated(["stage", "trial_id", "budget"]).any()
+    asked = trials[(trials.stage == "search") | (trials.source_trial == "first point")]
+    storage = f"sqlite:///{run_dir / 'optuna.db'}"
+    arms = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert arms == set(asked.arm), (run_dir, arms)
+    for arm, rows in asked.groupby("arm"):
+        states = [t.state.name for t in optuna.load_study(study_name=arm, storage=storage).trials]
+        assert states.count("COMPLETE") == rows.trial_id.nunique(), (run_dir, states)
+        assert "RUNNING" not in states, (run_dir, states)
+
+
+def _killed_folder(clean: Path, run_dir: Path) -> Path:
+    """A run folder that starts as `clean` did: its study and its range test (the same seeded sweep), so that
+    each kill costs no range test and every study runs on the same one."""
+    run_dir.mkdir()
+    for name in ("study.toml", "range_test_adamw.json", "range_test_adamw.csv"):
+        shutil.copy(clean / name, run_dir / name)
+    return run_dir
+
+
+def _kill_9(run_dir: Path, cwd: Path, pattern: str, env: dict[str, str] | None = None) -> None:
+    """`study --resume run_dir` in a process of its own, killed with the Ray it started (SIGKILL to its
+    process group) as it prints a line matching `pattern`."""
+    killed = _Study(cwd, "--resume", str(run_dir), env=env)
+    killed.wait_for(pattern)
+    killed.kill()
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_the_uninterrupted_leaderboard(tmp_path: Path, ray_local) -> None:
+    """A full study (`budget = "full"`): kill -9 of the driver and its Ray as the first run ends, then of the
+    resumed one as the arm's first final run ends; the study resumed after both has the leaderboard and
+    verdict of an uninterrupted run, its `trials_per_arm` search rows per arm, Optuna as many COMPLETE trials
+    and none RUNNING. A kill can land between Optuna's record of a trial and Tune's saved state; the resumed
+    search then hands the lost Optuna trials to Tune's new asks (the deterministic case is
+    tests/test_routing.py's), where it drew new configs and changed the answer."""
     from sched_search.study.driver import run_study
 
     study_file = tmp_path / "tiny.toml"
     study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + TINY)
-    columns = ["n_seeds", "n_failed", "mean_val_metric", "mean_val_loss", "mean_test_metric"]
-    boards = {}
+    clean = run_study(study_file, echo=lambda _: None)  # uninterrupted, on this session's Ray
+    run_dir = _killed_folder(clean, tmp_path / "killed")
     for point in (r"^\[1/6 ", r"\[final one_cycle-adamw\]"):
-        killed = _Study(tmp_path, str(study_file))
-        run_dir = Path(killed.wait_for(r"^run folder ").removeprefix("run folder "))
-        killed.wait_for(point)
-        killed.kill()  # SIGKILL to its process group: the driver and the Ray it started
-        run_study(resume=run_dir, echo=lambda _: None)
-        trials = load_run(run_dir).trials
-        search = trials[trials.stage == "search"]
-        assert search.groupby("arm").trial_id.nunique().to_dict() == {"one_cycle-adamw": 2}, point
-        assert trials.trial_id.nunique() == RUNS and (trials.status == "ok").all(), point
-        record = optuna.load_study(study_name="one_cycle-adamw", storage=f"sqlite:///{run_dir / 'optuna.db'}")
-        complete = record.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-        assert len(complete) == 2, [t.state for t in record.trials]  # Optuna's record = the table's rows
-        boards[point] = load_run(run_dir).leaderboard.set_index("arm")[columns].sort_index()
+        _kill_9(run_dir, tmp_path, point)
+    run_study(resume=run_dir, echo=lambda _: None)
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    search = trials[trials.stage == "search"]
+    assert search.groupby("arm").trial_id.nunique().to_dict() == {"one_cycle-adamw": 2}
+    assert trials.trial_id.nunique() == RUNS
+    _assert_optuna_is_the_table(run_dir)
+    (board, verdict), (reference, reference_verdict) = _answer(run_dir), _answer(clean)
+    pd.testing.assert_frame_equal(board, reference)
+    assert verdict == reference_verdict
 
-    clean = tmp_path / "clean"  # the same study uninterrupted, on its range test (the same seeded sweep)
-    clean.mkdir()
-    for name in ("study.toml", "range_test_adamw.json", "range_test_adamw.csv"):
-        shutil.copy(run_dir / name, clean / name)
-    run_study(resume=clean, echo=lambda _: None)
-    reference = load_run(clean).leaderboard.set_index("arm")[columns].sort_index()
-    for point, board in boards.items():
-        pd.testing.assert_frame_equal(board, reference, obj=point)
+
+def _line_ending(plan: dict, kind: str) -> str:
+    """The progress line of the run that ends first in the race's first round (after the first) with a run of
+    `kind`: `[n/` with n - 1 the runs of the rounds before it, which all end before it starts."""
+    done = 0
+    for entry in plan["rounds"]:
+        if entry["round"] > 1 and any(run["kind"] == kind for run in entry["runs"]):
+            return rf"^\[{done + 1}/"
+        done += len(entry["runs"])
+    raise AssertionError(f"no round of {kind} runs: {plan['rounds']}")
+
+
+def _tune_saved(run_dir: Path) -> list[str]:
+    """The trials' states in Tune's newest saved experiment state."""
+    newest = max((run_dir / "ray" / "study").glob("experiment_state-*.json"))
+    return [json.loads(trial)["status"] for trial, _ in json.loads(newest.read_text())["trial_data"]]
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_in_a_race_then_resume_gives_the_uninterrupted_answer(
+    tmp_path: Path, ray_local
+) -> None:
+    """A raced study (RACE: every round runs) killed with kill -9 (the driver and its Ray) five times, each
+    kill in the study resumed after the one before, as the first run of a round ends: the search round, with
+    Tune's state saved only at its first step (its save period, TUNE_GLOBAL_CHECKPOINT_S, an hour in that
+    run), so that the kill lands every time, not by chance of the 1 s period, between results the searcher
+    acted on (Optuna told of the first point and the search trial, the next round asked) and the save that
+    would hold them; then, at the 1 s period, the search round again, the second seed's round (finals), the
+    shorter budgets' and the attribution ladder's. Before the last resume an Optuna trial is asked as a killed
+    driver asks one that its resumed race never asks again (here its search is over; a race that decided
+    otherwise asks fewer): the resume must fail it. The study resumed to its end has the uninterrupted run's
+    leaderboard and verdict, and Optuna's record is its table's (`_assert_optuna_is_the_table`)."""
+    import optuna
+
+    from sched_search.study.driver import run_study
+
+    study_file = tmp_path / "race.toml"
+    study_file.write_text(f'runs_dir = "{tmp_path / "runs"}"\n' + RACE)
+    clean = run_study(study_file, echo=lambda _: None)
+    plan = json.loads((clean / "plan.json").read_text())
+    kinds = [run["kind"] for entry in plan["rounds"] for run in entry["runs"]]
+    assert plan["finished"] and not plan["not_run"] and {"search", "rungs", "ladder"} <= set(kinds), plan
+    _assert_optuna_is_the_table(clean)
+
+    run_dir = _killed_folder(clean, tmp_path / "killed")
+    _kill_9(run_dir, tmp_path, _line_ending(plan, "search"), env={"TUNE_GLOBAL_CHECKPOINT_S": "3600"})
+    record = optuna.load_study(study_name="one_cycle-adamw", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert record.get_trials(states=(optuna.trial.TrialState.COMPLETE,))  # Optuna has outcomes ...
+    assert "TERMINATED" not in _tune_saved(run_dir)  # ... that Tune's saved state lacks
+    for kind in ("search", "seed", "rungs", "ladder"):
+        _kill_9(run_dir, tmp_path, _line_ending(plan, kind))
+    record.ask()
+    run_study(resume=run_dir, echo=lambda _: None)
+    _assert_optuna_is_the_table(run_dir)
+    (board, verdict), (reference, reference_verdict) = _answer(run_dir), _answer(clean)
+    pd.testing.assert_frame_equal(board, reference)
+    assert verdict == reference_verdict
 
 
 def test_address_of_a_server_that_is_not_ray_fails_in_seconds_naming_the_key(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from sched_search.study.routing import METRIC, ArmsSearcher, PerArmASHA, ResumableOptunaSearch
-from sched_search.study.search import _new_optuna_study
+from sched_search.study.search import _fail_unclaimed, _new_optuna_study
 from sched_search.study.space import RangeSeed, build_space, define_by_run
 
 EPOCHS = 4
@@ -253,6 +253,27 @@ def test_restore_asks_the_lost_trials_configs_again_first_point_included(tmp_pat
     again.restore(str(tmp_path / "searcher2.pkl"))
     assert again.suggest("a2") == third
     assert len(optuna.load_study(study_name=ARMS[0], storage=storage).trials) == 3  # one per trial
+
+
+def test_a_lost_trial_no_resumed_ask_took_is_failed_once_tune_ends(tmp_path) -> None:
+    """Two Optuna trials asked after Tune's save, and the resumed search asks once more only (a race that
+    decided otherwise): the first lost trial is handed over and finishes; the other, which nothing will
+    finish, is told FAIL with its reason once Tune has ended (`search._fail_unclaimed`), not left RUNNING."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher, _, _ = _searcher("max", trials_per_arm=3, storage=storage, arms=ARMS[:1], max_concurrent=3)
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", _result(0.5, "max", 0.4))
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    lost = [searcher.suggest("t1"), searcher.suggest("t2")]
+
+    restored = ArmsSearcher({}, trials_per_arm=3, final_runs=list)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("r1") == lost[0]
+    restored.on_trial_complete("r1", _result(0.6, "max", 0.3))
+    _fail_unclaimed(storage, list(ARMS[:1]))
+    trials = optuna.load_study(study_name=ARMS[0], storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert trials[2].user_attrs["fail_reason"].startswith("asked by a study killed before Ray Tune saved")
 
 
 def test_round_robin_serves_the_next_arm_with_room() -> None:

@@ -295,6 +295,7 @@ def run_trials(
         records = records_from_grid(grid)
     finally:
         recorder.write()
+    _fail_unclaimed(storage, list(spaces))
     if plan.racing:
         race = read_plan(run_dir)
         records.update(shared_records(records, race))
@@ -302,6 +303,20 @@ def run_trials(
     finals = [c for (stage, _), (c, _, _) in records.items() if stage == "final"]
     write_json(run_dir / "final_configs.json", sorted(finals, key=lambda c: (c["arm"], c["seed"])))
     return records
+
+
+def _fail_unclaimed(storage: Any, arms: list[str]) -> None:
+    """Once Tune has ended: tell Optuna FAIL for each trial still RUNNING. Such a trial was asked by a run
+    killed before Tune saved the ask, and no ask of the resumed run took it (`ResumableOptunaSearch.
+    adopt_lost`: a resumed race that decided otherwise asked fewer); no trial will ever finish it, and left
+    RUNNING it would read as a trial in flight. Every trial Tune ran has been told by now."""
+    running, failed = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
+    for arm in arms:
+        study = optuna.load_study(study_name=arm, storage=storage)
+        for trial in study.get_trials(deepcopy=False, states=(running,)):
+            why = "asked by a study killed before Ray Tune saved the ask; its resumed study did not ask again"
+            optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", why)
+            study.tell(trial.number, state=failed)
 
 
 @dataclass(frozen=True)
