@@ -344,13 +344,15 @@ def test_kill_9_then_resume_gives_the_uninterrupted_leaderboard(tmp_path: Path, 
 
 
 def _line_ending(plan: dict, kind: str) -> str:
-    """The progress line of the run that ends first in the race's first round (after the first) with a run of
-    `kind`: `[n/` with n - 1 the runs of the rounds before it, which all end before it starts."""
+    """The progress line `[n/` of the race's first round (after the first) with a run of `kind`, as its runs
+    end: n - 1 counts the runs handed to Tune before its first run of `kind` (a round's runs are handed in
+    order; the rounds before it all end before it starts; a shared run is never handed to Tune)."""
     done = 0
     for entry in plan["rounds"]:
-        if entry["round"] > 1 and any(run["kind"] == kind for run in entry["runs"]):
-            return rf"^\[{done + 1}/"
-        done += len(entry["runs"])
+        kinds = [run["kind"] for run in entry["runs"] if not run.get("shared")]
+        if entry["round"] > 1 and kind in kinds:
+            return rf"^\[{done + kinds.index(kind) + 1}/"
+        done += len(kinds)
     raise AssertionError(f"no round of {kind} runs: {plan['rounds']}")
 
 
