@@ -104,6 +104,38 @@ def test_first_weight_decay_is_the_sweeps_choice_or_the_low_end_for_0(chosen: fl
     assert space.first_point()["weight_decay"] == (chosen if chosen > 0 else wd.low)
 
 
+# The first max_lr per arm from a reading (suggestion 0.02, min-loss LR 0.06, divergence edge 0.24), as
+# measured per family (docs/search_benchmark.md, "First points of the families that hold their peak").
+FIRST_MAX_LR = {arm: 0.06 for arm in ARMS} | {
+    "sgdr-sgdw": 0.02,
+    "schedule_free-adamw": 0.12,
+    "schedule_free-sgd": 1.2,
+}
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_first_max_lr_is_each_familys_measured_reading(arm: str) -> None:
+    """Smith's cycles, cosine, WSD, linear decay and SGDR with AdamW start at the min-loss LR; SGDR with SGDW
+    at the suggestion (min-loss LR / 3); schedule-free halfway (log) from the min-loss LR to the divergence
+    edge, SGD's on its own scale (SGDW's x 10). Never past the top of the box."""
+    seed = RangeSeed("sgdw", 0.02, 0.002, 1e-4, (1e-5, 1e-3), min_loss_lr=0.06, divergence_lr=0.24)
+    space = build_space(arm, seed, 20, SPE)
+    max_lr = space.params[0]
+    assert max_lr.first == pytest.approx(FIRST_MAX_LR[arm])
+    assert max_lr.high == pytest.approx(10 * 0.24 if arm == "schedule_free-sgd" else 0.24)
+    assert max_lr.low < max_lr.first < max_lr.high
+
+
+def test_schedule_free_adamw_searches_up_to_3x_the_min_loss_lr_past_the_edge() -> None:
+    """AdamW's divergence edge at 1.5x its min-loss LR: schedule-free AdamW's box reaches 3x, its first point
+    stays halfway (log) to the edge; scheduled AdamW's box stops at the edge."""
+    seed = RangeSeed("adamw", 0.01, 1e-3, 0.0, (1e-6, 1e-4), min_loss_lr=0.03, divergence_lr=0.045)
+    free = build_space("schedule_free-adamw", seed, 20, SPE).params[0]
+    assert free.high == pytest.approx(0.09) and "3 x the min-loss lr" in free.source
+    assert free.first == pytest.approx((0.03 * 0.045) ** 0.5)
+    assert build_space("cosine-adamw", seed, 20, SPE).params[0].high == pytest.approx(0.045)
+
+
 @pytest.mark.parametrize("arm", ["clr-sgdw", "sgdr-adamw", "one_cycle-sgdw"])
 @pytest.mark.parametrize("epochs", [1, 2, 3, 5, 8, 13, 40])
 def test_first_point_lies_in_the_space(arm: str, epochs: int) -> None:

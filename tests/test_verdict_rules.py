@@ -454,7 +454,8 @@ def test_attribution_ladder_a_step_within_noise_is_not_measurable() -> None:
     first = build_space("one_cycle-sgdw", SEED, EPOCHS, SPE).first_point()
     assert {k: untuned[k] for k in first} == first and untuned["budgets"] == [1.0]
     cosine = next(c for c in configs if c["arm"] == "ladder:cosine-sgdw")
-    assert (cosine["schedule"], cosine["optimizer"], cosine["max_lr"]) == ("cosine", "sgdw", SEED.max_lr)
+    # cosine's first point: the min-loss LR (docs/search_benchmark.md, "First points ...")
+    assert (cosine["schedule"], cosine["optimizer"], cosine["max_lr"]) == ("cosine", "sgdw", SEED.min_loss_lr)
     # tuned within noise of untuned: the search bought nothing measurable
     same = _ladder(((255, 258, 254), (296, 294, 298), (457, 455, 459), (466, 468, 465), (467, 466, 468)))
     trials = _study(same)[0]

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .optimizers import SCHEDULE_FREE_OPTIMIZERS, OptimizerArgs, OptimizerSpec
 from .schedules import ConstantConfig, ScheduleConfig, ScheduleLR, build_scheduler
-from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
+from .spec import Param, RangeSeed, ScheduleSpec, edge_mid, pct_steps, warmup_param
 
 __all__ = [
     "SCHEDULE_FREE_NAMES",
@@ -78,6 +78,24 @@ class ScheduleFree(ScheduleSpec):
     optimizer_specs: ClassVar[dict[str, OptimizerSpec]] = SCHEDULE_FREE_OPTIMIZERS
     searched = ("max_lr", "weight_decay", "warmup_pct")
     bounds: ClassVar[dict[str, str]] = {"warmup_pct": "share"}
+
+    def first_max_lr(self, optimizer: str, seed: RangeSeed) -> tuple[float, str]:
+        # Halfway (log) between the min-loss LR and the divergence edge (benchmarks/bench_first_point.py,
+        # 2026-12-05, the first point's final val metric; suggestion -> min-loss -> edge_mid): AdamW
+        # Friedman MAE 0.253 -> 0.211 -> 0.202, MNIST-1D 89.5 -> 93.8 -> 94.1%, digits CNN 98.5 -> 99.1 ->
+        # 99.1%; SGD (SGDW's reading x10) 0.367 -> 0.294 -> 0.264, 89.9 -> 75.3 (one seed of 2 at 56%) ->
+        # 94.0%, 98.6 -> 99.1 -> 99.4%.
+        return edge_mid(seed), "halfway (log) from the min-loss lr to the edge"
+
+    def max_lr_top(self, optimizer: str, seed: RangeSeed) -> tuple[float, str] | None:
+        # Schedule-free AdamW trains past AdamW's divergence edge (the package's README: 1-10x a scheduled
+        # AdamW's LR). At 3x the min-loss LR (1.05-1.6x the edge) its first point scored within the spread
+        # of the best grid point on all three workloads (Friedman MAE 0.203, MNIST-1D 94.5%, digits CNN
+        # 99.4%); at 10x it broke on two (0.333, 82.5%): the box reaches 3x (bench_first_point.py,
+        # 2026-12-05).
+        if optimizer != "adamw":
+            return None
+        return 3 * seed.min_loss_lr, f"3 x the min-loss lr ({3 * seed.min_loss_lr:.3g}; past AdamW's edge)"
 
     def params(
         self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int

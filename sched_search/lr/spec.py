@@ -48,6 +48,19 @@ class Param:
     source: str = ""
 
 
+def edge_mid(seed: RangeSeed) -> float:
+    """The geometric mean of the min-loss LR and the divergence edge (the min-loss LR where the curve never
+    diverged): halfway, on the log scale the search samples, between the best loss and the blow-up.
+
+    Example:
+        >>> edge_mid(RangeSeed("sgdw", 0.02, 0.002, 0.0, (1e-5, 1e-3), 0.04, divergence_lr=0.16))
+        0.08
+    """
+    if seed.divergence_lr is None or seed.divergence_lr <= seed.min_loss_lr:
+        return seed.min_loss_lr
+    return math.sqrt(seed.min_loss_lr * seed.divergence_lr)
+
+
 def clip(x: float, low: float, high: float) -> float:
     return min(max(x, low), high)
 
@@ -94,8 +107,9 @@ class ScheduleSpec:
     bounds: ClassVar[dict[str, str]] = {}
     # fields of its config counted in steps (the snippet writes them in epochs)
     step_fields: ClassVar[tuple[str, ...]] = ()
-    # The first max_lr: the min-loss LR, Smith's "highest value found in the range test" for schedules that
-    # spend little time at their peak, else the safer suggestion (min-loss LR / 3).
+    # The first max_lr (`first_max_lr`): the min-loss LR, Smith's "highest value found in the range test", or
+    # the safer suggestion (min-loss LR / 3) where unmeasured; each family's choice is measured
+    # (benchmarks/bench_first_point.py, docs/search_benchmark.md).
     peak_at_min_loss: ClassVar[bool] = False
 
     def range_family(self, optimizer: str) -> str:
@@ -118,6 +132,23 @@ class ScheduleSpec:
             min_loss_lr=seed.min_loss_lr * k,
             divergence_lr=edge,
         )
+
+    def first_max_lr(self, optimizer: str, seed: RangeSeed) -> tuple[float, str]:
+        """The first point's max_lr from the range test's reading on the arm's LR scale (`seed`, as the spec's
+        `seed` returns it), and the words that say which reading it is.
+
+        Example:
+            >>> ScheduleSpec().first_max_lr("adamw", RangeSeed("adamw", 0.01, 1e-3, 0.0, (1e-6, 1e-4), 0.03))
+            (0.01, 'the suggestion')
+        """
+        if self.peak_at_min_loss:
+            return seed.min_loss_lr, "the min-loss lr"
+        return seed.max_lr, "the suggestion"
+
+    def max_lr_top(self, optimizer: str, seed: RangeSeed) -> tuple[float, str] | None:
+        """A floor under the top of the max_lr box (which is the range test's divergence edge,
+        `study.space.max_lr_high`) and its words: None, the edge alone, by default."""
+        return None
 
     def params(
         self, seed: RangeSeed, lr_first: float, epochs: int, steps_per_epoch: int

@@ -5,8 +5,8 @@ same seeds at the full budget, so each step is a paired difference (`paired.pair
 interval:
 
 1. constant Adam 3e-4 -> `default:adamw-cosine` (the common default): what today's recipe buys;
-2. -> warm-up + cosine with the arm's optimizer at its range test's suggested LR (`ladder:cosine-<family>`):
-   what the range test bought;
+2. -> warm-up + cosine with the arm's optimizer at its first point from the range test (max_lr the min-loss
+   LR; `ladder:cosine-<family>`): what the range test bought;
 3. -> the arm's schedule at its first point from the range test, no search (`ladder:untuned-<arm>`): what
    the schedule bought (no such rung for a warm-up + cosine arm: its first point is rung 2);
 4. -> the tuned config (the arm's final runs): what the search bought.

@@ -180,10 +180,10 @@ def ladder_runs(
     cfg: StudyConfig, spaces: dict[str, ArmSpace], seeds: dict[str, RangeSeed], steps_per_epoch: int
 ) -> list[dict]:
     """The attribution ladder's own runs (`attribution.py`) on every seed, full budget only: per optimizer
-    family of the arms, warm-up + cosine at its range test's suggestion (`ladder:cosine-<family>`, the
-    cosine arm's first point), and per arm its schedule at its first point from the range test without search
-    (`ladder:untuned-<arm>`, its space's first point: what the search started from; not for a cosine arm,
-    whose first point is the cosine rung)."""
+    family of the arms, warm-up + cosine at the cosine arm's first point (`ladder:cosine-<family>`; max_lr
+    the range test's min-loss LR), and per arm its schedule at its first point from the range test without
+    search (`ladder:untuned-<arm>`, its space's first point: what the search started from; not for a cosine
+    arm, whose first point is the cosine rung)."""
     configs: dict[str, dict] = {}
     wanted = set(ladder_arms(list(spaces)))
     for arm, space in spaces.items():

@@ -135,10 +135,12 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     """The define-by-run space for one arm (`schedule-optimizer`) from its optimizer's range test.
 
     - max_lr: log-uniform from the suggestion / 4 up to the edge of divergence the curve found
-      (`max_lr_high`): the best full-run LRs sat between the min-loss LR and that edge on the workloads
-      measured (docs/workflow.md, "2. Spaces"). First point: for one-cycle and CLR the min-loss LR, Smith's
-      "highest value found in the range test" (a cycle spends little time at its peak); for the schedules
-      that hold their peak, the safer suggestion (min-loss LR / 3).
+      (`max_lr_high`; schedule-free AdamW: at least 3x the min-loss LR, its spec's `max_lr_top`): the best
+      full-run LRs sat between the min-loss LR and that edge on the workloads measured (docs/workflow.md, "2.
+      Spaces"). First point: its spec's `first_max_lr`, measured per family (docs/search_benchmark.md): the
+      min-loss LR, Smith's "highest value found in the range test", for one-cycle, CLR, cosine, WSD, linear
+      decay and SGDR with AdamW; the suggestion (min-loss LR / 3) for SGDR with SGDW; halfway (log) between
+      the min-loss LR and the edge for schedule-free.
     - weight_decay: log-uniform over the sweep's range, first point the sweep's choice (0: the range's low).
     - the schedule's own values (cycle lengths, divisors, warm-up): its spec's `params` (`lr/clr.py`,
       `lr/sgdr.py`, `lr/one_cycle.py`, ...), which says where each range and first point comes from.
@@ -147,11 +149,14 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
     spec = schedule_spec(schedule)
     seed = spec.seed(optimizer, seed)
     src = f"range test ({optimizer})"
-    lo, hi = seed.max_lr / 4, max_lr_high(seed)
-    lr_first = min(seed.min_loss_lr, hi) if spec.peak_at_min_loss else seed.max_lr
+    lo, hi, high_words = seed.max_lr / 4, max_lr_high(seed), _high_words(seed)
+    top = spec.max_lr_top(optimizer, seed)
+    if top is not None and top[0] > hi:
+        hi, high_words = top
+    lr_first, first_words = spec.first_max_lr(optimizer, seed)
+    lr_first = min(lr_first, hi)
     wd_lo, wd_hi = seed.weight_decay_range
     wd_first = first_weight_decay(seed.weight_decay, wd_lo, wd_hi)
-    first_words = "the min-loss lr (Smith)" if spec.peak_at_min_loss else "the suggestion"
     params = [
         Param(
             "max_lr",
@@ -160,7 +165,7 @@ def build_space(arm: str, seed: RangeSeed, epochs: int, steps_per_epoch: int) ->
             True,
             first=lr_first,
             source=f"{src}: first {first_words} {lr_first:.3g}; from the suggestion {seed.max_lr:.3g}"
-            f" (min-loss lr / 3) x1/4 up to {_high_words(seed)}",
+            f" (min-loss lr / 3) x1/4 up to {high_words}",
         ),
         Param(
             "weight_decay",
