@@ -250,7 +250,8 @@ class RaceSearcher(Searcher):
         self._next()
 
     def _price(self, slots: list[dict[str, Any]]) -> None:
-        """A fixed run the race already has, or one this round trains under another name, costs nothing."""
+        """What `slots` will cost, before their release, where a decision needs it: a fixed run the race
+        already has, or one an earlier slot trains, is free. Elsewhere `_share` refunds it as Tune asks."""
         seen = set(self.keys)
         for slot in slots:
             if "config" in slot:
@@ -260,7 +261,6 @@ class RaceSearcher(Searcher):
                 seen.add(key)
 
     def _release(self, slots: list[dict[str, Any]], what: str) -> None:
-        self._price(slots)
         self.spent += sum(s["cost"] for s in slots)
         self.queue = list(slots)
         entry = {"round": len(self.rounds) + 1, "what": what, "runs": slots, "stopped": {}}
