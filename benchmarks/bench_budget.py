@@ -10,8 +10,8 @@ by r x their number (r = 1: seeds [3, 4, 5] for [0, 1, 2]): a race whose rounds 
 otherwise the same run each time, and the seeds' noise is what can change its calls. Per run: the
 recommended arm and its config, whether that arm is in the full study's top group (`--full`: a finished full
 run folder; else the full study runs once first, on the study's own seeds), the recommended config's mean
-test metric over its final runs and over 3 unseen seeds (`HELD_OUT_SEEDS`, trained here, one thread), the
-trainings spent (every run's epochs over the study's, a run shared by two names once, and the range tests'
+test metric over its final runs and over 3 unseen seeds (`bench_search.held_out`, trained here, one thread),
+the trainings spent (every run's epochs over the study's, a run shared by two names once, and the range tests'
 steps), and every baseline's mean val metric where the race kept it to the end. Prints one table (mean and
 spread over repetitions) and writes every number to `--out`.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -28,15 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench_search import held_out
+
 from sched_search.results import load_run, read_plan
 from sched_search.study.driver import run_study
 from sched_search.study.search import trial_settings
 from sched_search.study.studyfile import load_study
-from sched_search.study.trial import train_trial
 from sched_search.training.data import load_data
 from sched_search.training.models import IMAGE_MODELS
-
-HELD_OUT_SEEDS = (1000, 1001, 1002)  # never a search seed nor one of a study's final seeds
 
 
 def spent(run_dir: Path, epochs: int) -> float:
@@ -47,20 +45,6 @@ def spent(run_dir: Path, epochs: int) -> float:
         trials = trials[trials["shared_from"].isna()]
     timing = json.loads((run_dir / "timing.json").read_text())
     return trials["budget_epochs"].sum() / epochs + sum(timing["range_test_trial_equivalents"].values())
-
-
-def held_out(cfg, data, config: dict[str, Any], cache: dict[str, float]) -> float:
-    """A recommended config's mean test metric over `HELD_OUT_SEEDS`, full budget, trained here."""
-    trained = {k: v for k, v in config.items() if k not in ("seed", "stage", "budgets", "source_trial")}
-    key = json.dumps(trained, sort_keys=True, default=str)
-    if key not in cache:
-        values = []
-        for seed in HELD_OUT_SEEDS:
-            run = {**trial_settings(cfg), "_threads": 1, **trained, "seed": seed}
-            rows = list(train_trial(run, data, cfg.train.epochs, test=True))
-            values.append(rows[-1].get("test_metric", math.nan) if rows[-1]["status"] == "ok" else math.nan)
-        cache[key] = statistics.fmean(values)
-    return cache[key]
 
 
 def outcome(run_dir: Path, epochs: int, top_group: list[str] | None, test: Any) -> dict[str, Any]:
@@ -108,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     data, cache = _data(cfg), {}
 
-    def test(config: dict[str, Any]) -> float:
-        return held_out(cfg, data, config, cache)
+    def test(config: dict[str, Any]) -> float:  # the recommended config, as a trial runs it
+        trained = {k: v for k, v in config.items() if k not in ("seed", "stage", "budgets", "source_trial")}
+        return held_out(cfg, data, {**trial_settings(cfg), "_threads": 1, **trained}, cache)
 
     full_dir = Path(args.full) if args.full else run_study(cfg, echo=quiet, budget="full")
     full = outcome(full_dir, epochs, None, test)

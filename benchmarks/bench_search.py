@@ -154,14 +154,14 @@ def best_of(trials: list[dict], sign: float) -> dict | None:
     return max(ok, key=lambda t: (t["complete"], sign * t["val"], -t["val_loss"]))
 
 
-def held_out(cfg, space, data, settings: dict, params: dict, cache: dict) -> float:
-    """The config's mean test metric over `HELD_OUT_SEEDS`, full budget."""
-    key = json.dumps({"arm": space.arm, **params}, sort_keys=True)
+def held_out(cfg, data, config: dict, cache: dict) -> float:
+    """A trial config's (its settings, constants and values, no seed) mean test metric over `HELD_OUT_SEEDS`,
+    full budget, trained here; `cache` keeps it per config."""
+    key = json.dumps(config, sort_keys=True, default=str)
     if key not in cache:
         values = []
         for seed in HELD_OUT_SEEDS:
-            config = {**settings, **space.constants(), **params, "seed": seed}
-            rows = list(train_trial(config, data, cfg.train.epochs, test=True))
+            rows = list(train_trial({**config, "seed": seed}, data, cfg.train.epochs, test=True))
             values.append(rows[-1].get("test_metric", math.nan) if rows[-1]["status"] == "ok" else math.nan)
         cache[key] = statistics.fmean(values)
     return cache[key]
@@ -243,7 +243,8 @@ def main() -> None:
                 trials = search(cfg, space, data, settings, rep, n)
                 curve = {k: best_of(trials[: k + extra], sign) for k in ks}
                 chosen = best_of(trials[: k_study + extra], sign)
-                test = held_out(cfg, space, data, settings, chosen["params"], cache) if chosen else math.nan
+                config = {**settings, **space.constants(), **chosen["params"]} if chosen else None
+                test = held_out(cfg, data, config, cache) if config else math.nan
                 row = {
                     "rep": rep,
                     "best_at": {k: (b["val"] if b else None) for k, b in curve.items()},
