@@ -13,7 +13,11 @@ once per seed, with max_lr replaced by each point of a grid of the readings on t
 mean of the min-loss LR and the divergence LR, the divergence LR, and 3x and 10x the min-loss LR (the
 schedulefree README puts schedule-free AdamW's LR at 1-10x a scheduled AdamW's). Every other value is the
 first point's. Prints arm x grid point -> mean ± sd of the final val metric and of the test metric over the
-seeds, and writes every number to `--out`.
+seeds, and writes every number to `--out`, with each run's val metric per epoch (`curve`) and the epochs where
+early stopping may judge it (`judged`), which `bench_rungs.py` reads.
+
+`--weight-decays 0 1e-4 1e-3 ...` trains a second grid per arm: the first point (its max_lr included) with its
+weight decay replaced by each value, to measure where the seeded weight-decay box should reach.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ def train_point(cfg, data, settings: dict, config: dict, seed: int) -> dict:
         "val": last["val_metric"] if ok else math.nan,
         "val_loss": last["val_loss"] if ok else math.nan,
         "test": last.get("test_metric", math.nan) if ok else math.nan,
+        "curve": [r["val_metric"] if r["status"] == "ok" else math.nan for r in rows],
+        "judged": [r["epoch"] for r in rows if r["status"] == "ok" and r["cycle_epoch"] == r["epoch"]],
     }
 
 
@@ -82,6 +88,7 @@ def main() -> None:
     parser.add_argument(
         "--wide-grid-arms", nargs="*", default=["schedule_free-adamw"], help="arms given every GRID point"
     )
+    parser.add_argument("--weight-decays", nargs="*", type=float, default=[], help="a weight-decay grid too")
     parser.add_argument("--out", default="bench_first_point.json")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print saved runs' tables")
     args = parser.parse_args()
@@ -114,15 +121,19 @@ def main() -> None:
         space = arm_space(cfg, seeds, arm, spe)
         first = {**space.constants(), **space.first_point()}
         points = grid(reading, tuple(GRID) if arm in args.wide_grid_arms else tuple(args.grid))
-        arm_out = {"first_point": first, "grid": points, "runs": {}}
+        decays = {f"wd={wd:g}": wd for wd in args.weight_decays}
+        arm_out = {"first_point": first, "grid": points, "runs": {}, "wd_grid": decays, "wd_runs": {}}
         result["arms"][arm] = arm_out
-        for name, lr in points.items():
+        todo = [("runs", n, {**first, "max_lr": lr}) for n, lr in points.items()]
+        todo += [("wd_runs", n, {**first, "weight_decay": wd}) for n, wd in decays.items()]
+        for kind, name, config in todo:
             t0 = time.perf_counter()
-            runs = [train_point(cfg, data, settings, {**first, "max_lr": lr}, s) for s in args.seeds]
-            arm_out["runs"][name] = runs
+            runs = [train_point(cfg, data, settings, config, s) for s in args.seeds]
+            arm_out[kind][name] = runs
             print(
-                f"{arm} {name} max_lr {lr:.3g}: val {_ms([r['val'] for r in runs])} "
-                f"test {_ms([r['test'] for r in runs])} ({time.perf_counter() - t0:.0f} s)",
+                f"{arm} {name} max_lr {config['max_lr']:.3g} wd {config['weight_decay']:.3g}: val "
+                f"{_ms([r['val'] for r in runs])} test {_ms([r['test'] for r in runs])} "
+                f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
             Path(args.out).write_text(json.dumps(result, indent=1, default=str))
@@ -143,6 +154,18 @@ def _table(result: dict) -> None:
                 for p in GRID
             )
             print(f"{arm} {kind} | {first:.3g} | {cells}")
+    if any(a.get("wd_runs") for a in result["arms"].values()):
+        _wd_table(result)
+
+
+def _wd_table(result: dict) -> None:
+    decays = next(a["wd_grid"] for a in result["arms"].values() if a.get("wd_grid"))
+    print("\narm | first max_lr, wd | " + " | ".join(decays) + "   (final val metric mean±sd; test below)")
+    for arm, a in result["arms"].items():
+        first = a["first_point"]
+        for kind in ("val", "test"):
+            cells = " | ".join(_ms([r[kind] for r in a["wd_runs"].get(n, [])]) for n in decays)
+            print(f"{arm} {kind} | {first['max_lr']:.3g}, {first['weight_decay']:.3g} | {cells}")
 
 
 if __name__ == "__main__":
