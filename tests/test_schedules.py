@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sched_search.lr.families import judged_at
 from sched_search.lr.linear import LinearConfig
 from sched_search.lr.schedules import (
     ONE_CYCLE_PRESETS,
@@ -526,3 +527,26 @@ def test_one_cycle_is_judged_only_once_its_lr_is_down_to_half_its_peak(preset: s
     assert judged == list(range(judged[0], 401))  # from the first judged step to the end
     assert judged[0] > peak and lrs[judged[0]] <= 0.2 < lrs[judged[0] - 1]
     assert lrs[0] <= 0.2 and not at_lr_minimum(cfg, 0)  # a low LR in the warm-up is not comparable
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "wsd"])
+@pytest.mark.parametrize("warmup_steps", [0, 40])
+def test_a_decay_from_a_peak_is_judged_only_once_its_lr_is_down_to_half_of_it(
+    schedule: str, warmup_steps: int
+) -> None:
+    """Warm-up + cosine, linear decay and WSD, like one-cycle, are compared by early stopping only once
+    their LR has come down to half its peak: not in the warm-up, not through a held peak (WSD's stable
+    phase)."""
+    configs = {
+        "cosine": CosineConfig(max_lr=0.4, total_steps=400, warmup_steps=warmup_steps),
+        "linear": LinearConfig(max_lr=0.4, total_steps=400, warmup_steps=warmup_steps),
+        "wsd": WSDConfig(max_lr=0.4, total_steps=400, decay_steps=100, warmup_steps=warmup_steps),
+    }
+    cfg = configs[schedule]
+    lrs = [lr_at(cfg, s) for s in range(401)]
+    judged = [s for s in range(401) if judged_at(schedule, cfg, s)]
+    assert judged == list(range(judged[0], 401))
+    assert lrs[judged[0]] <= 0.2 < lrs[judged[0] - 1]
+    assert judged[0] > (300 if schedule == "wsd" else warmup_steps)  # WSD holds its peak until step 300
+    if warmup_steps:
+        assert lrs[0] <= 0.2 and not judged_at(schedule, cfg, 0)  # a low LR in the warm-up is not comparable

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .schedules import ScheduleConfig
+from .schedules import ScheduleConfig, decayed_to_half
 from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param, warmup_then_decay
 from .warmup_decay import CosineConfig
 
@@ -33,6 +33,17 @@ class Cosine(ScheduleSpec):
 
     def build(self, config: dict[str, Any], total: int, scale: float, steps_per_epoch: int) -> ScheduleConfig:
         return CosineConfig(**warmup_then_decay(config, total))
+
+    def judged_at(self, schedule: ScheduleConfig, step: int) -> bool:
+        """Once its LR has come down to half its peak (`schedules.decayed_to_half`), as one-cycle.
+
+        Rank correlation of a run's val metric with its final one over the first point's max_lr and
+        weight-decay grids (benchmarks/bench_rungs.py, 2026-12-05): Friedman, at ASHA's first rung (epoch 2
+        of 8, warm-up just over) rho -0.13 (AdamW) and +0.19 (SGDW), at half its peak (epoch 5) +0.58 and
+        +0.48, a rung later +0.85 and +0.99; MNIST-1D, epoch 4 of 20 +0.68 and +0.79, at half its peak
+        (epoch 11) +0.76 and +0.90.
+        """
+        return decayed_to_half(schedule, step, schedule.warmup_steps)
 
     def gallery(self, total_steps: int, steps_per_epoch: int) -> dict[str, tuple[ScheduleConfig, str]]:
         cfg = CosineConfig(max_lr=0.1, total_steps=total_steps, warmup_steps=pct_steps(0.05, total_steps))

@@ -394,20 +394,34 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         self._set_momentum()
 
 
-ONE_CYCLE_JUDGED_AT = 0.5  # a one-cycle run is comparable once its LR is at or below this fraction of max_lr
+DECAY_JUDGED_AT = (
+    0.5  # a run decaying from one peak is comparable once its LR is at or below this fraction of it
+)
+
+
+def decayed_to_half(schedule: ScheduleConfig, step: int, peak_step: float) -> bool:
+    """Whether a run whose LR decays from one peak, reached at step `peak_step`, may be compared after `step`
+    steps: once past the peak its LR has come down to half of it (DECAY_JUDGED_AT).
+
+    Mid-warm-up, at the peak and through a held peak (WSD's stable phase) the runs with the largest LRs look
+    worst and the ranking flips as the LR comes down: judged there, early stopping cut the very runs that
+    ended best (docs/workflow.md, "3. Trials"; the rank correlations per epoch in docs/search_benchmark.md).
+
+    Example:
+        >>> [decayed_to_half(one_cycle(0.1, 100), s, peak_step=45) for s in (20, 45, 68, 69)]
+        [False, False, False, True]
+    """
+    return step >= peak_step and lr_at(schedule, step) <= DECAY_JUDGED_AT * peak_lr(schedule)
 
 
 def at_lr_minimum(schedule: ScheduleConfig, step: int) -> bool:
     """Whether `step` (a count of steps done) ends a cycle: the LR is at a local minimum there.
 
     Early stopping must compare cyclical schedules at these points, not mid-cycle where the LR peaks.
-    One-cycle counts once its LR has come down to half its peak (ONE_CYCLE_JUDGED_AT): mid-warm-up and just
-    past the peak the trials with the largest LRs look worst, and early stopping cut the very trials that
-    ended best (docs/workflow.md, "3. Trials").
+    One-cycle counts once its LR has come down to half its peak (`decayed_to_half`).
     """
     if isinstance(schedule, OneCycleConfig):
-        past_peak = step >= schedule.pct_start * schedule.total_steps
-        return past_peak and lr_at(schedule, step) <= ONE_CYCLE_JUDGED_AT * schedule.max_lr
+        return decayed_to_half(schedule, step, schedule.pct_start * schedule.total_steps)
     if not isinstance(schedule, (CyclicalConfig, SGDRConfig)):
         return True
     a, b, c = (lr_at(schedule, max(0, s)) for s in (step - 2, step - 1, step))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .schedules import ScheduleConfig
+from .schedules import ScheduleConfig, decayed_to_half
 from .spec import Param, RangeSeed, ScheduleSpec, pct_steps, warmup_param
 from .warmup_decay import WSDConfig
 
@@ -50,6 +50,19 @@ class WSD(ScheduleSpec):
             warmup_steps=min(pct_steps(config["warmup_pct"], total), total - decay_steps),
             decay=config["decay"],
         )
+
+    def judged_at(self, schedule: ScheduleConfig, step: int) -> bool:
+        """Once its cooldown has brought the LR down to half its peak (`schedules.decayed_to_half`): through
+        the stable phase the ranking flips (Wen et al. 2025, "Understanding Warmup-Stable-Decay Learning
+        Rates").
+
+        Rank correlation of a run's val metric with its final one over the first point's max_lr and
+        weight-decay grids (benchmarks/bench_rungs.py, 2026-12-05): Friedman, at ASHA's rungs (epochs 2 and 4
+        of 8) rho +0.12 and +0.44 (AdamW), -0.12 and +0.69 (SGDW), in the cooldown (epoch 7) +0.80 and +0.96;
+        MNIST-1D, at the rung in the stable phase (epoch 12 of 20) +0.39 (AdamW), in the cooldown (epoch 17)
+        +0.77.
+        """
+        return decayed_to_half(schedule, step, schedule.warmup_steps)
 
     def gallery(self, total_steps: int, steps_per_epoch: int) -> dict[str, tuple[ScheduleConfig, str]]:
         cfg = WSDConfig(
