@@ -41,7 +41,8 @@ class Cosine(ScheduleSpec):
         weight-decay grids (benchmarks/bench_rungs.py, 2026-12-05): Friedman, at ASHA's first rung (epoch 2
         of 8, warm-up just over) rho -0.13 (AdamW) and +0.19 (SGDW), at half its peak (epoch 5) +0.58 and
         +0.48, a rung later +0.85 and +0.99; MNIST-1D, epoch 4 of 20 +0.68 and +0.79, at half its peak
-        (epoch 11) +0.76 and +0.90.
+        (epoch 11) +0.76 and +0.90; digits CNN, epoch 4 of 30 -0.55 and -0.10, at half its peak (epoch 16)
+        +0.55 and +0.63.
         """
         return decayed_to_half(schedule, step, schedule.warmup_steps)
 

@@ -57,7 +57,7 @@ class Linear(Cosine):
     # its own (benchmarks/bench_rungs.py, 2026-12-05, rank correlation with the final val metric): Friedman at
     # ASHA's first rung (epoch 2 of 8) rho -0.36 (AdamW), -0.09 (SGDW), from half its peak (epoch 5) +0.46,
     # +0.43, a rung on +0.69, +0.89; MNIST-1D at epoch 4 of 20 +0.47, +0.65, at half its peak (epoch 11)
-    # +0.64, +0.63.
+    # +0.64, +0.63; digits CNN at epoch 4 of 30 -0.20, -0.10, at half its peak (epoch 16) +0.39, +0.24.
     # Cosine's first max_lr, measured on its own (benchmarks/bench_first_point.py, 2026-12-05, final val
     # metric, suggestion -> min-loss LR): Friedman MAE 0.265 -> 0.223 (AdamW), 0.363 -> 0.287 (SGDW);
     # MNIST-1D 91.9 -> 95.4%, 92.2 -> 95.8% (2 seeds); digits CNN 98.9 -> 99.1%, 98.8 -> 99.0%.

@@ -394,9 +394,8 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         self._set_momentum()
 
 
-DECAY_JUDGED_AT = (
-    0.5  # a run decaying from one peak is comparable once its LR is at or below this fraction of it
-)
+# a run decaying from one peak is comparable once its LR is at or below this fraction of it
+DECAY_JUDGED_AT = 0.5
 
 
 def decayed_to_half(schedule: ScheduleConfig, step: int, peak_step: float) -> bool:

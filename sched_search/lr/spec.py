@@ -17,14 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from .optimizers import OPTIMIZERS, OptimizerSpec, build_optimizer
-from .schedules import (
-    ScheduleConfig,
-    ScheduleLR,
-    at_lr_minimum,
-    build_scheduler,
-    lr_at,
-    peak_lr,
-)
+from .schedules import ScheduleConfig, ScheduleLR, at_lr_minimum, build_scheduler, lr_at, peak_lr
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class WSD(ScheduleSpec):
         weight-decay grids (benchmarks/bench_rungs.py, 2026-12-05): Friedman, at ASHA's rungs (epochs 2 and 4
         of 8) rho +0.12 and +0.44 (AdamW), -0.12 and +0.69 (SGDW), in the cooldown (epoch 7) +0.80 and +0.96;
         MNIST-1D, at the rung in the stable phase (epoch 12 of 20) +0.39 (AdamW), in the cooldown (epoch 17)
-        +0.77.
+        +0.77; digits CNN, at its rungs (epochs 4 and 12 of 30) -0.25 and -0.03 (AdamW), -0.13 and +0.26
+        (SGDW), in the cooldown (epoch 26) +0.51 and +0.61.
         """
         return decayed_to_half(schedule, step, schedule.warmup_steps)
 
