@@ -233,3 +233,18 @@ def test_whole_epoch_bounds_stay_integers() -> None:
     space = with_bounds(build_space("clr-sgdw", _seed(), 40, SPE), {"step_size_epochs": [3.0, 6]}, "s.toml")
     dist = space.distributions()["step_size_epochs"]
     assert isinstance(dist, IntDistribution) and (dist.low, dist.high) == (3, 6)
+
+
+@pytest.mark.parametrize(("epochs", "half_cycle"), [(8, 2), (12, 2), (20, 2), (30, 3), (42, 3), (9, 2)])
+def test_clr_first_half_cycle_ends_the_run_at_a_cycle_end_where_one_fits(
+    epochs: int, half_cycle: int
+) -> None:
+    """The first point's cycles end with the run, at the LR's minimum (Smith 2015), with the half-cycle
+    nearest Smith's 2 epochs; where no whole half-cycle in range fits (9 epochs), 2."""
+    config = _first_config("clr-sgdw", _seed(), epochs)
+    assert config["step_size_epochs"] == half_cycle
+    schedule = build_schedule(config, epochs, SPE)
+    at_end = lr_at(schedule, epochs * SPE)
+    assert (at_end == pytest.approx(schedule.base_lr)) == (
+        epochs != 9
+    )  # the bottom of a cycle where one fits
