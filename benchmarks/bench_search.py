@@ -37,7 +37,7 @@ import torch
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 from sched_search.config import metric_mode
-from sched_search.lr.arms import split_arm
+from sched_search.lr import range_family
 from sched_search.rangetest.sweep import RangeTestConfig, run_range_test, sweep_steps
 from sched_search.study.driver import arm_space
 from sched_search.study.sampler import arm_seed, build_sampler
@@ -62,7 +62,7 @@ def range_seeds(cfg, data, spe: int) -> tuple[dict, dict]:
     rt = cfg.range_test
     num_steps = rt.num_steps or sweep_steps(spe)
     seeds, cost = {}, {}
-    for opt in sorted({split_arm(a)[1] for a in cfg.search.arms}):
+    for opt in sorted({range_family(a) for a in cfg.search.arms}):
         t0 = time.perf_counter()
         sweep = run_range_test(
             data,
@@ -220,7 +220,7 @@ def main() -> None:
     }
     cache: dict = {}
     for arm in cfg.search.arms:
-        charge = math.ceil(cost[split_arm(arm)[1]]["trial_equivalents"] - 1e-9)
+        charge = math.ceil(cost[range_family(arm)]["trial_equivalents"] - 1e-9)
         sides = {
             "seeded": (arm_space(cfg, seeds, arm, spe), args.trials, 0),
             "broad": (
