@@ -22,21 +22,20 @@ from pathlib import Path
 import pandas as pd
 
 
+def runs(arm: dict) -> list[dict]:
+    """Every run of an arm's max_lr grid and weight-decay grid, every seed."""
+    return [r for kind in ("runs", "wd_runs") for rs in arm.get(kind, {}).values() for r in rs]
+
+
 def curves(arm: dict) -> pd.DataFrame:
     """One row per finished run, one column per epoch (1..E): the val metric."""
-    runs = [r for kind in ("runs", "wd_runs") for rs in arm.get(kind, {}).values() for r in rs]
-    rows = [r["curve"] for r in runs if "curve" in r and math.isfinite(r["val"])]
+    rows = [r["curve"] for r in runs(arm) if "curve" in r and math.isfinite(r["val"])]
     return pd.DataFrame(rows, columns=range(1, len(rows[0]) + 1)) if rows else pd.DataFrame()
 
 
 def judged_epochs(arm: dict) -> set[int]:
     """The epochs where the arm's first-point runs may be judged (the first run that recorded them)."""
-    for kind in ("runs", "wd_runs"):
-        for runs in arm.get(kind, {}).values():
-            for r in runs:
-                if "judged" in r:
-                    return set(r["judged"])
-    return set()
+    return next((set(r["judged"]) for r in runs(arm) if "judged" in r), set())
 
 
 def predictive(table: pd.DataFrame, mode: str, keep: float) -> tuple[pd.Series, pd.Series]:
